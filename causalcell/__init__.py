@@ -1,0 +1,11 @@
+"""causalcell: causal modeling of genetic perturbation screens.
+
+Models estimate P(X | T), the expression of all other genes given the observed
+post-perturbation level T of the targeted genes, on the intervention graph of a
+gene regulatory network; evaluation excludes the targeted genes.
+"""
+
+from causalcell import data, datasets, errors, graph
+from causalcell._version import __version__
+
+__all__ = ["__version__", "data", "datasets", "errors", "graph"]

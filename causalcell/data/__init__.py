@@ -1,0 +1,31 @@
+"""Perturbation data: the obs contract, `Interventions`, pseudobulk, splits, files."""
+
+from causalcell.data.contract import (
+    COMBINATION_SEPARATOR,
+    IS_CONTROL,
+    LEVEL,
+    PERTURBATION,
+    PERTURBATION_TYPE,
+    standardize,
+    validate,
+)
+from causalcell.data.interventions import Interventions
+from causalcell.data.io import read_h5ad, write_h5ad
+from causalcell.data.pseudobulk import control_mean, pseudobulk
+from causalcell.data.split import split_by_perturbation
+
+__all__ = [
+    "COMBINATION_SEPARATOR",
+    "IS_CONTROL",
+    "LEVEL",
+    "PERTURBATION",
+    "PERTURBATION_TYPE",
+    "Interventions",
+    "control_mean",
+    "pseudobulk",
+    "read_h5ad",
+    "split_by_perturbation",
+    "standardize",
+    "validate",
+    "write_h5ad",
+]

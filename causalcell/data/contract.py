@@ -1,0 +1,455 @@
+"""The perturbation data contract: obs column names, validation, conversion.
+
+A sample (a cell or a pseudobulk row) describes its intervention in four obs
+columns, named as in PEREGGRN (Kernfeld et al. 2025):
+
+==========================================  ===========================================
+column                                      meaning
+==========================================  ===========================================
+``perturbation``                            targeted gene symbol(s); combinations are
+                                            comma-separated (``"STAT1,JAK2"``); controls
+                                            carry their own label
+``is_control``                              bool: control sample (non-targeting guide)
+``perturbation_type``                       ``knockout``, ``knockdown``,
+                                            ``overexpression`` (others allowed, e.g.
+                                            ``chemical``)
+``expression_level_after_perturbation``     observed level T of each targeted gene,
+                                            comma-separated for combinations; NaN or
+                                            empty when unknown (optional column)
+==========================================  ===========================================
+
+Knockouts have T = 0 whatever transcript is still measured: a cut gene's mRNA
+does not code for a working protein. ``var_names`` are gene symbols and the
+expression matrix (``X`` or a named layer) is log-normalized unless the caller
+says otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+from causalcell.errors import DataContractError
+
+__all__ = [
+    "COMBINATION_SEPARATOR",
+    "IS_CONTROL",
+    "KNOWN_KINDS",
+    "LEVEL",
+    "PERTURBATION",
+    "PERTURBATION_TYPE",
+    "REQUIRED_COLUMNS",
+    "check_columns",
+    "check_is_control",
+    "parse_levels",
+    "split_label",
+    "standardize",
+    "validate",
+]
+
+PERTURBATION = "perturbation"
+IS_CONTROL = "is_control"
+PERTURBATION_TYPE = "perturbation_type"
+LEVEL = "expression_level_after_perturbation"
+REQUIRED_COLUMNS = (PERTURBATION, IS_CONTROL, PERTURBATION_TYPE)
+COMBINATION_SEPARATOR = ","
+KNOWN_KINDS = ("knockout", "knockdown", "overexpression")
+
+# Rows of X checked per block when scanning a dense matrix for NaN / inf, so
+# that validation never allocates a boolean copy of the whole matrix.
+_FINITE_BLOCK_ROWS = 8192
+
+
+def split_label(label: str) -> tuple[str, ...]:
+    """Split a perturbation label into its targeted genes.
+
+    Parameters
+    ----------
+    label
+        A ``perturbation`` value such as ``"STAT1"`` or ``"STAT1,JAK2"``.
+
+    Returns
+    -------
+    tuple of str
+        The gene symbols in the order given, surrounding white space removed.
+        Empty parts (``"A,,B"``, a trailing comma) are dropped.
+    """
+    return tuple(p for p in (s.strip() for s in str(label).split(COMBINATION_SEPARATOR)) if p)
+
+
+def parse_levels(value: object, n_genes: int, *, row: object = None) -> tuple[float, ...]:
+    """Parse one ``expression_level_after_perturbation`` value.
+
+    Parameters
+    ----------
+    value
+        A float, NaN, None, an empty string or a comma-separated string of
+        floats (``"0.2,1.5"``; ``"nan"`` parts are allowed).
+    n_genes
+        Number of genes targeted in this sample.
+    row
+        The obs name of the sample, used in error messages.
+
+    Returns
+    -------
+    tuple of float
+        ``n_genes`` levels; NaN where unknown. A single NaN / empty value is
+        broadcast to every gene.
+
+    Raises
+    ------
+    DataContractError
+        If a part is not a number, or the number of levels differs from the
+        number of targeted genes.
+    """
+    where = f" in row {row!r}" if row is not None else ""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return (math.nan,) * n_genes
+    if isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool):
+        parts: list[str] = [str(value)]
+    else:
+        text = str(value).strip()
+        if text == "" or text.lower() in {"nan", "na", "none"}:
+            return (math.nan,) * n_genes
+        parts = [p.strip() for p in text.split(COMBINATION_SEPARATOR)]
+    try:
+        levels = tuple(float(p) if p.lower() not in {"", "nan", "na"} else math.nan for p in parts)
+    except ValueError:
+        raise DataContractError(
+            f"Column {LEVEL!r}{where} holds {value!r}, which is not a number or a "
+            f"comma-separated list of numbers. Write one float per targeted gene, "
+            f"e.g. '0.1,2.5', or NaN when the level is unknown."
+        ) from None
+    if len(levels) != n_genes:
+        raise DataContractError(
+            f"Column {LEVEL!r}{where} holds {len(levels)} level(s) ({value!r}) but the "
+            f"perturbation targets {n_genes} gene(s). Give one level per targeted gene, "
+            f"in the order of the 'perturbation' label, or NaN when unknown."
+        )
+    return levels
+
+
+def check_columns(obs: pd.DataFrame) -> None:
+    """Raise :class:`DataContractError` if a required obs column is missing."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in obs.columns]
+    if missing:
+        raise DataContractError(
+            f"obs is missing the column(s) {missing}. causalcell expects "
+            f"{list(REQUIRED_COLUMNS)} (and optionally {LEVEL!r}). Data in GEARS, cell-eval "
+            f"or scPerturb layout can be converted with "
+            f"causalcell.data.standardize(adata, convention=...)."
+        )
+
+
+def check_is_control(obs: pd.DataFrame) -> np.ndarray:
+    """Return ``is_control`` as a numpy bool array, or raise if it is not boolean."""
+    col = obs[IS_CONTROL]
+    if not pd.api.types.is_bool_dtype(col.dtype):
+        example = col.iloc[0] if len(col) else None
+        raise DataContractError(
+            f"Column {IS_CONTROL!r} has dtype {col.dtype} (first value {example!r}); it must "
+            f"be boolean. Convert it, e.g. obs['is_control'] = obs['perturbation'] == "
+            f"'non-targeting'."
+        )
+    if col.isna().any():
+        row = col.index[col.isna().to_numpy()][0]
+        raise DataContractError(
+            f"Column {IS_CONTROL!r} is missing in row {row!r}; every sample must be marked "
+            f"True (control) or False."
+        )
+    return col.to_numpy(dtype=bool)
+
+
+def _check_expression(adata: AnnData, layer: str | None) -> None:
+    if layer is not None and layer not in adata.layers:
+        raise DataContractError(
+            f"Layer {layer!r} not found; available layers: {list(adata.layers.keys())}. "
+            f"Pass layer=None to use X."
+        )
+    X = adata.X if layer is None else adata.layers[layer]
+    if X is None:
+        raise DataContractError("adata.X is None; store expression in X or name a layer.")
+    where = "X" if layer is None else f"layer {layer!r}"
+    if sp.issparse(X):
+        values = X.data
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            # Locate the first offending row for the message.
+            csr = sp.csr_matrix(X)
+            bad = ~np.isfinite(csr.data)
+            rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))[bad]
+            raise _nonfinite_error(adata, where, int(rows[0]), int(bad.sum()))
+        return
+    if not hasattr(X, "shape") or not hasattr(X, "dtype"):
+        return  # a lazy array: checked by the code that computes on it
+    arr = np.asarray(X) if not isinstance(X, np.ndarray) else X
+    if arr.dtype.kind not in "fc":
+        return
+    for start in range(0, arr.shape[0], _FINITE_BLOCK_ROWS):
+        block = arr[start : start + _FINITE_BLOCK_ROWS]
+        finite = np.isfinite(block)
+        if not finite.all():
+            bad_rows = np.flatnonzero(~finite.all(axis=1))
+            total = int((~finite).sum())
+            raise _nonfinite_error(adata, where, start + int(bad_rows[0]), total)
+
+
+def _nonfinite_error(adata: AnnData, where: str, row: int, count: int) -> DataContractError:
+    return DataContractError(
+        f"{where} contains {count}+ NaN or infinite value(s), first in row "
+        f"{adata.obs_names[row]!r}. Expression must be finite: impute or drop those "
+        f"cells / genes before using causalcell."
+    )
+
+
+def _check_var_names(adata: AnnData) -> None:
+    names = adata.var_names
+    if not names.is_unique:
+        dup = names[names.duplicated()].unique()[:5].tolist()
+        raise DataContractError(
+            f"var_names are not unique (e.g. {dup}). Gene symbols must be unique: "
+            f"call adata.var_names_make_unique() or aggregate duplicated genes."
+        )
+
+
+def validate(adata: AnnData, *, layer: str | None = None, check_expression: bool = True) -> None:
+    """Check that ``adata`` follows the causalcell data contract.
+
+    Nothing is modified. Checks: the required obs columns exist;
+    ``is_control`` is boolean with no missing values; every perturbed sample
+    names at least one gene and has a ``perturbation_type``; levels, when
+    given, parse and match the number of targeted genes; ``var_names`` are
+    unique; expression is finite. Targeted genes that are not measured are
+    allowed (an :class:`~causalcell.errors.UnmeasuredTargetWarning` names
+    them once).
+
+    Parameters
+    ----------
+    adata
+        Cells or pseudobulk rows.
+    layer
+        Layer holding the expression to check; ``None`` checks ``X``.
+    check_expression
+        Set to False to skip the scan of the expression values (it reads
+        every stored value once).
+
+    Raises
+    ------
+    DataContractError
+        On the first violation, naming the column, row or gene and the fix.
+
+    Examples
+    --------
+    >>> import causalcell as cc
+    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, seed=0)
+    >>> cc.data.validate(sim.adata)
+    """
+    if not isinstance(adata, AnnData):
+        raise DataContractError(
+            f"Expected an AnnData object, got {type(adata).__name__}. "
+            f"Read files with causalcell.data.read_h5ad(path)."
+        )
+    # Labels, kinds and levels are parsed by Interventions: one copy of that logic.
+    from causalcell.data.interventions import Interventions
+
+    _check_var_names(adata)
+    Interventions.from_adata(adata, warn_unmeasured=True)
+    if check_expression:
+        _check_expression(adata, layer)
+
+
+# --------------------------------------------------------------------------
+# Conversion from other conventions
+# --------------------------------------------------------------------------
+
+# Per convention: source column, control label, combination separator, and
+# tokens that mean "no gene" inside a combination (GEARS writes "A+ctrl").
+_CONVENTIONS: dict[str, dict[str, object]] = {
+    "gears": {"column": "condition", "control": "ctrl", "separator": "+", "filler": {"ctrl"},
+              "symbols": "gene_name"},
+    "cell-eval": {"column": "target_gene", "control": "non-targeting", "separator": None,
+                  "filler": set(), "symbols": None},
+    "scperturb": {"column": "perturbation", "control": "control", "separator": "_",
+                  "filler": {"control"}, "symbols": None},
+}
+_ALIASES = {"cell_eval": "cell-eval", "celleval": "cell-eval", "vcc": "cell-eval",
+            "virtual-cell-challenge": "cell-eval", "pereggrn": "causalcell"}
+
+# scPerturb's perturbation_type vocabulary -> ours.
+_SCPERTURB_KINDS = {
+    "crispr": "knockout", "crispr-cas9": "knockout", "crispr-cas9 ko": "knockout",
+    "crisprko": "knockout", "crispr ko": "knockout", "ko": "knockout",
+    "crispri": "knockdown", "crispr-i": "knockdown", "shrna": "knockdown", "sirna": "knockdown",
+    "crispra": "overexpression", "crispr-a": "overexpression", "orf": "overexpression",
+    "overexpression": "overexpression", "drug": "chemical", "compound": "chemical",
+}
+
+
+def standardize(
+    adata: AnnData,
+    convention: str,
+    *,
+    perturbation_type: str | None = None,
+    control_label: str | None = None,
+    column: str | None = None,
+    separator: str | None = None,
+    gene_symbols: str | None = "auto",
+) -> AnnData:
+    """Convert perturbation metadata from another convention to the causalcell contract.
+
+    Parameters
+    ----------
+    adata
+        The data; never modified.
+    convention
+        ``"gears"`` (obs ``condition`` such as ``"A+B"``, ``"A+ctrl"``,
+        ``"ctrl"``; symbols in var ``gene_name``), ``"cell-eval"`` (the
+        Virtual Cell Challenge layout: obs ``target_gene``, control
+        ``"non-targeting"``), ``"scperturb"`` (obs ``perturbation`` with
+        control ``"control"``, combinations joined by ``"_"``,
+        ``perturbation_type`` such as ``"CRISPRi"``), or ``"causalcell"``
+        (already in the contract: validate and copy).
+    perturbation_type
+        Kind of every non-control sample (``"knockout"``, ``"knockdown"``,
+        ``"overexpression"``, ...). Required for GEARS and cell-eval data,
+        which do not record it (CRISPRi screens such as Adamson, Replogle and
+        the Virtual Cell Challenge: ``"knockdown"``; CRISPRa such as Norman:
+        ``"overexpression"``); for scPerturb it overrides the mapped column.
+    control_label
+        Label of control samples in the source column (default per
+        convention).
+    column
+        Source obs column (default per convention).
+    separator
+        Combination separator in the source labels (default per convention;
+        cell-eval labels are single genes unless you set it).
+    gene_symbols
+        var column holding gene symbols to use as ``var_names``;
+        ``"auto"`` uses GEARS' ``gene_name`` when present; None keeps
+        ``var_names``.
+
+    Returns
+    -------
+    AnnData
+        A new object (a copy) whose obs has the contract columns.
+        Overwritten source columns are kept with the suffix ``_original``.
+
+    Raises
+    ------
+    DataContractError
+        Unknown convention, missing source column, control label absent,
+        missing ``perturbation_type``, duplicated gene symbols.
+
+    Examples
+    --------
+    >>> import anndata as ad, numpy as np, pandas as pd
+    >>> obs = pd.DataFrame({"condition": ["ctrl", "A+ctrl", "A+B"]}, index=["c0", "c1", "c2"])
+    >>> raw = ad.AnnData(np.zeros((3, 2)), obs=obs, var=pd.DataFrame(index=["A", "B"]))
+    >>> std = standardize(raw, "gears", perturbation_type="overexpression")
+    >>> std.obs["perturbation"].tolist()
+    ['ctrl', 'A', 'A,B']
+    """
+    if not isinstance(adata, AnnData):
+        raise DataContractError(f"Expected an AnnData object, got {type(adata).__name__}.")
+    key = _ALIASES.get(str(convention).lower(), str(convention).lower())
+    if key == "causalcell":
+        validate(adata, check_expression=False)
+        return adata.copy()
+    if key not in _CONVENTIONS:
+        raise DataContractError(
+            f"Unknown convention {convention!r}; choose one of "
+            f"{[*_CONVENTIONS, 'causalcell']}."
+        )
+    spec = _CONVENTIONS[key]
+    column = column or str(spec["column"])
+    control = control_label if control_label is not None else str(spec["control"])
+    sep = separator if separator is not None else spec["separator"]
+    filler = set(spec["filler"]) | {control}  # type: ignore[arg-type]
+    obs_in = adata.obs
+    if column not in obs_in.columns:
+        raise DataContractError(
+            f"The {key} convention reads obs column {column!r}, which is missing (obs has "
+            f"{list(obs_in.columns)}). Pass column='...' to name the right one."
+        )
+    raw = obs_in[column]
+    if raw.isna().any():
+        row = raw.index[raw.isna().to_numpy()][0]
+        raise DataContractError(f"obs column {column!r} is missing in row {row!r}.")
+    codes, uniques = pd.factorize(raw.astype(str))
+    uniq_labels: list[str] = []
+    uniq_control: list[bool] = []
+    for value in uniques:
+        parts = [value] if sep is None else str(value).split(str(sep))
+        genes = [p.strip() for p in parts if p.strip() and p.strip() not in filler]
+        uniq_control.append(not genes)
+        uniq_labels.append(control if not genes else COMBINATION_SEPARATOR.join(genes))
+    is_control = np.asarray(uniq_control, dtype=bool)[codes]
+    if not is_control.any():
+        examples = list(uniques[:5])
+        raise DataContractError(
+            f"No sample has the control label {control!r} in obs column {column!r} (found "
+            f"e.g. {examples}). Pass control_label='...' to name the controls."
+        )
+    labels = np.asarray(uniq_labels, dtype=object)[codes]
+    kinds = _standardize_kinds(key, obs_in, perturbation_type, is_control)
+
+    out = adata.copy()
+    obs = out.obs
+    for name in (PERTURBATION, IS_CONTROL, PERTURBATION_TYPE, LEVEL):
+        if name in obs.columns and not (name == LEVEL and key == "causalcell"):
+            obs[f"{name}_original"] = obs[name]
+    obs[PERTURBATION] = labels.astype(str)
+    obs[IS_CONTROL] = is_control
+    obs[PERTURBATION_TYPE] = kinds
+    obs[LEVEL] = np.nan
+    _standardize_symbols(out, key, spec, gene_symbols)
+    validate(out, check_expression=False)
+    return out
+
+
+def _standardize_kinds(
+    key: str, obs: pd.DataFrame, perturbation_type: str | None, is_control: np.ndarray
+) -> np.ndarray:
+    if perturbation_type is not None:
+        kinds = np.full(len(obs), str(perturbation_type).strip().lower(), dtype=object)
+    elif key == "scperturb" and PERTURBATION_TYPE in obs.columns:
+        source = obs[PERTURBATION_TYPE].astype(str).str.strip().str.lower()
+        kinds = source.map(lambda v: _SCPERTURB_KINDS.get(v, v)).to_numpy(dtype=object)
+    else:
+        hint = {
+            "gears": "CRISPRi data (Adamson, Replogle): 'knockdown'; CRISPRa (Norman): "
+                     "'overexpression'",
+            "cell-eval": "the Virtual Cell Challenge (CRISPRi): 'knockdown'",
+            "scperturb": "e.g. 'knockout' for CRISPR-cas9",
+        }[key]
+        raise DataContractError(
+            f"The {key} layout does not record how genes were perturbed: pass "
+            f"perturbation_type= ({hint})."
+        )
+    kinds[is_control] = "control"
+    return kinds
+
+
+def _standardize_symbols(
+    out: AnnData, key: str, spec: dict[str, object], gene_symbols: str | None
+) -> None:
+    column = spec["symbols"] if gene_symbols == "auto" else gene_symbols
+    if column is None or (gene_symbols == "auto" and column not in out.var.columns):
+        return
+    if column not in out.var.columns:
+        raise DataContractError(
+            f"var column {column!r} (gene symbols) is missing; var has "
+            f"{list(out.var.columns)}. Pass gene_symbols=None to keep var_names."
+        )
+    symbols = out.var[column].astype(str)
+    if not symbols.is_unique:
+        dup = symbols[symbols.duplicated()].unique()[:5].tolist()
+        raise DataContractError(
+            f"var column {column!r} has duplicated gene symbols (e.g. {dup}); aggregate or "
+            f"drop them, or pass gene_symbols=None to keep var_names."
+        )
+    out.var["original_var_names"] = out.var_names.to_numpy()
+    out.var_names = pd.Index(symbols.to_numpy(), dtype=str)

@@ -1,0 +1,457 @@
+"""The data contract, Interventions, pseudobulk, splits, conventions and files."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import anndata as ad
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from causalcell.data import (
+    Interventions,
+    control_mean,
+    pseudobulk,
+    read_h5ad,
+    split_by_perturbation,
+    standardize,
+    validate,
+    write_h5ad,
+)
+from causalcell.errors import (
+    CausalCellError,
+    DataContractError,
+    DataFileError,
+    UnmeasuredTargetWarning,
+)
+
+GENES = ["A", "B", "C", "D", "E"]
+
+
+def make_adata(rows, *, sparse=False, seed=0):
+    """rows: list of (label, is_control, kind, level)."""
+    obs = pd.DataFrame(
+        rows,
+        columns=[
+            "perturbation",
+            "is_control",
+            "perturbation_type",
+            "expression_level_after_perturbation",
+        ],
+        index=[f"cell{i}" for i in range(len(rows))],
+    )
+    obs["expression_level_after_perturbation"] = obs[
+        "expression_level_after_perturbation"
+    ].astype(object)
+    rng = np.random.default_rng(seed)
+    X = rng.random((len(rows), len(GENES)))
+    if sparse:
+        X[X < 0.5] = 0
+        X = sp.csr_matrix(X)
+    return ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=GENES))
+
+
+BASIC = [
+    ("control", True, "control", np.nan),
+    ("control", True, "control", np.nan),
+    ("A", False, "knockdown", "0.5"),
+    ("A", False, "knockdown", "0.7"),
+    ("B,A", False, "knockdown", "0.1,0.2"),
+    ("A,B", False, "knockdown", "0.3,0.4"),
+    ("C", False, "knockout", "3.0"),
+    ("D", False, "overexpression", np.nan),
+]
+
+
+def snapshot(adata):
+    return adata.obs.copy(), (adata.X.toarray() if sp.issparse(adata.X) else adata.X.copy())
+
+
+def assert_unchanged(adata, snap):
+    obs, X = snap
+    pd.testing.assert_frame_equal(adata.obs, obs)
+    now = adata.X.toarray() if sp.issparse(adata.X) else adata.X
+    np.testing.assert_array_equal(now, X)
+
+
+# ----------------------------------------------------------------- validate
+def test_validate_accepts_contract():
+    validate(make_adata(BASIC))
+    validate(make_adata(BASIC, sparse=True))
+
+
+def test_missing_perturbation_column_names_it():
+    adata = make_adata(BASIC)
+    adata.obs = adata.obs.drop(columns="perturbation")
+    snap = snapshot(adata)
+    with pytest.raises(DataContractError, match="'perturbation'"):
+        validate(adata)
+    assert_unchanged(adata, snap)
+
+
+def test_is_control_must_be_boolean():
+    adata = make_adata(BASIC)
+    adata.obs["is_control"] = adata.obs["is_control"].map({True: "yes", False: "no"})
+    snap = snapshot(adata)
+    with pytest.raises(DataContractError, match="is_control.*boolean"):
+        validate(adata)
+    assert_unchanged(adata, snap)
+
+
+@pytest.mark.parametrize("level", ["0.1", "0.1,0.2,0.3", 0.5])
+def test_level_count_must_match_combination(level):
+    rows = [*BASIC, ("A,E", False, "knockdown", level)]
+    adata = make_adata(rows)
+    if isinstance(level, float):
+        # numeric column: every other row must be numeric too
+        adata.obs["expression_level_after_perturbation"] = [
+            np.nan if i != len(rows) - 1 else level for i in range(len(rows))
+        ]
+    snap = snapshot(adata)
+    with pytest.raises(DataContractError, match="cell8.*targets 2 gene"):
+        validate(adata)
+    assert_unchanged(adata, snap)
+
+
+def test_level_not_a_number():
+    adata = make_adata([*BASIC, ("E", False, "knockdown", "high")])
+    with pytest.raises(DataContractError, match="'cell8' holds 'high'"):
+        validate(adata)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_nonfinite_expression_names_row(bad, sparse):
+    adata = make_adata(BASIC, sparse=sparse)
+    if sparse:
+        adata.X.data[3] = bad
+        row = int(np.searchsorted(adata.X.indptr, 3, side="right") - 1)
+    else:
+        adata.X[5, 2] = bad
+        row = 5
+    snap = snapshot(adata)
+    with pytest.raises(DataContractError, match=f"first in row 'cell{row}'"):
+        validate(adata)
+    # X compared with NaN-aware equality
+    obs, X = snap
+    pd.testing.assert_frame_equal(adata.obs, obs)
+    now = adata.X.toarray() if sparse else adata.X
+    np.testing.assert_array_equal(now, X)
+
+
+def test_duplicated_var_names():
+    adata = make_adata(BASIC)
+    adata.var_names = ["A", "A", "C", "D", "E"]
+    with pytest.raises(DataContractError, match="not unique"):
+        validate(adata)
+
+
+def test_perturbed_sample_needs_gene_and_kind():
+    with pytest.raises(DataContractError, match="names no gene"):
+        validate(make_adata([*BASIC, (" , ", False, "knockdown", np.nan)]))
+    with pytest.raises(DataContractError, match="perturbation_type.*cell8"):
+        validate(make_adata([*BASIC, ("E", False, None, np.nan)]))
+
+
+def test_unmeasured_target_warns_not_errors():
+    adata = make_adata([*BASIC, ("ZZZ", False, "knockdown", np.nan)])
+    with pytest.warns(UnmeasuredTargetWarning, match="ZZZ"):
+        validate(adata)
+
+
+def test_not_anndata():
+    with pytest.raises(DataContractError, match="AnnData"):
+        validate(pd.DataFrame())
+
+
+def test_errors_are_causalcell_errors():
+    assert issubclass(DataContractError, CausalCellError)
+    assert issubclass(DataFileError, CausalCellError)
+
+
+# ------------------------------------------------------------ Interventions
+def test_interventions_basic():
+    iv = Interventions.from_adata(make_adata(BASIC))
+    dense = iv.mask.toarray()
+    expected = np.zeros((8, 5), dtype=bool)
+    expected[[2, 3, 4, 5], 0] = True
+    expected[[4, 5], 1] = True
+    expected[6, 2] = True
+    expected[7, 3] = True
+    np.testing.assert_array_equal(dense, expected)
+    levels = iv.level_matrix().toarray()
+    # "B,A" with "0.1,0.2": B = 0.1, A = 0.2 (levels follow label order)
+    assert levels[4, 0] == 0.2
+    assert levels[4, 1] == 0.1
+    assert levels[5, 0] == 0.3
+    assert levels[5, 1] == 0.4
+    assert levels[6, 2] == 0.0  # knockout: T = 0 whatever the column says
+    assert math.isnan(levels[7, 3])
+    # "A,B" and "B,A" are one condition
+    assert iv.codes[4] == iv.codes[5]
+    assert iv.conditions.loc["A,B", "n_samples"] == 2
+    np.testing.assert_array_equal(iv.targeted("B"), expected[:, 1])
+    assert iv.targets(4) == ("A", "B")
+
+
+def test_interventions_subset_matches_reparse():
+    adata = make_adata(BASIC)
+    iv = Interventions.from_adata(adata)
+    rows = np.array([7, 4, 0, 6])
+    sub = iv[rows]
+    ref = Interventions.from_adata(adata[rows])
+    np.testing.assert_array_equal(sub.mask.toarray(), ref.mask.toarray())
+    np.testing.assert_array_equal(sub.level_matrix().toarray(), ref.level_matrix().toarray())
+    np.testing.assert_array_equal(sub.labels, ref.labels)
+
+
+def test_interventions_same_gene_two_kinds_are_two_conditions():
+    rows = [*BASIC, ("A", False, "overexpression", "4.0")]
+    iv = Interventions.from_adata(make_adata(rows))
+    assert iv.codes[2] != iv.codes[8]
+    assert {"A [knockdown]", "A [overexpression]"} <= set(iv.conditions.index)
+
+
+def test_unmeasured_reported_once_and_kept():
+    rows = [*BASIC, ("ZZZ,A", False, "knockdown", "1,2"), ("ZZZ", False, "knockdown", "1")]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        iv = Interventions.from_adata(make_adata(rows))
+    relevant = [w for w in caught if issubclass(w.category, UnmeasuredTargetWarning)]
+    assert len(relevant) == 1
+    assert iv.unmeasured == ("ZZZ",)
+    assert iv.targets(8) == ("A", "ZZZ")
+    assert iv.mask[[8]].toarray().sum() == 1  # only A is measured
+    assert iv.level_matrix().toarray()[8, 0] == 2.0
+    assert iv.mask[[9]].toarray().sum() == 0
+
+
+gene_pool = st.sampled_from(["A", "B", "C", "D", "E", "X1", "X2"])
+sample = st.one_of(
+    st.just(("ctrl", True, "control", None)),
+    st.tuples(
+        st.lists(gene_pool, min_size=1, max_size=3, unique=True),
+        st.sampled_from(["knockdown", "knockout", "overexpression"]),
+    ).flatmap(
+        lambda gk: st.tuples(
+            st.just(",".join(gk[0])),
+            st.just(False),
+            st.just(gk[1]),
+            st.one_of(
+                st.none(),
+                st.lists(
+                    st.floats(0, 5, allow_nan=False).map(lambda v: round(v, 3)),
+                    min_size=len(gk[0]),
+                    max_size=len(gk[0]),
+                ).map(lambda vs: ",".join(map(str, vs))),
+            ),
+        )
+    ),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(sample, min_size=1, max_size=25))
+def test_interventions_equal_naive_reference(rows):
+    rows = [(lab, ctrl, kind, np.nan if lev is None else lev) for lab, ctrl, kind, lev in rows]
+    adata = make_adata(rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnmeasuredTargetWarning)
+        iv = Interventions.from_adata(adata)
+    mask = np.zeros((len(rows), len(GENES)), dtype=bool)
+    levels = np.full((len(rows), len(GENES)), np.inf)
+    for i, (lab, ctrl, kind, lev) in enumerate(rows):
+        if ctrl:
+            continue
+        genes = lab.split(",")
+        vals = [math.nan] * len(genes) if isinstance(lev, float) else [
+            float(v) for v in lev.split(",")
+        ]
+        for g, v in zip(genes, vals, strict=True):
+            if g in GENES:
+                j = GENES.index(g)
+                mask[i, j] = True
+                levels[i, j] = 0.0 if kind == "knockout" else v
+    np.testing.assert_array_equal(iv.mask.toarray(), mask)
+    got = np.full(mask.shape, np.inf)
+    got[mask] = iv.level_matrix().toarray()[mask]
+    np.testing.assert_array_equal(got, levels)
+    # Conditions are order-insensitive: same gene set and kind <=> same code.
+    keys = [
+        (frozenset(lab.split(",")) if not ctrl else lab, kind) for lab, ctrl, kind, _ in rows
+    ]
+    for i in range(len(rows)):
+        for j in range(len(rows)):
+            assert (iv.codes[i] == iv.codes[j]) == (keys[i] == keys[j])
+
+
+# --------------------------------------------------------------- pseudobulk
+@pytest.mark.parametrize("sparse", [False, True])
+def test_pseudobulk_equals_naive_groupby(sparse):
+    adata = make_adata(BASIC, sparse=sparse)
+    pb = pseudobulk(adata)
+    dense = adata.X.toarray() if sparse else adata.X
+    key = ["control", "control", "A", "A", "A,B", "A,B", "C", "D"]
+    naive = pd.DataFrame(dense).groupby(np.array(key)).mean()
+    for name in naive.index:
+        np.testing.assert_allclose(pb[name].X.ravel(), naive.loc[name].to_numpy(), rtol=1e-12)
+    assert pb.obs.loc["A,B", "n_cells"] == 2
+    assert pb.obs.loc["A", "expression_level_after_perturbation"] == "0.6"
+    assert pb.obs.loc["A,B", "expression_level_after_perturbation"] == "0.25,0.25"
+    assert pb.obs.loc["C", "expression_level_after_perturbation"] == "0.0"
+    assert pb.obs.loc["control", "is_control"]
+    validate(pb)
+
+
+def test_pseudobulk_groupby_and_min_cells():
+    adata = make_adata(BASIC)
+    adata.obs["rep"] = ["r1", "r2"] * 4
+    pb = pseudobulk(adata, groupby="rep")
+    assert pb.n_obs == 8  # control, A and A,B each split across r1/r2; C, D not
+    assert int(pb.obs["n_cells"].sum()) == adata.n_obs
+    pb2 = pseudobulk(adata, min_cells=2)
+    assert set(pb2.obs_names) == {"control", "A", "A,B"}
+    with pytest.raises(DataContractError, match="groupby column 'batch'"):
+        pseudobulk(adata, groupby="batch")
+
+
+def test_control_mean():
+    adata = make_adata(BASIC, sparse=True)
+    np.testing.assert_allclose(control_mean(adata), adata.X[:2].toarray().mean(axis=0))
+    pb = pseudobulk(adata)
+    np.testing.assert_allclose(control_mean(pb), adata.X[:2].toarray().mean(axis=0))
+    no_ctrl = make_adata(BASIC[2:])
+    with pytest.raises(DataContractError, match="No control"):
+        control_mean(no_ctrl)
+
+
+# -------------------------------------------------------------------- split
+def many_perturbations():
+    rows = [("control", True, "control", np.nan)] * 5
+    genes = ["A", "B", "C", "D", "E"]
+    for g in genes:
+        rows += [(g, False, "knockdown", np.nan)] * 3
+    rows += [("A,B", False, "knockdown", np.nan), ("B,A", False, "knockdown", np.nan)]
+    rows += [("C", False, "overexpression", np.nan)]
+    return make_adata(rows)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_split_holds_out_whole_perturbations(seed):
+    adata = many_perturbations()
+    snap = snapshot(adata)
+    train, test = split_by_perturbation(adata, test_size=0.34, seed=seed)
+    assert_unchanged(adata, snap)
+    assert train.n_obs + test.n_obs == adata.n_obs
+    assert not test.obs["is_control"].any()
+    assert train.obs["is_control"].sum() == 5
+
+    def canon(obs):
+        return {",".join(sorted(s.split(","))) for s in obs["perturbation"][~obs["is_control"]]}
+
+    assert canon(train.obs).isdisjoint(canon(test.obs))
+    assert len(canon(test.obs)) == 2  # round(0.34 * 6)
+    again = split_by_perturbation(adata, test_size=0.34, seed=seed)[1]
+    assert list(again.obs_names) == list(test.obs_names)
+
+
+def test_split_errors():
+    adata = many_perturbations()
+    with pytest.raises(DataContractError, match="out of range"):
+        split_by_perturbation(adata, test_size=1.5)
+    with pytest.raises(DataContractError, match="out of range"):
+        split_by_perturbation(adata, test_size=6)
+    with pytest.raises(DataContractError, match="at least 2"):
+        split_by_perturbation(make_adata(BASIC[:3]))
+
+
+# -------------------------------------------------------------- standardize
+def test_standardize_gears():
+    obs = pd.DataFrame(
+        {"condition": ["ctrl", "A+ctrl", "ctrl+B", "A+B", "B+A"]},
+        index=[f"c{i}" for i in range(5)],
+    )
+    var = pd.DataFrame({"gene_name": ["A", "B", "C"]}, index=["ENSG1", "ENSG2", "ENSG3"])
+    raw = ad.AnnData(np.ones((5, 3)), obs=obs, var=var)
+    snap = snapshot(raw)
+    std = standardize(raw, "gears", perturbation_type="overexpression")
+    assert_unchanged(raw, snap)
+    assert list(raw.var_names) == ["ENSG1", "ENSG2", "ENSG3"]
+    assert std.obs["perturbation"].tolist() == ["ctrl", "A", "B", "A,B", "B,A"]
+    assert std.obs["is_control"].tolist() == [True, False, False, False, False]
+    assert std.obs["perturbation_type"].tolist()[1:] == ["overexpression"] * 4
+    assert list(std.var_names) == ["A", "B", "C"]
+    iv = Interventions.from_adata(std)
+    assert iv.codes[3] == iv.codes[4]
+    with pytest.raises(DataContractError, match="perturbation_type=.*Norman"):
+        standardize(raw, "gears")
+
+
+def test_standardize_cell_eval():
+    obs = pd.DataFrame({"target_gene": ["non-targeting", "A", "C"]}, index=["x", "y", "z"])
+    raw = ad.AnnData(np.ones((3, 3)), obs=obs, var=pd.DataFrame(index=["A", "B", "C"]))
+    std = standardize(raw, "cell-eval", perturbation_type="knockdown")
+    assert std.obs["perturbation"].tolist() == ["non-targeting", "A", "C"]
+    assert std.obs["is_control"].tolist() == [True, False, False]
+    with pytest.raises(DataContractError, match="No sample has the control label 'NT'"):
+        standardize(raw, "vcc", perturbation_type="knockdown", control_label="NT")
+
+
+def test_standardize_scperturb():
+    obs = pd.DataFrame(
+        {
+            "perturbation": ["control", "A", "A_B", "C"],
+            "perturbation_type": ["CRISPRa", "CRISPRa", "CRISPRa", "CRISPR"],
+        },
+        index=list("wxyz"),
+    )
+    raw = ad.AnnData(np.ones((4, 3)), obs=obs, var=pd.DataFrame(index=["A", "B", "C"]))
+    std = standardize(raw, "scperturb")
+    assert std.obs["perturbation"].tolist() == ["control", "A", "A,B", "C"]
+    assert std.obs["perturbation_type"].tolist() == [
+        "control", "overexpression", "overexpression", "knockout"
+    ]
+    assert std.obs["perturbation_original"].tolist() == ["control", "A", "A_B", "C"]
+    assert raw.obs["perturbation"].tolist() == ["control", "A", "A_B", "C"]
+
+
+def test_standardize_errors():
+    raw = ad.AnnData(np.ones((2, 2)), obs=pd.DataFrame({"x": [1, 2]}, index=["a", "b"]))
+    with pytest.raises(DataContractError, match="Unknown convention 'seurat'"):
+        standardize(raw, "seurat")
+    with pytest.raises(DataContractError, match="column 'condition', which is missing"):
+        standardize(raw, "gears", perturbation_type="knockdown")
+
+
+# -------------------------------------------------------------------- files
+@pytest.mark.filterwarnings("ignore:Element '/matrix' was written without encoding")
+def test_read_h5ad_errors(tmp_path):
+    with pytest.raises(DataFileError, match="File not found"):
+        read_h5ad(tmp_path / "nope.h5ad")
+    text = tmp_path / "table.h5ad"
+    text.write_text("gene,value\nA,1\n")
+    with pytest.raises(DataFileError, match="not an HDF5"):
+        read_h5ad(text)
+    with h5py.File(tmp_path / "foreign.h5", "w") as f:
+        f["matrix"] = np.ones(3)
+    with pytest.raises(DataFileError, match="not a readable AnnData"):
+        read_h5ad(tmp_path / "foreign.h5")
+    with pytest.raises(DataFileError, match="directory"):
+        read_h5ad(tmp_path)
+
+
+def test_write_read_round_trip_is_atomic(tmp_path):
+    adata = make_adata(BASIC, sparse=True)
+    path = write_h5ad(adata, tmp_path / "cells.h5ad")
+    back = read_h5ad(path)
+    np.testing.assert_array_equal(back.X.toarray(), adata.X.toarray())
+    assert back.obs["perturbation"].tolist() == adata.obs["perturbation"].tolist()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cells.h5ad"]
+    with pytest.raises(DataFileError, match="does not exist"):
+        write_h5ad(adata, tmp_path / "missing" / "x.h5ad")
