@@ -5,7 +5,8 @@ post-perturbation level T of the targeted genes, on the intervention graph of a
 gene regulatory network; evaluation excludes the targeted genes.
 """
 
-from causalcell import data, datasets, errors, graph
+from causalcell import data, datasets, errors, evaluate, graph
 from causalcell._version import __version__
+from causalcell.data import Interventions
 
-__all__ = ["__version__", "data", "datasets", "errors", "graph"]
+__all__ = ["Interventions", "__version__", "data", "datasets", "errors", "evaluate", "graph"]

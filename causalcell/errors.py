@@ -16,6 +16,7 @@ __all__ = [
     "NetworkError",
     "NetworkWarning",
     "NotFittedError",
+    "ParameterError",
     "UnmeasuredTargetWarning",
 ]
 
@@ -60,6 +61,11 @@ class NotFittedError(CausalCellError, ValueError, AttributeError):
     :class:`sklearn.exceptions.NotFittedError`, so scikit-learn utilities
     that catch those keep working.
     """
+
+
+class ParameterError(CausalCellError, ValueError):
+    """A function argument is outside its valid range; the message names the
+    argument and the range."""
 
 
 class CausalCellWarning(UserWarning):

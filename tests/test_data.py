@@ -448,7 +448,9 @@ def test_read_h5ad_errors(tmp_path):
 
 def test_write_read_round_trip_is_atomic(tmp_path):
     adata = make_adata(BASIC, sparse=True)
+    dtypes = adata.obs.dtypes.copy()
     path = write_h5ad(adata, tmp_path / "cells.h5ad")
+    pd.testing.assert_series_equal(adata.obs.dtypes, dtypes)  # caller's obs untouched
     back = read_h5ad(path)
     np.testing.assert_array_equal(back.X.toarray(), adata.X.toarray())
     assert back.obs["perturbation"].tolist() == adata.obs["perturbation"].tolist()

@@ -93,8 +93,21 @@ def write_h5ad(adata: AnnData, path: str | os.PathLike[str], *, compression: str
     except OSError as exc:
         raise DataFileError(f"Cannot write in {str(directory)!r}: {exc}") from exc
     os.close(fd)
+    # anndata converts string columns to categoricals in place while writing;
+    # write a new object sharing the arrays but owning copies of the tables.
+    shell = AnnData(
+        X=adata.X,
+        obs=adata.obs.copy(),
+        var=adata.var.copy(),
+        uns=dict(adata.uns),
+        obsm=dict(adata.obsm),
+        varm=dict(adata.varm),
+        layers=dict(adata.layers),
+        obsp=dict(adata.obsp),
+        varp=dict(adata.varp),
+    )
     try:
-        adata.write_h5ad(tmp, compression=compression)
+        shell.write_h5ad(tmp, compression=compression)
         os.replace(tmp, dest)
     except OSError as exc:
         raise DataFileError(f"Could not write {str(dest)!r}: {exc}") from exc

@@ -108,10 +108,6 @@ _COLLECTRI_CITATION = (
     "transcription factor activities. Nucleic Acids Res 51, 10934-10949 (2023). "
     "doi:10.1093/nar/gkad841"
 )
-_LAMBERT_CITATION = (
-    "Lambert SA, Jolma A, Campitelli LF, et al. The Human Transcription Factors. "
-    "Cell 172, 650-665 (2018). doi:10.1016/j.cell.2018.01.029"
-)
 
 
 # ---------------------------------------------------------------------------
@@ -170,14 +166,17 @@ def _read_papalexi_counts() -> tuple[sp.csr_matrix, np.ndarray]:
                 shape = tuple(int(v) for v in npz["shape"])
                 genes = npz["genes"]
         except (KeyError, ValueError, OSError) as exc:
-            raise DataFileError(f"Shipped data file {where} is unreadable ({exc}). "
-                                f"{_REBUILD_HINT}") from exc
+            raise DataFileError(
+                f"Shipped data file {where} is unreadable ({exc}). {_REBUILD_HINT}"
+            ) from exc
     if len(genes) != shape[1] or len(indptr) != shape[0] + 1 or indptr[-1] != len(data):
-        raise DataFileError(f"Shipped data file {where} is inconsistent (shape {shape}, "
-                            f"{len(genes)} genes, {len(data)} values). {_REBUILD_HINT}")
+        raise DataFileError(
+            f"Shipped data file {where} is inconsistent (shape {shape}, "
+            f"{len(genes)} genes, {len(data)} values). {_REBUILD_HINT}"
+        )
     # Stored compactly as uint16; widen to the dtypes scipy and anndata expect.
     counts = sp.csr_matrix(
-        (data.astype(np.int32), indices.astype(np.int32), indptr.astype(np.int64)),
+        (data.astype(np.int32), indices.astype(np.int32), indptr.astype(np.int32)),
         shape=shape,
     )
     return counts, genes.astype(str)
@@ -201,9 +200,12 @@ def load_papalexi2021() -> AnnData:
     plus 9 non-targeting guides. The data are the example data of the R
     package sceptredata (``lowmoi_example_data``), whose authors kept 299 of
     the measured genes; 9 targeted genes are among them (STAT1, JAK2, CMTM6,
-    STAT2, UBE2L6, STAT3, TNFRSF14, IFNGR2, NFKBIA). The other 17 targets are
+    STAT2, UBE2L6, STAT3, TNFRSF14, IFNGR2, NFKBIA). The other targets are
     real interventions whose downstream effects are measured, but their own
-    expression is not.
+    expression is not (validation warns about them). No cell is assigned to
+    CD274: its guides (named ``PDL1g1-3``) are nearly absent from these
+    example data (164 cells carry any of their UMIs, at most 8 per cell),
+    so the data hold 25 knockouts and the control.
 
     Guide assignment (the source gives guide UMI counts, not assignments): a
     cell is assigned the guide with the most UMIs when that guide holds
@@ -211,14 +213,11 @@ def load_papalexi2021() -> AnnData:
     itself. The majority rule leaves one unambiguous guide per cell (a cell
     with two guides in similar amounts, a doublet or a double infection, is
     dropped); the 5-UMI floor keeps a handful of ambient guide molecules from
-    deciding the label (it is the smallest guide library sceptredata kept, so
-    on these data it removes no cell beyond the majority rule). 19,619 of the
-    20,729 cells pass (2,292 non-targeting, 17,327 targeting; from 47 cells
-    for SPI1 to 1,197 for IFNGR1); the other 1,110 are dropped.
-
-    Parameters
-    ----------
-    None
+    deciding the label (every source cell has at least 5 guide UMIs, and on
+    these data the floor removes no cell beyond the majority rule). 19,619 of the
+    20,729 cells pass (2,292 non-targeting, 17,327 knockout; from 47 cells
+    for SPI1 to 1,197 for IFNGR1; replicates 8,390 / 5,955 / 5,274); the
+    other 1,110 are dropped.
 
     Returns
     -------
@@ -260,8 +259,8 @@ def load_papalexi2021() -> AnnData:
     .. [1] Papalexi E, et al. Characterizing the molecular regulation of
        inhibitory immune checkpoints with multimodal single-cell screens.
        Nat Genet 53, 322-331 (2021).
-    .. [2] Barry T, et al. sceptredata (R package), MIT licence,
-       github.com/Katsevich-Lab/sceptredata.
+    .. [2] sceptredata authors. sceptredata: example data for the sceptre R
+       package, MIT licence, github.com/Katsevich-Lab/sceptredata.
 
     Examples
     --------
@@ -278,8 +277,11 @@ def load_papalexi2021() -> AnnData:
         "cells.csv.gz",
         dtype={"cell": str, "guide": str, "bio_rep": str},
     )
-    _require_columns(cells, ("cell", "guide", "guide_umis", "guide_umis_total", "bio_rep"),
-                     "papalexi2021/cells.csv.gz")
+    _require_columns(
+        cells,
+        ("cell", "guide", "guide_umis", "guide_umis_total", "bio_rep"),
+        "papalexi2021/cells.csv.gz",
+    )
     guides = _read_csv("papalexi2021", "guides.csv", dtype=str)
     _require_columns(guides, ("grna_id", "grna_target"), "papalexi2021/guides.csv")
     if len(cells) != counts.shape[0]:
@@ -291,8 +293,9 @@ def load_papalexi2021() -> AnnData:
     target = target_of.reindex(cells["guide"].to_numpy())
     if target.isna().any():
         bad = cells["guide"].to_numpy()[target.isna().to_numpy()][0]
-        raise DataFileError(f"Guide {bad!r} of papalexi2021/cells.csv.gz is not in "
-                            f"guides.csv. {_REBUILD_HINT}")
+        raise DataFileError(
+            f"Guide {bad!r} of papalexi2021/cells.csv.gz is not in guides.csv. {_REBUILD_HINT}"
+        )
     target_arr = target.to_numpy(dtype=object)
     is_control = target_arr == PAPALEXI_CONTROL
 
@@ -304,8 +307,9 @@ def load_papalexi2021() -> AnnData:
             IS_CONTROL: is_control,
             PERTURBATION_TYPE: np.where(is_control, "control", "knockout").astype(object),
             LEVEL: np.full(len(cells), np.nan),
-            "guide": pd.Categorical(cells["guide"].to_numpy(),
-                                    categories=guides["grna_id"].to_numpy()),
+            "guide": pd.Categorical(
+                cells["guide"].to_numpy(), categories=guides["grna_id"].to_numpy()
+            ),
             "guide_umis": guide_umis,
             "guide_fraction": guide_umis / cells["guide_umis_total"].to_numpy(dtype=np.float64),
             "bio_rep": pd.Categorical(cells["bio_rep"].to_numpy()),
@@ -314,8 +318,9 @@ def load_papalexi2021() -> AnnData:
         index=pd.Index(cells["cell"].to_numpy(dtype=object), name=None),
     )
     targets = set(guides["grna_target"]) - {PAPALEXI_CONTROL}
-    var = pd.DataFrame({"targeted": np.isin(genes, sorted(targets))},
-                       index=pd.Index(genes.astype(object)))
+    var = pd.DataFrame(
+        {"targeted": np.isin(genes, sorted(targets))}, index=pd.Index(genes.astype(object))
+    )
     adata = AnnData(
         X=_log_normalize(counts, totals.astype(np.float64)),
         obs=obs,
@@ -360,7 +365,7 @@ def load_sachs2005() -> AnnData:
     cd3_cd28               cd3_cd28    control       baseline
     cd3_cd28+aktinhib      akt         inhibition    Akt inhibitor
     cd3_cd28+g0076         pkc         inhibition    Gö6976, PKC inhibitor
-    cd3_cd28+psitect       pip2        inhibition    psitectorigenin, PIP2
+    cd3_cd28+psitect       pip2        inhibition    psitectorigenin, inhibits PIP2
     cd3_cd28+u0126         mek         inhibition    blocks MEK activity:
                                                      phospho-MEK itself can rise
     cd3_cd28+ly            pip3        inhibition    LY294002 inhibits PI3K
@@ -372,10 +377,6 @@ def load_sachs2005() -> AnnData:
     pma                    pkc         activation    phorbol ester, PKC activator
     b2camp                 pka         activation    8-bromo-cAMP, PKA activator
     =====================  ==========  ============  ===========================
-
-    Parameters
-    ----------
-    None
 
     Returns
     -------
@@ -399,6 +400,13 @@ def load_sachs2005() -> AnnData:
     See Also
     --------
     load_sachs2005_network : the consensus network of these 11 proteins.
+
+    Notes
+    -----
+    Because the reagents act on activity, the measured phospho-level of a
+    target need not move: psitectorigenin lowers PIP2 and U0126 lowers ERK
+    (while raising phospho-MEK) clearly, but PMA and 8-Br-cAMP barely change
+    PKC and PKA, and Gö6976 raises PKC and most other proteins while PKA falls.
 
     References
     ----------
@@ -494,8 +502,10 @@ def load_sachs2005_network() -> nx.DiGraph:
     unknown = sorted((set(edges["source"]) | set(edges["target"])) - set(SACHS_PROTEINS))
     if unknown:
         raise DataFileError(f"{where} names unknown protein(s) {unknown}. {_REBUILD_HINT}")
-    graph = nx.DiGraph(source="Sachs et al. 2005 consensus network (cmu-phil/"
-                       "example-causal-datasets, CC0)", citation=_SACHS_CITATION)
+    graph = nx.DiGraph(
+        source="Sachs et al. 2005 consensus network (cmu-phil/example-causal-datasets, CC0)",
+        citation=_SACHS_CITATION,
+    )
     graph.add_nodes_from(SACHS_PROTEINS)
     graph.add_edges_from(zip(edges["source"], edges["target"], strict=True), weight=1.0)
     return graph
@@ -530,9 +540,10 @@ def load_collectri(genes: Iterable[str] | None = None, *, self_loops: bool = Fal
     the 26 targets of that screen. That is 74 edges (66 activating, 8
     repressing), 8 of them self-loops (STAT1, STAT3, SMAD6, CTNNB1, ATRX,
     CREB3L4, LHX2, MBD1 regulating themselves). Without self-loops, 66 edges
-    on 47 genes from 18 regulators (7 of them, ATF2, BRD4, IRF1, MYC, SMAD4,
-    SPI1, STAT5A, are targeted but not measured). The graph has cycles
-    (e.g. STAT1 <-> STAT2): it is a prior, not a DAG.
+    (59 activating, 7 repressing) on 47 genes from 18 regulators (7 of them,
+    ATF2, BRD4, IRF1, MYC, SMAD4, SPI1, STAT5A, are targeted but not
+    measured); 25 edges have both ends among the measured genes. The graph
+    has cycles (e.g. STAT1 <-> STAT2): it is a prior, not a DAG.
 
     Parameters
     ----------
@@ -561,8 +572,9 @@ def load_collectri(genes: Iterable[str] | None = None, *, self_loops: bool = Fal
     Warns
     -----
     NetworkWarning
-        If ``genes`` shares no gene with the slice (often a naming mismatch,
-        e.g. Ensembl ids or lower-case symbols instead of HGNC symbols).
+        If ``genes`` is not empty but shares no gene with the slice (often a
+        naming mismatch, e.g. Ensembl ids or lower-case symbols instead of
+        HGNC symbols).
 
     References
     ----------
@@ -582,8 +594,11 @@ def load_collectri(genes: Iterable[str] | None = None, *, self_loops: bool = Fal
     """
     keep_genes = None if genes is None else _gene_set(genes, "genes")
     where = "collectri/collectri_papalexi2021.csv"
-    edges = _read_csv("collectri", "collectri_papalexi2021.csv",
-                      dtype={"source": str, "target": str, "weight": np.float64})
+    edges = _read_csv(
+        "collectri",
+        "collectri_papalexi2021.csv",
+        dtype={"source": str, "target": str, "weight": np.float64},
+    )
     _require_columns(edges, ("source", "target", "weight"), where)
     keep = np.ones(len(edges), dtype=bool)
     if not self_loops:
@@ -591,7 +606,7 @@ def load_collectri(genes: Iterable[str] | None = None, *, self_loops: bool = Fal
     if keep_genes is not None:
         in_source = edges["source"].isin(keep_genes).to_numpy()
         in_target = edges["target"].isin(keep_genes).to_numpy()
-        if not (in_source | in_target).any():
+        if keep_genes and not (in_source | in_target).any():
             example = sorted(keep_genes)[:3]
             warnings.warn(
                 f"None of the {len(keep_genes)} genes passed to load_collectri (e.g. "
@@ -602,8 +617,11 @@ def load_collectri(genes: Iterable[str] | None = None, *, self_loops: bool = Fal
             )
         keep &= in_source & in_target
     kept = edges.loc[keep]
-    graph = nx.DiGraph(source="CollecTRI human (decoupleR get_collectri, 2025-09), slice on "
-                       "the Papalexi 2021 genes and targets", citation=_COLLECTRI_CITATION)
+    graph = nx.DiGraph(
+        source="CollecTRI human (decoupleR get_collectri, 2025-09), slice on "
+        "the Papalexi 2021 genes and targets",
+        citation=_COLLECTRI_CITATION,
+    )
     graph.add_weighted_edges_from(
         zip(kept["source"], kept["target"], kept["weight"].astype(float), strict=True)
     )
