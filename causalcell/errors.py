@@ -17,6 +17,7 @@ __all__ = [
     "NetworkWarning",
     "NotFittedError",
     "ParameterError",
+    "PredictionError",
     "UnmeasuredTargetWarning",
 ]
 
@@ -66,6 +67,12 @@ class NotFittedError(CausalCellError, ValueError, AttributeError):
 class ParameterError(CausalCellError, ValueError):
     """A function argument is outside its valid range; the message names the
     argument and the range."""
+
+
+class PredictionError(CausalCellError, ValueError):
+    """A prediction request cannot be served: a targeted gene unknown to the
+    model, a level T that is missing and cannot be estimated, or unstable
+    propagation."""
 
 
 class CausalCellWarning(UserWarning):
