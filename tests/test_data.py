@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from causalcell.data import (
     Interventions,
+    changes,
     control_mean,
     pseudobulk,
     read_h5ad,
@@ -329,6 +330,21 @@ def test_control_mean():
     no_ctrl = make_adata(BASIC[2:])
     with pytest.raises(DataContractError, match="No control"):
         control_mean(no_ctrl)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_changes_are_means_minus_control(sparse):
+    adata = make_adata(BASIC, sparse=sparse)
+    dense = adata.X.toarray() if sparse else adata.X
+    delta = changes(adata)
+    ctrl = dense[:2].mean(axis=0)
+    assert list(delta.obs_names) == ["A", "A,B", "C", "D"]
+    np.testing.assert_allclose(delta["A,B"].X.ravel(), dense[4:6].mean(axis=0) - ctrl)
+    np.testing.assert_allclose(delta["D"].X.ravel(), dense[7] - ctrl)
+    np.testing.assert_allclose(delta.uns["control_mean"], ctrl)
+    again = changes(pseudobulk(adata))  # pseudobulk input is used as it is
+    np.testing.assert_allclose(again.X, delta.X)
+    assert list(changes(adata, min_cells=2).obs_names) == ["A", "A,B"]
 
 
 # -------------------------------------------------------------------- split

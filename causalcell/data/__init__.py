@@ -11,7 +11,7 @@ from causalcell.data.contract import (
 )
 from causalcell.data.interventions import Interventions
 from causalcell.data.io import read_h5ad, write_h5ad
-from causalcell.data.pseudobulk import control_mean, pseudobulk
+from causalcell.data.pseudobulk import changes, control_mean, pseudobulk
 from causalcell.data.split import split_by_perturbation
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "PERTURBATION",
     "PERTURBATION_TYPE",
     "Interventions",
+    "changes",
     "control_mean",
     "pseudobulk",
     "read_h5ad",

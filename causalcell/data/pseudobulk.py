@@ -13,7 +13,7 @@ from causalcell.data.contract import IS_CONTROL, LEVEL, PERTURBATION, PERTURBATI
 from causalcell.data.interventions import Interventions, format_levels
 from causalcell.errors import DataContractError
 
-__all__ = ["control_mean", "pseudobulk"]
+__all__ = ["changes", "control_mean", "pseudobulk"]
 
 
 def _expression(adata: AnnData, layer: str | None):
@@ -193,3 +193,46 @@ def control_mean(adata: AnnData, *, layer: str | None = None) -> np.ndarray:
     if sp.issparse(sub):
         return np.asarray(sp.csr_array(sub).T @ weights).ravel()
     return np.asarray(sub, dtype=np.float64).T @ weights
+
+
+def changes(adata: AnnData, *, layer: str | None = None, min_cells: int = 1) -> AnnData:
+    """Per-perturbation mean change against the control mean.
+
+    Cells are averaged per perturbation first (:func:`pseudobulk`); data that
+    is already pseudobulk (obs has ``n_cells``) is used as it is.
+
+    Parameters
+    ----------
+    adata
+        Cells or pseudobulk rows following the data contract, with controls.
+    layer
+        Layer holding the expression; ``None`` uses ``X``.
+    min_cells
+        Perturbations with fewer cells are dropped.
+
+    Returns
+    -------
+    AnnData
+        One row per perturbation (controls dropped): X = mean profile minus
+        control mean (dense float64); obs as in :func:`pseudobulk`;
+        ``uns["control_mean"]`` holds the reference profile.
+
+    Raises
+    ------
+    DataContractError
+        If there is no control sample.
+    """
+    if "n_cells" in adata.obs.columns:
+        pb = adata
+        X = pb.X if layer is None else _expression(pb, layer)
+    else:
+        pb = pseudobulk(adata, layer=layer)
+        X = pb.X
+    reference = control_mean(pb, layer=layer if pb is adata else None)
+    keep = ~pb.obs[IS_CONTROL].to_numpy(dtype=bool)
+    keep &= pb.obs["n_cells"].to_numpy() >= min_cells
+    values = X[np.flatnonzero(keep)]
+    values = values.toarray() if sp.issparse(values) else np.asarray(values, dtype=np.float64)
+    out = AnnData(X=values - reference, obs=pb.obs.loc[keep].copy(), var=pb.var.copy())
+    out.uns["control_mean"] = reference
+    return out

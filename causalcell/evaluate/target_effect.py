@@ -13,7 +13,7 @@ from anndata import AnnData
 
 from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE
 from causalcell.data.interventions import Interventions
-from causalcell.data.pseudobulk import control_mean, pseudobulk
+from causalcell.data.pseudobulk import changes
 from causalcell.errors import DataContractError
 
 __all__ = ["target_effect"]
@@ -65,17 +65,12 @@ def target_effect(
     >>> bool((table["rank"] == 1).mean() > 0.9)
     True
     """
-    if "n_cells" in adata.obs.columns:  # already pseudobulk
-        pb, profile_layer = adata, layer
-    else:
-        pb, profile_layer = pseudobulk(adata, layer=layer), None
-    reference = control_mean(pb, layer=profile_layer)  # raises without controls
-    X = pb.X if profile_layer is None else pb.layers[profile_layer]
-    iv = Interventions.from_adata(pb, warn_unmeasured=False)
-    rows = np.flatnonzero((~iv.is_control) & (pb.obs["n_cells"].to_numpy() >= min_cells))
-    delta = np.asarray(X[rows], dtype=np.float64) - reference
-    mask = iv.mask[rows]
-    entry_row = np.repeat(np.arange(len(rows)), np.diff(mask.indptr))
+    delta_data = changes(adata, layer=layer, min_cells=min_cells)
+    delta = np.asarray(delta_data.X)
+    iv = Interventions.from_adata(delta_data, warn_unmeasured=False)
+    obs = delta_data.obs
+    mask = iv.mask
+    entry_row = np.repeat(np.arange(mask.shape[0]), np.diff(mask.indptr))
     entry_col = mask.indices
     if len(entry_col) == 0:
         raise DataContractError(
@@ -92,7 +87,6 @@ def target_effect(
         stop = start + _BLOCK
         block = others[entry_row[start:stop]]
         ranks[start:stop] = 1 + (block > target_abs[start:stop, None]).sum(axis=1)
-    obs = pb.obs.iloc[rows]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(max_other > 0, target_abs / max_other, np.inf)
     table = pd.DataFrame(
