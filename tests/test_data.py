@@ -310,6 +310,16 @@ def test_pseudobulk_equals_naive_groupby(sparse):
     validate(pb)
 
 
+def test_pseudobulk_dense_row_blocks(monkeypatch):
+    import causalcell.data.pseudobulk as module
+
+    adata = make_adata(BASIC)
+    adata.X = adata.X.astype(np.float32)
+    expected = pseudobulk(adata).X
+    monkeypatch.setattr(module, "_ROW_BLOCK", 3)  # force several blocks
+    np.testing.assert_allclose(pseudobulk(adata).X, expected, rtol=1e-12)
+
+
 def test_pseudobulk_groupby_and_min_cells():
     adata = make_adata(BASIC)
     adata.obs["rep"] = ["r1", "r2"] * 4

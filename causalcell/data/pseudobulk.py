@@ -15,6 +15,8 @@ from causalcell.errors import DataContractError
 
 __all__ = ["changes", "control_mean", "pseudobulk"]
 
+_ROW_BLOCK = 4096  # rows of dense X converted to float64 at a time
+
 
 def _expression(adata: AnnData, layer: str | None):
     if layer is None:
@@ -40,7 +42,15 @@ def _group_means(X, groups: np.ndarray, n_groups: int) -> np.ndarray:
     if sp.issparse(X):
         out = indicator @ sp.csr_array(X).astype(np.float64)
         return np.asarray(out.todense())
-    return np.asarray(indicator @ np.asarray(X, dtype=np.float64))
+    # Dense X (often float32): accumulate in float64 over row blocks so no
+    # float64 copy of the whole matrix is ever made.
+    X = np.asarray(X)
+    out = np.zeros((n_groups, X.shape[1]))
+    indicator = indicator.tocsc()
+    for start in range(0, n, _ROW_BLOCK):
+        stop = min(start + _ROW_BLOCK, n)
+        out += indicator[:, start:stop] @ X[start:stop].astype(np.float64, copy=False)
+    return out
 
 
 def pseudobulk(

@@ -2,5 +2,17 @@
 clamp the targets at T and propagate on the intervention graph."""
 
 from causalcell.models.base import PerturbationModel
+from causalcell.models.baselines import (
+    ControlBaseline,
+    LinearEmbeddingBaseline,
+    MeanBaseline,
+    TargetOnlyBaseline,
+)
 
-__all__ = ["PerturbationModel"]
+__all__ = [
+    "ControlBaseline",
+    "LinearEmbeddingBaseline",
+    "MeanBaseline",
+    "PerturbationModel",
+    "TargetOnlyBaseline",
+]

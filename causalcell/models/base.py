@@ -270,8 +270,9 @@ def make_prediction(obs: pd.DataFrame, genes: pd.Index, values: np.ndarray) -> A
         raise PredictionError(
             f"internal: prediction has shape {values.shape}, expected {(len(obs), len(genes))}"
         )
-    out = AnnData(X=values, obs=obs.copy(), var=pd.DataFrame(index=pd.Index(genes, dtype=str)))
-    return out
+    obs = obs.copy()
+    obs.index = obs.index.astype(str)  # AnnData requires string names
+    return AnnData(X=values, obs=obs, var=pd.DataFrame(index=pd.Index(genes, dtype=str)))
 
 
 # ---------------------------------------------------------------- persistence

@@ -1,0 +1,762 @@
+"""Baselines that any model of P(X | T) has to beat.
+
+All four follow the estimator protocol of :mod:`causalcell.models.base`
+(``fit(adata, network=None)`` returns ``self``; ``predict(perturbations)``
+returns an AnnData with the request's obs and the model's genes; ``save`` /
+``load`` through a pickle-free ``.npz`` file). None of them uses a network:
+the argument is accepted so that they can stand in for any model.
+
+=============================  ===============================================
+model                          predicted profile of a perturbed sample
+=============================  ===============================================
+:class:`ControlBaseline`       the training control mean ("nothing happens")
+:class:`MeanBaseline`          per gene, the training mean over the samples
+                               that did not target that gene
+:class:`TargetOnlyBaseline`    the control (or mean) profile with the targeted
+                               genes set to their level T: it knows P(T) only
+:class:`LinearEmbeddingBaseline`  Ahlmann-Eltze et al.'s linear model on a PCA
+                               gene embedding
+=============================  ===============================================
+
+Every model predicts the training control mean for control rows of a request:
+that is the best available estimate of an unperturbed sample, whatever the
+model does with perturbations.
+
+Sample weights: data that is already pseudobulk carries ``obs["n_cells"]``
+(as written by :func:`causalcell.data.pseudobulk`); rows are then weighted by
+it, as :func:`causalcell.data.control_mean` does, so that cells and their
+pseudobulk give the same baselines.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+from scipy.sparse.linalg import svds
+
+from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE
+from causalcell.data.interventions import Interventions
+from causalcell.data.pseudobulk import changes, control_mean
+from causalcell.errors import DataContractError, DataFileError, ParameterError
+from causalcell.models.base import (
+    PerturbationModel,
+    load_arrays,
+    make_prediction,
+    observed_target_levels,
+    prediction_request,
+    resolve_levels,
+    save_arrays,
+    training_data,
+)
+
+__all__ = [
+    "ControlBaseline",
+    "LinearEmbeddingBaseline",
+    "MeanBaseline",
+    "TargetOnlyBaseline",
+]
+
+_N_CELLS = "n_cells"
+# Above this size of the smaller side of the change matrix, the top
+# components come from a truncated (ARPACK) SVD instead of a full one.
+_FULL_SVD_MAX = 1000
+# A gene whose remaining weight after exclusion is below this share of the
+# total weight has no sample left to average (the difference is rounding).
+_EMPTY_WEIGHT = 1e-12
+# Rows of a dense non-float64 matrix converted to float64 at a time.
+_BLOCK_ROWS = 8192
+
+
+# --------------------------------------------------------------------------- helpers
+def _entry_rows(mask: sp.csr_array) -> np.ndarray:
+    """Row index of every stored entry of a CSR mask."""
+    return np.repeat(np.arange(mask.shape[0]), np.diff(mask.indptr))
+
+
+def _gather(X: Any, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``X[rows[i], cols[i]]`` as float64, dense or sparse, without densifying."""
+    if sp.issparse(X):
+        return np.asarray(sp.csr_array(X)[rows, cols], dtype=np.float64).ravel()
+    return np.asarray(np.asarray(X)[rows, cols], dtype=np.float64)
+
+
+def _weighted_column_sums(X: Any, weights: np.ndarray) -> np.ndarray:
+    """``weights @ X`` as a float64 vector, accumulated in float64.
+
+    A dense float32 ``X`` is converted block by block: numpy would otherwise
+    make a float64 copy of the whole matrix for the mixed-type product.
+    """
+    if sp.issparse(X):
+        return np.asarray(sp.csr_array(X).T @ weights, dtype=np.float64).ravel()
+    X = np.asarray(X)
+    if X.dtype == np.float64:
+        return X.T @ weights
+    out = np.zeros(X.shape[1])
+    for start in range(0, X.shape[0], _BLOCK_ROWS):
+        block = slice(start, start + _BLOCK_ROWS)
+        out += X[block].astype(np.float64).T @ weights[block]
+    return out
+
+
+def _excluded_means(
+    X: Any, weights: np.ndarray, mask: sp.csr_array, fallback: np.ndarray
+) -> np.ndarray:
+    """Per gene g, the weighted mean of column g over the rows that do not target g.
+
+    Computed as the weighted column sums minus the contributions of the
+    targeted entries (the stored entries of ``mask``), so the cost is one
+    pass over ``X`` plus one gather of the few targeted entries. A gene
+    targeted in every row of positive weight takes ``fallback[g]``.
+    """
+    n_genes = X.shape[1]
+    rows, cols = _entry_rows(mask), mask.indices
+    entry_weights = weights[rows]
+    removed = np.bincount(cols, weights=entry_weights * _gather(X, rows, cols), minlength=n_genes)
+    removed_weight = np.bincount(cols, weights=entry_weights, minlength=n_genes)
+    total_weight = float(weights.sum())
+    numerator = _weighted_column_sums(X, weights) - removed
+    denominator = total_weight - removed_weight
+    empty = denominator <= _EMPTY_WEIGHT * total_weight
+    safe = np.where(empty, 1.0, denominator)
+    return np.where(empty, fallback, numerator / safe)
+
+
+def _row_weights(adata: AnnData) -> np.ndarray:
+    """``obs["n_cells"]`` for pseudobulk rows, else 1 per row; checked."""
+    if _N_CELLS not in adata.obs.columns:
+        return np.ones(adata.n_obs)
+    weights = pd.to_numeric(adata.obs[_N_CELLS], errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(weights) | (weights < 0)
+    if bad.any():
+        row = adata.obs_names[np.flatnonzero(bad)[0]]
+        raise DataContractError(
+            f"obs[{_N_CELLS!r}] must hold non-negative cell counts (it weights pseudobulk "
+            f"rows); row {row!r} has {adata.obs[_N_CELLS].iloc[np.flatnonzero(bad)[0]]!r}. "
+            f"Fix the column or drop it to weight every row equally."
+        )
+    return weights
+
+
+def _mean_profile(
+    adata: AnnData,
+    X: Any,
+    interventions: Interventions,
+    over: str,
+    layer: str | None,
+    control: np.ndarray,
+) -> np.ndarray:
+    """The per-gene excluded mean of :class:`MeanBaseline` (see its docstring)."""
+    perturbed = ~interventions.is_control
+    if not perturbed.any():
+        raise DataContractError(
+            "The training data has no perturbed sample (is_control is True everywhere): a "
+            "mean of perturbed samples cannot be computed. Fit ControlBaseline instead, or "
+            "add perturbed samples."
+        )
+    if over == "samples":
+        weights = np.where(perturbed, _row_weights(adata), 0.0)
+        return _excluded_means(X, weights, interventions.mask, control)
+    # over == "perturbations": one profile per perturbation, each weighing 1.
+    delta = changes(adata, layer=layer)
+    delta_iv = Interventions.from_adata(delta, warn_unmeasured=False)
+    zero = np.zeros(delta.n_vars)
+    return control + _excluded_means(delta.X, np.ones(delta.n_obs), delta_iv.mask, zero)
+
+
+def _check_choice(model: object, name: str, value: object, choices: tuple[str, ...]) -> None:
+    if not isinstance(value, str) or value not in choices:
+        raise ParameterError(
+            f"{type(model).__name__}: {name}={value!r} is invalid; choose one of "
+            f"{', '.join(repr(c) for c in choices)}."
+        )
+
+
+_LEVEL_ARRAYS = (
+    "levels_perturbation",
+    "levels_type",
+    "levels_gene",
+    "levels_level",
+    "levels_n_samples",
+)
+
+
+def _levels_to_arrays(table: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The table of observed target levels as named arrays (see ``_LEVEL_ARRAYS``)."""
+    return {
+        "levels_perturbation": table[PERTURBATION].to_numpy(dtype=str),
+        "levels_type": table[PERTURBATION_TYPE].to_numpy(dtype=str),
+        "levels_gene": table["gene"].to_numpy(dtype=str),
+        "levels_level": table["level"].to_numpy(dtype=np.float64),
+        "levels_n_samples": table["n_samples"].to_numpy(dtype=np.int64),
+    }
+
+
+def _levels_from_arrays(arrays: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Inverse of :func:`_levels_to_arrays`."""
+    return pd.DataFrame(
+        {
+            PERTURBATION: arrays["levels_perturbation"].astype(str).astype(object),
+            PERTURBATION_TYPE: arrays["levels_type"].astype(str).astype(object),
+            "gene": arrays["levels_gene"].astype(str).astype(object),
+            "level": arrays["levels_level"].astype(np.float64),
+            "n_samples": arrays["levels_n_samples"].astype(np.int64),
+        }
+    )
+
+
+# --------------------------------------------------------------------------- base class
+class _Baseline(PerturbationModel):
+    """Shared fit / predict / save / load plumbing of the baselines.
+
+    Subclasses set ``_vectors`` (fitted per-gene vectors, saved as arrays),
+    implement ``_fit(adata, X, interventions)`` and ``_perturbed(interventions)``
+    (the predicted rows of the request; control rows are overwritten by
+    ``control_`` afterwards).
+    """
+
+    _vectors: ClassVar[tuple[str, ...]] = ("control_",)
+    _matrices: ClassVar[tuple[str, ...]] = ()
+
+    def fit(self, adata: AnnData, network: Any = None) -> Self:
+        """Fit on cells or pseudobulk rows following the data contract.
+
+        Parameters
+        ----------
+        adata
+            Training data with control samples. Expression in ``X`` or in
+            the layer named by the model's ``layer`` parameter.
+        network
+            Ignored: baselines use no network. Accepted so that a baseline
+            can replace any model.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        DataContractError
+            If ``adata`` breaks the data contract or has no control sample.
+        ParameterError
+            If a parameter of the model is out of range.
+        """
+        self._check_params()
+        X, interventions = training_data(adata, layer=self.layer)
+        state = self._fit(adata, X, interventions)
+        for name, value in state.items():
+            setattr(self, name, value)
+        self.genes_ = pd.Index(adata.var_names, dtype=str)
+        return self
+
+    def predict(self, perturbations: AnnData | pd.DataFrame) -> AnnData:
+        """Predict the expression profile of each requested sample.
+
+        Parameters
+        ----------
+        perturbations
+            An AnnData (its obs is used) or a DataFrame with the obs contract
+            columns ``perturbation``, ``is_control``, ``perturbation_type``
+            and optionally ``expression_level_after_perturbation``.
+
+        Returns
+        -------
+        AnnData
+            One row per request row (same obs, same order), the model's
+            genes as var, predicted log-normalized expression in ``X``.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        PredictionError
+            If the request targets a gene the model does not know, or (for
+            models that need it) a level T is missing and cannot be
+            estimated from training.
+        DataContractError
+            If the request breaks the obs contract.
+        """
+        self._check_fitted()
+        obs, interventions = prediction_request(perturbations, self.genes_)
+        values = self._perturbed(interventions)
+        values[interventions.is_control] = self.control_
+        return make_prediction(obs, self.genes_, values)
+
+    # -- persistence
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Save the fitted model as a ``.npz`` file (no pickle; written atomically).
+
+        Parameters
+        ----------
+        path
+            Destination; ``.npz`` is appended when missing.
+
+        Returns
+        -------
+        pathlib.Path
+            The file written.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        DataFileError
+            If the destination directory does not exist.
+        """
+        self._check_fitted()
+        arrays: dict[str, np.ndarray] = {"genes": self.genes_.to_numpy(dtype=str)}
+        for name in (*self._vectors, *self._matrices):
+            arrays[name] = np.asarray(getattr(self, name))
+        arrays.update(self._extra_arrays())
+        return save_arrays(path, self, arrays, meta={})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Self:
+        """Load a model written by :meth:`save`; never executes code.
+
+        Raises
+        ------
+        DataFileError
+            If the file is missing, truncated, of another model class or
+            format version, or lacks an array this model needs.
+        """
+        arrays, header = load_arrays(path, cls.__name__)
+        try:
+            model = cls(**header.get("params", {}))
+        except TypeError as exc:
+            raise DataFileError(
+                f"{str(path)!r}: the stored parameters do not fit {cls.__name__} ({exc}); "
+                f"the file was written by another version. Refit the model."
+            ) from exc
+        needed = ("genes", *cls._vectors, *cls._matrices, *model._extra_names())
+        missing = [name for name in needed if name not in arrays]
+        if missing:
+            raise DataFileError(
+                f"{str(path)!r} lacks the array(s) {missing} of a fitted {cls.__name__}: the "
+                f"file is damaged or was not written by {cls.__name__}.save()."
+            )
+        genes = pd.Index(arrays["genes"].astype(str), dtype=str)
+        for name in cls._vectors:
+            value = np.asarray(arrays[name], dtype=np.float64)
+            if value.shape != (len(genes),):
+                raise DataFileError(
+                    f"{str(path)!r}: array {name!r} has shape {value.shape}, expected "
+                    f"({len(genes)},) for {len(genes)} genes; the file is damaged."
+                )
+            setattr(model, name, value)
+        for name in cls._matrices:
+            setattr(model, name, np.asarray(arrays[name], dtype=np.float64))
+        model._restore_extra(arrays, path)
+        model.genes_ = genes
+        return model
+
+    # -- hooks
+    def _check_params(self) -> None:
+        if self.layer is not None and not isinstance(self.layer, str):
+            raise ParameterError(
+                f"{type(self).__name__}: layer={self.layer!r} must be a layer name or None."
+            )
+
+    def _fit(self, adata: AnnData, X: Any, interventions: Interventions) -> dict[str, Any]:
+        raise NotImplementedError  # pragma: no cover
+
+    def _perturbed(self, interventions: Interventions) -> np.ndarray:
+        raise NotImplementedError  # pragma: no cover
+
+    def _extra_arrays(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def _extra_names(self) -> tuple[str, ...]:
+        return ()
+
+    def _restore_extra(self, arrays: dict[str, np.ndarray], path: object) -> None:
+        return None
+
+
+# --------------------------------------------------------------------------- models
+class ControlBaseline(_Baseline):
+    """Predict the training control mean for every request ("nothing happens").
+
+    Parameters
+    ----------
+    layer
+        Layer of the training data holding log-normalized expression;
+        ``None`` uses ``X``.
+
+    Attributes
+    ----------
+    genes_ : pandas.Index
+        The genes of the training data.
+    control_ : numpy.ndarray
+        The training control mean (weighted by ``obs["n_cells"]`` for
+        pseudobulk rows).
+
+    Examples
+    --------
+    >>> from causalcell.datasets import simulate
+    >>> sim = simulate(n_genes=30, n_tfs=5, seed=0)
+    >>> model = ControlBaseline().fit(sim.adata)
+    >>> model.predict(sim.adata.obs.iloc[:3]).shape
+    (3, 30)
+    """
+
+    def __init__(self, layer: str | None = None) -> None:
+        self.layer = layer
+
+    def _fit(self, adata: AnnData, X: Any, interventions: Interventions) -> dict[str, Any]:
+        return {"control_": control_mean(adata, layer=self.layer)}
+
+    def _perturbed(self, interventions: Interventions) -> np.ndarray:
+        return np.tile(self.control_, (interventions.n_samples, 1))
+
+
+class MeanBaseline(_Baseline):
+    """Predict, for each gene, the training mean over samples that did not target it.
+
+    Gene g's prediction averages the perturbed training samples in which g is
+    not targeted (alone or in a combination): a perturbation's effect on its
+    own target does not leak into the prediction of that gene. This "mean of
+    perturbed" profile is the baseline that published benchmarks find hard to
+    beat (e.g. Ahlmann-Eltze, Huber & Anders 2025, Nature Methods; Wong et
+    al. 2025, Bioinformatics); it is the same profile for every perturbation.
+
+    Parameters
+    ----------
+    over
+        ``"samples"`` (default): average the perturbed training rows as given
+        (cells, or pseudobulk rows weighted by ``obs["n_cells"]``), so
+        perturbations with many cells weigh more. ``"perturbations"``: first
+        average each perturbation (:func:`causalcell.data.changes`), then
+        average those profiles with equal weight, as the field's "mean of
+        perturbed" / "mean" baselines do. Data that is already pseudobulk
+        is taken row by row (one row per perturbation, as
+        :func:`causalcell.data.pseudobulk` writes it).
+    layer
+        Layer of the training data holding log-normalized expression;
+        ``None`` uses ``X``.
+
+    Attributes
+    ----------
+    genes_ : pandas.Index
+    control_ : numpy.ndarray
+        Training control mean (predicted for control rows of a request).
+    mean_ : numpy.ndarray
+        The predicted profile of every perturbed request.
+
+    Notes
+    -----
+    Controls are not part of the mean in either mode: the baseline stands for
+    "an average perturbation", and a screen's control cells (often the
+    largest group) would otherwise pull it towards the control profile. A
+    gene targeted in every perturbed training sample has nothing to average
+    and takes the control mean.
+
+    The computation is vectorized: weighted column sums minus the
+    contributions of the targeted entries (the stored entries of
+    ``Interventions.mask``), never a loop over genes. Targeted genes of a
+    request are not set to T; :class:`TargetOnlyBaseline` with
+    ``start="mean"`` does that.
+
+    Examples
+    --------
+    >>> from causalcell.datasets import simulate
+    >>> sim = simulate(n_genes=30, n_tfs=5, seed=0)
+    >>> model = MeanBaseline(over="perturbations").fit(sim.adata)
+    >>> model.mean_.shape
+    (30,)
+    """
+
+    _vectors: ClassVar[tuple[str, ...]] = ("control_", "mean_")
+
+    def __init__(self, over: str = "samples", layer: str | None = None) -> None:
+        self.over = over
+        self.layer = layer
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        _check_choice(self, "over", self.over, ("samples", "perturbations"))
+
+    def _fit(self, adata: AnnData, X: Any, interventions: Interventions) -> dict[str, Any]:
+        control = control_mean(adata, layer=self.layer)
+        mean = _mean_profile(adata, X, interventions, self.over, self.layer, control)
+        return {"control_": control, "mean_": mean}
+
+    def _perturbed(self, interventions: Interventions) -> np.ndarray:
+        return np.tile(self.mean_, (interventions.n_samples, 1))
+
+
+class TargetOnlyBaseline(_Baseline):
+    """The control profile with every targeted gene set to its level T.
+
+    This model knows P(T) and nothing about regulation: every non-targeted
+    gene keeps its starting value. Scores that include the targeted genes
+    reward it for reproducing the intervention itself, which is how much an
+    unconditioned metric credits a model for P(T) alone.
+
+    T is resolved by :func:`causalcell.models.base.resolve_levels`:
+    knockouts 0, a level given in the request as given, otherwise the mean
+    level of that gene observed in the training samples of the same
+    perturbation.
+
+    Parameters
+    ----------
+    start
+        ``"control"`` (default): start from the training control mean.
+        ``"mean"``: start from the :class:`MeanBaseline` profile, which gives
+        the "CRISPR-informed mean" baseline of Wong, D. R. et al. 2025,
+        "Simple controls exceed best deep learning algorithms and reveal
+        foundation model effectiveness for predicting genetic
+        perturbations", Bioinformatics.
+    over
+        With ``start="mean"``: how the mean is taken (see
+        :class:`MeanBaseline`); ignored otherwise.
+    layer
+        Layer of the training data holding log-normalized expression;
+        ``None`` uses ``X``.
+
+    Attributes
+    ----------
+    genes_ : pandas.Index
+    control_ : numpy.ndarray
+        Training control mean (predicted for control rows of a request).
+    start_ : numpy.ndarray
+        The profile the targeted genes are set in.
+    target_levels_ : pandas.DataFrame
+        Mean observed level per training perturbation and targeted gene
+        (:func:`causalcell.models.base.observed_target_levels`).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from causalcell.datasets import simulate
+    >>> sim = simulate(n_genes=30, n_tfs=5, seed=0)
+    >>> model = TargetOnlyBaseline().fit(sim.adata)
+    >>> request = pd.DataFrame({"perturbation": ["TF01"], "is_control": [False],
+    ...                         "perturbation_type": ["knockout"]}, index=["q1"])
+    >>> float(model.predict(request)[:, "TF01"].X[0, 0])
+    0.0
+    """
+
+    _vectors: ClassVar[tuple[str, ...]] = ("control_", "start_")
+
+    def __init__(
+        self, start: str = "control", over: str = "samples", layer: str | None = None
+    ) -> None:
+        self.start = start
+        self.over = over
+        self.layer = layer
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        _check_choice(self, "start", self.start, ("control", "mean"))
+        _check_choice(self, "over", self.over, ("samples", "perturbations"))
+
+    def _fit(self, adata: AnnData, X: Any, interventions: Interventions) -> dict[str, Any]:
+        control = control_mean(adata, layer=self.layer)
+        start = (
+            control
+            if self.start == "control"
+            else _mean_profile(adata, X, interventions, self.over, self.layer, control)
+        )
+        return {
+            "control_": control,
+            "start_": start,
+            "target_levels_": observed_target_levels(X, interventions),
+        }
+
+    def _perturbed(self, interventions: Interventions) -> np.ndarray:
+        levels = resolve_levels(interventions, self.target_levels_)
+        values = np.tile(self.start_, (interventions.n_samples, 1))
+        values[_entry_rows(interventions.mask), interventions.mask.indices] = levels
+        return values
+
+    def _extra_arrays(self) -> dict[str, np.ndarray]:
+        return _levels_to_arrays(self.target_levels_)
+
+    def _extra_names(self) -> tuple[str, ...]:
+        return _LEVEL_ARRAYS
+
+    def _restore_extra(self, arrays: dict[str, np.ndarray], path: object) -> None:
+        self.target_levels_ = _levels_from_arrays(arrays)
+
+
+class LinearEmbeddingBaseline(_Baseline):
+    """Linear model on a PCA gene embedding (Ahlmann-Eltze, Huber & Anders 2025).
+
+    Reference: Ahlmann-Eltze, C., Huber, W. & Anders, S. (2025). "Deep-
+    learning-based gene perturbation effect prediction does not yet
+    outperform simple linear baselines". Nature Methods. Their linear model
+    writes the genes x perturbations matrix of training profiles as
+
+        Y ≈ G K Pᵀ + b 1ᵀ,
+
+    with G (genes x k) a gene embedding, P (perturbations x k) a
+    perturbation embedding, b the row means of Y and K (k x k) solved in
+    closed form with a ridge penalty on both sides:
+
+        K = (GᵀG + λI)⁻¹ Gᵀ (Y − b 1ᵀ) P (PᵀP + λI)⁻¹.
+
+    Here, as in the paper's default, G holds the top-k principal components
+    of the training data and P takes the rows of the same G at each
+    perturbed gene, so a perturbation never seen in training is predicted
+    from its gene's embedding. Our choices within that formulation:
+
+    - Y holds the training pseudobulk *changes* against the control mean
+      (:func:`causalcell.data.changes`; one column per perturbation and
+      kind). Row-centering makes this equivalent to using the profiles
+      themselves; the prediction is control mean + b + G K p.
+    - G = U_k S_k from the SVD of the centered matrix Y − b 1ᵀ (the
+      principal-component scores of the genes), so G spans the leading
+      column space of exactly the matrix the model fits. The paper's code
+      may center differently; the scores are what "top principal
+      components" gives in the usual PCA convention.
+    - A combination's embedding p is the *sum* of the rows of G of its
+      measured targets (an additive guess; the paper scores single
+      perturbations). Training combinations enter Y with that p.
+    - Perturbations whose targets are all unmeasured have no embedding and
+      are left out of Y (and of b). The perturbation kind is not used: the
+      paper treats one kind per screen; mixing knockdown and
+      overexpression of one gene in training averages opposite effects.
+    - Targeted genes are not set to T: the model predicts them like any
+      other gene.
+
+    Parameters
+    ----------
+    n_components
+        k, the embedding dimension (the paper's default: 10). Capped at the
+        number of training perturbations and of genes.
+    ridge
+        λ >= 0 (the paper's default: 0.1). With 0 the pseudo-inverse is
+        used.
+    layer
+        Layer of the training data holding log-normalized expression;
+        ``None`` uses ``X``.
+
+    Attributes
+    ----------
+    genes_ : pandas.Index
+    control_ : numpy.ndarray
+        Training control mean.
+    offset_ : numpy.ndarray
+        b, the mean change over the training perturbations.
+    gene_embedding_ : numpy.ndarray, shape (n_genes, k)
+        G.
+    coef_ : numpy.ndarray, shape (k, k)
+        K.
+    n_components_ : int
+        The k used.
+
+    Raises
+    ------
+    PredictionError
+        (at predict) For a perturbation of a gene that is not among the
+        model's genes: it has no embedding.
+
+    Examples
+    --------
+    >>> from causalcell.datasets import simulate
+    >>> sim = simulate(n_genes=30, n_tfs=5, seed=0)
+    >>> model = LinearEmbeddingBaseline(n_components=5).fit(sim.adata)
+    >>> model.gene_embedding_.shape, model.coef_.shape
+    ((30, 5), (5, 5))
+    """
+
+    _vectors: ClassVar[tuple[str, ...]] = ("control_", "offset_")
+    _matrices: ClassVar[tuple[str, ...]] = ("gene_embedding_", "coef_")
+
+    def __init__(
+        self, n_components: int = 10, ridge: float = 0.1, layer: str | None = None
+    ) -> None:
+        self.n_components = n_components
+        self.ridge = ridge
+        self.layer = layer
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        k = self.n_components
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise ParameterError(
+                f"LinearEmbeddingBaseline: n_components={k!r} must be an integer >= 1."
+            )
+        lam = self.ridge
+        if (
+            isinstance(lam, bool)
+            or not isinstance(lam, numbers.Real)
+            or not math.isfinite(lam)
+            or lam < 0
+        ):
+            raise ParameterError(
+                f"LinearEmbeddingBaseline: ridge={lam!r} must be a finite number >= 0."
+            )
+
+    def _fit(self, adata: AnnData, X: Any, interventions: Interventions) -> dict[str, Any]:
+        delta = changes(adata, layer=self.layer)
+        delta_iv = Interventions.from_adata(delta, warn_unmeasured=False)
+        # Perturbations with no measured target have no embedding: leave them out.
+        keep = np.diff(delta_iv.mask.indptr) > 0
+        if not keep.any():
+            raise DataContractError(
+                "LinearEmbeddingBaseline needs training perturbations of measured genes; "
+                "none of the perturbed samples targets a gene in var_names."
+            )
+        Y = np.asarray(delta.X, dtype=np.float64)[keep].T  # genes x perturbations
+        offset = Y.mean(axis=1)
+        centered = Y - offset[:, None]
+        G = _top_components(centered, int(self.n_components))
+        P = delta_iv.mask[np.flatnonzero(keep)].astype(np.float64) @ G
+        left = _ridge_solve(G.T @ G, G.T @ centered, float(self.ridge))  # (GᵀG+λI)⁻¹Gᵀ(Y−b)
+        # K = left P (PᵀP + λI)⁻¹; the inverse is symmetric, so solve for Kᵀ.
+        coef = _ridge_solve(P.T @ P, (left @ P).T, float(self.ridge)).T
+        return {
+            "control_": np.asarray(delta.uns["control_mean"], dtype=np.float64),
+            "offset_": offset,
+            "gene_embedding_": G,
+            "coef_": coef,
+            "n_components_": G.shape[1],
+        }
+
+    def _perturbed(self, interventions: Interventions) -> np.ndarray:
+        embedding = interventions.mask.astype(np.float64) @ self.gene_embedding_
+        return self.control_ + self.offset_ + (embedding @ self.coef_.T) @ self.gene_embedding_.T
+
+    def _restore_extra(self, arrays: dict[str, np.ndarray], path: object) -> None:
+        G, K = self.gene_embedding_, self.coef_
+        n_genes = len(arrays["genes"])
+        if G.ndim != 2 or G.shape[0] != n_genes or K.shape != (G.shape[1], G.shape[1]):
+            raise DataFileError(
+                f"{str(path)!r}: gene_embedding_ {G.shape} and coef_ {K.shape} do not fit "
+                f"{n_genes} genes; the file is damaged."
+            )
+        self.n_components_ = int(G.shape[1])
+
+
+def _top_components(centered: np.ndarray, k: int) -> np.ndarray:
+    """Principal-component scores U_k S_k of ``centered`` (rows are genes).
+
+    A full SVD for moderate sizes; above ``_FULL_SVD_MAX`` on the smaller
+    side, a truncated ARPACK SVD of the k leading triplets (deterministic
+    start vector, so fits are reproducible).
+    """
+    k = min(k, *centered.shape)
+    small = min(centered.shape)
+    if small <= _FULL_SVD_MAX or k >= small - 1:
+        U, S, _ = np.linalg.svd(centered, full_matrices=False)
+        return U[:, :k] * S[:k]
+    v0 = np.random.default_rng(0).standard_normal(small)
+    U, S, _ = svds(centered, k=k, v0=v0, solver="arpack")
+    order = np.argsort(S)[::-1]
+    return U[:, order] * S[order]
+
+
+def _ridge_solve(gram: np.ndarray, rhs: np.ndarray, ridge: float) -> np.ndarray:
+    """(gram + ridge I)⁻¹ rhs for a symmetric positive semi-definite ``gram``."""
+    if ridge > 0:
+        return np.linalg.solve(gram + ridge * np.eye(len(gram)), rhs)
+    return np.linalg.pinv(gram, hermitian=True) @ rhs
