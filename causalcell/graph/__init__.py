@@ -1,5 +1,6 @@
 """Gene regulatory networks: reading and writing them, converting them
-(pandas, scipy.sparse, pgmpy) and cutting them under intervention.
+(pandas, scipy.sparse, pgmpy), cutting them under intervention and learning
+them from data.
 
 A network is a :class:`networkx.DiGraph` of gene symbols with a float
 ``weight`` on each ``regulator -> target`` edge.
@@ -15,11 +16,14 @@ from causalcell.graph.io import (
     to_pgmpy,
     write_network,
 )
+from causalcell.graph.learn import learn_network, learn_pc
 
 __all__ = [
     "find_cycle_edges",
     "from_pgmpy",
     "intervene",
+    "learn_network",
+    "learn_pc",
     "network_to_frame",
     "read_network",
     "to_adjacency",
