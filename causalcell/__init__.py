@@ -5,8 +5,17 @@ post-perturbation level T of the targeted genes, on the intervention graph of a
 gene regulatory network; evaluation excludes the targeted genes.
 """
 
-from causalcell import data, datasets, errors, evaluate, graph
+from causalcell import data, datasets, errors, evaluate, graph, models
 from causalcell._version import __version__
 from causalcell.data import Interventions
 
-__all__ = ["Interventions", "__version__", "data", "datasets", "errors", "evaluate", "graph"]
+__all__ = [
+    "Interventions",
+    "__version__",
+    "data",
+    "datasets",
+    "errors",
+    "evaluate",
+    "graph",
+    "models",
+]

@@ -429,6 +429,10 @@ def test_standardize_cell_eval():
     assert std.obs["is_control"].tolist() == [True, False, False]
     with pytest.raises(DataContractError, match="No sample has the control label 'NT'"):
         standardize(raw, "vcc", perturbation_type="knockdown", control_label="NT")
+    no_controls = raw[1:].copy()  # e.g. a file of predictions
+    std = standardize(no_controls, "vcc", perturbation_type="knockdown", require_controls=False)
+    assert std.obs["perturbation"].tolist() == ["A", "C"]
+    assert not std.obs["is_control"].any()
 
 
 def test_standardize_scperturb():

@@ -297,6 +297,7 @@ def standardize(
     column: str | None = None,
     separator: str | None = None,
     gene_symbols: str | None = "auto",
+    require_controls: bool = True,
 ) -> AnnData:
     """Convert perturbation metadata from another convention to the causalcell contract.
 
@@ -330,6 +331,10 @@ def standardize(
         var column holding gene symbols to use as ``var_names``;
         ``"auto"`` uses GEARS' ``gene_name`` when present; None keeps
         ``var_names``.
+    require_controls
+        Raise when no sample carries the control label (the usual sign of a
+        wrong ``control_label``). Set to False for files that hold no
+        controls by design, such as a model's predictions.
 
     Returns
     -------
@@ -387,7 +392,7 @@ def standardize(
         uniq_control.append(not genes)
         uniq_labels.append(control if not genes else COMBINATION_SEPARATOR.join(genes))
     is_control = np.asarray(uniq_control, dtype=bool)[codes]
-    if not is_control.any():
+    if require_controls and not is_control.any():
         examples = list(uniques[:5])
         raise DataContractError(
             f"No sample has the control label {control!r} in obs column {column!r} (found "

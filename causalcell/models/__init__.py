@@ -8,8 +8,10 @@ from causalcell.models.baselines import (
     MeanBaseline,
     TargetOnlyBaseline,
 )
+from causalcell.models.conditional import ConditionalGRNRegressor
 
 __all__ = [
+    "ConditionalGRNRegressor",
     "ControlBaseline",
     "LinearEmbeddingBaseline",
     "MeanBaseline",

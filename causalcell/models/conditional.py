@@ -1,0 +1,874 @@
+"""`ConditionalGRNRegressor`: per-gene models of P(x_g | regulators), fitted where
+g is not targeted, clamped at T and propagated on the intervention graph.
+
+Fit: for each gene g, regress x_g on its regulators (its parents in a
+network, or every gene of a regulator list) using only the samples in which g
+is *not* targeted (combinations containing g are left out too); a targeted
+regulator enters at its level T (knockout: 0; unknown T: its measured value).
+Ridge and OLS use the batched exact solver of :mod:`causalcell.models.solvers`;
+any scikit-learn regressor goes through a per-gene path.
+
+Predict: start from a state (the training control mean by default), clamp
+every targeted gene at its level T and propagate the change through the
+intervention graph (targets have no parents):
+``x_g <- start_g + f_g(x) - f_g(start)`` for every other gene, a given number
+of steps or to the steady state (closed form for linear models).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Any, Literal
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+from joblib import Parallel, delayed
+from scipy import stats
+from sklearn.base import clone
+from tqdm.auto import tqdm
+
+from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE
+from causalcell.data.pseudobulk import control_mean
+from causalcell.errors import (
+    CausalCellWarning,
+    DataFileError,
+    NetworkError,
+    ParameterError,
+    PredictionError,
+)
+from causalcell.graph.io import to_adjacency
+from causalcell.models.base import (
+    PerturbationModel,
+    load_arrays,
+    make_prediction,
+    observed_target_levels,
+    prediction_request,
+    resolve_levels,
+    save_arrays,
+    training_data,
+)
+from causalcell.models.solvers import SteadyState, dense_block, fit_linear, propagate_linear
+
+__all__ = ["DEFAULT_ALPHAS", "ConditionalGRNRegressor"]
+
+#: Candidate ridge penalties for ``alpha="gcv"`` (scikit-learn ``Ridge`` scale:
+#: the penalty is compared with a sum of squares over samples).
+DEFAULT_ALPHAS: tuple[float, ...] = (
+    0.001,
+    0.01,
+    0.1,
+    0.3,
+    1.0,
+    3.0,
+    10.0,
+    30.0,
+    100.0,
+    300.0,
+    1000.0,
+    3000.0,
+    10000.0,
+    100000.0,
+)
+_STRING_REGRESSORS = ("ridge", "ols", "lasso")
+_GENES_PER_TASK = 64
+_MAX_CELL_STARTS = 1 << 24  # start-state values built at once when averaging over cells
+
+
+class ConditionalGRNRegressor(PerturbationModel):
+    """Per-gene regressions on regulators, fitted where the gene is not targeted.
+
+    Parameters
+    ----------
+    regressor : {"ridge", "ols", "lasso"} or scikit-learn regressor, default "ridge"
+        ``"ridge"`` and ``"ols"`` use the batched exact solver (one pass over
+        the samples, exact per-gene exclusion by downdating; see
+        :mod:`causalcell.models.solvers`); ``"ols"`` also gives statistical
+        inference (:meth:`coef_table`). ``"lasso"`` fits
+        :class:`sklearn.linear_model.Lasso` per gene; any other scikit-learn
+        regressor instance is cloned and fitted per gene (parallel with
+        ``n_jobs``). Models whose fitted estimators expose ``coef_`` and
+        ``intercept_`` are linear and get the closed-form steady state.
+    alpha : float or "gcv", default 1.0
+        Ridge penalty on the sum of squares (scikit-learn ``Ridge`` scale, so
+        it grows with the number of samples), or ``"gcv"`` to choose it per
+        gene among ``alphas`` by generalized cross-validation (exact, from
+        the Gram matrix). For ``"lasso"`` it is scikit-learn's ``Lasso``
+        alpha (per-sample scale; ~0.01 suits log-normalized data). Ignored
+        by ``"ols"`` and estimator instances.
+    alphas : sequence of float, default :data:`DEFAULT_ALPHAS`
+        Candidates for ``alpha="gcv"``.
+    regulators : sequence of str, optional
+        Eligible regulators, e.g. the transcription factors
+        (:func:`causalcell.datasets.load_tf_names`). Without a network every
+        gene is regressed on all of them but itself; with a network, on its
+        network parents among them. Names not measured are ignored (with a
+        warning). ``None``: network parents, or all other genes without a
+        network.
+    layer : str, optional
+        Layer of log-normalized expression to fit on (``None``: ``X``).
+    max_iter : int, default 1000
+        Iterations allowed for a non-linear steady state.
+    tol : float, default 1e-9
+        Relative convergence tolerance of a non-linear steady state.
+    n_jobs : int, optional
+        Parallel workers for the per-gene path (joblib; ``None``: 1).
+    verbose : bool, default True
+        Progress bars for long work.
+
+    Attributes
+    ----------
+    genes_ : pandas.Index
+        The genes (training ``var_names``).
+    n_features_in_ : int
+    coef_ : scipy.sparse.csr_array or None
+        (n_genes, n_genes) regulator x target coefficients; the stored entries
+        are the fitted edges. ``None`` for non-linear regressors.
+    intercept_ : numpy.ndarray
+    alpha_ : numpy.ndarray
+        Ridge penalty used per gene.
+    n_samples_ : numpy.ndarray
+        Training samples used per gene (those not targeting it).
+    control_mean_ : numpy.ndarray
+        Mean control profile of the training data (NaN without controls).
+    target_levels_ : pandas.DataFrame
+        Mean observed level per training perturbation and target (used when
+        a request gives no level), from
+        :func:`~causalcell.models.base.observed_target_levels`.
+    network_ : networkx.DiGraph
+        The fitted model as a weighted network.
+    estimators_ : list or None
+        Per-gene fitted estimators (non-linear regressors only).
+
+    Examples
+    --------
+    >>> import causalcell as cc
+    >>> from causalcell.models.conditional import ConditionalGRNRegressor
+    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, seed=0)
+    >>> model = ConditionalGRNRegressor(verbose=False).fit(sim.adata, sim.network)
+    >>> pred = model.predict(sim.truth.obs)
+    >>> pred.shape == sim.truth.shape
+    True
+    """
+
+    def __init__(
+        self,
+        regressor: str | Any = "ridge",
+        *,
+        alpha: float | Literal["gcv"] = 1.0,
+        alphas: Sequence[float] = DEFAULT_ALPHAS,
+        regulators: Sequence[str] | None = None,
+        layer: str | None = None,
+        max_iter: int = 1000,
+        tol: float = 1e-9,
+        n_jobs: int | None = None,
+        verbose: bool = True,
+    ) -> None:
+        self.regressor = regressor
+        self.alpha = alpha
+        self.alphas = alphas
+        self.regulators = regulators
+        self.layer = layer
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+
+    # ================================================================== fit
+    def fit(self, adata: AnnData, network: nx.DiGraph | None = None) -> ConditionalGRNRegressor:
+        """Fit every gene on its regulators, leaving out the samples that target it.
+
+        Parameters
+        ----------
+        adata
+            Cells or pseudobulk rows following the data contract.
+        network
+            Regulator -> target network over gene symbols (e.g. from
+            :func:`causalcell.graph.read_network`); self-loops are ignored.
+            ``None``: every gene is regressed on all eligible regulators.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        DataContractError
+            ``adata`` breaks the contract.
+        NetworkError
+            ``network`` is not a DiGraph, shares no gene with ``var_names``,
+            or has no edge between two measured genes.
+        ParameterError
+            An invalid parameter, or a fit too large for this machine.
+        """
+        kind = self._check_params()
+        X, iv = training_data(adata, self.layer)
+        genes = pd.Index(adata.var_names).astype(str)
+        p = len(genes)
+        parents, pool = self._structure(genes, network)
+        levels = iv.levels
+        self._reset()
+        if kind in ("ridge", "ols"):
+            gcv = isinstance(self.alpha, str)
+            fit = fit_linear(
+                X,
+                iv.mask,
+                levels,
+                parents=parents,
+                pool=pool,
+                method=kind,
+                alpha=0.0 if gcv or kind == "ols" else float(self.alpha),
+                alphas=np.asarray(self.alphas, dtype=float) if gcv and kind == "ridge" else None,
+                inference=kind == "ols",
+                verbose=self.verbose,
+                names=genes,
+            )
+            self.coef_ = fit.coef
+            self.intercept_ = fit.intercept
+            self.alpha_ = fit.alpha
+            self.n_samples_ = fit.n_samples
+            if kind == "ols":
+                self.stderr_ = fit.stderr
+                self.dof_ = fit.dof
+                self.rss_ = fit.rss
+            self.estimators_ = None
+        else:
+            self._fit_generic(X, iv, parents, pool, kind)
+        n_lost = int(np.sum(self.n_samples_ == 0))
+        if n_lost:
+            lost = genes[self.n_samples_ == 0][:5].tolist()
+            warnings.warn(
+                f"{n_lost} gene(s) are targeted in every training sample (e.g. {lost}): "
+                f"their model could not be fitted (coefficients 0, intercept 0). Add "
+                f"control samples.",
+                CausalCellWarning,
+                stacklevel=2,
+            )
+        self.genes_ = genes
+        self.n_features_in_ = p
+        self.control_mean_ = (
+            control_mean(adata, layer=self.layer) if iv.is_control.any() else np.full(p, np.nan)
+        )
+        self.target_levels_ = observed_target_levels(X, iv)
+        return self
+
+    def _reset(self) -> None:
+        for name in ("stderr_", "dof_", "rss_"):
+            if hasattr(self, name):
+                delattr(self, name)
+        self._steady = None
+        self._network = None
+
+    def _check_params(self) -> str:
+        reg = self.regressor
+        if isinstance(reg, str):
+            if reg not in _STRING_REGRESSORS:
+                raise ParameterError(
+                    f"regressor={reg!r} is not known; use 'ridge', 'ols', 'lasso' or a "
+                    f"scikit-learn regressor instance (e.g. sklearn.linear_model.ElasticNet())."
+                )
+            kind = reg
+        elif hasattr(reg, "fit") and hasattr(reg, "predict"):
+            kind = "estimator"
+        else:
+            raise ParameterError(
+                f"regressor must be 'ridge', 'ols', 'lasso' or a scikit-learn regressor "
+                f"(an object with fit and predict); got {type(reg).__name__}."
+            )
+        alpha = self.alpha
+        if isinstance(alpha, str):
+            if alpha != "gcv":
+                raise ParameterError(f"alpha must be a number >= 0 or 'gcv'; got {alpha!r}.")
+            if kind == "lasso":
+                raise ParameterError(
+                    "alpha='gcv' is for ridge; give regressor='lasso' a number (e.g. 0.01), or "
+                    "pass sklearn.linear_model.LassoCV() as the regressor."
+                )
+            alphas = np.asarray(self.alphas, dtype=float).ravel()
+            if alphas.size == 0 or not np.all(np.isfinite(alphas)) or np.any(alphas < 0):
+                raise ParameterError(f"alphas must be finite numbers >= 0; got {self.alphas!r}.")
+        elif (
+            not isinstance(alpha, Real)
+            or isinstance(alpha, bool)
+            or not math.isfinite(alpha)
+            or alpha < 0
+        ):
+            raise ParameterError(f"alpha must be a number >= 0 or 'gcv'; got {alpha!r}.")
+        elif kind == "lasso" and alpha <= 0:
+            raise ParameterError("regressor='lasso' needs alpha > 0 (e.g. 0.01).")
+        if not isinstance(self.max_iter, Integral) or self.max_iter < 1:
+            raise ParameterError(f"max_iter must be an integer >= 1; got {self.max_iter!r}.")
+        if not isinstance(self.tol, Real) or not self.tol > 0:
+            raise ParameterError(f"tol must be a number > 0; got {self.tol!r}.")
+        return kind
+
+    def _structure(
+        self, genes: pd.Index, network: nx.DiGraph | None
+    ) -> tuple[sp.csc_array | None, np.ndarray | None]:
+        """Regulators of every gene: parents (network mode) or a pool (list mode)."""
+        p = len(genes)
+        allowed = None
+        if self.regulators is not None:
+            names = [self.regulators] if isinstance(self.regulators, str) else list(self.regulators)
+            idx = genes.get_indexer(pd.Index(names).astype(str))
+            missing = int(np.sum(idx < 0))
+            if missing == len(names):
+                raise ParameterError(
+                    f"None of the {len(names)} regulators= names is a measured gene (e.g. "
+                    f"{names[:3]}); they must match var_names."
+                )
+            if missing:
+                warnings.warn(
+                    f"{missing} of the {len(names)} regulators are not measured genes and are "
+                    f"ignored.",
+                    CausalCellWarning,
+                    stacklevel=3,
+                )
+            allowed = np.unique(idx[idx >= 0])
+        if network is None:
+            return None, (np.arange(p) if allowed is None else allowed)
+        if not isinstance(network, nx.DiGraph) or network.is_multigraph():
+            raise NetworkError(
+                f"network must be a networkx.DiGraph (e.g. from causalcell.graph."
+                f"read_network); got {type(network).__name__}."
+            )
+        gene_set = set(genes)
+        shared = sum(1 for node in network.nodes if node in gene_set)
+        if shared == 0:
+            example = list(network.nodes)[:3]
+            raise NetworkError(
+                f"The network ({network.number_of_nodes()} nodes, e.g. {example}) shares no "
+                f"gene with var_names (e.g. {genes[:3].tolist()}). Use the same gene "
+                f"identifiers in both (symbols), or convert them first."
+            )
+        A = to_adjacency(network, genes).tocoo()
+        keep = A.row != A.col  # self-loops: a gene is not its own regulator
+        if allowed is not None:
+            ok = np.zeros(p, dtype=bool)
+            ok[allowed] = True
+            keep &= ok[A.row]
+        if not keep.any():
+            raise NetworkError(
+                f"No edge of the network joins two different measured genes"
+                f"{' among the given regulators' if allowed is not None else ''} "
+                f"({shared} of its nodes are measured). Check the network's gene names."
+            )
+        parents = sp.csc_array(
+            (np.ones(int(keep.sum()), dtype=bool), (A.row[keep], A.col[keep])), shape=(p, p)
+        )
+        return parents, None
+
+    # ------------------------------------------------------------- generic path
+    def _fit_generic(
+        self, X: Any, iv: Any, parents: sp.csc_array | None, pool: np.ndarray | None, kind: str
+    ) -> None:
+        from sklearn.linear_model import Lasso
+
+        _n, p = X.shape
+        estimator = Lasso(alpha=float(self.alpha)) if kind == "lasso" else self.regressor
+        if sp.issparse(X):
+            X = sp.csc_array(X)  # per-gene column access
+        mask = sp.csr_array(iv.mask)
+        excl = mask.tocsc()
+        regs = _regulator_lists(parents, pool, p)
+        chunks = [np.arange(s, min(s + _GENES_PER_TASK, p)) for s in range(0, p, _GENES_PER_TASK)]
+        tasks = (
+            delayed(_fit_genes)(
+                X, mask, iv.levels, excl.indptr, excl.indices, c, [regs[g] for g in c], estimator
+            )
+            for c in chunks
+        )
+        results: list[tuple[Any, float, int]] = []
+        parallel = Parallel(n_jobs=self.n_jobs, return_as="generator")
+        for part in tqdm(
+            parallel(tasks),
+            total=len(chunks),
+            desc="Fitting genes",
+            unit="chunk",
+            disable=not self.verbose,
+            leave=False,
+        ):
+            results.extend(part)
+        estimators = [r[0] for r in results]
+        self.intercept_ = np.array([r[1] for r in results], dtype=float)
+        self.n_samples_ = np.array([r[2] for r in results], dtype=np.int64)
+        self.alpha_ = np.full(p, float(self.alpha) if kind == "lasso" else np.nan)
+        self._regs = regs
+        linear = all(
+            e is None
+            or (
+                np.ndim(getattr(e, "coef_", None)) == 1
+                and np.size(e.coef_) == len(regs[g])
+                and np.ndim(getattr(e, "intercept_", None)) == 0
+            )
+            for g, e in enumerate(estimators)
+        )
+        if linear:
+            rows = np.concatenate([regs[g] for g in range(p)]) if p else np.zeros(0, np.int64)
+            cols = np.repeat(np.arange(p), [len(r) for r in regs])
+            vals = [np.asarray(e.coef_, dtype=float) for e in estimators if e is not None]
+            data = np.zeros(len(rows))
+            lens = np.array(
+                [len(r) if e is not None else 0 for r, e in zip(regs, estimators, strict=True)]
+            )
+            if vals:
+                data[np.repeat(lens > 0, [len(r) for r in regs])] = np.concatenate(vals)
+            self.coef_ = sp.csr_array((data, (rows, cols)), shape=(p, p))
+            self.intercept_ = np.array(
+                [
+                    float(e.intercept_) if e is not None else c
+                    for e, c in zip(estimators, self.intercept_, strict=True)
+                ]
+            )
+            self.estimators_ = None
+        else:
+            self.coef_ = None
+            self.estimators_ = estimators
+
+    # ================================================================== predict
+    def predict(
+        self,
+        perturbations: AnnData | pd.DataFrame,
+        *,
+        steps: int | Literal["steady_state"] = "steady_state",
+        start: np.ndarray | AnnData | None = None,
+    ) -> AnnData:
+        """Predict the expression profile of each requested perturbation.
+
+        Every targeted gene is clamped at its level T (knockout: 0; missing:
+        the mean level observed in training for that perturbation) and the
+        change from the start state propagates through the intervention
+        graph (the targets lose their regulators):
+        ``x_g = start_g + f_g(x) - f_g(start)`` for every other gene. A
+        control row returns its start state.
+
+        Parameters
+        ----------
+        perturbations
+            An AnnData (its obs is used) or a DataFrame with the obs contract
+            columns (``expression_level_after_perturbation`` optional).
+        steps
+            ``"steady_state"`` (closed form for linear models; iterated to
+            convergence otherwise) or a number of propagation steps (0: just
+            the clamp).
+        start
+            ``None``: the training control mean. An array of shape
+            ``(n_genes,)`` (one start state) or ``(n_requests, n_genes)``
+            (one per request row, e.g. the matching control cell). An
+            AnnData of control cells (genes matched by name): each request
+            is predicted from every cell and the predictions are averaged
+            (for linear models this equals starting from the cells' mean,
+            by linearity, and is computed that way).
+
+        Returns
+        -------
+        anndata.AnnData
+            The request's obs (rows aligned with it) and the model's genes.
+
+        Raises
+        ------
+        NotFittedError
+            ``fit`` was not called.
+        PredictionError
+            A targeted gene unknown to the model, a level that is missing
+            and was not observed in training, unstable regulation (steady
+            state), or no convergence.
+        ParameterError
+            Invalid ``steps`` or ``start``.
+        """
+        self._check_fitted()
+        obs, iv = prediction_request(perturbations, self.genes_)
+        levels = resolve_levels(iv, self.target_levels_)
+        n, p = len(obs), len(self.genes_)
+        if not (
+            steps == "steady_state"
+            or (isinstance(steps, Integral) and steps >= 0 and not isinstance(steps, bool))
+        ):
+            raise ParameterError(f"steps must be 'steady_state' or an integer >= 0; got {steps!r}.")
+        labels = iv.conditions[PERTURBATION].to_numpy()[iv.codes]
+        if isinstance(start, AnnData):
+            cells = self._cell_states(start)
+            if self.coef_ is not None:
+                start_state = np.broadcast_to(cells.mean(axis=0), (n, p)).copy()
+            else:
+                return make_prediction(
+                    obs, self.genes_, self._average_over_cells(iv, levels, cells, steps, labels)
+                )
+        else:
+            start_state = self._start_state(start, n)
+        values = self._propagate(iv.mask, levels, start_state, steps, labels)
+        return make_prediction(obs, self.genes_, values)
+
+    def _propagate(
+        self, mask: sp.csr_array, levels: np.ndarray, start: np.ndarray, steps: Any, labels: Any
+    ) -> np.ndarray:
+        if self.coef_ is not None:
+            steady = None
+            if steps == "steady_state":
+                steady = getattr(self, "_steady", None)
+                if steady is None:
+                    steady = self._steady = SteadyState(self.coef_, self.genes_)
+            return propagate_linear(self.coef_, mask, levels, start, steps, steady, labels)
+        return self._propagate_generic(mask, levels, start, steps)
+
+    def _start_state(self, start: np.ndarray | None, n: int) -> np.ndarray:
+        p = len(self.genes_)
+        if start is None:
+            if np.isnan(self.control_mean_).any():
+                raise PredictionError(
+                    "The training data had no control sample, so there is no default start "
+                    "state: pass start= (an array of n_genes values, or one row per request)."
+                )
+            return np.tile(self.control_mean_, (n, 1))
+        arr = np.asarray(start, dtype=np.float64)
+        if arr.shape == (p,):
+            arr = np.tile(arr, (n, 1))
+        elif arr.shape != (n, p):
+            raise ParameterError(
+                f"start must have shape ({p},) or ({n}, {p}) (genes in the model's order, "
+                f"genes_); got {arr.shape}."
+            )
+        else:
+            arr = arr.copy()
+        if not np.isfinite(arr).all():
+            raise ParameterError("start contains NaN or infinite values.")
+        return arr
+
+    def _cell_states(self, cells: AnnData) -> np.ndarray:
+        idx = pd.Index(cells.var_names).astype(str).get_indexer(self.genes_)
+        if (idx < 0).any():
+            missing = self.genes_[idx < 0][:5].tolist()
+            raise ParameterError(
+                f"The start cells lack {int((idx < 0).sum())} of the model's genes (e.g. "
+                f"{missing}); give cells measured on the model's genes (genes_)."
+            )
+        X = cells.X if self.layer is None else cells.layers[self.layer]
+        X = X[:, idx]
+        X = X.toarray() if sp.issparse(X) else np.asarray(X)
+        X = np.asarray(X, dtype=np.float64)
+        if X.shape[0] == 0 or not np.isfinite(X).all():
+            raise ParameterError("start cells must be a non-empty AnnData of finite values.")
+        return X
+
+    def _average_over_cells(
+        self, iv: Any, levels: np.ndarray, cells: np.ndarray, steps: Any, labels: Any
+    ) -> np.ndarray:
+        """Non-linear models: predict every request from every cell, then average."""
+        n, p = iv.mask.shape
+        c = cells.shape[0]
+        out = np.zeros((n, p))
+        rows_per = max(1, _MAX_CELL_STARTS // max(1, c * p))
+        for s in range(0, n, rows_per):
+            rows = np.arange(s, min(s + rows_per, n))
+            rep = np.repeat(rows, c)
+            sub = iv[rep]
+            lv = _gather_levels(iv, levels, rep)
+            start = np.tile(cells, (len(rows), 1))
+            pred = self._propagate(sub.mask, lv, start, steps, labels[rep])
+            out[rows] = pred.reshape(len(rows), c, p).mean(axis=1)
+        # Averaging can move a clamped value by rounding: targets are exactly T.
+        m = sp.csr_array(iv.mask)
+        out[np.repeat(np.arange(n), np.diff(m.indptr)), m.indices] = levels
+        return out
+
+    def _propagate_generic(
+        self, mask: sp.csr_array, levels: np.ndarray, start: np.ndarray, steps: Any
+    ) -> np.ndarray:
+        mask = sp.csr_array(mask)
+        n, p = start.shape
+        rows = np.repeat(np.arange(n), np.diff(mask.indptr))
+        cols = mask.indices
+        active = [g for g in range(p) if self.estimators_[g] is not None]
+        base = {g: self.estimators_[g].predict(start[:, self._regs[g]]) for g in active}
+        x = start.copy()
+        x[rows, cols] = levels
+        limit = self.max_iter if steps == "steady_state" else int(steps)
+        converged = steps != "steady_state"
+        change = 0.0
+        for _ in range(limit):
+            new = start.copy()
+            for g in active:  # one scikit-learn model per gene: no matrix form
+                new[:, g] += self.estimators_[g].predict(x[:, self._regs[g]]) - base[g]
+            new[rows, cols] = levels
+            change = float(np.max(np.abs(new - x), initial=0.0))
+            x = new
+            if not math.isfinite(change):
+                break
+            if steps == "steady_state" and change <= self.tol * (1.0 + np.max(np.abs(x))):
+                converged = True
+                break
+        if not converged:
+            raise PredictionError(
+                f"The propagation did not reach a steady state within max_iter="
+                f"{self.max_iter} steps (last change {change:.3g}): the fitted regulation may "
+                f"be unstable. Predict a finite number of steps (steps=k), raise max_iter, or "
+                f"use a more regularized regressor."
+            )
+        return x
+
+    # ================================================================== outputs
+    @property
+    def network_(self) -> nx.DiGraph:
+        """The fitted model as a DiGraph (edge ``weight``: the coefficient).
+
+        Linear models: one edge per nonzero coefficient. Non-linear
+        regressors: one edge per regulator input, without weight.
+        """
+        self._check_fitted()
+        cached = getattr(self, "_network", None)
+        if cached is not None:
+            return cached
+        G = nx.DiGraph()
+        names = np.asarray(self.genes_, dtype=object)
+        G.add_nodes_from(names.tolist())
+        if self.coef_ is not None:
+            C = self.coef_.tocoo()
+            nz = C.data != 0
+            G.add_weighted_edges_from(
+                zip(
+                    names[C.row[nz]].tolist(),
+                    names[C.col[nz]].tolist(),
+                    C.data[nz].tolist(),
+                    strict=True,
+                )
+            )
+        else:
+            G.add_edges_from(
+                (names[r], names[g]) for g, regs in enumerate(self._regs) for r in regs
+            )
+        self._network = G
+        return G
+
+    def coef_table(self) -> pd.DataFrame:
+        """One row per fitted edge: regulator, target, coef (and OLS inference).
+
+        For ``regressor="ols"`` the columns ``se``, ``t``, ``p_value``
+        (two-sided t test with the gene's residual degrees of freedom) and
+        ``q_value`` (Benjamini-Hochberg over all edges) are added; they equal
+        statsmodels' ``OLS`` results for each gene's regression.
+
+        Returns
+        -------
+        pandas.DataFrame
+        """
+        from statsmodels.stats.multitest import multipletests
+
+        self._check_fitted()
+        if self.coef_ is None:
+            raise ParameterError(
+                "coef_table() needs a linear model; this model uses a non-linear regressor."
+            )
+        C = self.coef_.tocoo()
+        order = np.lexsort((C.row, C.col))
+        names = np.asarray(self.genes_, dtype=object)
+        table = pd.DataFrame(
+            {
+                "regulator": names[C.row[order]],
+                "target": names[C.col[order]],
+                "coef": C.data[order],
+            }
+        )
+        if hasattr(self, "stderr_"):
+            se = self.stderr_.tocoo()
+            lookup = pd.Series(se.data, index=pd.MultiIndex.from_arrays([se.row, se.col]))
+            se_val = lookup.reindex(
+                pd.MultiIndex.from_arrays([C.row[order], C.col[order]])
+            ).to_numpy()
+            dof = self.dof_[C.col[order]].astype(float)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                t = table["coef"].to_numpy() / se_val
+            pval = 2.0 * stats.t.sf(np.abs(t), dof)
+            table["se"] = se_val
+            table["t"] = t
+            table["p_value"] = pval
+            q = np.full(len(pval), np.nan)
+            ok = np.isfinite(pval)
+            if ok.any():
+                q[ok] = multipletests(pval[ok], method="fdr_bh")[1]
+            table["q_value"] = q
+        return table
+
+    # ================================================================== persistence
+    def save(self, path: str | Path) -> Path:
+        """Save the fitted model as ``.npz`` + JSON (no pickle; loading runs no code).
+
+        Returns
+        -------
+        pathlib.Path
+            The file written (``.npz`` appended when missing).
+
+        Raises
+        ------
+        NotFittedError
+        ParameterError
+            Models with a non-linear scikit-learn regressor: those cannot be
+            stored without pickle.
+        """
+        self._check_fitted()
+        if self.coef_ is None:
+            raise ParameterError(
+                f"A model with a non-linear regressor ({type(self.regressor).__name__}) "
+                f"cannot be saved safely (it would need pickle, which runs code when "
+                f"loaded). Refit it from the data instead, or use a linear regressor."
+            )
+        C = sp.csr_array(self.coef_)
+        tl = self.target_levels_
+        arrays = {
+            "genes": np.asarray(self.genes_, dtype=str),
+            "coef_data": C.data,
+            "coef_indices": C.indices,
+            "coef_indptr": C.indptr,
+            "intercept": self.intercept_,
+            "alpha": self.alpha_,
+            "n_samples": self.n_samples_,
+            "control_mean": self.control_mean_,
+            "levels_perturbation": tl[PERTURBATION].to_numpy(dtype=str),
+            "levels_type": tl[PERTURBATION_TYPE].to_numpy(dtype=str),
+            "levels_gene": tl["gene"].to_numpy(dtype=str),
+            "levels_level": tl["level"].to_numpy(dtype=float),
+            "levels_n": tl["n_samples"].to_numpy(dtype=np.int64),
+        }
+        inference = hasattr(self, "stderr_")
+        if inference:
+            S = sp.csr_array(self.stderr_)
+            arrays.update(
+                se_data=S.data,
+                se_indices=S.indices,
+                se_indptr=S.indptr,
+                dof=self.dof_,
+                rss=self.rss_,
+            )
+        meta = {
+            "inference": inference,
+            "regressor": self.regressor
+            if isinstance(self.regressor, str)
+            else repr(self.regressor),
+        }
+        return save_arrays(path, self, arrays, meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ConditionalGRNRegressor:
+        """Load a model written by :meth:`save` (never executes code).
+
+        Raises
+        ------
+        DataFileError
+            Missing, truncated or corrupt file, another class or format version.
+        """
+        arrays, header = load_arrays(path, cls.__name__)
+        params = dict(header.get("params", {}))
+        if isinstance(params.get("alphas"), list):
+            params["alphas"] = tuple(params["alphas"])
+        valid = set(cls().get_params())
+        model = cls(**{k: v for k, v in params.items() if k in valid})
+        try:
+            genes = pd.Index(arrays["genes"].astype(str))
+            p = len(genes)
+            coef = sp.csr_array(
+                (arrays["coef_data"].astype(float), arrays["coef_indices"], arrays["coef_indptr"]),
+                shape=(p, p),
+            )
+            model.genes_ = genes
+            model.n_features_in_ = p
+            model.coef_ = coef
+            model.intercept_ = _vector(arrays["intercept"], p)
+            model.alpha_ = _vector(arrays["alpha"], p)
+            model.n_samples_ = _vector(arrays["n_samples"], p).astype(np.int64)
+            model.control_mean_ = _vector(arrays["control_mean"], p)
+            model.target_levels_ = pd.DataFrame(
+                {
+                    PERTURBATION: arrays["levels_perturbation"].astype(str).astype(object),
+                    PERTURBATION_TYPE: arrays["levels_type"].astype(str).astype(object),
+                    "gene": arrays["levels_gene"].astype(str).astype(object),
+                    "level": arrays["levels_level"].astype(float),
+                    "n_samples": arrays["levels_n"].astype(np.int64),
+                }
+            )
+            if header.get("meta", {}).get("inference"):
+                model.stderr_ = sp.csr_array(
+                    (arrays["se_data"].astype(float), arrays["se_indices"], arrays["se_indptr"]),
+                    shape=(p, p),
+                )
+                model.dof_ = _vector(arrays["dof"], p).astype(np.int64)
+                model.rss_ = _vector(arrays["rss"], p)
+            model.coef_.check_format(full_check=True)
+        except (KeyError, ValueError, TypeError, IndexError) as exc:
+            raise DataFileError(
+                f"{str(path)!r} is a causalcell model file but its contents are malformed "
+                f"({type(exc).__name__}: {exc}); save the model again."
+            ) from exc
+        model.estimators_ = None
+        model._steady = None
+        model._network = None
+        return model
+
+
+# ---------------------------------------------------------------------- helpers
+def _vector(arr: np.ndarray, p: int) -> np.ndarray:
+    arr = np.asarray(arr)
+    if arr.shape != (p,):
+        raise ValueError(f"expected an array of shape ({p},), got {arr.shape}")
+    return arr.astype(float) if arr.dtype.kind in "fiu" else arr
+
+
+def _regulator_lists(
+    parents: sp.csc_array | None, pool: np.ndarray | None, p: int
+) -> list[np.ndarray]:
+    """Sorted regulator indices of every gene."""
+    if parents is not None:
+        P = sp.csc_array(parents)
+        P.sort_indices()
+        return [P.indices[P.indptr[g] : P.indptr[g + 1]].astype(np.int64) for g in range(p)]
+    assert pool is not None
+    return [pool[pool != g] for g in range(p)]
+
+
+def _gather_levels(iv: Any, levels: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Levels of the mask entries of ``rows`` (in the order of ``iv[rows].mask``)."""
+    m = sp.csr_array(iv.mask)
+    counts = np.diff(m.indptr)[rows]
+    total = int(counts.sum())
+    starts = np.repeat(m.indptr[rows], counts)
+    offset = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    return levels[starts + offset]
+
+
+def _fit_genes(
+    X: Any,
+    mask: sp.csr_array,
+    levels: np.ndarray,
+    excl_indptr: np.ndarray,
+    excl_rows: np.ndarray,
+    genes: np.ndarray,
+    regs: list[np.ndarray],
+    estimator: Any,
+) -> list[tuple[Any, float, int]]:
+    """Fit a chunk of genes (joblib task): (fitted estimator or None, intercept, n_samples)."""
+    n = X.shape[0]
+    out = []
+    for g, r in zip(genes, regs, strict=True):
+        keep = np.ones(n, dtype=bool)
+        keep[excl_rows[excl_indptr[g] : excl_indptr[g + 1]]] = False
+        rows = np.flatnonzero(keep)
+        if rows.size == 0:
+            out.append((None, 0.0, 0))
+            continue
+        y = (
+            X[:, [g]][rows].toarray().ravel()
+            if sp.issparse(X)
+            else np.asarray(X[rows, g], dtype=np.float64)
+        )
+        y = y.astype(np.float64)
+        if len(r) == 0:
+            out.append((None, float(y.mean()), rows.size))
+            continue
+        Z = dense_block(X, mask, levels, rows, r)
+        est = clone(estimator).fit(Z, y)
+        out.append((est, float(y.mean()), rows.size))
+    return out
