@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import warnings
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from causalcell._version import __version__
-from causalcell.errors import CausalCellError, DataFileError
+from causalcell.errors import CausalCellError, DataFileError, ParameterError
 
 DATASETS = ("papalexi", "simulated", "sachs")
 
@@ -60,7 +61,55 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=None, help="directory for the CSV tables")
     demo.add_argument("--seed", type=int, default=0, help="seed of the simulation")
     demo.add_argument("--quiet", action="store_true", help="print only the summary lines")
+    _add_evaluate_parser(sub)
     return parser
+
+
+CONVENTIONS = ("cell-eval", "gears", "scperturb")
+EVALUATE_FILES = ("metrics.csv", "summary.csv", "retrieval.csv", "summary.png")
+
+
+def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="score predicted perturbation profiles against observed data, with and "
+        "without the targeted genes",
+        description=(
+            "Score predictions per perturbation (errors, correlations, top-k DE genes, "
+            "pairwise retrieval), once with each perturbation's targeted genes excluded and "
+            "once with every gene, and write the tables and a summary figure to --out."
+        ),
+    )
+    evaluate.add_argument("--predicted", type=Path, required=True,
+                          help="predicted profiles (.h5ad), one row per perturbation")
+    evaluate.add_argument("--observed", type=Path, required=True,
+                          help="observed cells or pseudobulk profiles (.h5ad)")
+    evaluate.add_argument("--out", type=Path, required=True,
+                          help="directory for metrics.csv, summary.csv, retrieval.csv and "
+                          "summary.png (created; its parent must exist)")
+    evaluate.add_argument("--convention", choices=CONVENTIONS, default=None,
+                          help="layout of both files when they do not follow the causalcell "
+                          "contract (needs --perturbation-type)")
+    evaluate.add_argument("--perturbation-type", default=None,
+                          help="kind of every perturbation for --convention cell-eval / gears "
+                          "(e.g. knockdown for CRISPRi, overexpression for CRISPRa)")
+    evaluate.add_argument("--control-label", default=None,
+                          help="perturbation label of the control cells to use")
+    evaluate.add_argument("--reference", choices=("control", "perturbed_mean"),
+                          default="control",
+                          help="changes are taken against the control mean (default) or the "
+                          "mean of all perturbation means (Systema)")
+    evaluate.add_argument("--de-method", choices=("t-test", "wilcoxon"), default="t-test",
+                          help="test choosing the observed top-k DE genes (default t-test)")
+    evaluate.add_argument("--distance", default="euclidean",
+                          choices=("euclidean", "sqeuclidean", "manhattan", "cosine", "pearson"),
+                          help="distance of the pairwise retrieval (default euclidean)")
+    evaluate.add_argument("--join", choices=("exact", "inner"), default="exact",
+                          help="'inner' scores only the genes and perturbations both files "
+                          "have (default: they must match)")
+    evaluate.add_argument("--pseudobulk-predicted", action="store_true",
+                          help="average predicted cells per perturbation first (cell-level "
+                          "predictions)")
 
 
 def _check_out(out: Path) -> Path:
@@ -131,6 +180,25 @@ def _demo_sections(data: str, seed: int) -> list[tuple[str, str, object]]:
              datasets.load_sachs2005)]
 
 
+def _demo_models(args: argparse.Namespace, out: Path | None) -> str:
+    """Fit models on the chosen data, predict held-out perturbations, score them."""
+    from causalcell.demo import compare_models, demo_data, format_comparison
+
+    adata, network, title = demo_data(args.data, seed=args.seed)
+    if not args.quiet:
+        print(f"\n== Models of P(X | T) on {title}")
+    result = compare_models(adata, network, seed=args.seed, verbose=not args.quiet)
+    if out is not None:
+        _write_csv(result.table, out / f"model_comparison_{args.data}.csv")
+    held = ", ".join(result.held_out)
+    return (
+        f"\nHeld-out perturbations of {args.data} ({len(result.held_out)}: {held}); models are "
+        f"told the observed level T of each targeted gene and predict the rest. Mean over "
+        f"perturbations (retrieval_rank: 0 = the true perturbation is found first, 0.5 = "
+        f"chance):\n{format_comparison(result)}"
+    )
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """``causalcell demo``: target-gene effect on embedded data."""
     from causalcell.data import Interventions
@@ -157,15 +225,160 @@ def run_demo(args: argparse.Namespace) -> int:
             )
         if out is not None:
             _write_csv(table, out / f"target_effect_{key}.csv")
+    comparison = _demo_models(args, out)
     print()
     for line in summaries:
         print(line)
+    if comparison:
+        print(comparison)
     print(
         "Models and metrics that include the targeted gene are rewarded for this obvious "
         "signal; causalcell conditions on it (P(X | T)) and scores the rest."
     )
     if out is not None:
         print(f"Tables written to {out}/")
+    return 0
+
+
+def _check_parent(out: Path) -> None:
+    """Fail before any work if ``out`` cannot become a directory of results."""
+    if out.exists() and not out.is_dir():
+        raise DataFileError(f"--out {str(out)!r} exists and is not a directory.")
+    parent = out.parent
+    if not parent.is_dir():
+        raise DataFileError(
+            f"--out {str(out)!r}: the parent directory {str(parent)!r} does not exist."
+        )
+    if not os.access(parent, os.W_OK | os.X_OK) or (out.exists() and
+                                                    not os.access(out, os.W_OK | os.X_OK)):
+        raise DataFileError(f"--out {str(out)!r} is not writable.")
+
+
+def _standardize_file(adata, args: argparse.Namespace, side: str):
+    """Convert obs / var of another convention; prediction files need no controls."""
+    from causalcell.data import standardize
+
+    return standardize(
+        adata,
+        args.convention,
+        perturbation_type=args.perturbation_type,
+        control_label=args.control_label,
+        require_controls=side != "predicted",
+    )
+
+
+def _by_conditioning(summary: pd.DataFrame) -> pd.DataFrame:
+    """Mean of each metric (rows, in order) per conditioning (columns, in order)."""
+    table = summary.pivot(index="metric", columns="conditioning", values="mean")
+    return table.reindex(index=list(dict.fromkeys(summary["metric"])),
+                         columns=list(dict.fromkeys(summary["conditioning"])))
+
+
+def _summary_figure(summary: pd.DataFrame, retrieval: pd.DataFrame | None, path: Path) -> None:
+    """Bar charts of the mean scores per conditioning, and of the retrieval ranks."""
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend is involved
+
+    table = _by_conditioning(summary[summary["higher_is_better"]])
+    fig = Figure(figsize=(11, 0.35 * len(table) + 2.0), layout="constrained")
+    left, right = fig.subplots(1, 2, width_ratios=[2, 1])
+    height = 0.8 / max(len(table.columns), 1)
+    y = np.arange(len(table))
+    for k, cond in enumerate(table.columns):
+        left.barh(y + k * height, table[cond].to_numpy(), height=height, label=cond)
+    left.set_yticks(y + height * (len(table.columns) - 1) / 2, table.index)
+    left.invert_yaxis()
+    left.axvline(0, color="black", linewidth=0.8)
+    left.set_xlabel("mean over perturbations (higher is better)")
+    left.legend(title="conditioning", loc="upper center", bbox_to_anchor=(0.5, -0.12),
+                ncols=len(table.columns))
+    if retrieval is not None:
+        ranks = retrieval.groupby("exclusion", sort=False)["rank"].mean()
+        right.bar(ranks.index, ranks.to_numpy(), color="#4c72b0")
+        right.axhline(0.5, color="#c0392b", linestyle="--", label="chance")
+        right.set_ylim(0, 1)
+        right.set_ylabel("mean retrieval rank (0 = perfect)")
+        right.set_title("pairwise retrieval")
+        right.legend()
+    else:
+        right.set_axis_off()
+        right.text(0.5, 0.5, "retrieval needs\n2+ perturbations", ha="center", va="center")
+    fig.savefig(path, dpi=120)
+
+
+def _print_evaluation(summary: pd.DataFrame, retrieval: pd.DataFrame | None,
+                      metrics: pd.DataFrame) -> None:
+    table = _by_conditioning(summary)
+    n = metrics.attrs.get("n_perturbations", metrics["perturbation"].nunique())
+    print(f"{n} perturbations scored (reference: {metrics.attrs.get('reference')}, top-k "
+          f"genes by {metrics.attrs.get('de')}). Mean over perturbations:")
+    with pd.option_context("display.width", 120, "display.max_rows", 60):
+        print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+    if retrieval is None:
+        print("\nPairwise retrieval needs at least 2 perturbations; it was skipped.")
+    else:
+        means = retrieval.groupby("exclusion", sort=False)[["rank", "score"]].mean()
+        print("\nPairwise retrieval, mean rank (0 = perfect, 0.5 = chance) and cell-eval score:")
+        for excl, row in means.iterrows():
+            print(f"  {excl:<6} rank {row['rank']:.3f}   score {row['score']:.3f}")
+    unpredicted = metrics.attrs.get("unpredicted") or []
+    if unpredicted:
+        print(f"({len(unpredicted)} observed perturbations have no prediction and were left "
+              f"out.)")
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """``causalcell evaluate``: score predictions, write tables and a figure atomically."""
+    from causalcell.data import read_h5ad
+    from causalcell.evaluate.report import evaluate, summarize
+    from causalcell.evaluate.retrieval_table import retrieval
+
+    out: Path = args.out
+    if args.convention in ("cell-eval", "gears") and args.perturbation_type is None:
+        raise ParameterError(
+            f"--convention {args.convention} needs --perturbation-type: the layout does not "
+            f"record how genes were perturbed (CRISPRi screens such as the Virtual Cell "
+            f"Challenge: knockdown; CRISPRa: overexpression)."
+        )
+    _check_parent(out)
+    predicted = read_h5ad(args.predicted)
+    observed = read_h5ad(args.observed)
+    if args.convention is not None:
+        predicted = _standardize_file(predicted, args, "predicted")
+        observed = _standardize_file(observed, args, "observed")
+    options = {"reference": args.reference, "join": args.join,
+               "control_label": args.control_label,
+               "aggregate_predicted": args.pseudobulk_predicted}
+    metrics = evaluate(predicted, observed, de_method=args.de_method, distance=args.distance,
+                       **options)
+    summary = summarize(metrics)
+    ranks = None
+    if metrics.attrs.get("n_perturbations", 0) >= 2:
+        ranks = retrieval(predicted, observed, distance=args.distance,
+                          exclusion=("pair", "query", "none", "all"), **options)
+    # Everything is written to a scratch directory beside --out and moved in
+    # only once every file exists: a failure leaves no partial result.
+    try:
+        scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:
+        raise DataFileError(f"Cannot write next to --out {str(out)!r}: {exc}") from exc
+    try:
+        metrics.to_csv(scratch / "metrics.csv", index=False)
+        summary.to_csv(scratch / "summary.csv", index=False)
+        if ranks is not None:
+            ranks.to_csv(scratch / "retrieval.csv", index=False)
+        _summary_figure(summary, ranks, scratch / "summary.png")
+        out.mkdir(exist_ok=True)
+        for name in EVALUATE_FILES:
+            if (scratch / name).exists():
+                os.replace(scratch / name, out / name)
+            elif (out / name).exists():  # a previous run's table that no longer applies
+                (out / name).unlink()
+    except OSError as exc:
+        raise DataFileError(f"Could not write the results to {str(out)!r}: {exc}") from exc
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    _print_evaluation(summary, ranks, metrics)
+    print(f"Tables and figure written to {out}/")
     return 0
 
 
@@ -179,6 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return run_demo(args)
+        if args.command == "evaluate":
+            return run_evaluate(args)
     except CausalCellError as exc:
         print(f"causalcell: error: {exc}", file=sys.stderr)
         return 2

@@ -42,8 +42,30 @@ def test_demo_papalexi_and_simulation(tmp_path, capsys):
     }
     assert (table["target_change"] < 0).all()  # knockouts lower their target
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "target_effect_papalexi2021.csv", "target_effect_simulated.csv"
+        "model_comparison_papalexi.csv",
+        "target_effect_papalexi2021.csv",
+        "target_effect_simulated.csv",
     ]
+    models = pd.read_csv(tmp_path / "out" / "model_comparison_papalexi.csv")
+    assert set(models["model"]) == {
+        "conditional GRN", "linear embedding", "mean", "control", "target only"
+    }
+    assert {"value [targeted excluded]", "value [none]"} <= set(models.columns)
+    assert "targeted genes excluded (conditioned, causalcell)" in out
+    assert "Held-out perturbations of papalexi" in out
+
+
+def test_demo_simulated_conditioning_reverses_target_only(capsys):
+    from causalcell.demo import compare_models, demo_data
+
+    adata, network, _ = demo_data("simulated")
+    table = compare_models(adata, network, verbose=False).table.set_index(["metric", "model"])
+    pearson = table.loc["pearson_delta"]
+    # Unconditioned, the predictor that knows only P(T) looks good; conditioned it
+    # has nothing left, while the model of P(X | T) with the true network does.
+    assert pearson.loc["target only", "value [none]"] > 0.5
+    assert abs(pearson.loc["target only", "value [targeted excluded]"]) < 0.1
+    assert pearson.loc["conditional GRN", "value [targeted excluded]"] > 0.6
 
 
 def test_demo_sachs(capsys):

@@ -45,6 +45,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "check_columns",
     "check_is_control",
+    "expression_matrix",
     "parse_levels",
     "split_label",
     "standardize",
@@ -164,15 +165,37 @@ def check_is_control(obs: pd.DataFrame) -> np.ndarray:
     return col.to_numpy(dtype=bool)
 
 
-def _check_expression(adata: AnnData, layer: str | None) -> None:
-    if layer is not None and layer not in adata.layers:
+def expression_matrix(adata: AnnData, layer: str | None = None, *, what: str = "the data"):
+    """The expression matrix of ``adata``: ``X``, or the named layer.
+
+    Parameters
+    ----------
+    adata
+        The data.
+    layer
+        Layer name; ``None`` means ``X``.
+    what
+        How to call ``adata`` in error messages (e.g. ``"the predicted data"``).
+
+    Raises
+    ------
+    DataContractError
+        If the layer does not exist, or ``X`` is None.
+    """
+    if layer is None:
+        if adata.X is None:
+            raise DataContractError(f"{what} has no X: store expression in X or name a layer.")
+        return adata.X
+    if layer not in adata.layers:
         raise DataContractError(
-            f"Layer {layer!r} not found; available layers: {list(adata.layers.keys())}. "
-            f"Pass layer=None to use X."
+            f"Layer {layer!r} not found in {what}; available layers: "
+            f"{list(adata.layers.keys())}. Pass layer=None to use X."
         )
-    X = adata.X if layer is None else adata.layers[layer]
-    if X is None:
-        raise DataContractError("adata.X is None; store expression in X or name a layer.")
+    return adata.layers[layer]
+
+
+def _check_expression(adata: AnnData, layer: str | None) -> None:
+    X = expression_matrix(adata, layer)
     where = "X" if layer is None else f"layer {layer!r}"
     if sp.issparse(X):
         values = X.data

@@ -9,24 +9,19 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from causalcell.data.contract import IS_CONTROL, LEVEL, PERTURBATION, PERTURBATION_TYPE
+from causalcell.data.contract import (
+    IS_CONTROL,
+    LEVEL,
+    PERTURBATION,
+    PERTURBATION_TYPE,
+    expression_matrix,
+)
 from causalcell.data.interventions import Interventions, format_levels
 from causalcell.errors import DataContractError
 
 __all__ = ["changes", "control_mean", "pseudobulk"]
 
 _ROW_BLOCK = 4096  # rows of dense X converted to float64 at a time
-
-
-def _expression(adata: AnnData, layer: str | None):
-    if layer is None:
-        return adata.X
-    if layer not in adata.layers:
-        raise DataContractError(
-            f"Layer {layer!r} not found; available layers: {list(adata.layers.keys())}. "
-            f"Pass layer=None to use X."
-        )
-    return adata.layers[layer]
 
 
 def _group_means(X, groups: np.ndarray, n_groups: int) -> np.ndarray:
@@ -101,7 +96,7 @@ def pseudobulk(
     True
     """
     interventions = Interventions.from_adata(adata, warn_unmeasured=False)
-    X = _expression(adata, layer)
+    X = expression_matrix(adata, layer)
     extra = [groupby] if isinstance(groupby, str) else list(groupby or [])
     for column in extra:
         if column not in adata.obs.columns:
@@ -191,7 +186,7 @@ def control_mean(adata: AnnData, *, layer: str | None = None) -> np.ndarray:
             f"No control sample: column {IS_CONTROL!r} is False everywhere. Mark the "
             f"non-targeting / untreated samples with is_control=True."
         )
-    X = _expression(adata, layer)
+    X = expression_matrix(adata, layer)
     rows = np.flatnonzero(interventions.is_control)
     weights = (
         adata.obs["n_cells"].to_numpy(dtype=float)[rows]
@@ -234,7 +229,7 @@ def changes(adata: AnnData, *, layer: str | None = None, min_cells: int = 1) -> 
     """
     if "n_cells" in adata.obs.columns:
         pb = adata
-        X = pb.X if layer is None else _expression(pb, layer)
+        X = pb.X if layer is None else expression_matrix(pb, layer)
     else:
         pb = pseudobulk(adata, layer=layer)
         X = pb.X

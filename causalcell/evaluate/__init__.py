@@ -1,9 +1,41 @@
 """Evaluation under the same conditioning as the models: targeted genes never score.
 
-This package never imports :mod:`causalcell.models`: it scores any predictor's
-output.
+Every metric takes the observed data's interventions and by default excludes
+each perturbation's targeted genes (``exclude="targeted"``); ``exclude=None``
+reproduces the usual unconditioned numbers. Retrieval is fair pairwise by
+default. This package never imports :mod:`causalcell.models`: it scores any
+predictor's output.
 """
 
+from causalcell.evaluate.align import Aligned, align
+from causalcell.evaluate.de import (
+    DEResult,
+    bh_qvalues,
+    differential_expression,
+    rank_sum_test,
+    welch_ttest,
+)
+from causalcell.evaluate.metrics import higher_is_better, metric_names, perturbation_metrics
+from causalcell.evaluate.report import compare, evaluate, summarize
+from causalcell.evaluate.retrieval import pairwise_retrieval
+from causalcell.evaluate.retrieval_table import retrieval
 from causalcell.evaluate.target_effect import target_effect
 
-__all__ = ["target_effect"]
+__all__ = [
+    "Aligned",
+    "DEResult",
+    "align",
+    "bh_qvalues",
+    "compare",
+    "differential_expression",
+    "evaluate",
+    "higher_is_better",
+    "metric_names",
+    "pairwise_retrieval",
+    "perturbation_metrics",
+    "rank_sum_test",
+    "retrieval",
+    "summarize",
+    "target_effect",
+    "welch_ttest",
+]

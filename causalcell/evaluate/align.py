@@ -1,0 +1,396 @@
+"""Put predicted and observed perturbations side by side, as changes against one reference.
+
+Every score in :mod:`causalcell.evaluate` compares row i of a prediction with
+row i of the observations. :func:`align` builds those rows from two AnnData
+objects of any provenance (a causalcell model, another tool's output read
+from disk) and checks what would silently corrupt a score: gene sets that
+differ, perturbations predicted twice or never observed, NaN predictions, a
+control label that does not exist.
+
+Rows are matched by condition (the canonical label, ``"A,B"`` == ``"B,A"``,
+and the perturbation type). Both sides become changes against the same
+reference, computed from the observations:
+
+- ``reference="control"``: the mean control profile (the usual delta);
+- ``reference="perturbed_mean"``: the mean of all observed perturbation
+  means, as Systema does to remove the systematic variation that every
+  perturbation shares (Viñas Torné et al. 2025).
+
+The targets of each row come from the observed data's
+:class:`~causalcell.data.Interventions`: what was done, not what a predictor
+claims.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+from causalcell.data.contract import (
+    IS_CONTROL,
+    PERTURBATION,
+    PERTURBATION_TYPE,
+    expression_matrix,
+    validate,
+)
+from causalcell.data.interventions import Interventions
+from causalcell.data.pseudobulk import pseudobulk
+from causalcell.errors import DataContractError, ParameterError
+from causalcell.evaluate.de import control_rows
+
+__all__ = ["JOINS", "REFERENCES", "Aligned", "align", "is_pseudobulk"]
+
+REFERENCES = ("control", "perturbed_mean")
+JOINS = ("exact", "inner")
+_SHOWN = 10  # names listed in an error message before "... and N more"
+
+
+def _names(values, limit: int = _SHOWN) -> str:
+    values = [str(v) for v in values]
+    more = len(values) - limit
+    return ", ".join(values[:limit]) + (f" ... and {more} more" if more > 0 else "")
+
+
+def is_pseudobulk(adata: AnnData) -> bool:
+    """True when ``adata`` holds per-perturbation profiles (obs has ``n_cells``)."""
+    return "n_cells" in adata.obs.columns
+
+
+@dataclass(frozen=True, repr=False)
+class Aligned:
+    """Predicted and observed changes, row by row.
+
+    Attributes
+    ----------
+    perturbations : pandas.Index
+        Condition key of each row (the observed data's canonical label).
+    labels : numpy.ndarray of str
+        Canonical ``perturbation`` label of each row.
+    perturbation_type : numpy.ndarray of str
+    genes : pandas.Index
+        The compared genes, in the observed data's order.
+    predicted, observed : numpy.ndarray, shape (n, n_genes)
+        Changes against :attr:`reference` (float64).
+    targets : scipy.sparse.csr_array of bool, shape (n, n_genes)
+        The measured genes targeted in each row (from the observed data).
+    reference : numpy.ndarray, shape (n_genes,)
+        The reference profile subtracted from both sides.
+    reference_kind : str
+        ``"control"`` or ``"perturbed_mean"``.
+    n_cells : numpy.ndarray of int
+        Observed cells behind each row.
+    unpredicted : tuple of str
+        Observed perturbations without a prediction (left out).
+    """
+
+    perturbations: pd.Index
+    labels: np.ndarray
+    perturbation_type: np.ndarray
+    genes: pd.Index
+    predicted: np.ndarray
+    observed: np.ndarray
+    targets: sp.csr_array
+    reference: np.ndarray
+    reference_kind: str
+    n_cells: np.ndarray
+    unpredicted: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.perturbations)
+
+    def __repr__(self) -> str:
+        return (
+            f"Aligned({len(self)} perturbations x {len(self.genes)} genes, "
+            f"reference={self.reference_kind!r}, {len(self.unpredicted)} observed "
+            f"perturbations not predicted)"
+        )
+
+    def subset(self, rows: np.ndarray) -> Aligned:
+        """The rows ``rows`` (integer indices or boolean mask)."""
+        rows = np.arange(len(self))[rows]
+        return Aligned(
+            perturbations=self.perturbations[rows],
+            labels=self.labels[rows],
+            perturbation_type=self.perturbation_type[rows],
+            genes=self.genes,
+            predicted=self.predicted[rows],
+            observed=self.observed[rows],
+            targets=sp.csr_array(self.targets[rows]),
+            reference=self.reference,
+            reference_kind=self.reference_kind,
+            n_cells=self.n_cells[rows],
+            unpredicted=self.unpredicted,
+        )
+
+
+def _expression(adata: AnnData, layer: str | None, side: str):
+    return expression_matrix(adata, layer, what=f"the {side} data")
+
+
+def _dense_rows(X, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    sub = X[rows][:, cols] if sp.issparse(X) else np.asarray(X)[np.ix_(rows, cols)]
+    return sub.toarray() if sp.issparse(sub) else np.asarray(sub, dtype=np.float64)
+
+
+def _genes(predicted: AnnData, observed: AnnData, join: str) -> tuple[pd.Index, np.ndarray]:
+    """The compared genes (observed order) and their columns in ``predicted``."""
+    obs_genes = pd.Index(observed.var_names.astype(str))
+    pred_genes = pd.Index(predicted.var_names.astype(str))
+    for side, genes in (("predicted", pred_genes), ("observed", obs_genes)):
+        if not genes.is_unique:
+            dup = genes[genes.duplicated()].unique()
+            raise DataContractError(
+                f"The {side} var_names are not unique ({_names(dup)}); make them unique "
+                f"(adata.var_names_make_unique()) or aggregate duplicated genes."
+            )
+    not_predicted = obs_genes.difference(pred_genes, sort=False)
+    not_observed = pred_genes.difference(obs_genes, sort=False)
+    if join == "exact" and (len(not_predicted) or len(not_observed)):
+        parts = []
+        if len(not_predicted):
+            parts.append(f"{len(not_predicted)} observed gene(s) have no prediction: "
+                         f"{_names(not_predicted)}")
+        if len(not_observed):
+            parts.append(f"{len(not_observed)} predicted gene(s) are not observed: "
+                         f"{_names(not_observed)}")
+        raise DataContractError(
+            "The predicted and observed gene sets differ: " + "; ".join(parts) + ". "
+            "Predict the observed genes, or pass join='inner' (CLI: --join inner) to "
+            "score only the genes both sides have."
+        )
+    genes = obs_genes[obs_genes.isin(pred_genes)]
+    if not len(genes):
+        raise DataContractError(
+            f"The predicted and observed data share no gene (predicted e.g. "
+            f"{_names(pred_genes, 5)}; observed e.g. {_names(obs_genes, 5)}). Are both "
+            f"indexed by gene symbols?"
+        )
+    return genes, pred_genes.get_indexer(genes)
+
+
+def _keys(iv: Interventions) -> pd.MultiIndex:
+    """(canonical label, kind) of each sample: what two data sets share."""
+    cond = iv.conditions
+    return pd.MultiIndex.from_arrays(
+        [cond[PERTURBATION].to_numpy()[iv.codes], cond[PERTURBATION_TYPE].to_numpy()[iv.codes]]
+    )
+
+
+def _check_unique(keys: pd.MultiIndex, obs_names: pd.Index, side: str, fix: str) -> None:
+    codes, uniques = pd.factorize(keys)
+    counts = np.bincount(codes, minlength=len(uniques))
+    if (counts > 1).any():
+        repeated = np.flatnonzero(counts > 1)
+        first = uniques[repeated[0]]
+        rows = obs_names[np.flatnonzero(codes == repeated[0])]
+        n_labels = len(repeated)
+        raise DataContractError(
+            f"The {side} data has {n_labels} perturbation(s) on more than one row, e.g. "
+            f"{first[0]!r} ({first[1]}) in rows {_names(rows, 5)}. Each perturbation must "
+            f"have one profile: {fix}"
+        )
+
+
+def _observed_profiles(
+    observed: AnnData, layer: str | None, control_label: str | None
+) -> tuple[AnnData, str | None, np.ndarray]:
+    """Observed per-perturbation profiles, the layer to read them from, and the
+    mask of their control rows."""
+    if is_pseudobulk(observed):
+        profiles, profile_layer = observed, layer
+        _expression(profiles, profile_layer, "observed")
+    else:
+        _expression(observed, layer, "observed")
+        profiles, profile_layer = pseudobulk(observed, layer=layer), None
+    iv = Interventions.from_adata(profiles, warn_unmeasured=False)
+    return profiles, profile_layer, control_rows(iv, control_label)
+
+
+def _reference(
+    profiles: AnnData, layer: str | None, control: np.ndarray, kind: str
+) -> np.ndarray:
+    X = _expression(profiles, layer, "observed")
+    if kind == "control":
+        rows = np.flatnonzero(control)
+        weights = (profiles.obs["n_cells"].to_numpy(dtype=float)[rows]
+                   if "n_cells" in profiles.obs.columns else np.ones(len(rows)))
+    else:
+        rows = np.flatnonzero(~profiles.obs[IS_CONTROL].to_numpy(dtype=bool))
+        if not len(rows):
+            raise DataContractError(
+                "reference='perturbed_mean' needs perturbed samples in the observed data; "
+                "it has only controls."
+            )
+        weights = np.ones(len(rows))  # every perturbation counts once, as in Systema
+    weights = weights / weights.sum()
+    sub = X[rows]
+    if sp.issparse(sub):
+        return np.asarray(sp.csr_array(sub).T @ weights, dtype=np.float64).ravel()
+    return np.asarray(sub, dtype=np.float64).T @ weights
+
+
+def align(
+    predicted: AnnData,
+    observed: AnnData,
+    *,
+    reference: str = "control",
+    join: str = "exact",
+    control_label: str | None = None,
+    layer: str | None = None,
+    predicted_layer: str | None = None,
+    aggregate_predicted: bool = False,
+) -> Aligned:
+    """Match predicted and observed perturbations and express both as changes.
+
+    Parameters
+    ----------
+    predicted
+        Predicted expression profiles, one row per perturbation, with the obs
+        contract (``perturbation``, ``is_control``, ``perturbation_type``).
+        Control rows are ignored. On the same scale as ``observed``.
+    observed
+        Observed cells, or pseudobulk profiles (obs has ``n_cells``), with
+        controls when ``reference="control"``.
+    reference
+        ``"control"`` (the mean control profile) or ``"perturbed_mean"`` (the
+        mean of all observed perturbation means), subtracted from both sides.
+    join
+        ``"exact"``: the gene sets must be equal (order may differ), every
+        predicted perturbation must be observed. ``"inner"``: score the genes
+        both have, and drop predicted perturbations that are not observed.
+        Observed perturbations without prediction are left out either way
+        (listed in :attr:`Aligned.unpredicted`).
+    control_label
+        Use only the observed controls with this ``perturbation`` label;
+        default every control.
+    layer, predicted_layer
+        Layers holding the observed / predicted expression (``None``: X).
+    aggregate_predicted
+        Average predicted rows of the same perturbation first (for
+        cell-level predictions, such as the Virtual Cell Challenge's). By
+        default a perturbation predicted twice is an error.
+
+    Returns
+    -------
+    Aligned
+        Rows in the order of ``predicted``.
+
+    Raises
+    ------
+    DataContractError
+        The gene sets differ (the message names the missing genes) with
+        ``join="exact"``; a perturbation is on several predicted (or
+        observed pseudobulk) rows; a prediction is NaN or infinite (the
+        message names the rows); a predicted perturbation is not observed
+        with ``join="exact"``; no perturbation is in common;
+        ``control_label`` names no observed control; the observed data has
+        no control with ``reference="control"``; either side breaks the obs
+        contract.
+    ParameterError
+        Unknown ``reference`` or ``join``.
+
+    Examples
+    --------
+    >>> import causalcell as cc
+    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, seed=0)
+    >>> aligned = align(sim.truth, sim.adata)
+    >>> aligned.predicted.shape
+    (20, 30)
+    """
+    if reference not in REFERENCES:
+        raise ParameterError(f"reference={reference!r} is unknown; choose one of "
+                             f"{list(REFERENCES)}.")
+    if join not in JOINS:
+        raise ParameterError(f"join={join!r} is unknown; choose one of {list(JOINS)}.")
+    for side, data in (("predicted", predicted), ("observed", observed)):
+        if not isinstance(data, AnnData):
+            raise DataContractError(
+                f"The {side} data must be an AnnData object, got {type(data).__name__}. "
+                f"Read files with causalcell.data.read_h5ad(path)."
+            )
+    genes, pred_cols = _genes(predicted, observed, join)
+    validate(observed, layer=layer)
+    profiles, profile_layer, control = _observed_profiles(observed, layer, control_label)
+
+    # --- observed rows: perturbations, one profile each
+    obs_iv = Interventions.from_adata(profiles, warn_unmeasured=False)
+    obs_perturbed = np.flatnonzero(~obs_iv.is_control)
+    obs_keys = _keys(obs_iv)[obs_perturbed]
+    _check_unique(obs_keys, profiles.obs_names[obs_perturbed], "observed",
+                  "pass the cells, or pseudobulk profiles without replicate splits.")
+
+    # --- predicted rows
+    if aggregate_predicted:
+        _expression(predicted, predicted_layer, "predicted")
+        pred_data = pseudobulk(predicted, layer=predicted_layer)
+        pred_layer = None
+    else:
+        pred_data, pred_layer = predicted, predicted_layer
+        _expression(pred_data, pred_layer, "predicted")
+    pred_iv = Interventions.from_adata(pred_data, warn_unmeasured=False)
+    pred_perturbed = np.flatnonzero(~pred_iv.is_control)
+    pred_keys = _keys(pred_iv)[pred_perturbed]
+    _check_unique(pred_keys, pred_data.obs_names[pred_perturbed], "predicted",
+                  "average the predicted cells (aggregate_predicted=True; CLI: "
+                  "--pseudobulk-predicted) or drop the duplicates.")
+
+    where = obs_keys.get_indexer(pred_keys)
+    missing = where < 0
+    if missing.any() and join == "exact":
+        observed_labels = set(obs_keys.get_level_values(0))
+        shown = [f"{lab} ({kind})" + (" [observed with another perturbation_type]"
+                                      if lab in observed_labels else "")
+                 for lab, kind in pred_keys[missing]]
+        raise DataContractError(
+            f"{int(missing.sum())} predicted perturbation(s) are not in the observed data: "
+            f"{_names(shown)}. Drop them, or pass join='inner' to score only the "
+            f"perturbations both sides have."
+        )
+    pred_rows = pred_perturbed[~missing]
+    obs_rows = obs_perturbed[where[~missing]]
+    if not len(pred_rows):
+        raise DataContractError(
+            f"No predicted perturbation is in the observed data (predicted e.g. "
+            f"{_names(pred_keys.get_level_values(0), 5)}; observed e.g. "
+            f"{_names(obs_keys.get_level_values(0), 5)})."
+        )
+
+    obs_cols = pd.Index(profiles.var_names.astype(str)).get_indexer(genes)
+    pred_values = _dense_rows(_expression(pred_data, pred_layer, "predicted"), pred_rows,
+                              pred_cols)
+    bad = ~np.isfinite(pred_values).all(axis=1)
+    if bad.any():
+        rows = [f"{name} ({label})" for name, label in zip(
+            pred_data.obs_names[pred_rows[bad]], pred_iv.labels[pred_rows[bad]], strict=True)]
+        raise DataContractError(
+            f"{int(bad.sum())} predicted row(s) contain NaN or infinite values: "
+            f"{_names(rows)}. Every scored gene needs a finite prediction; fix the predictor "
+            f"or drop those rows."
+        )
+    ref = _reference(profiles, profile_layer, control, reference)[obs_cols]
+    obs_values = _dense_rows(_expression(profiles, profile_layer, "observed"), obs_rows,
+                             obs_cols)
+    targets = sp.csr_array(obs_iv.mask[obs_rows][:, obs_cols], dtype=bool)
+    cond = obs_iv.conditions.iloc[obs_iv.codes[obs_rows]]
+    n_cells = (profiles.obs["n_cells"].to_numpy()[obs_rows].astype(np.int64)
+               if "n_cells" in profiles.obs.columns else np.ones(len(obs_rows), np.int64))
+    matched = np.zeros(len(obs_perturbed), dtype=bool)
+    matched[where[~missing]] = True
+    unpredicted = tuple(obs_iv.condition_of()[obs_perturbed[~matched]].astype(str))
+    return Aligned(
+        perturbations=pd.Index(cond.index.to_numpy().astype(str), name="perturbation"),
+        labels=cond[PERTURBATION].to_numpy().astype(str),
+        perturbation_type=cond[PERTURBATION_TYPE].to_numpy().astype(str),
+        genes=genes,
+        predicted=pred_values - ref,
+        observed=obs_values - ref,
+        targets=targets,
+        reference=ref,
+        reference_kind=reference,
+        n_cells=n_cells,
+        unpredicted=unpredicted,
+    )

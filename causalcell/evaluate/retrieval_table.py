@@ -1,0 +1,180 @@
+"""Pairwise retrieval on AnnData: which observed perturbation does each prediction match?
+
+:func:`retrieval` turns two AnnData objects into the arrays of
+:func:`causalcell.evaluate.retrieval.pairwise_retrieval` (changes against one
+reference, rows aligned by perturbation, targets from the observed data's
+:class:`~causalcell.data.Interventions`) and returns a tidy table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE
+from causalcell.errors import DataContractError, ParameterError
+from causalcell.evaluate.align import Aligned, align
+
+__all__ = ["RETRIEVAL_COLUMNS", "cell_eval_score", "retrieval", "retrieval_ranks"]
+
+RETRIEVAL_COLUMNS = (
+    PERTURBATION, PERTURBATION_TYPE, "distance", "exclusion", "orientation", "rank", "score",
+    "n_perturbations",
+)
+
+
+def cell_eval_score(rank: np.ndarray, n: int) -> np.ndarray:
+    """A normalized rank on cell-eval's discrimination-score scale.
+
+    cell-eval (the Virtual Cell Challenge) reports ``1 - r / n`` with r the
+    number of candidates closer than the true match among n; our rank is
+    ``r / (n - 1)``, so the score is ``1 - rank * (n - 1) / n``: 1 is a
+    perfect match, about 0.5 is chance.
+    """
+    return 1.0 - np.asarray(rank, dtype=np.float64) * (n - 1) / n
+
+
+def _as_tuple(name: str, value: str | Sequence[str]) -> tuple[str, ...]:
+    values = (value,) if isinstance(value, str) else tuple(value)
+    if not values or not all(isinstance(v, str) for v in values):
+        raise ParameterError(f"{name} must be a string or a non-empty sequence of strings, "
+                             f"got {value!r}.")
+    return values
+
+
+def retrieval_ranks(
+    aligned: Aligned,
+    *,
+    distance: str | Sequence[str] = "euclidean",
+    exclusion: str | Sequence[str] = "pair",
+    orientation: str | Sequence[str] = "prediction",
+) -> pd.DataFrame:
+    """Retrieval ranks of aligned changes, one row per (perturbation, variant).
+
+    Parameters
+    ----------
+    aligned
+        The output of :func:`~causalcell.evaluate.align.align`.
+    distance, exclusion, orientation
+        One value or several (every combination is computed); see
+        :func:`~causalcell.evaluate.retrieval.pairwise_retrieval`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`RETRIEVAL_COLUMNS`.
+
+    Raises
+    ------
+    DataContractError
+        Fewer than 2 perturbations (retrieval needs a candidate besides the
+        true match).
+    """
+    from causalcell.evaluate.retrieval import pairwise_retrieval
+
+    distances = _as_tuple("distance", distance)
+    exclusions = _as_tuple("exclusion", exclusion)
+    orientations = _as_tuple("orientation", orientation)
+    n = len(aligned)
+    if n < 2:
+        shown = f": {aligned.perturbations[0]!r}" if n else ""
+        raise DataContractError(
+            f"Retrieval needs at least 2 perturbations (the true match and a candidate); "
+            f"{n} perturbation(s) are both predicted and observed{shown}. Predict more "
+            f"perturbations."
+        )
+    frames = []
+    for dist in distances:
+        for excl in exclusions:
+            for orient in orientations:
+                ranks = pairwise_retrieval(aligned.predicted, aligned.observed, aligned.targets,
+                                           distance=dist, exclusion=excl, orientation=orient)
+                frames.append(pd.DataFrame({
+                    PERTURBATION: aligned.perturbations.to_numpy(),
+                    PERTURBATION_TYPE: aligned.perturbation_type,
+                    "distance": dist,
+                    "exclusion": excl,
+                    "orientation": orient,
+                    "rank": np.asarray(ranks, dtype=np.float64),
+                    "score": cell_eval_score(ranks, n),
+                    "n_perturbations": n,
+                }))
+    return pd.concat(frames, ignore_index=True)
+
+
+def retrieval(
+    predicted: AnnData,
+    observed: AnnData,
+    *,
+    distance: str | Sequence[str] = "euclidean",
+    exclusion: str | Sequence[str] = "pair",
+    orientation: str | Sequence[str] = "prediction",
+    reference: str = "control",
+    join: str = "exact",
+    control_label: str | None = None,
+    layer: str | None = None,
+    predicted_layer: str | None = None,
+    aggregate_predicted: bool = False,
+) -> pd.DataFrame:
+    """How well each prediction retrieves its own observed perturbation among all others.
+
+    Both sides become changes against one reference (see
+    :func:`~causalcell.evaluate.align.align`); query i is compared with
+    every candidate j on the genes the chosen ``exclusion`` leaves in.
+
+    Parameters
+    ----------
+    predicted
+        Predicted profiles, one row per perturbation (obs contract).
+    observed
+        Observed cells or pseudobulk profiles, with controls for
+        ``reference="control"``.
+    distance
+        ``"euclidean"``, ``"sqeuclidean"``, ``"manhattan"``, ``"cosine"`` or
+        ``"pearson"``; several values give several variants.
+    exclusion
+        ``"pair"`` (fair: comparison (i, j) ignores the genes targeted in i
+        or j), ``"query"`` (only i's targets, as the Virtual Cell
+        Challenge), ``"none"``, ``"all"``; or several.
+    orientation
+        ``"prediction"`` (prediction i against every observed j) or
+        ``"observed"`` (observation i against every prediction j); or both.
+    reference, join, control_label, layer, predicted_layer, aggregate_predicted
+        As in :func:`~causalcell.evaluate.align.align`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per perturbation and variant: ``perturbation``,
+        ``perturbation_type``, ``distance``, ``exclusion``, ``orientation``,
+        ``rank`` (0: the true match comes first, 0.5: chance), ``score``
+        (cell-eval's scale, ``1 - rank * (n - 1) / n``) and
+        ``n_perturbations``.
+
+    Raises
+    ------
+    DataContractError
+        Fewer than 2 perturbations in common, and every error of
+        :func:`~causalcell.evaluate.align.align`.
+    ParameterError
+        An unknown distance, exclusion, orientation, reference or join.
+
+    Examples
+    --------
+    >>> import causalcell as cc
+    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, seed=0)
+    >>> table = retrieval(sim.truth, sim.adata, exclusion=["pair", "query"])
+    >>> sorted(table["exclusion"].unique())
+    ['pair', 'query']
+    """
+    aligned = align(predicted, observed, reference=reference, join=join,
+                    control_label=control_label, layer=layer, predicted_layer=predicted_layer,
+                    aggregate_predicted=aggregate_predicted)
+    table = retrieval_ranks(aligned, distance=distance, exclusion=exclusion,
+                            orientation=orientation)
+    table.attrs["reference"] = reference
+    table.attrs["unpredicted"] = list(aligned.unpredicted)
+    return table

@@ -1,0 +1,193 @@
+"""`causalcell evaluate`: tables and figure written atomically, one-line errors."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+import causalcell as cc
+from causalcell import cli
+from causalcell.cli import main
+from causalcell.data import write_h5ad
+
+FILES = ["metrics.csv", "retrieval.csv", "summary.csv", "summary.png"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Observed cells and a noisy prediction of their pseudobulk, as .h5ad files."""
+    root = tmp_path_factory.mktemp("evaluate-inputs")
+    sim = cc.datasets.simulate(n_genes=40, n_tfs=6, n_combinations=3, seed=7)
+    pb = cc.data.pseudobulk(sim.adata)
+    pb = pb[~pb.obs["is_control"].to_numpy()]
+    rng = np.random.default_rng(0)
+    obs = pb.obs[["perturbation", "is_control", "perturbation_type"]].copy()
+    predicted = ad.AnnData(np.asarray(pb.X) + rng.normal(0, 0.1, pb.shape), obs=obs,
+                           var=pb.var[[]].copy())
+    paths = {"observed": root / "observed.h5ad", "predicted": root / "predicted.h5ad"}
+    write_h5ad(sim.adata, paths["observed"])
+    write_h5ad(predicted, paths["predicted"])
+    # The same data in the cell-eval (Virtual Cell Challenge) layout; the
+    # prediction has no control row.
+    ce_obs = pd.DataFrame({"target_gene": np.where(sim.adata.obs["is_control"],
+                                                   "non-targeting",
+                                                   sim.adata.obs["perturbation"].astype(str))},
+                          index=sim.adata.obs_names)
+    ce_observed = ad.AnnData(sim.adata.X, obs=ce_obs, var=sim.adata.var[[]].copy())
+    singles = ~predicted.obs["perturbation"].str.contains(",").to_numpy()
+    ce_predicted = ad.AnnData(
+        predicted.X[singles],
+        obs=pd.DataFrame({"target_gene": predicted.obs["perturbation"].to_numpy()[singles]},
+                         index=predicted.obs_names[singles]),
+        var=predicted.var.copy(),
+    )
+    paths["ce_observed"] = root / "ce_observed.h5ad"
+    paths["ce_predicted"] = root / "ce_predicted.h5ad"
+    write_h5ad(ce_observed, paths["ce_observed"])
+    write_h5ad(ce_predicted, paths["ce_predicted"])
+    # A prediction missing two genes.
+    paths["fewer_genes"] = root / "fewer_genes.h5ad"
+    write_h5ad(predicted[:, 2:].copy(), paths["fewer_genes"])
+    paths["genes"] = list(predicted.var_names[:2])
+    return paths
+
+
+def _run(argv, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse usage errors
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _args(files, out, *extra, predicted="predicted", observed="observed"):
+    return ["evaluate", "--predicted", str(files[predicted]), "--observed",
+            str(files[observed]), "--out", str(out), *extra]
+
+
+def test_evaluate_writes_tables_and_figure(files, tmp_path, capsys):
+    out = tmp_path / "result"
+    code, stdout, err = _run(_args(files, out), capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == FILES
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result"]  # no scratch left
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert set(metrics["conditioning"]) == {"targeted excluded", "none"}
+    assert {"pearson_delta", "de_overlap_top20", "retrieval_rank"} <= set(metrics["metric"])
+    summary = pd.read_csv(out / "summary.csv")
+    assert {"metric", "conditioning", "mean", "median", "n"} <= set(summary.columns)
+    ranks = pd.read_csv(out / "retrieval.csv")
+    assert set(ranks["exclusion"]) == {"pair", "query", "none", "all"}
+    assert (out / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "targeted excluded" in stdout
+    assert "pearson_delta" in stdout
+    assert "pair   rank" in stdout
+    mean_pair = ranks[ranks["exclusion"] == "pair"]["rank"].mean()
+    assert f"pair   rank {mean_pair:.3f}" in stdout
+
+
+def test_evaluate_options(files, tmp_path, capsys):
+    out = tmp_path / "result"
+    code, stdout, err = _run(_args(files, out, "--reference", "perturbed_mean", "--de-method",
+                                   "wilcoxon", "--distance", "cosine", "--join", "inner"),
+                             capsys)
+    assert code == 0, err
+    assert "reference: perturbed_mean" in stdout
+    assert "top-k genes by wilcoxon" in stdout
+    assert set(pd.read_csv(out / "retrieval.csv")["distance"]) == {"cosine"}
+
+
+def test_evaluate_cell_eval_convention(files, tmp_path, capsys):
+    out = tmp_path / "result"
+    argv = _args(files, out, "--convention", "cell-eval", "--perturbation-type", "knockdown",
+                 predicted="ce_predicted", observed="ce_observed")
+    code, stdout, err = _run(argv, capsys)
+    assert code == 0, err
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert not metrics["perturbation"].str.contains(",").any()
+    assert "observed perturbations have no prediction" in stdout  # the combinations
+    code, _, err = _run([*argv, "--control-label", "ctrl"], capsys)
+    assert code == 2
+    assert "control label 'ctrl'" in err
+
+
+@pytest.mark.parametrize(
+    ("extra", "kind", "message"),
+    [
+        ([], "fewer_genes", "gene sets differ: 2 observed gene"),
+        (["--control-label", "non-targeting"], "predicted", "'non-targeting' not found"),
+        (["--convention", "cell-eval"], "ce_predicted", "needs --perturbation-type"),
+        (["--convention", "nope"], "predicted", "invalid choice: 'nope'"),
+    ],
+)
+def test_evaluate_errors_are_one_line_and_leave_nothing(files, tmp_path, capsys, extra,
+                                                        kind, message):
+    out = tmp_path / "result"
+    observed = "ce_observed" if kind.startswith("ce_") else "observed"
+    code, _, err = _run(_args(files, out, *extra, predicted=kind, observed=observed), capsys)
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # neither --out nor a scratch directory
+    if kind == "fewer_genes":
+        assert all(gene in err for gene in files["genes"])
+        assert "--join inner" in err
+
+
+def test_evaluate_bad_paths(files, tmp_path, capsys):
+    argv = ["evaluate", "--predicted", str(tmp_path / "nope.h5ad"), "--observed",
+            str(files["observed"]), "--out", str(tmp_path / "out")]
+    code, _, err = _run(argv, capsys)
+    assert code == 2
+    assert "File not found" in err
+    target = tmp_path / "file.txt"
+    target.write_text("keep me")
+    code, _, err = _run(_args(files, target), capsys)
+    assert code == 2
+    assert "not a directory" in err
+    assert target.read_text() == "keep me"
+    code, _, err = _run(_args(files, tmp_path / "no" / "out"), capsys)
+    assert code == 2
+    assert "does not exist" in err
+
+
+def test_failure_while_writing_keeps_previous_results(files, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "result"
+    out.mkdir()
+    (out / "metrics.csv").write_text("previous run")
+
+    def broken_figure(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(cli, "_summary_figure", broken_figure)
+    code, _, err = _run(_args(files, out), capsys)
+    assert code == 2
+    assert "disk full" in err
+    assert [p.name for p in out.iterdir()] == ["metrics.csv"]
+    assert (out / "metrics.csv").read_text() == "previous run"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result"]
+
+
+def test_single_perturbation_skips_retrieval(files, tmp_path, capsys):
+    one = cc.data.read_h5ad(files["predicted"])[:1].copy()
+    path = tmp_path / "one.h5ad"
+    write_h5ad(one, path)
+    out = tmp_path / "result"
+    out.mkdir()
+    (out / "retrieval.csv").write_text("stale table of an earlier run")
+    argv = ["evaluate", "--predicted", str(path), "--observed", str(files["observed"]),
+            "--out", str(out)]
+    code, stdout, err = _run(argv, capsys)
+    assert code == 0, err
+    assert "retrieval needs at least 2 perturbations" in stdout
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.csv", "summary.csv",
+                                                     "summary.png"]
+
+
+def test_help_lists_evaluate(capsys):
+    assert main([]) == 0
+    assert "evaluate" in capsys.readouterr().out

@@ -1,0 +1,198 @@
+"""causalcell.evaluate.metrics: per-perturbation metrics against a naive per-row reference."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy import stats
+
+from causalcell.errors import DataContractError, ParameterError
+from causalcell.evaluate import metrics as metrics_module
+from causalcell.evaluate.metrics import (
+    higher_is_better,
+    metric_names,
+    perturbation_metrics,
+    targets_matrix,
+)
+
+
+def _corr(a, b, kind="pearson"):
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return np.nan
+    if kind == "spearman":
+        return stats.spearmanr(a, b).statistic
+    return stats.pearsonr(a, b).statistic
+
+
+def _top(score, keep, k):
+    """Indices of the k kept genes with the largest score (stable: lower index first)."""
+    idx = np.flatnonzero(keep)
+    order = sorted(idx, key=lambda j: (-score[j], j))
+    return set(order[:k])
+
+
+def naive_metrics(P, T, targets, exclude, top_k, de_score=None, significant=None):
+    """One perturbation at a time, with plain numpy / scipy calls."""
+    n, g = P.shape
+    rows = []
+    for i in range(n):
+        keep = np.ones(g, dtype=bool)
+        if exclude == "targeted":
+            keep[list(targets[i])] = False
+        p, o = P[i, keep], T[i, keep]
+        score = np.abs(T[i]) if de_score is None else de_score[i]
+        row = {
+            "n_genes_scored": keep.sum(),
+            "mae": np.mean(np.abs(p - o)),
+            "mse": np.mean((p - o) ** 2),
+            "pearson_delta": _corr(p, o),
+            "spearman_delta": _corr(p, o, "spearman"),
+            "cosine_delta": (p @ o / np.sqrt((p @ p) * (o @ o))
+                             if (p @ p) * (o @ o) > 0 else np.nan),
+            "direction_agreement": np.mean(np.sign(p) == np.sign(o)),
+        }
+        ks = [(f"top{k}", k) for k in top_k if k < g]
+        if significant is not None:
+            ks.append(("n_sig", int((significant[i] & keep).sum())))
+        for name, k in ks:
+            if k == 0 or k > keep.sum():
+                row[f"de_overlap_{name}"] = row[f"de_pearson_{name}"] = np.nan
+                continue
+            top_o = (set(np.flatnonzero(significant[i] & keep)) if name == "n_sig"
+                     else _top(score, keep, k))
+            top_p = _top(np.abs(P[i]), keep, k)
+            row[f"de_overlap_{name}"] = len(top_o & top_p) / k
+            cols = sorted(top_o)
+            row[f"de_pearson_{name}"] = _corr(P[i, cols], T[i, cols])
+        rows.append(row)
+    return rows
+
+
+def _compare(result, rows):
+    assert len(result) == len(rows)
+    for i, row in enumerate(rows):
+        for name, value in row.items():
+            np.testing.assert_allclose(result[name].iloc[i], value, rtol=1e-9, atol=1e-12,
+                                       err_msg=f"row {i}, {name}")
+
+
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 6),
+    g=st.integers(2, 12),
+    exclude=st.sampled_from(["targeted", None]),
+    ties=st.booleans(),
+    with_de=st.booleans(),
+)
+def test_equal_to_naive_reference(seed, n, g, exclude, ties, with_de):
+    rng = np.random.default_rng(seed)
+    if ties:  # few distinct values: ties in ranks, zeros, constant rows
+        P = rng.choice([-1.0, 0.0, 0.5, 2.0], size=(n, g))
+        T = rng.choice([-1.0, 0.0, 1.0], size=(n, g))
+    else:
+        P = rng.normal(size=(n, g))
+        T = rng.normal(size=(n, g))
+    # Single targets, combinations, empty sets; sometimes every gene targeted.
+    targets = [set(rng.choice(g, size=rng.integers(0, min(3, g) + 1), replace=False).tolist())
+               for _ in range(n)]
+    if n > 1 and seed % 5 == 0:
+        targets[0] = set(range(g))
+    de_score = rng.normal(size=(n, g)) if with_de else None
+    significant = rng.random((n, g)) < 0.4 if with_de else None
+    top_k = (1, 3, 5)
+    result = perturbation_metrics(P, T, targets, exclude=exclude, top_k=top_k,
+                                  de_score=de_score, significant=significant)
+    # Rows with no scored gene are NaN everywhere (numpy means of empty arrays).
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = naive_metrics(P, T, targets, exclude, top_k, de_score, significant)
+    _compare(result, expected)
+
+
+def test_blocks_give_the_same_result(monkeypatch):
+    rng = np.random.default_rng(0)
+    P, T = rng.normal(size=(30, 50)), rng.normal(size=(30, 50))
+    targets = [[i % 50, (3 * i) % 50] for i in range(30)]
+    whole = perturbation_metrics(P, T, targets, top_k=[5, 20])
+    monkeypatch.setattr(metrics_module, "_BLOCK_ENTRIES", 120)  # 2 rows per block
+    blocked = perturbation_metrics(P, T, targets, top_k=[5, 20])
+    np.testing.assert_allclose(blocked.to_numpy(), whole.to_numpy(), rtol=1e-12)
+
+
+def test_targeted_gene_is_removed_before_top_k():
+    """A huge target change dominates the unconditioned top-k; excluded, it is never chosen."""
+    rng = np.random.default_rng(1)
+    n, g = 8, 60
+    T = rng.normal(scale=0.3, size=(n, g))
+    targets = [[i] for i in range(n)]
+    T[np.arange(n), np.arange(n)] = -5.0  # the knockdown itself
+    # A predictor that knows only the target: the target change, nothing else.
+    target_only = np.zeros((n, g))
+    target_only[np.arange(n), np.arange(n)] = -5.0
+    off = perturbation_metrics(target_only, T, targets, exclude=None, top_k=[1])
+    on = perturbation_metrics(target_only, T, targets, exclude="targeted", top_k=[1])
+    assert (off["de_overlap_top1"] == 1.0).all()  # "finds" the top DE gene every time
+    assert off["pearson_delta"].mean() > 0.8
+    assert on["de_overlap_top1"].mean() < 0.5  # its top-1 is now an arbitrary gene
+    assert on["pearson_delta"].isna().all()  # a constant prediction carries no signal
+    assert (on["n_genes_scored"] == g - 1).all()
+
+
+def test_n_sig_metrics_and_undefined_values():
+    P = np.array([[1.0, 2.0, 3.0, 4.0], [1.0, 1.0, 1.0, 1.0]])
+    T = np.array([[1.0, 2.5, 2.0, 5.0], [0.5, 1.0, 1.5, 2.0]])
+    significant = np.array([[True, False, True, True], [False, False, False, False]])
+    out = perturbation_metrics(P, T, [[0], []], significant=significant, top_k=[2, 4, 10])
+    assert "de_overlap_top4" not in out.columns  # k >= n_genes: "top" would be everything
+    assert list(out.columns) == ["n_genes_scored", *metric_names([2], n_sig=True)]
+    # Row 0: gene 0 is targeted; the significant genes left are {2, 3}; the two
+    # largest predicted changes among genes 1-3 are genes 3 and 2.
+    assert out.loc[0, "de_overlap_n_sig"] == 1.0
+    # The observed top-2 by |change| is {1, 3}: half of it is predicted.
+    assert out.loc[0, "de_overlap_top2"] == 0.5
+    assert np.isnan(out.loc[1, "de_overlap_n_sig"])  # no significant gene
+    assert np.isnan(out.loc[1, "pearson_delta"])  # constant prediction
+
+
+def test_metric_registry():
+    assert not higher_is_better("mae")
+    assert not higher_is_better("retrieval_rank")
+    assert higher_is_better("de_overlap_top20")
+    assert metric_names([20], n_sig=False)[-2:] == ["de_overlap_top20", "de_pearson_top20"]
+
+
+def test_targets_matrix_forms():
+    dense = np.array([[True, False, False], [False, True, True]])
+    from_list = targets_matrix([[0], {1, 2}], (2, 3))
+    from_sparse = targets_matrix(sp.csr_matrix(dense), (2, 3))
+    np.testing.assert_array_equal(from_list.toarray(), dense)
+    np.testing.assert_array_equal(from_sparse.toarray(), dense)
+    np.testing.assert_array_equal(targets_matrix(dense, (2, 3)).toarray(), dense)
+    assert targets_matrix(None, (2, 3)).nnz == 0
+    with pytest.raises(ParameterError, match="outside"):
+        targets_matrix([[3], []], (2, 3))
+    with pytest.raises(ParameterError, match="one per row"):
+        targets_matrix([[0]], (2, 3))
+    with pytest.raises(ParameterError, match="shape"):
+        targets_matrix(sp.csr_matrix((3, 3), dtype=bool), (2, 3))
+
+
+def test_bad_input():
+    P = np.zeros((3, 4))
+    with pytest.raises(ParameterError, match="exclude='all'"):
+        perturbation_metrics(P, P, [[], [], []], exclude="all")
+    with pytest.raises(ParameterError, match="needs the targets"):
+        perturbation_metrics(P, P)
+    with pytest.raises(ParameterError, match="shape"):
+        perturbation_metrics(P, np.zeros((3, 5)), exclude=None)
+    with pytest.raises(ParameterError, match="positive integers"):
+        perturbation_metrics(P, P, exclude=None, top_k=[0])
+    bad = P.copy()
+    bad[[0, 2], 1] = np.nan
+    with pytest.raises(DataContractError, match=r"predicted has NaN .* 2 row\(s\) \[0, 2\]"):
+        perturbation_metrics(bad, P, exclude=None)
