@@ -5,22 +5,36 @@ Import cost is paid only here: nothing else in causalcell imports matplotlib.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 
 import matplotlib.pyplot as plt
 import networkx as nx
 import numpy as np
+import pandas as pd
 from anndata import AnnData
 from matplotlib.axes import Axes
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from causalcell.data.contract import PERTURBATION
 from causalcell.data.interventions import Interventions
 from causalcell.data.pseudobulk import changes
-from causalcell.errors import NetworkError, ParameterError
+from causalcell.errors import DataContractError, NetworkError, ParameterError
+from causalcell.evaluate.align import align
+from causalcell.evaluate.metrics import perturbation_metrics
+from causalcell.evaluate.retrieval import pairwise_retrieval
 from causalcell.graph.intervene import intervene
 
-__all__ = ["intervention_graph", "target_effect"]
+__all__ = [
+    "conditioning_comparison",
+    "intervention_graph",
+    "pairwise_rank_matrix",
+    "predicted_vs_observed",
+    "retrieval_ranks",
+    "target_effect",
+]
 
 TARGET_COLOR = "#c0392b"
 OTHER_COLOR = "#7f8c8d"
@@ -215,3 +229,433 @@ def _layered_layout(G: nx.DiGraph, targets: list, radius: int) -> dict:
         for node, y in zip(members, ys, strict=True):
             pos[node] = np.array([float(layer), float(y)])
     return pos
+
+
+# --------------------------------------------------------------------------- comparisons
+
+# Headline metrics drawn by default (the demo's printed table); any other
+# metric of the table can be asked for by name.
+DEFAULT_METRICS = ("pearson_delta", "mse", "de_pearson_top20", "retrieval_rank")
+# Left to right: the usual (unconditioned) numbers, then the conditioned ones.
+_CONDITIONING_ORDER = ("none", "targeted excluded")
+_COMPARE_COLUMNS = {"metric", "model", "higher_is_better", "rank_changed"}
+
+
+def _conditionings(table: pd.DataFrame) -> list[str]:
+    found = [c[len("value [") : -1] for c in table.columns
+             if c.startswith("value [") and c.endswith("]")]
+    known = [c for c in _CONDITIONING_ORDER if c in found]
+    return known + [c for c in found if c not in known]
+
+
+def conditioning_comparison(
+    table: pd.DataFrame,
+    metrics: str | Sequence[str] | None = None,
+    ax: Axes | Sequence[Axes] | None = None,
+) -> Figure | Axes:
+    """Slope chart of each model's score without and with the targeted genes.
+
+    One panel per metric; in each, one line per model from ``"none"``
+    (every gene scored, the usual numbers) to ``"targeted excluded"``
+    (conditioned), with the model's rank written at both ends. The y axis
+    points towards better scores (it is flipped for metrics where lower is
+    better), so a line that crosses another is a reversal. Models whose
+    rank differs between the conditionings are drawn thick and solid, the
+    others thin and faded; a panel whose ranking changes says so in its
+    title.
+
+    Parameters
+    ----------
+    table
+        The output of :func:`causalcell.evaluate.compare`: columns
+        ``metric``, ``model``, ``higher_is_better``, ``rank_changed`` and
+        ``value [c]`` / ``rank [c]`` for at least two conditionings ``c``.
+    metrics
+        A metric or metrics to draw, in panel order. Default: those of
+        :data:`DEFAULT_METRICS` in the table, else every metric.
+    ax
+        ``None`` (a new figure, one panel per metric), one Axes (exactly one
+        metric), or a sequence of Axes (one per metric).
+
+    Returns
+    -------
+    matplotlib.figure.Figure or matplotlib.axes.Axes
+        The Axes when ``ax`` is one Axes, otherwise the Figure.
+
+    Raises
+    ------
+    ParameterError
+        A table without the columns of ``compare()``, fewer than two
+        conditionings, an unknown metric, or axes that do not match the
+        number of metrics.
+    """
+    if not isinstance(table, pd.DataFrame) or not set(table.columns) >= _COMPARE_COLUMNS:
+        cols = list(table.columns) if isinstance(table, pd.DataFrame) else type(table).__name__
+        raise ParameterError(
+            f"conditioning_comparison() takes the table of causalcell.evaluate.compare(); it "
+            f"needs the columns {sorted(_COMPARE_COLUMNS)} and 'value [...]', got {cols}."
+        )
+    conds = _conditionings(table)
+    if len(conds) < 2:
+        raise ParameterError(
+            f"The table has the conditionings {conds}; a comparison needs two. Call "
+            f"compare(..., exclude=('targeted', None))."
+        )
+    available = list(dict.fromkeys(table["metric"]))
+    if metrics is None:
+        chosen = [m for m in DEFAULT_METRICS if m in available] or available
+    else:
+        chosen = [metrics] if isinstance(metrics, str) else list(metrics)
+        unknown = [m for m in chosen if m not in available]
+        if unknown or not chosen:
+            raise ParameterError(f"Unknown metric(s) {unknown or chosen}; the table has "
+                                 f"{available}.")
+    if ax is None:
+        ncols = min(len(chosen), 4)
+        nrows = -(-len(chosen) // ncols)
+        fig, grid = plt.subplots(nrows, ncols, figsize=(3.2 * ncols + 1.6, 3.6 * nrows),
+                                 squeeze=False)
+        axes = list(grid.ravel())
+        for extra in axes[len(chosen):]:
+            extra.set_visible(False)
+        single = False
+    else:
+        single = isinstance(ax, Axes)
+        axes = [ax] if single else list(ax)
+        if len(axes) < len(chosen):
+            raise ParameterError(f"{len(chosen)} metric(s) {chosen} need as many Axes; got "
+                                 f"{len(axes)}.")
+        fig = axes[0].figure
+    models = list(dict.fromkeys(table["model"]))
+    palette = plt.get_cmap("tab10")
+    colors = {m: palette(i % 10) for i, m in enumerate(models)}
+    for metric, panel in zip(chosen, axes, strict=False):
+        _slope_panel(table[table["metric"] == metric], metric, conds, colors, panel)
+    if single:
+        return axes[0]
+    handles = [Line2D([], [], color=colors[m], marker="o", label=m) for m in models]
+    handles += [Line2D([], [], color="black", lw=2.5, label="rank changes"),
+                Line2D([], [], color="black", lw=1, alpha=0.35, label="rank unchanged")]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
+               fontsize=8)
+    fig.suptitle("Model rankings with and without the targeted genes scored")
+    fig.tight_layout()
+    return fig
+
+
+def _reordered(ranks: np.ndarray) -> np.ndarray:
+    """Models (rows) whose order against some other model differs between
+    conditionings (columns): a swap, or a tie made or broken. A rank number
+    alone misses a tie (2 -> 2 while a rival goes 3 -> 2)."""
+    order = np.sign(ranks[:, None, :] - ranks[None, :, :])  # (model, model, conditioning)
+    return (order != order[:, :, :1]).any(axis=(1, 2))
+
+
+def _slope_panel(rows: pd.DataFrame, metric: str, conds: list[str], colors: dict,
+                 ax: Axes) -> None:
+    x = np.arange(len(conds), dtype=float)
+    values = rows[[f"value [{c}]" for c in conds]].to_numpy(dtype=float)
+    ranks = rows[[f"rank [{c}]" for c in conds]].to_numpy(dtype=float)
+    moved = _reordered(ranks)
+    for model, vals, rks, changed in zip(rows["model"], values, ranks, moved, strict=True):
+        ax.plot(x, vals, marker="o", color=colors[model], label=model,
+                lw=2.5 if changed else 1.0, alpha=1.0 if changed else 0.35, zorder=3 if changed
+                else 2)
+        for xi, v, r in zip(x, vals, rks, strict=True):
+            if np.isfinite(v):
+                ax.annotate(f"{int(r)}" if np.isfinite(r) else "", (xi, v), fontsize=7,
+                            color=colors[model], xytext=(-9 if xi == 0 else 5, -3),
+                            textcoords="offset points")
+    better = bool(rows["higher_is_better"].iloc[0])
+    if not better:
+        ax.invert_yaxis()  # up always means better: a crossing is a reversal
+    ax.set_xticks(x, [c.replace(" ", "\n") for c in conds])
+    ax.set_xlim(x[0] - 0.3, x[-1] + 0.3)
+    ax.set_ylabel(f"mean over perturbations ({'higher' if better else 'lower'} is better)",
+                  fontsize=8)
+    changed_any = bool(rows["rank_changed"].any())
+    ax.set_title(f"{metric}\n" + ("ranking changes" if changed_any else "ranking unchanged"),
+                 fontsize=9, color=TARGET_COLOR if changed_any else "black")
+
+
+# --------------------------------------------------------------------------- retrieval
+
+_EXCLUSION_ORDER = ("none", "query", "pair", "all")
+_EXCLUSION_LABEL = {"none": "no exclusion", "query": "query only (VCC)", "pair": "pair (fair)",
+                    "all": "all targeted"}
+_RETRIEVAL_COLUMNS = {PERTURBATION, "distance", "exclusion", "orientation", "rank"}
+
+
+def retrieval_ranks(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
+    """Distributions of retrieval ranks per model and exclusion rule.
+
+    One box per (model, exclusion), with every perturbation's rank as a
+    dot; 0 means the prediction retrieves its own observed perturbation
+    first, the dashed line at 0.5 is chance. Boxes are coloured by the
+    exclusion rule, so a model that beats chance only without exclusion (or
+    under the query-only rule) shows it at once.
+
+    Parameters
+    ----------
+    table
+        The output of :func:`causalcell.evaluate.retrieval` (columns
+        ``perturbation``, ``distance``, ``exclusion``, ``orientation``,
+        ``rank``), or several of them concatenated with a ``model`` column.
+        One distance and one orientation (filter the table first).
+    ax
+        Axes to draw on; a new figure is made when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Raises
+    ------
+    ParameterError
+        Missing columns, an empty table, or several distances or
+        orientations.
+    """
+    if not isinstance(table, pd.DataFrame) or not set(table.columns) >= _RETRIEVAL_COLUMNS:
+        cols = list(table.columns) if isinstance(table, pd.DataFrame) else type(table).__name__
+        raise ParameterError(
+            f"retrieval_ranks() takes the table of causalcell.evaluate.retrieval(); it needs "
+            f"the columns {sorted(_RETRIEVAL_COLUMNS)}, got {cols}."
+        )
+    if table.empty:
+        raise ParameterError("The retrieval table is empty: nothing to plot.")
+    for column in ("distance", "orientation"):
+        values = table[column].unique()
+        if len(values) > 1:
+            raise ParameterError(
+                f"The table mixes several {column}s {sorted(map(str, values))}; plot one, e.g. "
+                f"table[table[{column!r}] == {str(values[0])!r}]."
+            )
+    data = table if "model" in table.columns else table.assign(model="")
+    models = list(dict.fromkeys(data["model"]))
+    present = set(data["exclusion"])
+    exclusions = [e for e in _EXCLUSION_ORDER if e in present]
+    exclusions += sorted(present - set(exclusions))
+    palette = plt.get_cmap("Set2")
+    colors = {e: palette(i) for i, e in enumerate(exclusions)}
+    grouped = {key: g["rank"].to_numpy(dtype=float)
+               for key, g in data.groupby(["model", "exclusion"], sort=False)}
+    width = 0.8 / len(exclusions)
+    ax = _axes(ax, (1.2 + 1.1 * len(models) * max(len(exclusions), 2) / 2, 4))
+    rng = np.random.default_rng(0)  # jitter only; fixed so figures are reproducible
+    for k, excl in enumerate(exclusions):
+        keys = [(m, excl) for m in models if (m, excl) in grouped]
+        if not keys:
+            continue
+        pos = np.array([models.index(m) for m, _ in keys]) + (k - (len(exclusions) - 1) / 2) * width
+        ranks = [grouped[key] for key in keys]
+        ax.boxplot(ranks, positions=pos, widths=width * 0.85, showfliers=False,
+                   patch_artist=True, boxprops={"facecolor": colors[excl], "alpha": 0.6},
+                   medianprops={"color": "black", "gid": "median"})
+        xs = np.concatenate([np.full(len(r), p) for r, p in zip(ranks, pos, strict=True)])
+        xs = xs + rng.uniform(-0.25, 0.25, len(xs)) * width
+        ax.scatter(xs, np.concatenate(ranks), s=8, color="#2c3e50", alpha=0.6, zorder=3)
+    ax.axhline(0.5, color=TARGET_COLOR, linestyle="--", lw=1.2, label="chance (0.5)")
+    ax.set_xticks(np.arange(len(models)), models)
+    ax.set_xlim(-0.6, len(models) - 0.4)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_ylabel("retrieval rank (0 = own perturbation first)")
+    handles = [Patch(facecolor=colors[e], alpha=0.6, label=_EXCLUSION_LABEL.get(e, e))
+               for e in exclusions]
+    handles.append(Line2D([], [], color=TARGET_COLOR, linestyle="--", label="chance"))
+    ax.legend(handles=handles, title="targeted genes excluded", loc="upper left",
+              bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8)
+    ax.set_title(f"Pairwise retrieval ({table['distance'].iloc[0]}): lower is better")
+    return ax
+
+
+def pairwise_rank_matrix(
+    predicted: AnnData,
+    observed: AnnData,
+    *,
+    distance: str = "euclidean",
+    exclusion: str = "pair",
+    orientation: str = "prediction",
+    reference: str = "control",
+    ax: Axes | None = None,
+) -> Axes:
+    """The n x n matrix "candidate j is closer to query i than i's true match".
+
+    Row i is a query (a prediction, or an observation with
+    ``orientation="observed"``), column j a candidate; a dark cell means
+    candidate j beats the true match, a grey one a tie. A row's mean is
+    that query's retrieval rank (written on the right). Rows and columns are
+    sorted by rank, best retrieved at the top.
+
+    Parameters
+    ----------
+    predicted, observed
+        Predicted profiles and observed cells or pseudobulk, as in
+        :func:`causalcell.evaluate.align`.
+    distance, exclusion, orientation
+        As in :func:`causalcell.evaluate.pairwise_retrieval`.
+    reference
+        Reference subtracted from both sides, as in
+        :func:`causalcell.evaluate.align`.
+    ax
+        Axes to draw on; a new figure is made when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        ``ax.images[0]`` holds the reordered matrix.
+
+    Raises
+    ------
+    DataContractError
+        Fewer than 2 perturbations in common, and every error of
+        :func:`~causalcell.evaluate.align`.
+    ParameterError
+        Unknown ``distance``, ``exclusion``, ``orientation`` or
+        ``reference``.
+
+    Notes
+    -----
+    The matrix costs ``4 n^2`` bytes; tick labels are drawn up to 50
+    perturbations.
+    """
+    aligned = align(predicted, observed, reference=reference)
+    if len(aligned) < 2:
+        raise DataContractError(
+            f"The rank matrix needs at least 2 perturbations predicted and observed; got "
+            f"{len(aligned)}."
+        )
+    ranks, beats = pairwise_retrieval(aligned.predicted, aligned.observed, aligned.targets,
+                                      distance=distance, exclusion=exclusion,
+                                      orientation=orientation, return_matrix=True)
+    order = np.argsort(ranks, kind="stable")
+    n = len(order)
+    ax = _axes(ax, (min(2.5 + 0.28 * n, 12), min(2.0 + 0.28 * n, 11)))
+    cmap = ListedColormap(["#fdfefe", "#aab7b8", TARGET_COLOR])
+    ax.imshow(beats[np.ix_(order, order)], cmap=cmap, vmin=0.0, vmax=1.0, aspect="equal",
+              interpolation="nearest")
+    # Outline the diagonal (each query's true match) so the eye finds its row.
+    ax.scatter(np.arange(n), np.arange(n), marker="s", s=max(4.0, 2000.0 / n),
+               facecolors="none", edgecolors="black", linewidths=0.6)
+    labels = aligned.perturbations.to_numpy()[order]
+    if n <= 50:
+        ax.set_xticks(np.arange(n), labels, rotation=90, fontsize=7)
+        ax.set_yticks(np.arange(n), labels, fontsize=7)
+        for row, r in enumerate(ranks[order]):
+            ax.text(n - 0.3, row, f"{r:.2f}", va="center", fontsize=7)
+    query, cand = ("prediction", "observed") if orientation == "prediction" else (
+        "observed", "prediction")
+    ax.set_ylabel(f"query i ({query})")
+    ax.set_xlabel(f"candidate j ({cand})")
+    handles = [Patch(facecolor=TARGET_COLOR, label="j closer than true match"),
+               Patch(facecolor="#aab7b8", label="tie"),
+               Patch(facecolor="#fdfefe", edgecolor="#aab7b8", label="true match closer"),
+               Line2D([], [], marker="s", color="black", markerfacecolor="none", linestyle="",
+                      label="true match (diagonal)")]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.12, 1.0), frameon=False,
+              fontsize=8)
+    ax.set_title(f"Who beats the true match ({exclusion} exclusion, {distance})\n"
+                 f"mean rank {ranks.mean():.3f} (chance 0.5); row rank on the right",
+                 fontsize=9)
+    return ax
+
+
+# --------------------------------------------------------------------------- one perturbation
+
+
+def _pearson_text(r: float) -> str:
+    return "undefined" if not np.isfinite(r) else f"{r:.2f}"
+
+
+def predicted_vs_observed(
+    predicted: AnnData,
+    observed: AnnData,
+    perturbation: str,
+    *,
+    reference: str = "control",
+    ax: Axes | None = None,
+) -> Axes:
+    """Predicted against observed change of every gene for one perturbation.
+
+    Untargeted genes are grey dots; the targeted genes are red, labelled
+    with their names. The title gives the Pearson correlation of the changes
+    over all genes and with the targeted genes excluded (the
+    ``pearson_delta`` of :func:`causalcell.evaluate.evaluate`): a predictor
+    that only moves the target can look good on the first and is judged on
+    the second.
+
+    Parameters
+    ----------
+    predicted, observed
+        Predicted profiles and observed cells or pseudobulk, as in
+        :func:`causalcell.evaluate.align`.
+    perturbation
+        The perturbation to draw: its condition key or its ``perturbation``
+        label (e.g. ``"TF01"`` or ``"TF01,TF04"``).
+    reference
+        ``"control"`` or ``"perturbed_mean"``, as in
+        :func:`causalcell.evaluate.align`.
+    ax
+        Axes to draw on; a new figure is made when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        ``ax.collections[0]``: the untargeted genes, ``ax.collections[1]``:
+        the targeted genes.
+
+    Raises
+    ------
+    ParameterError
+        ``perturbation`` is not both predicted and observed, or its label is
+        ambiguous (several perturbation types: pass the condition key).
+    DataContractError
+        Every error of :func:`~causalcell.evaluate.align`.
+    """
+    aligned = align(predicted, observed, reference=reference)
+    keys = aligned.perturbations.to_numpy().astype(str)
+    hits = np.flatnonzero(keys == str(perturbation))
+    if not len(hits):
+        hits = np.flatnonzero(aligned.labels == str(perturbation))
+    if len(hits) != 1:
+        if len(hits) > 1:
+            raise ParameterError(
+                f"The label {perturbation!r} names several perturbations "
+                f"{keys[hits].tolist()}; pass one of these keys."
+            )
+        shown = keys[:10].tolist() + (["..."] if len(keys) > 10 else [])
+        raise ParameterError(
+            f"{perturbation!r} is not among the perturbations both predicted and observed "
+            f"({shown})."
+        )
+    row = hits[0]
+    pred, obs = aligned.predicted[row], aligned.observed[row]
+    targeted = np.zeros(len(aligned.genes), dtype=bool)
+    targeted[aligned.targets[[row]].indices] = True
+    scores = {
+        setting: float(perturbation_metrics(pred[None], obs[None], aligned.targets[[row]],
+                                            exclude=setting, top_k=())["pearson_delta"].iloc[0])
+        for setting in (None, "targeted")
+    }
+    ax = _axes(ax, (5.5, 5))
+    ax.scatter(obs[~targeted], pred[~targeted], s=12, color=OTHER_COLOR, alpha=0.7,
+               label="other genes")
+    ax.scatter(obs[targeted], pred[targeted], s=45, color=TARGET_COLOR, marker="D", zorder=4,
+               label="targeted gene")
+    for k, (gene, x, y) in enumerate(zip(aligned.genes[targeted], obs[targeted],
+                                         pred[targeted], strict=True)):
+        # Staggered offsets: targets of a combination often land on one spot.
+        ax.annotate(str(gene), (x, y), xytext=(6, 4 + 11 * k), textcoords="offset points",
+                    color=TARGET_COLOR, fontsize=9, fontweight="bold")
+    lo = float(min(obs.min(), pred.min(), 0.0))
+    hi = float(max(obs.max(), pred.max(), 0.0))
+    pad = 0.05 * (hi - lo or 1.0)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="black", lw=0.8, linestyle=":",
+            label="perfect prediction")
+    ax.axhline(0.0, color="#d5d8dc", lw=0.8, zorder=0)
+    ax.axvline(0.0, color="#d5d8dc", lw=0.8, zorder=0)
+    ax.set_xlabel(f"observed change vs {reference}")
+    ax.set_ylabel(f"predicted change vs {reference}")
+    ax.set_title(f"{keys[row]}: Pearson r = {_pearson_text(scores[None])} all genes, "
+                 f"{_pearson_text(scores['targeted'])} targeted excluded", fontsize=10)
+    ax.legend(loc="upper left", frameon=False, fontsize=8)
+    return ax
