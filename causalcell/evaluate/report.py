@@ -135,7 +135,7 @@ def evaluate(
         Predicted profiles, one row per perturbation (obs contract).
     observed
         Observed cells (DE is computed from them) or pseudobulk profiles
-        (top-k genes are then the largest |observed change|).
+        (top-k genes are then the largest ``|observed change|``).
     exclude
         ``"targeted"``, ``None`` or both (default): the conditionings
         reported, labelled ``"targeted excluded"`` and ``"none"``.
@@ -144,7 +144,7 @@ def evaluate(
         :func:`~causalcell.evaluate.metrics.perturbation_metrics`).
     de_method
         ``"t-test"`` (Welch), ``"wilcoxon"``, or None to rank genes by
-        |observed change| instead of a test.
+        ``|observed change|`` instead of a test.
     alpha
         q-value threshold of the significant genes (``de_*_n_sig``).
     de
