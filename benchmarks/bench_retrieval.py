@@ -57,7 +57,8 @@ N_LARGE = 20_000
 N_PEER = 1_000
 NAIVE_PAIRS = 2_000
 REPEATS = 3
-PREDICTION_NOISE = 3.0
+LATENT_SCALE = 0.05
+NOISE = 0.3
 
 
 def make_data(n: int, g: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
@@ -73,13 +74,19 @@ def make_data(n: int, g: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, li
         targets.append(np.sort(rng.choice(g, size=size, replace=False)))
     for k in range(0, n - 1, 50):  # some combinations share a gene with another
         targets[k + 1] = np.unique(np.append(targets[k + 1], targets[k][0]))
-    observed = rng.standard_normal((n, g))
-    observed *= 0.2
+    # A latent change per perturbation (small off-target effects, a strong
+    # effect on its targets) measured twice with independent noise: once
+    # observed, once "predicted".
+    latent = rng.standard_normal((n, g))
+    latent *= LATENT_SCALE
     for i, t in enumerate(targets):
-        observed[i, t] -= 3.0
+        latent[i, t] -= 3.0
+    observed = rng.standard_normal((n, g))
+    observed *= NOISE
+    observed += latent
     predicted = rng.standard_normal((n, g))
-    predicted *= PREDICTION_NOISE
-    predicted += observed
+    predicted *= NOISE
+    predicted += latent
     return predicted, observed, targets
 
 
@@ -226,9 +233,10 @@ def peer_benchmark() -> None:
     # cell-eval excludes the query's gene only when the label is a gene name.
     genes = np.array([f"G{k:05d}" for k in range(GENES)])
     target = rng.choice(GENES, size=N_PEER, replace=False)
-    T = 0.2 * rng.standard_normal((N_PEER, GENES))
-    T[np.arange(N_PEER), target] -= 3.0
-    P = T + PREDICTION_NOISE * rng.standard_normal((N_PEER, GENES))
+    latent = LATENT_SCALE * rng.standard_normal((N_PEER, GENES))
+    latent[np.arange(N_PEER), target] -= 3.0
+    T = latent + NOISE * rng.standard_normal((N_PEER, GENES))
+    P = latent + NOISE * rng.standard_normal((N_PEER, GENES))
     control = np.zeros((1, GENES))  # changes = profiles - control
     labels = [*genes[target], "non-targeting"]
     obs = pd.DataFrame({"target_gene": labels}, index=[f"r{k}" for k in range(N_PEER + 1)])
@@ -245,19 +253,19 @@ def peer_benchmark() -> None:
     pair = PerturbationAnndataPair(real=real, pred=pred, pert_col="target_gene",
                                    control_pert="non-targeting")
     pair._initialize_bulk_arrays(None)  # pseudobulk once: time the metric alone
-    t_peer_metric, _ = best_of(lambda: discrimination_score(pair, metric="l2"), 1)
+    t_peer_metric, _ = best_of(lambda: discrimination_score(pair, metric="l2"), 2)
 
     # cell-eval sorts perturbations by label; align ours to that order.
     order = np.argsort(genes[target])
     Ps, Ts, ts = P[order], T[order], [[int(t)] for t in target[order]]
     t_query, ranks_q = best_of(lambda: pairwise_retrieval(Ps, Ts, ts, "euclidean", "query"),
-                               REPEATS)
+                               2 * REPEATS)
     t_pair, ranks_p = best_of(lambda: pairwise_retrieval(Ps, Ts, ts, "euclidean", "pair"),
-                              REPEATS)
+                              2 * REPEATS)
     theirs = np.array([scores[str(g)] for g in genes[target][order]])
     ours_scale = 1.0 - ranks_q * (N_PEER - 1) / N_PEER
     print(f"cell-eval {version} discrimination_score(metric='l2'): {t_peer_total:.2f} s "
-          f"(with its pseudobulk), {t_peer_metric:.2f} s for the metric alone")
+          f"(one run, with its pseudobulk), {t_peer_metric:.2f} s for the metric alone (best of 2)")
     print(f"ours, exclusion='query' (the same rule): {t_query:.3f} s -> speed-up "
           f"{t_peer_metric / t_query:.0f}x (metric alone), {t_peer_total / t_query:.0f}x (total)")
     print(f"ours, exclusion='pair' (fair): {t_pair:.3f} s -> speed-up "

@@ -255,6 +255,14 @@ def test_undefined_similarity_is_distance_one(distance):
     P[0] = 0.0 if distance == "cosine" else 4.0  # zero / constant prediction
     ranks = pairwise_retrieval(P, T, [[], [], []], distance, "none")
     assert ranks[0] == 0.5  # d = 1.0 to every observation: two ties
+    # A constant whose mean is not exact in floating point, on many genes.
+    rng = np.random.default_rng(2)
+    T3 = rng.normal(size=(5, 37))
+    P3 = T3 + rng.normal(scale=0.5, size=T3.shape)
+    P3[1] = 0.0 if distance == "cosine" else 0.1 + 1 / 3
+    for exclusion in EXCLUSIONS:
+        ranks3 = pairwise_retrieval(P3, T3, [[0], [1], [2, 3], [], [4]], distance, exclusion)
+        assert ranks3[1] == 0.5
     # A candidate that is constant (zero) is at distance 1.0 too; with an
     # anti-correlated true match (d > 1) it beats it.
     T2 = np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0], [0.0, 0.0, 1.0]])
