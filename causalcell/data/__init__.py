@@ -11,6 +11,7 @@ from causalcell.data.contract import (
 )
 from causalcell.data.interventions import Interventions
 from causalcell.data.io import read_h5ad, write_h5ad
+from causalcell.data.lazy import read_lazy
 from causalcell.data.pseudobulk import changes, control_mean, pseudobulk
 from causalcell.data.split import split_by_perturbation
 
@@ -25,6 +26,7 @@ __all__ = [
     "control_mean",
     "pseudobulk",
     "read_h5ad",
+    "read_lazy",
     "split_by_perturbation",
     "standardize",
     "validate",

@@ -33,6 +33,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from causalcell.data.lazy import is_dask_array
 from causalcell.errors import DataContractError
 
 __all__ = [
@@ -206,8 +207,8 @@ def _check_expression(adata: AnnData, layer: str | None) -> None:
             rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))[bad]
             raise _nonfinite_error(adata, where, int(rows[0]), int(bad.sum()))
         return
-    if not hasattr(X, "shape") or not hasattr(X, "dtype"):
-        return  # a lazy array: checked by the code that computes on it
+    if not hasattr(X, "shape") or not hasattr(X, "dtype") or is_dask_array(X):
+        return  # a lazy array: checked block by block by the code that computes on it
     arr = np.asarray(X) if not isinstance(X, np.ndarray) else X
     if arr.dtype.kind not in "fc":
         return

@@ -35,6 +35,7 @@ from sklearn.base import clone
 from tqdm.auto import tqdm
 
 from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE
+from causalcell.data.lazy import is_dask_array
 from causalcell.data.pseudobulk import control_mean
 from causalcell.errors import (
     CausalCellWarning,
@@ -55,6 +56,20 @@ from causalcell.models.base import (
     training_data,
 )
 from causalcell.models.solvers import SteadyState, dense_block, fit_linear, propagate_linear
+
+
+def _control_weights(adata: AnnData, iv: Any) -> np.ndarray:
+    """Per-sample weights whose product with X is the control mean (as ``control_mean``)."""
+    w = np.zeros(adata.n_obs)
+    rows = np.flatnonzero(iv.is_control)
+    if rows.size:
+        cells = (
+            adata.obs["n_cells"].to_numpy(dtype=float)[rows]
+            if "n_cells" in adata.obs.columns
+            else np.ones(len(rows))
+        )
+        w[rows] = cells / cells.sum()
+    return w
 
 __all__ = ["DEFAULT_ALPHAS", "ConditionalGRNRegressor"]
 
@@ -214,6 +229,14 @@ class ConditionalGRNRegressor(PerturbationModel):
         parents, pool = self._structure(genes, network)
         levels = iv.levels
         self._reset()
+        lazy = is_dask_array(X)
+        if lazy and kind not in ("ridge", "ols"):
+            raise ParameterError(
+                f"regressor={self.regressor!r} needs X in memory; X is a Dask array. Use "
+                f"regressor='ridge' or 'ols' (exact, one pass over the blocks), or load X with "
+                f"adata.X = adata.X.compute() if it fits in memory."
+            )
+        weights = _control_weights(adata, iv) if lazy else None
         if kind in ("ridge", "ols"):
             gcv = isinstance(self.alpha, str)
             fit = fit_linear(
@@ -226,6 +249,7 @@ class ConditionalGRNRegressor(PerturbationModel):
                 alpha=0.0 if gcv or kind == "ols" else float(self.alpha),
                 alphas=np.asarray(self.alphas, dtype=float) if gcv and kind == "ridge" else None,
                 inference=kind == "ols",
+                row_weights=weights,
                 verbose=self.verbose,
                 names=genes,
             )
@@ -252,6 +276,14 @@ class ConditionalGRNRegressor(PerturbationModel):
             )
         self.genes_ = genes
         self.n_features_in_ = p
+        if lazy:
+            # The pass over the blocks already summed the controls and read the
+            # targeted entries: no second pass over out-of-core data.
+            self.control_mean_ = (
+                fit.samples.weighted_sum if iv.is_control.any() else np.full(p, np.nan)
+            )
+            self.target_levels_ = observed_target_levels(fit.samples.gathered, iv)
+            return self
         self.control_mean_ = (
             control_mean(adata, layer=self.layer) if iv.is_control.any() else np.full(p, np.nan)
         )

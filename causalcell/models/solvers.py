@@ -67,7 +67,8 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from causalcell.errors import ParameterError, PredictionError
+from causalcell.data.lazy import check_row_chunks, is_dask_array, map_row_blocks, row_blocks
+from causalcell.errors import DataContractError, ParameterError, PredictionError
 
 __all__ = [
     "CrossProducts",
@@ -203,6 +204,8 @@ class CrossProducts:
     cross: np.ndarray  # (u, p) W_U^T Y
     targeted_gram: np.ndarray  # (u, v) W_U^T W_V for the targeted regulators V
     targeted_column: np.ndarray  # (p,) column of a targeted regulator in targeted_gram
+    gathered: sp.csr_array | None = None  # measured X at the `gather` pattern
+    weighted_sum: np.ndarray | None = None  # row_weights @ X
 
     def gram(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Regulator Gram entries ``W_U[a]^T W_U[b]`` (a, b: broadcastable positions)."""
@@ -230,6 +233,8 @@ def cross_products(
     regulators: np.ndarray,
     *,
     block_rows: int | None = None,
+    gather: sp.csr_array | None = None,
+    row_weights: np.ndarray | None = None,
     verbose: bool = False,
 ) -> CrossProducts:
     """One pass over the samples: the statistics every per-gene solve needs.
@@ -237,58 +242,177 @@ def cross_products(
     Parameters
     ----------
     X
-        Expression, samples x genes (numpy array or scipy sparse matrix).
+        Expression, samples x genes: a NumPy array, a SciPy sparse matrix,
+        or a Dask array chunked along samples (its blocks are processed
+        where Dask computes, see :func:`causalcell.data.lazy.map_row_blocks`,
+        and only the statistics come back).
     mask, levels
         ``Interventions.mask`` (sparse bool) and the levels of its entries
         (NaN when unknown: the measured value is used for the regulator side).
     regulators
         Sorted gene indices of every gene that regulates some gene (U).
     block_rows
-        Rows per block (default: about 4M values per block).
+        Rows per block of in-memory X (default: about 4M values per block;
+        a Dask array's own chunks are its blocks).
+    gather
+        Sparse (samples x genes) pattern whose measured values are collected
+        during the pass into :attr:`CrossProducts.gathered` (for out-of-core
+        X, where reading single entries later would cost a pass each).
+    row_weights
+        Per-sample weights; :attr:`CrossProducts.weighted_sum` is then
+        ``row_weights @ X`` (e.g. the control mean), computed in the pass.
     verbose
         Show a progress bar.
 
     Returns
     -------
     CrossProducts
+
+    Raises
+    ------
+    DataContractError
+        If X holds NaN or infinite values (checked per block for Dask X), or
+        a Dask X is chunked along genes.
     """
     n, p = X.shape
     mask = sp.csr_array(mask, dtype=bool)
+    mask.sort_indices()
     regulators = np.asarray(regulators, dtype=np.int64)
     u = len(regulators)
     position = np.full(p, -1, dtype=np.int64)
     position[regulators] = np.arange(u)
     n_targeted = np.bincount(mask.indices, minlength=p)
-    n_included = n - n_targeted
     targeted_regs = regulators[n_targeted[regulators] > 0]
     targeted_column = np.full(p, -1, dtype=np.int64)
     targeted_column[targeted_regs] = np.arange(len(targeted_regs))
-    entry_rows = np.repeat(np.arange(n), np.diff(mask.indptr))
-    known = ~np.isnan(levels)
-
-    sparse_path = sp.issparse(X) and _density(X) <= _SPARSE_DENSITY
-    out = CrossProducts(
+    lay = _Layout(regulators, position, targeted_regs, np.zeros(p))
+    sums = _Sums(np.zeros(u), np.zeros(p), np.zeros(p), np.zeros((u, p)),
+                 np.zeros((u, len(targeted_regs))))
+    gathered = weighted = None
+    if is_dask_array(X):
+        sums, gathered, weighted = _dask_pass(X, mask, levels, lay, gather, row_weights, verbose)
+    else:
+        sparse_path = sp.issparse(X) and _density(X) <= _SPARSE_DENSITY
+        step = _block_rows(p, block_rows)
+        if not sparse_path:
+            stop = min(step, n)
+            lay.shift = _first_block_shift(_dense_rows(X, 0, stop),
+                                           _Entries.of(mask, levels, 0, stop))
+        _memory_pass(X, mask, levels, lay, sums, step, sparse_path, verbose)
+        if gather is not None:
+            g = sp.csr_array(gather, dtype=bool)
+            g.sort_indices()
+            rows = np.repeat(np.arange(n), np.diff(g.indptr))
+            gathered = sp.csr_array(
+                (regulator_values(X, sp.csr_array((n, p), dtype=bool), np.zeros(0), rows,
+                                  g.indices), g.indices, g.indptr), shape=(n, p))
+        if row_weights is not None:
+            weighted = np.asarray(_as_csr(X).T @ row_weights if sp.issparse(X)
+                                  else np.asarray(X, dtype=np.float64).T @ row_weights).ravel()
+    return CrossProducts(
         n=n,
         regulators=regulators,
         position=position,
-        shift=np.zeros(p),
-        n_included=n_included,
-        regulator_sums=np.zeros(u),
-        target_sums=np.zeros(p),
-        target_squares=np.zeros(p),
-        cross=np.zeros((u, p)),
-        targeted_gram=np.zeros((u, len(targeted_regs))),
+        shift=lay.shift,
+        n_included=n - n_targeted,
+        regulator_sums=sums.regulator_sums,
+        target_sums=sums.target_sums,
+        target_squares=sums.target_squares,
+        cross=sums.cross,
+        targeted_gram=sums.targeted_gram,
         targeted_column=targeted_column,
+        gathered=gathered,
+        weighted_sum=weighted,
     )
-    step = _block_rows(p, block_rows)
-    starts = range(0, n, step)
-    if sparse_path:
-        _sparse_pass(
-            _as_csr(X), mask, levels, known, entry_rows, targeted_regs, starts, step, out, verbose
+
+
+@dataclass
+class _DaskPart:
+    """What one Dask block sends back: its sums, gathered values, weighted row sum."""
+
+    sums: _Sums
+    gathered: list[np.ndarray]
+    weighted: np.ndarray | None
+
+    def combine(self, other: _DaskPart) -> _DaskPart:
+        self.sums += other.sums
+        self.gathered.extend(other.gathered)
+        if self.weighted is not None:
+            self.weighted += other.weighted
+        return self
+
+
+def _finite_block(block: Any, start: int) -> None:
+    values = block.data if sp.issparse(block) else block
+    if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+        if sp.issparse(block):
+            coo = sp.coo_array(block)
+            row = int(coo.row[~np.isfinite(coo.data)][0])
+        else:
+            row = int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
+        raise DataContractError(
+            f"X contains NaN or infinite values, first in sample {start + row} (row index). "
+            f"Expression must be finite: impute or drop those cells / genes first."
         )
-    else:
-        _dense_pass(X, mask, levels, known, entry_rows, targeted_regs, starts, step, out, verbose)
-    return out
+
+
+def _dask_block(
+    block: Any, start: int, stop: int, e: _Entries, lay: _Layout, g_rows: np.ndarray,
+    g_cols: np.ndarray, w_rows: np.ndarray | None, w: np.ndarray | None,
+) -> _DaskPart:
+    """Statistics of one Dask block, computed on the worker that holds it."""
+    _finite_block(block, start)
+    sparse = sp.issparse(block)
+    if sparse:
+        block = sp.csr_array(block)
+    gathered = (
+        np.asarray(block[g_rows, g_cols], dtype=np.float64).ravel()
+        if len(g_rows) else np.zeros(0)
+    )
+    weighted = None
+    if w is not None:
+        sub = block[w_rows]
+        weighted = np.asarray(sub.T @ w if sparse else np.asarray(sub, np.float64).T @ w).ravel()
+    sparse_path = sparse and block.nnz <= _SPARSE_DENSITY * max(1, block.shape[0] * block.shape[1])
+    return _DaskPart(_block_sums(block, e, lay, sparse_path), [gathered], weighted)
+
+
+def _dask_pass(
+    X: Any, mask: sp.csr_array, levels: np.ndarray, lay: _Layout,
+    gather: sp.csr_array | None, row_weights: np.ndarray | None, verbose: bool,
+) -> tuple[_Sums, sp.csr_array | None, np.ndarray | None]:
+    """The pass over a Dask array: one task per row block, statistics folded in order."""
+    check_row_chunks(X)
+    n, p = X.shape
+    # Sparse blocks keep shift 0 (a shift would densify them); dense blocks are
+    # centred on the first block, as in memory.
+    if not sp.issparse(X._meta):
+        first = row_blocks(X)[0]
+        block = X.blocks[0].compute()
+        _finite_block(block, 0)
+        lay.shift = _first_block_shift(_as_dense(block), _Entries.of(mask, levels, *first))
+    g = sp.csr_array((n, p), dtype=bool) if gather is None else sp.csr_array(gather, dtype=bool)
+    g.sort_indices()
+    w = None if row_weights is None else np.asarray(row_weights, dtype=np.float64)
+
+    def block_args(start: int, stop: int) -> tuple[Any, ...]:
+        lo, hi = g.indptr[start], g.indptr[stop]
+        g_rows = np.repeat(np.arange(stop - start), np.diff(g.indptr[start : stop + 1]))
+        if w is None:
+            w_rows, w_b = None, None
+        else:
+            w_rows = np.flatnonzero(w[start:stop])
+            w_b = w[start:stop][w_rows]
+        return (_Entries.of(mask, levels, start, stop), lay, g_rows, g.indices[lo:hi], w_rows,
+                w_b)
+
+    total = map_row_blocks(_dask_block, X, block_args=block_args, combine=_DaskPart.combine,
+                           verbose=verbose, desc="Gram (sample blocks)")
+    gathered = None
+    if gather is not None:
+        data = np.concatenate(total.gathered) if total.gathered else np.zeros(0)
+        gathered = sp.csr_array((data, g.indices, g.indptr), shape=(n, p))
+    return total.sums, gathered, total.weighted
 
 
 def _density(X: Any) -> float:
@@ -298,114 +422,145 @@ def _density(X: Any) -> float:
 
 def _dense_rows(X: Any, start: int, stop: int) -> np.ndarray:
     """Rows start:stop of X as a new float64 array."""
-    block = X[start:stop]
+    return _as_dense(X[start:stop])
+
+
+def _as_dense(block: Any) -> np.ndarray:
+    """A block of rows (NumPy or SciPy sparse) as a new float64 array."""
     if sp.issparse(block):
         return block.toarray().astype(np.float64, copy=False)
     return np.array(block, dtype=np.float64)
 
 
-def _dense_pass(
-    X: Any,
-    mask: sp.csr_array,
-    levels: np.ndarray,
-    known: np.ndarray,
-    entry_rows: np.ndarray,
-    targeted_regs: np.ndarray,
-    starts: range,
-    step: int,
-    out: CrossProducts,
-    verbose: bool,
-) -> None:
-    n, p = X.shape
-    indptr, indices = mask.indptr, mask.indices
-    # Shift (conditioning only): per gene, the mean over the first block's samples
-    # that do not target it; it never reads a gene's values where it is targeted.
-    stop = min(step, n)
-    Z = _dense_rows(X, 0, stop)
-    counts = np.full(p, float(stop))
-    if indptr[stop]:
-        Z[entry_rows[: indptr[stop]], indices[: indptr[stop]]] = 0.0
-        counts -= np.bincount(indices[: indptr[stop]], minlength=p)
-    out.shift = np.divide(Z.sum(axis=0), counts, out=np.zeros(p), where=counts > 0)
-    U = out.regulators
-    all_genes = len(U) == p  # U = every gene: Y_U is Y itself, no copy
-    for start in tqdm(
-        starts, desc="Gram (samples)", unit="block", disable=not verbose, leave=False
-    ):
-        stop = min(start + step, n)
-        Z = _dense_rows(X, start, stop)
-        lo, hi = indptr[start], indptr[stop]
-        r, c, k = entry_rows[lo:hi] - start, indices[lo:hi], known[lo:hi]
-        Z[r[k], c[k]] = levels[lo:hi][k]
-        Z -= out.shift
-        # W = Y + S with S the targeted entries only (sparse), so that
-        # W_U^T Y = Y_U^T Y + S_U^T Y without a copy of W_U.
-        values = Z[r, c]
-        WV = Z[:, targeted_regs]
-        Z[r, c] = 0.0  # Z is now Y
-        YU = Z if all_genes else Z[:, U]
-        in_u = out.position[c] >= 0
-        S_U = sp.csr_array(
-            (values[in_u], (out.position[c[in_u]], r[in_u])), shape=(len(U), stop - start)
-        )
-        out.cross += YU.T @ Z
-        out.cross += S_U @ Z
-        out.targeted_gram += YU.T @ WV
-        out.targeted_gram += S_U @ WV
-        out.regulator_sums += YU.sum(axis=0)
-        out.regulator_sums += np.bincount(
-            out.position[c[in_u]], weights=values[in_u], minlength=len(U)
-        )
-        out.target_sums += Z.sum(axis=0)
-        out.target_squares += np.einsum("ij,ij->j", Z, Z)
+@dataclass
+class _Entries:
+    """The targeted entries of one row block: block-local rows, genes, levels."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    levels: np.ndarray
+    known: np.ndarray
+
+    @classmethod
+    def of(cls, mask: sp.csr_array, levels: np.ndarray, start: int, stop: int) -> _Entries:
+        lo, hi = mask.indptr[start], mask.indptr[stop]
+        rows = np.repeat(np.arange(stop - start), np.diff(mask.indptr[start : stop + 1]))
+        lv = levels[lo:hi]
+        return cls(rows, mask.indices[lo:hi].astype(np.int64), lv, ~np.isnan(lv))
 
 
-def _sparse_pass(
-    X: sp.csr_array,
-    mask: sp.csr_array,
-    levels: np.ndarray,
-    known: np.ndarray,
-    entry_rows: np.ndarray,
-    targeted_regs: np.ndarray,
-    starts: range,
-    step: int,
-    out: CrossProducts,
-    verbose: bool,
+@dataclass
+class _Layout:
+    """What every block's statistics are indexed by (shared by all blocks)."""
+
+    regulators: np.ndarray  # U
+    position: np.ndarray  # position of a gene in U, -1 if none
+    targeted_regs: np.ndarray  # V
+    shift: np.ndarray  # (p,); zeros on the sparse path
+
+
+@dataclass
+class _Sums:
+    """Additive statistics of some rows (one block, or all blocks summed)."""
+
+    regulator_sums: np.ndarray
+    target_sums: np.ndarray
+    target_squares: np.ndarray
+    cross: np.ndarray
+    targeted_gram: np.ndarray
+
+    def __iadd__(self, other: _Sums) -> _Sums:
+        self.regulator_sums += other.regulator_sums
+        self.target_sums += other.target_sums
+        self.target_squares += other.target_squares
+        self.cross += other.cross
+        self.targeted_gram += other.targeted_gram
+        return self
+
+
+def _first_block_shift(Z: np.ndarray, e: _Entries) -> np.ndarray:
+    """Per gene, the mean over the block's samples that do not target it.
+
+    Conditioning only; it never reads a gene's values where it is targeted.
+    """
+    n, p = Z.shape
+    Z = Z.copy()
+    Z[e.rows, e.cols] = 0.0
+    counts = n - np.bincount(e.cols, minlength=p).astype(np.float64)
+    return np.divide(Z.sum(axis=0), counts, out=np.zeros(p), where=counts > 0)
+
+
+def _dense_sums(Z: np.ndarray, e: _Entries, lay: _Layout) -> _Sums:
+    """Statistics of one dense block; ``Z`` (float64, raw values) is overwritten."""
+    r, c, k = e.rows, e.cols, e.known
+    Z[r[k], c[k]] = e.levels[k]
+    Z -= lay.shift
+    # W = Y + S with S the targeted entries only (sparse), so that
+    # W_U^T Y = Y_U^T Y + S_U^T Y without a copy of W_U.
+    values = Z[r, c]
+    WV = Z[:, lay.targeted_regs]
+    Z[r, c] = 0.0  # Z is now Y
+    U = lay.regulators
+    YU = Z if len(U) == Z.shape[1] else Z[:, U]  # U = every gene: Y_U is Y itself
+    in_u = lay.position[c] >= 0
+    S_U = sp.csr_array(
+        (values[in_u], (lay.position[c[in_u]], r[in_u])), shape=(len(U), Z.shape[0])
+    )
+    cross = YU.T @ Z
+    cross += S_U @ Z
+    tg = YU.T @ WV
+    tg += S_U @ WV
+    reg_sums = YU.sum(axis=0)
+    reg_sums += np.bincount(lay.position[c[in_u]], weights=values[in_u], minlength=len(U))
+    return _Sums(reg_sums, Z.sum(axis=0), np.einsum("ij,ij->j", Z, Z), cross, tg)
+
+
+def _sparse_sums(Xb: Any, e: _Entries, lay: _Layout) -> _Sums:
+    """Statistics of one sparse block (no shift: it would densify)."""
+    Xb = sp.csr_array(Xb).astype(np.float64)
+    p = Xb.shape[1]
+    Mb = sp.csr_array((np.ones(len(e.rows)), (e.rows, e.cols)), shape=Xb.shape)
+    # Y: the measured values with every targeted entry removed.
+    Yb = (Xb - Xb * Mb).tocsr()
+    Yb.eliminate_zeros()
+    # Z: Y plus the regulator value of each targeted entry: T when known,
+    # otherwise the measured value.
+    measured = (
+        np.asarray(Xb[e.rows, e.cols], dtype=np.float64).ravel() if len(e.rows) else np.zeros(0)
+    )
+    value = np.where(e.known, e.levels, measured)
+    Zb = (Yb + sp.csr_array((value, (e.rows, e.cols)), shape=Xb.shape)).tocsr()
+    ZU = Zb[:, lay.regulators]
+    ZUt = ZU.T.tocsr()
+    v = len(lay.targeted_regs)
+    return _Sums(
+        np.asarray(ZU.sum(axis=0)).ravel(),
+        np.bincount(Yb.indices, weights=Yb.data, minlength=p),
+        np.bincount(Yb.indices, weights=Yb.data**2, minlength=p),
+        (ZUt @ Yb).toarray(),
+        (ZUt @ Zb[:, lay.targeted_regs]).toarray() if v else np.zeros((len(lay.regulators), 0)),
+    )
+
+
+def _block_sums(block: Any, e: _Entries, lay: _Layout, sparse_path: bool) -> _Sums:
+    if sparse_path:
+        return _sparse_sums(block, e, lay)
+    return _dense_sums(_as_dense(block), e, lay)
+
+
+def _memory_pass(
+    X: Any, mask: sp.csr_array, levels: np.ndarray, lay: _Layout, sums: _Sums, step: int,
+    sparse_path: bool, verbose: bool,
 ) -> None:
-    """Sparse products per row block; no shift (it would densify)."""
-    n, p = X.shape
-    U = out.regulators
-    indptr = mask.indptr
+    n = X.shape[0]
+    if sparse_path:
+        X = _as_csr(X)
     for start in tqdm(
-        starts, desc="Gram (samples)", unit="block", disable=not verbose, leave=False
+        range(0, n, step), desc="Gram (samples)", unit="block", disable=not verbose, leave=False
     ):
         stop = min(start + step, n)
-        Xb = X[start:stop].astype(np.float64)
-        Mb = mask[start:stop].astype(np.float64)
-        lo, hi = indptr[start], indptr[stop]
-        k = known[lo:hi]
-        # Y: the measured values with every targeted entry removed.
-        Yb = (Xb - Xb * Mb).tocsr()
-        Yb.eliminate_zeros()
-        # Z: Y plus the regulator value of each targeted entry: T when known,
-        # otherwise the measured value.
-        sub_rows = entry_rows[lo:hi] - start
-        sub_cols = mask.indices[lo:hi]
-        measured = (
-            np.asarray(Xb[sub_rows, sub_cols], dtype=np.float64).ravel()
-            if len(sub_rows)
-            else np.zeros(0)
-        )
-        value = np.where(k, levels[lo:hi], measured)
-        Zb = (Yb + sp.csr_array((value, (sub_rows, sub_cols)), shape=Xb.shape)).tocsr()
-        ZU = Zb[:, U]
-        ZUt = ZU.T.tocsr()
-        out.regulator_sums += np.asarray(ZU.sum(axis=0)).ravel()
-        out.cross += (ZUt @ Yb).toarray()
-        if len(targeted_regs):
-            out.targeted_gram += (ZUt @ Zb[:, targeted_regs]).toarray()
-        out.target_sums += np.bincount(Yb.indices, weights=Yb.data, minlength=p)
-        out.target_squares += np.bincount(Yb.indices, weights=Yb.data**2, minlength=p)
+        sums += _block_sums(X[start:stop], _Entries.of(mask, levels, start, stop), lay,
+                            sparse_path)
 
 
 # --------------------------------------------------------------------------- solutions
@@ -439,6 +594,7 @@ class LinearFit:
     rss: np.ndarray
     stderr: sp.csr_array | None
     dof: np.ndarray
+    samples: CrossProducts | None = None
 
 
 class _Collector:
@@ -908,6 +1064,7 @@ def fit_linear(
     alphas: np.ndarray | None = None,
     inference: bool = False,
     block_rows: int | None = None,
+    row_weights: np.ndarray | None = None,
     verbose: bool = False,
     names: Any = None,
 ) -> LinearFit:
@@ -923,7 +1080,10 @@ def fit_linear(
     Parameters
     ----------
     X
-        Expression, samples x genes (numpy array or scipy sparse matrix).
+        Expression, samples x genes: a NumPy array, a SciPy sparse matrix or
+        a Dask array chunked along samples (read once, block by block, on the
+        active Dask client or the threaded scheduler; the values the
+        per-gene downdates need are collected during that pass).
     mask, levels
         ``Interventions.mask`` and ``Interventions.levels`` of the samples.
     parents
@@ -943,6 +1103,9 @@ def fit_linear(
         Also compute OLS standard errors (``method="ols"`` only).
     block_rows
         Rows per block of the pass over the samples.
+    row_weights
+        Dask X only: also compute ``row_weights @ X`` in the same pass
+        (``LinearFit.samples.weighted_sum``).
     verbose
         Progress bars.
     names
@@ -1014,9 +1177,27 @@ def fit_linear(
     v = int(np.count_nonzero(targeted[regulators]))
     _check_cost(n, p, len(regulators), v, stacked_flops, pool_flops, coef_entries, len(pool_idx))
 
-    cp = cross_products(X, mask, levels, regulators, block_rows=block_rows, verbose=verbose)
+    lazy = is_dask_array(X)
+    gather = None
+    if lazy:
+        # Out of core, single entries cannot be read cheaply later: collect in
+        # the pass every value a downdate will need (each targeted sample's
+        # regulators of its targeted genes) and the targeted entries themselves.
+        if parents is not None:
+            need = mask.astype(np.float64) @ P.T.astype(np.float64)
+        else:
+            rows = np.flatnonzero(np.diff(mask.indptr))
+            f = len(pool_idx)
+            need = sp.csr_array(
+                (np.ones(len(rows) * f), (np.repeat(rows, f), np.tile(pool_idx, len(rows)))),
+                shape=(n, p),
+            )
+        gather = (sp.csr_array(need, dtype=bool) + mask).astype(bool)
+        _check_gather(gather.nnz, names)
+    cp = cross_products(X, mask, levels, regulators, block_rows=block_rows, gather=gather,
+                        row_weights=row_weights if lazy else None, verbose=verbose)
     ctx = _Context(
-        X=X,
+        X=cp.gathered if lazy else X,
         mask=mask,
         levels=levels,
         lookup=_entry_lookup(mask),
@@ -1068,7 +1249,23 @@ def fit_linear(
     out.rss[only] = cp.target_squares[only] - cp.target_sums[only] ** 2 / n_only
     out.n_samples[only] = cp.n_included[only]
     out.alpha[only] = solver.alpha
-    return out.result()
+    result = out.result()
+    result.samples = cp if lazy else None
+    return result
+
+
+def _check_gather(nnz: int, names: Any) -> None:
+    """Refuse a Dask fit whose collected downdate values would not fit in memory."""
+    need = 16.0 * nnz  # value + column index
+    budget = MAX_MEMORY_FRACTION * _physical_memory() / 2
+    if need > budget:
+        raise ParameterError(
+            f"fit_linear: the samples that target a gene need their regulators' values for "
+            f"the exact leave-out ({nnz:,} values, {_format_bytes(need)}), more than this "
+            f"machine can hold ({_format_bytes(budget)}). Use a network with fewer regulators "
+            f"per gene than a full regulator pool, or fit on pseudobulk profiles "
+            f"(causalcell.data.pseudobulk)."
+        )
 
 
 def _check_ols_dof(
