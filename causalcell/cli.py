@@ -58,9 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="papalexi: real CRISPR knockout screen (default, shown with a simulation for "
         "comparison); simulated: data with a known network; sachs: real signalling data",
     )
-    demo.add_argument("--out", type=Path, default=None, help="directory for the CSV tables")
+    demo.add_argument("--out", type=Path, default=None,
+                      help="directory for the CSV tables and PNG figures (created if its "
+                      "parent exists)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the simulation")
-    demo.add_argument("--quiet", action="store_true", help="print only the summary lines")
+    demo.add_argument("--quiet", action="store_true",
+                      help="print only the summary lines (no tables, no progress bars)")
     _add_evaluate_parser(sub)
     return parser
 
@@ -130,10 +133,20 @@ def _check_out(out: Path) -> Path:
     return out
 
 
-def _write_csv(table: pd.DataFrame, path: Path) -> None:
-    """Write atomically: a failed run leaves no partial table behind."""
+def _temp_beside(path: Path) -> str:
+    """A temporary file in ``path``'s directory with the permissions of a normal new
+    file (mkstemp makes it private to the user)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return tmp
+
+
+def _write_csv(table: pd.DataFrame, path: Path) -> None:
+    """Write atomically: a failed run leaves no partial table behind."""
+    tmp = _temp_beside(path)
     try:
         table.to_csv(tmp, index=False)
         os.replace(tmp, path)
@@ -180,34 +193,196 @@ def _demo_sections(data: str, seed: int) -> list[tuple[str, str, object]]:
              datasets.load_sachs2005)]
 
 
-def _demo_models(args: argparse.Namespace, out: Path | None) -> str:
-    """Fit models on the chosen data, predict held-out perturbations, score them."""
-    from causalcell.demo import compare_models, demo_data, format_comparison
+FIGURE_DPI = 120
+GRN = "conditional GRN"
 
-    adata, network, title = demo_data(args.data, seed=args.seed)
+
+def _write_figure(fig, path: Path) -> None:
+    """Save a PNG atomically (temp file beside it, then os.replace) and free the figure."""
+    import matplotlib.pyplot as plt
+
+    tmp = _temp_beside(path)
+    try:
+        fig.savefig(tmp, dpi=FIGURE_DPI, format="png", bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class _Writer:
+    """Writes the demo's files into ``out`` and remembers them; a failed write
+    becomes one DataFileError line instead of a traceback."""
+
+    def __init__(self, out: Path | None) -> None:
+        self.out = out
+        self.written: list[Path] = []
+
+    def __call__(self, name: str, write, obj) -> None:
+        if self.out is None:
+            return
+        path = self.out / name
+        try:
+            write(obj, path)
+        except OSError as exc:
+            raise DataFileError(
+                f"Could not write {str(path)!r}: {exc.strerror or exc}. Check that --out is "
+                f"writable and the disk is not full."
+            ) from exc
+        self.written.append(path)
+
+    def csv(self, table: pd.DataFrame, name: str) -> None:
+        self(name, _write_csv, table)
+
+    def figure(self, fig, name: str) -> None:
+        self(name, _write_figure, fig)
+
+
+def _grn_model(result) -> str:
+    """The main conditional GRN model of a comparison (the first one)."""
+    return next(m for m in result.predictions if m.startswith(GRN))
+
+
+def _showcase(result) -> tuple[str, list[str]] | None:
+    """The held-out perturbation drawn in detail: the largest observed change
+    outside its targets, among those whose targets are all in the network and
+    whose neighbourhood is small enough to draw."""
+    from causalcell.evaluate import align
+
+    main = _grn_model(result)
+    network = result.networks[main]
+    aligned = align(result.predictions[main], result.observed)
+    moved = aligned.observed.copy()
+    moved[aligned.targets.nonzero()] = 0.0  # the target's own change is not the point
+    size = np.linalg.norm(moved, axis=1)
+    for row in np.argsort(-size, kind="stable"):
+        genes = [str(g) for g in aligned.genes[aligned.targets[[row]].indices]]
+        if not genes or not all(g in network for g in genes):
+            continue
+        hood = set()
+        undirected = network.to_undirected(as_view=True)
+        for g in genes:
+            hood |= set(undirected.neighbors(g)) | {g}
+        if len(hood) <= 40:
+            return str(aligned.perturbations[row]), genes
+    return None
+
+
+def _demo_figures(data: str, result, sections: list[tuple[str, object, pd.DataFrame]],
+                  write: _Writer, quiet: bool) -> None:
+    """Every figure of the demo, each saved as it is made."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)  # files only: never open a window
+    import matplotlib.pyplot as plt
+
+    from causalcell import plot
+    from causalcell.evaluate import retrieval
+
+    main = _grn_model(result)
+    showcase = _showcase(result)
+    steps = [f"target_effect_{key}" for key, _, _ in sections]
+    steps += ["conditioning", "retrieval", "rank_matrix"]
+    steps += ["predicted_vs_observed", "intervention_graph"] if showcase else []
+    bar = _progress(steps, "figures", quiet)
+    for step in bar:
+        bar.set_postfix_str(step)
+        if step.startswith("target_effect_"):
+            key, adata, table = next(s for s in sections if f"target_effect_{s[0]}" == step)
+            ax = plot.target_effect(adata)
+            n, first = len(table), int((table["rank"] == 1).sum())
+            ax.set_title(f"{key}: the targeted gene's own change (red) against all other genes "
+                         f"(grey)\nlargest change of its profile in {first} of {n} perturbations",
+                         fontsize=10)
+            write.figure(ax.figure, f"{step}.png")
+        elif step == "conditioning":
+            fig = plot.conditioning_comparison(result.table)
+            fig.suptitle(
+                f"{data}: held-out perturbations scored with every gene (left end) and with "
+                f"the targeted genes excluded (right end)\nup = better; a crossing line is a "
+                f"reversal: the ranking of models changes once the targeted gene no longer "
+                f"counts", fontsize=10)
+            fig.tight_layout()
+            write.figure(fig, f"conditioning_comparison_{data}.png")
+        elif step == "retrieval" and len(result.held_out) >= 2:
+            ranks = pd.concat(
+                [retrieval(pred, result.observed, exclusion=("none", "query", "pair"))
+                 .assign(model=name) for name, pred in result.predictions.items()],
+                ignore_index=True)
+            write.csv(ranks, f"retrieval_{data}.csv")
+            ax = plot.retrieval_ranks(ranks)
+            ax.set_title(f"{data}: does each prediction pick out its own held-out perturbation?"
+                         f"\n(rank 0 = found first, 0.5 = chance; one dot per perturbation)",
+                         fontsize=10)
+            ax.tick_params(axis="x", labelrotation=30)
+            write.figure(ax.figure, f"retrieval_ranks_{data}.png")
+        elif step == "rank_matrix" and len(result.held_out) >= 2:
+            ax = plot.pairwise_rank_matrix(result.predictions[main], result.observed)
+            ax.set_title(f"{data}, {main}: which other perturbation's observed profile is "
+                         f"closer to the prediction than its own? (fair pair exclusion)\n"
+                         f"{ax.get_title()}", fontsize=9)
+            write.figure(ax.figure, f"rank_matrix_{data}.png")
+        elif step == "predicted_vs_observed":
+            key, genes = showcase
+            ax = plot.predicted_vs_observed(result.predictions[main], result.observed, key)
+            ax.set_title(f"{data}, {main}, held-out {key}\n{ax.get_title()}", fontsize=9)
+            write.figure(ax.figure, f"predicted_vs_observed_{data}.png")
+        elif step == "intervention_graph":
+            key, genes = showcase
+            fig, axes = plt.subplots(1, len(result.networks),
+                                     figsize=(7 * len(result.networks), 5), squeeze=False)
+            for ax, (name, graph) in zip(axes[0], result.networks.items(), strict=True):
+                plot.intervention_graph(graph, genes, ax=ax)
+                ax.set_title(f"{name}: do({', '.join(genes)}), held-out {key}\nred: targets "
+                             f"set by the tool; dashed: regulation cut by the intervention",
+                             fontsize=9)
+            fig.tight_layout()
+            write.figure(fig, f"intervention_graph_{data}.png")
+
+
+def _progress(items, desc: str, quiet: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, disable=quiet, leave=False, unit="step")
+
+
+def _demo_models(args: argparse.Namespace) -> tuple[object, str]:
+    """Fit models on the chosen data, predict held-out perturbations, score them."""
+    from causalcell.demo import demo_comparison, format_comparison, graph_verdict
+
     if not args.quiet:
-        print(f"\n== Models of P(X | T) on {title}")
-    result = compare_models(adata, network, seed=args.seed, verbose=not args.quiet)
-    if out is not None:
-        _write_csv(result.table, out / f"model_comparison_{args.data}.csv")
+        print(f"\n== Models of P(X | T) on {args.data}")
+    result, title = demo_comparison(args.data, seed=args.seed, verbose=not args.quiet)
+    if not args.quiet:
+        print(f"  ({title})")
     held = ", ".join(result.held_out)
-    return (
+    text = (
         f"\nHeld-out perturbations of {args.data} ({len(result.held_out)}: {held}); models are "
         f"told the observed level T of each targeted gene and predict the rest. Mean over "
         f"perturbations (retrieval_rank: 0 = the true perturbation is found first, 0.5 = "
         f"chance):\n{format_comparison(result)}"
     )
+    graphs = [m for m in result.predictions if m.startswith(GRN)]
+    if len(graphs) == 2:
+        text += "\n" + graph_verdict(result, graphs[0], graphs[1])
+    return result, text
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """``causalcell demo``: target-gene effect on embedded data."""
+    """``causalcell demo``: target-gene effect and model comparison on embedded data."""
     from causalcell.data import Interventions
     from causalcell.evaluate import target_effect
 
+    if args.data not in DATASETS:  # argparse checks this; run_demo is also called directly
+        raise ParameterError(f"Unknown --data {args.data!r}; choose one of {', '.join(DATASETS)}.")
+    # Checked (and created when its parent exists) before any long work.
     out = _check_out(args.out) if args.out is not None else None
-    sections = _demo_sections(args.data, args.seed)
+    write = _Writer(out)
     summaries = []
-    for key, title, load in sections:
+    sections = []
+    for key, title, load in _progress(_demo_sections(args.data, args.seed), "target effect",
+                                      args.quiet):
         with warnings.catch_warnings():
             # Unmeasured targets (e.g. IRF1 in Papalexi) are reported below instead.
             warnings.simplefilter("ignore", category=UserWarning)
@@ -223,20 +398,26 @@ def run_demo(args: argparse.Namespace) -> int:
                 f"  ({len(unmeasured)} further targets are not among the measured genes, so "
                 f"their own change cannot be seen: {', '.join(unmeasured)}.)"
             )
-        if out is not None:
-            _write_csv(table, out / f"target_effect_{key}.csv")
-    comparison = _demo_models(args, out)
+        write.csv(table, f"target_effect_{key}.csv")
+        sections.append((key, adata, table))
+    result, comparison = _demo_models(args)
+    write.csv(result.table, f"model_comparison_{args.data}.csv")
+    if out is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=UserWarning)
+            _demo_figures(args.data, result, sections, write, args.quiet)
     print()
     for line in summaries:
         print(line)
-    if comparison:
-        print(comparison)
+    print(comparison)
     print(
         "Models and metrics that include the targeted gene are rewarded for this obvious "
         "signal; causalcell conditions on it (P(X | T)) and scores the rest."
     )
     if out is not None:
-        print(f"Tables written to {out}/")
+        print(f"Files written to {out}/:")
+        for path in write.written:
+            print(f"  {path.name}")
     return 0
 
 

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pandas as pd
 import pytest
 
-from causalcell import __version__
+from causalcell import __version__, cli
 from causalcell.cli import main
+
+PAPALEXI_FILES = [
+    "model_comparison_papalexi.csv",
+    "target_effect_papalexi2021.csv",
+    "target_effect_simulated.csv",
+    "retrieval_papalexi.csv",
+    "target_effect_papalexi2021.png",
+    "target_effect_simulated.png",
+    "conditioning_comparison_papalexi.png",
+    "retrieval_ranks_papalexi.png",
+    "rank_matrix_papalexi.png",
+    "predicted_vs_observed_papalexi.png",
+    "intervention_graph_papalexi.png",
+]
+SACHS_GRNS = {"conditional GRN (consensus graph)", "conditional GRN (learned graph)"}
 
 
 def test_version(capsys):
@@ -41,11 +57,16 @@ def test_demo_papalexi_and_simulation(tmp_path, capsys):
         "STAT1", "JAK2", "CMTM6", "STAT2", "UBE2L6", "STAT3", "TNFRSF14", "IFNGR2", "NFKBIA"
     }
     assert (table["target_change"] < 0).all()  # knockouts lower their target
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "model_comparison_papalexi.csv",
-        "target_effect_papalexi2021.csv",
-        "target_effect_simulated.csv",
-    ]
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == sorted(PAPALEXI_FILES)
+    for name in PAPALEXI_FILES:  # every file is listed at the end, and none is empty
+        assert f"  {name}\n" in out
+        assert (tmp_path / "out" / name).stat().st_size > 0
+    for name in (n for n in PAPALEXI_FILES if n.endswith(".png")):
+        assert (tmp_path / "out" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ranks = pd.read_csv(tmp_path / "out" / "retrieval_papalexi.csv")
+    assert set(ranks["exclusion"]) == {"none", "query", "pair"}
+    assert ranks["rank"].between(0, 1).all()
     models = pd.read_csv(tmp_path / "out" / "model_comparison_papalexi.csv")
     assert set(models["model"]) == {
         "conditional GRN", "linear embedding", "mean", "control", "target only"
@@ -68,9 +89,21 @@ def test_demo_simulated_conditioning_reverses_target_only(capsys):
     assert pearson.loc["conditional GRN", "value [targeted excluded]"] > 0.6
 
 
-def test_demo_sachs(capsys):
-    assert main(["demo", "--data", "sachs", "--quiet"]) == 0
-    assert "sachs2005:" in capsys.readouterr().out
+def test_demo_sachs_compares_consensus_and_learned_graphs(tmp_path, capsys):
+    assert main(["demo", "--data", "sachs", "--quiet", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "sachs2005:" in out
+    table = pd.read_csv(tmp_path / "model_comparison_sachs.csv")
+    assert set(table["model"]) == SACHS_GRNS | {
+        "linear embedding", "mean", "control", "target only"
+    }
+    # The verdict line is computed from the table: check its numbers against it.
+    verdict = next(line for line in out.splitlines() if line.startswith("Verdict on "))
+    mse = table[table["metric"] == "mse"].set_index("model")["value [targeted excluded]"]
+    for name in SACHS_GRNS:
+        short = name[len("conditional GRN (") : -1]
+        assert f"{short} {mse[name]:.3f}" in verdict
+    assert (tmp_path / "intervention_graph_sachs.png").stat().st_size > 0
 
 
 @pytest.mark.parametrize(
@@ -78,6 +111,7 @@ def test_demo_sachs(capsys):
     [
         (["demo", "--data", "nope"], "invalid choice: 'nope'"),
         (["demo", "--out", "/nonexistent-parent/out"], "does not exist"),
+        (["demo", "--data", "unknown"], "invalid choice: 'unknown'"),
         (["demo", "--out", "/proc/causalcell-cannot-write"], "cannot be created"),
     ],
 )
@@ -99,3 +133,77 @@ def test_demo_out_is_a_file(tmp_path, capsys):
     assert main(["demo", "--data", "simulated", "--out", str(target)]) == 2
     assert "not a directory" in capsys.readouterr().err
     assert target.read_text() == "keep me"
+
+
+def test_demo_unknown_data_fails_before_creating_out(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "--data", "unknown", "--out", str(tmp_path / "out")])
+    assert info.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_out_is_created_when_its_parent_exists(tmp_path):
+    out = cli._check_out(tmp_path / "new")
+    assert out.is_dir()
+    with pytest.raises(cli.DataFileError, match="does not exist"):
+        cli._check_out(tmp_path / "missing" / "new")
+    assert not (tmp_path / "missing").exists()
+
+
+needs_permissions = pytest.mark.skipif(
+    os.geteuid() == 0, reason="root ignores directory permissions"
+)
+
+
+@needs_permissions
+@pytest.mark.parametrize(("sub", "message"), [(None, "is not writable"),
+                                               ("new", "cannot be created")])
+def test_demo_read_only_out_is_one_line(tmp_path, capsys, monkeypatch, sub, message):
+    # The check comes first: no data is loaded when --out is unusable.
+    monkeypatch.setattr(cli, "_demo_sections", lambda *a: pytest.fail("work started"))
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    read_only.chmod(0o500)
+    try:
+        target = read_only if sub is None else read_only / sub
+        assert main(["demo", "--data", "sachs", "--out", str(target)]) == 2
+    finally:
+        read_only.chmod(0o700)
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert list(read_only.iterdir()) == []
+
+
+def test_demo_write_failure_midway_is_one_line(tmp_path, capsys, monkeypatch):
+    def fail(fig, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli, "_write_figure", fail)
+    assert main(["demo", "--data", "sachs", "--quiet", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err
+    assert "target_effect_sachs2005.png" in err
+    assert len(err.strip().splitlines()) == 1
+    # The tables written before the failure are complete; no temporary file is left.
+    assert pd.read_csv(tmp_path / "model_comparison_sachs.csv")["model"].nunique() == 6
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_write_figure_is_atomic(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    fig.subplots().plot([0, 1], [0, 1])
+    path = tmp_path / "f.png"
+    path.write_bytes(b"old")
+
+    def broken(*args, **kwargs):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(fig, "savefig", broken)
+    with pytest.raises(OSError, match="Input/output error"):
+        cli._write_figure(fig, path)
+    assert path.read_bytes() == b"old"  # the previous file survives a failed write
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png"]

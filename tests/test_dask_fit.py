@@ -126,7 +126,8 @@ def test_fit_from_store_read_lazily(tmp_path, sim, fmt):
         warnings.simplefilter("ignore")  # anndata's zarr-format notice
         (adata.write_zarr if fmt == "zarr" else adata.write_h5ad)(path)
     lazy = read_lazy(path, chunk_rows=300)
-    assert lazy.X.chunks[0][0] == 300 and len(lazy.X.chunks[1]) == 1
+    assert lazy.X.chunks[0][0] == 300
+    assert len(lazy.X.chunks[1]) == 1
     pd.testing.assert_frame_equal(lazy.obs, adata.obs)
     assert_same_fit(fit(adata, sim.network), fit(lazy, sim.network))
 

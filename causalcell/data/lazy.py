@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -82,7 +83,7 @@ def check_row_chunks(X: Any, what: str = "X") -> None:
 def row_blocks(X: Any) -> list[tuple[int, int]]:
     """The (start, stop) row ranges of a Dask array's blocks, in order."""
     bounds = np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(int)
-    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+    return [(int(a), int(b)) for a, b in pairwise(bounds) if b > a]
 
 
 def _client() -> Any:
@@ -99,11 +100,8 @@ def _client() -> Any:
 
 def _window(client: Any) -> int:
     """Blocks in flight at once: enough to keep every worker busy, few enough for memory."""
-    if client is not None:
-        threads = sum(client.nthreads().values()) or 1
-    else:
-        threads = os.cpu_count() or 1
-    return max(2, 2 * threads)
+    threads = sum(client.nthreads().values()) if client is not None else os.cpu_count()
+    return max(2, 2 * (threads or 1))
 
 
 def _results_in_order(tasks: Iterator[Any], client: Any) -> Iterator[Any]:
