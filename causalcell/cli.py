@@ -130,6 +130,15 @@ def _check_out(out: Path) -> Path:
             raise DataFileError(f"--out {str(out)!r} cannot be created: {exc.strerror}.") from exc
     if not os.access(out, os.W_OK | os.X_OK):
         raise DataFileError(f"--out {str(out)!r} is not writable.")
+    try:  # permissions are not the whole story (read-only mounts, root, quotas): try it
+        fd, probe = tempfile.mkstemp(prefix=".causalcell-probe.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise DataFileError(
+            f"--out {str(out)!r} is not writable ({exc.strerror or exc}). Choose another "
+            f"directory."
+        ) from exc
     return out
 
 

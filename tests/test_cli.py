@@ -113,6 +113,8 @@ def test_demo_sachs_compares_consensus_and_learned_graphs(tmp_path, capsys):
         (["demo", "--out", "/nonexistent-parent/out"], "does not exist"),
         (["demo", "--data", "unknown"], "invalid choice: 'unknown'"),
         (["demo", "--out", "/proc/causalcell-cannot-write"], "cannot be created"),
+        # An existing read-only directory (even root cannot create files there).
+        (["demo", "--out", "/proc/self"], "is not writable"),
     ],
 )
 def test_demo_bad_input_is_one_line(argv, message, capsys):
