@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from causalcell.errors import DataContractError, DataFileError, ParameterError
 
 __all__ = [
+    "active_client",
     "check_row_chunks",
     "is_dask_array",
     "map_row_blocks",
@@ -86,8 +87,8 @@ def row_blocks(X: Any) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in pairwise(bounds) if b > a]
 
 
-def _client() -> Any:
-    """The active distributed Client, or None (distributed may not be installed)."""
+def active_client() -> Any:
+    """The active :class:`distributed.Client`, or None (also when distributed is not installed)."""
     try:
         from distributed import get_client
     except ImportError:
@@ -185,7 +186,7 @@ def map_row_blocks(
         delayed(func, pure=False)(block, start, stop, *extra(start, stop))
         for block, (start, stop) in zip(blocks, ranges, strict=True)
     )
-    client = _client()
+    client = active_client()
     results = tqdm(
         _results_in_order(tasks, client),
         total=len(ranges),

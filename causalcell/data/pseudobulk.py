@@ -17,6 +17,7 @@ from causalcell.data.contract import (
     expression_matrix,
 )
 from causalcell.data.interventions import Interventions, format_levels
+from causalcell.data.lazy import check_row_chunks, is_dask_array, map_row_blocks
 from causalcell.errors import DataContractError
 
 __all__ = ["changes", "control_mean", "pseudobulk"]
@@ -24,28 +25,68 @@ __all__ = ["changes", "control_mean", "pseudobulk"]
 _ROW_BLOCK = 4096  # rows of dense X converted to float64 at a time
 
 
-def _group_means(X, groups: np.ndarray, n_groups: int) -> np.ndarray:
-    """Mean of the rows of ``X`` per group, as a dense float64 array.
+def _block_sums(
+    block, start: int, stop: int, groups: np.ndarray, weights: np.ndarray, n_groups: int
+) -> np.ndarray:
+    """Weighted sums of the rows of one row block per group, dense float64 (n_groups, genes).
 
-    One sparse indicator product: works on dense and sparse ``X`` without
-    densifying a sparse one, and without a loop over groups.
+    ``groups`` / ``weights`` are the codes and weights of the block's rows
+    (code -1: the row is not counted). The one per-block kernel of the
+    in-memory and the Dask passes, so both add the same products.
     """
+    rows = np.flatnonzero(groups >= 0)
+    indicator = sp.csr_array(
+        (weights[rows], (groups[rows], rows)), shape=(n_groups, stop - start)
+    )
+    if sp.issparse(block):
+        return np.asarray((indicator @ sp.csr_array(block).astype(np.float64)).todense())
+    # Dense blocks (often float32) are converted to float64 one block at a time.
+    return indicator @ np.asarray(block).astype(np.float64, copy=False)
+
+
+def _weighted_group_sums(
+    X, groups: np.ndarray, weights: np.ndarray, n_groups: int, what: str = "X"
+) -> np.ndarray:
+    """Sum of ``weights[c] * X[c]`` over the cells c of each group, dense float64.
+
+    In memory: one sparse indicator product (a sparse X is never densified;
+    a dense X is converted to float64 in blocks of ``_ROW_BLOCK`` rows). A
+    Dask X is read in its row blocks on the active Dask client (else the
+    threaded scheduler) and the per-block sums are added in block order.
+    """
+    if is_dask_array(X):
+        check_row_chunks(X, what)
+        return map_row_blocks(
+            _block_sums,
+            X,
+            block_args=lambda a, b: (groups[a:b], weights[a:b], n_groups),
+            combine=np.add,
+            desc="Group sums",
+        )
     n = X.shape[0]
-    counts = np.bincount(groups, minlength=n_groups).astype(float)
-    weights = np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0)[groups]
-    indicator = sp.csr_array((weights, (groups, np.arange(n))), shape=(n_groups, n))
     if sp.issparse(X):
-        out = indicator @ sp.csr_array(X).astype(np.float64)
-        return np.asarray(out.todense())
-    # Dense X (often float32): accumulate in float64 over row blocks so no
-    # float64 copy of the whole matrix is ever made.
+        return _block_sums(X, 0, n, groups, weights, n_groups)
     X = np.asarray(X)
     out = np.zeros((n_groups, X.shape[1]))
-    indicator = indicator.tocsc()
     for start in range(0, n, _ROW_BLOCK):
         stop = min(start + _ROW_BLOCK, n)
-        out += indicator[:, start:stop] @ X[start:stop].astype(np.float64, copy=False)
+        out += _block_sums(X[start:stop], start, stop, groups[start:stop],
+                           weights[start:stop], n_groups)
     return out
+
+
+def _group_means(X, groups: np.ndarray, n_groups: int, what: str = "X") -> np.ndarray:
+    """Mean of the rows of ``X`` per group, as a dense float64 array.
+
+    Works on dense, sparse and Dask ``X`` without a loop over groups.
+    """
+    counts = np.bincount(groups, minlength=n_groups).astype(float)
+    weights = np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0)[groups]
+    return _weighted_group_sums(X, groups, weights, n_groups, what)
+
+
+def _where(layer: str | None) -> str:
+    return "X" if layer is None else f"layers[{layer!r}]"
 
 
 def pseudobulk(
@@ -65,7 +106,11 @@ def pseudobulk(
     Parameters
     ----------
     adata
-        Cells following the data contract.
+        Cells following the data contract. ``X`` (or the layer) may be a
+        Dask array chunked along cells (e.g. from
+        :func:`causalcell.data.read_lazy`): it is read once, in row blocks,
+        on the active Dask client (else Dask's threaded scheduler); the
+        result is in memory either way (groups x genes is small).
     layer
         Layer to average; ``None`` averages ``X``.
     groupby
@@ -85,7 +130,8 @@ def pseudobulk(
     ------
     DataContractError
         If obs breaks the contract, the layer or a ``groupby`` column is
-        missing, or no group has ``min_cells`` cells.
+        missing, no group has ``min_cells`` cells, or a Dask ``X`` is
+        chunked along genes.
 
     Examples
     --------
@@ -107,7 +153,7 @@ def pseudobulk(
     groups, uniques = pd.factorize(pd.MultiIndex.from_arrays(keys))
     n_groups = len(uniques)
     n_cells = np.bincount(groups, minlength=n_groups)
-    means = _group_means(X, groups, n_groups)
+    means = _group_means(X, groups, n_groups, _where(layer))
 
     cond_codes = np.asarray(uniques.get_level_values(0), dtype=np.int64)
     cond = interventions.conditions.iloc[cond_codes]
@@ -160,13 +206,45 @@ def _mean_levels(
     return out
 
 
+def control_weights(adata: AnnData, interventions: Interventions) -> np.ndarray:
+    """Per-sample weights w such that ``w @ X`` is the control mean profile.
+
+    Control rows weigh their ``n_cells`` (pseudobulk rows) or 1 (cells),
+    normalized to sum to 1; other rows weigh 0 (all zeros without controls).
+
+    Parameters
+    ----------
+    adata
+        Cells or pseudobulk rows following the data contract.
+    interventions
+        ``Interventions.from_adata(adata)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(n_obs,)``, float64.
+    """
+    w = np.zeros(adata.n_obs)
+    rows = np.flatnonzero(interventions.is_control)
+    if rows.size:
+        cells = (
+            adata.obs["n_cells"].to_numpy(dtype=float)[rows]
+            if "n_cells" in adata.obs.columns
+            else np.ones(len(rows))
+        )
+        w[rows] = cells / cells.sum()
+    return w
+
+
 def control_mean(adata: AnnData, *, layer: str | None = None) -> np.ndarray:
     """Mean profile of the control samples (weighted by ``n_cells`` when present).
 
     Parameters
     ----------
     adata
-        Cells or pseudobulk rows following the data contract.
+        Cells or pseudobulk rows following the data contract. ``X`` (or the
+        layer) may be a Dask array chunked along cells: it is read once, in
+        row blocks, on the active Dask client (else the threaded scheduler).
     layer
         Layer to average; ``None`` averages ``X``.
 
@@ -178,7 +256,7 @@ def control_mean(adata: AnnData, *, layer: str | None = None) -> np.ndarray:
     Raises
     ------
     DataContractError
-        If there is no control sample.
+        If there is no control sample, or a Dask ``X`` is chunked along genes.
     """
     interventions = Interventions.from_adata(adata, warn_unmeasured=False)
     if not interventions.is_control.any():
@@ -187,13 +265,14 @@ def control_mean(adata: AnnData, *, layer: str | None = None) -> np.ndarray:
             f"non-targeting / untreated samples with is_control=True."
         )
     X = expression_matrix(adata, layer)
-    rows = np.flatnonzero(interventions.is_control)
-    weights = (
-        adata.obs["n_cells"].to_numpy(dtype=float)[rows]
-        if "n_cells" in adata.obs.columns
-        else np.ones(len(rows))
-    )
-    weights = weights / weights.sum()
+    full = control_weights(adata, interventions)
+    rows = np.flatnonzero(full)
+    weights = full[rows]
+    if is_dask_array(X):
+        # One pass over the row blocks; rows other than the controls weigh 0.
+        codes = np.full(X.shape[0], -1, dtype=np.int64)
+        codes[rows] = 0
+        return _weighted_group_sums(X, codes, full, 1, _where(layer))[0]
     sub = X[rows]
     if sp.issparse(sub):
         return np.asarray(sp.csr_array(sub).T @ weights).ravel()
@@ -210,6 +289,10 @@ def changes(adata: AnnData, *, layer: str | None = None, min_cells: int = 1) -> 
     ----------
     adata
         Cells or pseudobulk rows following the data contract, with controls.
+        ``X`` (or the layer) may be a Dask array chunked along cells: cells
+        are averaged in one pass over the row blocks on the active Dask
+        client (else the threaded scheduler); Dask pseudobulk rows are
+        computed to memory.
     layer
         Layer holding the expression; ``None`` uses ``X``.
     min_cells
@@ -225,7 +308,7 @@ def changes(adata: AnnData, *, layer: str | None = None, min_cells: int = 1) -> 
     Raises
     ------
     DataContractError
-        If there is no control sample.
+        If there is no control sample, or a Dask ``X`` is chunked along genes.
     """
     if "n_cells" in adata.obs.columns:
         pb = adata
@@ -237,6 +320,8 @@ def changes(adata: AnnData, *, layer: str | None = None, min_cells: int = 1) -> 
     keep = ~pb.obs[IS_CONTROL].to_numpy(dtype=bool)
     keep &= pb.obs["n_cells"].to_numpy() >= min_cells
     values = X[np.flatnonzero(keep)]
+    if is_dask_array(values):  # pseudobulk rows are few: compute them
+        values = values.compute()
     values = values.toarray() if sp.issparse(values) else np.asarray(values, dtype=np.float64)
     out = AnnData(X=values - reference, obs=pb.obs.loc[keep].copy(), var=pb.var.copy())
     out.uns["control_mean"] = reference

@@ -46,9 +46,11 @@ from statsmodels.stats.multitest import fdrcorrection
 
 from causalcell.data.contract import IS_CONTROL, PERTURBATION, PERTURBATION_TYPE
 from causalcell.data.interventions import Interventions
+from causalcell.data.lazy import check_row_chunks, is_dask_array, map_row_blocks
 from causalcell.errors import DataContractError, ParameterError
 
 __all__ = [
+    "DASK_RANK_MEMORY",
     "METHODS",
     "DEResult",
     "bh_qvalues",
@@ -66,6 +68,9 @@ _DENSE_BLOCK_ENTRIES = 1 << 24
 _RANK_BLOCK_ENTRIES = 1 << 23
 # Largest combined (gene, value, group) sort key; beyond it a lexsort is used.
 _KEY_LIMIT = 1 << 62
+# Default bytes of one dense float64 column slab (cells x genes) that the
+# rank-sum test computes to memory at a time from a Dask X.
+DASK_RANK_MEMORY = 1 << 30
 
 
 # --------------------------------------------------------------------------- checks
@@ -107,14 +112,54 @@ def _as_float_csr(X) -> sp.csr_array:
 # --------------------------------------------------------------------------- Welch
 
 
+def _block_moments(
+    block, start: int, stop: int, codes: np.ndarray, n_rows: int, squares: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-group sums (and sums of squares) of one row block, float64.
+
+    ``codes`` are the block's output rows (-1: not counted). The one kernel
+    of the in-memory and the Dask passes.
+    """
+    n_genes = block.shape[1]
+    cells = np.flatnonzero(codes >= 0)
+    if not len(cells):
+        return np.zeros((n_rows, n_genes)), (np.zeros((n_rows, n_genes)) if squares else None)
+    indicator = sp.csr_array(
+        (np.ones(len(cells)), (codes[cells], cells)), shape=(n_rows, stop - start)
+    )
+    if sp.issparse(block):
+        block = _as_float_csr(block)
+        s1 = (indicator @ block).toarray()
+        s2 = (indicator @ block.multiply(block)).toarray() if squares else None
+    else:
+        block = np.asarray(block, dtype=np.float64)
+        s1 = indicator @ block
+        s2 = indicator @ (block * block) if squares else None
+    return s1, s2
+
+
+def _add_moments(
+    a: tuple[np.ndarray, np.ndarray | None], b: tuple[np.ndarray, np.ndarray | None]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    return a[0] + b[0], (None if a[1] is None else a[1] + b[1])
+
+
 def _group_moments(
     X, codes: np.ndarray, n_rows: int, *, squares: bool = True
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Per-group sums (and sums of squares) of the columns of X, float64.
 
     ``codes[c]`` is the output row of cell c (-1: not counted). One sparse
-    indicator product per block; a sparse X stays sparse.
+    indicator product per block; a sparse X stays sparse. A Dask X is read
+    once, in its row blocks, on the active Dask client (else the threaded
+    scheduler); the block sums are added in block order.
     """
+    if is_dask_array(X):
+        check_row_chunks(X)
+        return map_row_blocks(
+            _block_moments, X, block_args=lambda a, b: (codes[a:b], n_rows, squares),
+            combine=_add_moments, desc="Group moments",
+        )
     n_cells, n_genes = X.shape
     s1 = np.zeros((n_rows, n_genes))
     s2 = np.zeros((n_rows, n_genes)) if squares else None
@@ -126,22 +171,13 @@ def _group_moments(
         blocks = [(a, min(a + step, n_cells)) for a in range(0, n_cells, step)]
     for start, stop in blocks:
         c = codes[start:stop]
-        cells = np.flatnonzero(c >= 0)
-        if not len(cells):
+        if not (c >= 0).any():
             continue
-        indicator = sp.csr_array(
-            (np.ones(len(cells)), (c[cells], cells)), shape=(n_rows, stop - start)
-        )
-        if sp.issparse(X):
-            block = _as_float_csr(X if stop - start == n_cells else X[start:stop])
-            s1 += (indicator @ block).toarray()
-            if s2 is not None:
-                s2 += (indicator @ block.multiply(block)).toarray()
-        else:
-            block = np.asarray(X[start:stop], dtype=np.float64)
-            s1 += indicator @ block
-            if s2 is not None:
-                s2 += indicator @ (block * block)
+        block = X if stop - start == n_cells else X[start:stop]
+        b1, b2 = _block_moments(block, start, stop, c, n_rows, squares)
+        s1 += b1
+        if s2 is not None:
+            s2 += b2
     return s1, s2
 
 
@@ -153,7 +189,10 @@ def welch_ttest(
     Parameters
     ----------
     X
-        Cells x genes, dense or scipy sparse.
+        Cells x genes, dense or scipy sparse, or a Dask array chunked along
+        cells (e.g. from :func:`causalcell.data.read_lazy`): its group
+        moments are row sums, read once in row blocks on the active Dask
+        client (else Dask's threaded scheduler).
     groups
         Integer group code of each cell, ``-1`` for cells in no group (the
         controls, or cells left out).
@@ -179,7 +218,7 @@ def welch_ttest(
     ParameterError
         If ``groups`` / ``control`` do not match the cells of ``X``.
     DataContractError
-        If there is no control cell.
+        If there is no control cell, or a Dask X is chunked along genes.
 
     Notes
     -----
@@ -332,60 +371,11 @@ def _rank_sum_block(
     return u, ties + control_tie
 
 
-def rank_sum_test(
-    X, groups: np.ndarray, control: np.ndarray, *, n_groups: int | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Wilcoxon rank-sum (Mann-Whitney U) test of every group against the controls.
-
-    Parameters
-    ----------
-    X
-        Cells x genes, dense or scipy sparse.
-    groups
-        Integer group code of each cell, ``-1`` for cells in no group.
-    control
-        Boolean mask of the control cells.
-    n_groups
-        Number of groups (default: ``groups.max() + 1``).
-
-    Returns
-    -------
-    statistic : numpy.ndarray, shape (n_groups, n_genes)
-        U of the group: the number of (group, control) pairs in which the
-        group value is larger, ties counting one half.
-    z : numpy.ndarray, shape (n_groups, n_genes)
-        ``(U - n1 n0 / 2) / sigma`` with the tie-corrected sigma, signed
-        (positive: the group is higher); NaN when every value is tied.
-    pvalue : numpy.ndarray, shape (n_groups, n_genes)
-        Two-sided, normal approximation with continuity correction.
-
-    Raises
-    ------
-    ParameterError
-        If ``groups`` / ``control`` do not match the cells of ``X``.
-    DataContractError
-        If there is no control cell.
-
-    Notes
-    -----
-    Exact counting, no ranking of the pooled sample per group: the control
-    values of each gene are sorted once (one int64 key per stored value) and
-    each distinct group value is located by binary search. The work is
-    O(nnz log nnz) for all groups together, in blocks of genes.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> X = np.array([[0.0], [1.0], [2.0], [3.0], [3.0]])
-    >>> u, z, p = rank_sum_test(X, np.array([-1, -1, 0, 0, 0]),
-    ...                         np.array([True, True, False, False, False]))
-    >>> float(u[0, 0])
-    6.0
-    """
-    groups, control, n_groups = _check_groups(X, groups, control, n_groups)
+def _rank_sum_columns(
+    X, groups: np.ndarray, control: np.ndarray, n_groups: int, n_group_cells: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """U and the pooled tie term of every (group, gene) of an in-memory X, in gene blocks."""
     n_cells, n_genes = X.shape
-    n_group_cells = np.bincount(groups[groups >= 0], minlength=n_groups).astype(np.float64)
-    n_control = float(control.sum())
     csc = sp.csc_array(X, dtype=np.float64) if sp.issparse(X) else None
     u = np.empty((n_groups, n_genes))
     ties = np.empty((n_groups, n_genes))
@@ -409,6 +399,110 @@ def rank_sum_test(
         u[:, start:stop], ties[:, start:stop] = _rank_sum_block(
             block, groups, control, n_groups, n_group_cells
         )
+    return u, ties
+
+
+def _rank_sum_dask(
+    X, groups: np.ndarray, control: np.ndarray, n_groups: int, n_group_cells: np.ndarray,
+    memory_budget: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_rank_sum_columns` on a Dask X, one block of genes at a time.
+
+    A gene's U needs its whole column (every cell), so the genes are split
+    into blocks whose dense float64 column slab (cells x block genes) fits in
+    ``memory_budget`` bytes; each slab is computed to memory (on the active
+    Dask client, else the threaded scheduler) and handed to the in-memory
+    code. A row-chunked X is therefore read once per gene block.
+    """
+    n_cells, n_genes = X.shape
+    step = max(1, int(memory_budget) // max(8 * n_cells, 1))
+    u = np.empty((n_groups, n_genes))
+    ties = np.empty((n_groups, n_genes))
+    for start in range(0, n_genes, step):
+        stop = min(start + step, n_genes)
+        slab = X[:, start:stop].compute()
+        u[:, start:stop], ties[:, start:stop] = _rank_sum_columns(
+            slab, groups, control, n_groups, n_group_cells
+        )
+    return u, ties
+
+
+def rank_sum_test(
+    X, groups: np.ndarray, control: np.ndarray, *, n_groups: int | None = None,
+    memory_budget: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Wilcoxon rank-sum (Mann-Whitney U) test of every group against the controls.
+
+    Parameters
+    ----------
+    X
+        Cells x genes, dense or scipy sparse, or a Dask array (any
+        chunking). A gene's test needs its whole column, so a Dask X is
+        processed in blocks of genes: each block's column slab (all cells)
+        is computed to memory on the active Dask client (else the threaded
+        scheduler) and tested by the in-memory code. A row-chunked X is
+        thus read once per gene block: about ``8 * n_cells * n_genes /
+        memory_budget`` passes over the data.
+    groups
+        Integer group code of each cell, ``-1`` for cells in no group.
+    control
+        Boolean mask of the control cells.
+    n_groups
+        Number of groups (default: ``groups.max() + 1``).
+    memory_budget
+        Dask X only: bytes of one dense float64 column slab (cells x genes
+        of a block); default :data:`DASK_RANK_MEMORY` (1 GiB). Larger means
+        fewer passes over the data. Results do not depend on it.
+
+    Returns
+    -------
+    statistic : numpy.ndarray, shape (n_groups, n_genes)
+        U of the group: the number of (group, control) pairs in which the
+        group value is larger, ties counting one half.
+    z : numpy.ndarray, shape (n_groups, n_genes)
+        ``(U - n1 n0 / 2) / sigma`` with the tie-corrected sigma, signed
+        (positive: the group is higher); NaN when every value is tied.
+    pvalue : numpy.ndarray, shape (n_groups, n_genes)
+        Two-sided, normal approximation with continuity correction.
+
+    Raises
+    ------
+    ParameterError
+        If ``groups`` / ``control`` do not match the cells of ``X``, or
+        ``memory_budget`` is not a positive integer.
+    DataContractError
+        If there is no control cell.
+
+    Notes
+    -----
+    Exact counting, no ranking of the pooled sample per group: the control
+    values of each gene are sorted once (one int64 key per stored value) and
+    each distinct group value is located by binary search. The work is
+    O(nnz log nnz) for all groups together, in blocks of genes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0], [1.0], [2.0], [3.0], [3.0]])
+    >>> u, z, p = rank_sum_test(X, np.array([-1, -1, 0, 0, 0]),
+    ...                         np.array([True, True, False, False, False]))
+    >>> float(u[0, 0])
+    6.0
+    """
+    groups, control, n_groups = _check_groups(X, groups, control, n_groups)
+    if memory_budget is not None and (isinstance(memory_budget, bool)
+                                      or not isinstance(memory_budget, int | np.integer)
+                                      or memory_budget < 1):
+        raise ParameterError(
+            f"memory_budget must be a positive number of bytes or None; got {memory_budget!r}."
+        )
+    n_group_cells = np.bincount(groups[groups >= 0], minlength=n_groups).astype(np.float64)
+    n_control = float(control.sum())
+    if is_dask_array(X):
+        u, ties = _rank_sum_dask(X, groups, control, n_groups, n_group_cells,
+                                 memory_budget or DASK_RANK_MEMORY)
+    else:
+        u, ties = _rank_sum_columns(X, groups, control, n_groups, n_group_cells)
     n1 = n_group_cells[:, None]
     n0 = n_control
     n = n1 + n0
@@ -609,7 +703,12 @@ def differential_expression(
     ----------
     adata
         Cells (not pseudobulk) following the data contract, with controls.
-        Expression is log-normalized, dense or sparse.
+        Expression is log-normalized, dense or sparse, or a Dask array
+        chunked along cells (e.g. from :func:`causalcell.data.read_lazy`):
+        the t-test and the mean differences read it once in row blocks on
+        the active Dask client (else Dask's threaded scheduler); the
+        Wilcoxon test reads it once per block of genes (see
+        :func:`rank_sum_test`). The result is in memory.
     method
         ``"t-test"`` (Welch) or ``"wilcoxon"`` (Mann-Whitney U, tie-corrected
         normal approximation).
@@ -630,7 +729,8 @@ def differential_expression(
     DataContractError
         If obs breaks the contract, ``adata`` is pseudobulk (obs has
         ``n_cells``), there are no controls or ``control_label`` is absent,
-        or no perturbed cell exists.
+        no perturbed cell exists, or a Dask expression matrix is chunked
+        along genes.
     ParameterError
         If ``method`` is unknown.
 
@@ -665,6 +765,9 @@ def differential_expression(
     groups = np.full(iv.n_samples, -1, dtype=np.int64)
     groups[perturbed] = cond_codes
     X = adata.X if layer is None else adata.layers[layer]
+    if is_dask_array(X):
+        # Before any pass: the mean differences need whole rows per block.
+        check_row_chunks(X, "X" if layer is None else f"layers[{layer!r}]")
     if method == "t-test":
         statistic, pvalue, diff = welch_ttest(X, groups, control, n_groups=len(keys))
         score = statistic

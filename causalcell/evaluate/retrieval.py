@@ -85,6 +85,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.spatial.distance import cdist
 
+from causalcell.data.lazy import active_client, is_dask_array, map_row_blocks
 from causalcell.errors import DataContractError, ParameterError
 
 __all__ = [
@@ -147,6 +148,19 @@ def _as_profiles(name: str, values: Any) -> np.ndarray:
             f"Drop or fill those perturbations before retrieval."
         )
     return array
+
+
+def _computed(*values: Any) -> list[Any]:
+    """The Dask arrays among ``values`` computed to memory in one ``dask.compute`` (on
+    the active client, if any); the others as given."""
+    lazy = [i for i, v in enumerate(values) if is_dask_array(v)]
+    out = list(values)
+    if lazy:
+        import dask
+
+        for i, v in zip(lazy, dask.compute(*(values[i] for i in lazy)), strict=True):
+            out[i] = v
+    return out
 
 
 def _target_mask(targets: Any, n: int, g: int) -> sp.csr_array:
@@ -305,6 +319,7 @@ def _full_scale(x: np.ndarray, distance: str) -> np.ndarray:
 def pairwise_retrieval(
     predicted: Any, observed: Any, targets: Any, distance: str = ..., exclusion: str = ...,
     orientation: str = ..., *, block_size: int | None = ..., return_matrix: Literal[False] = ...,
+    dask: bool | None = ...,
 ) -> np.ndarray: ...
 
 
@@ -312,6 +327,7 @@ def pairwise_retrieval(
 def pairwise_retrieval(
     predicted: Any, observed: Any, targets: Any, distance: str = ..., exclusion: str = ...,
     orientation: str = ..., *, block_size: int | None = ..., return_matrix: Literal[True],
+    dask: bool | None = ...,
 ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
@@ -325,6 +341,7 @@ def pairwise_retrieval(
     *,
     block_size: int | None = None,
     return_matrix: bool = False,
+    dask: bool | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Normalized rank of each true match among all perturbations, pair by pair.
 
@@ -341,7 +358,9 @@ def pairwise_retrieval(
     predicted, observed
         Float arrays (n, g) (dense, or scipy sparse: densified); row ``i`` of
         both describes perturbation ``i`` (profiles or changes, as the caller
-        decides). Must be finite.
+        decides). Must be finite. Either may be a Dask array: profiles are
+        perturbations x genes, so it is computed to memory once (both in
+        one ``dask.compute``, on the active Dask client if any).
     targets
         The genes targeted in each perturbation: a length-n sequence of
         collections of integer column indices (may be empty; duplicates are
@@ -369,6 +388,16 @@ def pairwise_retrieval(
         candidate ``j`` beats the true match of query ``i``, 0.5 for a tie, 0
         otherwise (diagonal 0), so ``rank = B.sum(1) / (n - 1)``. It costs
         ``4 * n**2`` bytes (1.6 GB at n = 20,000).
+    dask
+        Run the query blocks as Dask tasks: on the active
+        :class:`distributed.Client` if any, else Dask's threaded scheduler.
+        The prepared candidates are shipped once (``client.scatter``); each
+        task computes the ranks of one block of ``block_size`` query rows
+        with the same code and block bounds as the serial loop, so the
+        results are identical. ``None`` (default): only when ``predicted``
+        or ``observed`` is a Dask array; ``True``: also for NumPy inputs
+        (set ``block_size`` to get several tasks for small ``n``);
+        ``False``: never.
 
     Returns
     -------
@@ -382,8 +411,9 @@ def pairwise_retrieval(
         are named), fewer than 2 perturbations, targets that are not one
         collection of valid integer indices per row.
     ParameterError
-        An unknown ``distance``, ``exclusion`` or ``orientation``, or a
-        ``block_size`` below 1.
+        An unknown ``distance``, ``exclusion`` or ``orientation``, a
+        ``block_size`` below 1, ``dask`` not a bool or None, or ``dask=True``
+        without Dask installed.
 
     Notes
     -----
@@ -413,6 +443,20 @@ def pairwise_retrieval(
                                    or block_size < 1):
         raise ParameterError(f"block_size must be a positive integer or None; got "
                              f"{block_size!r}.")
+    if dask is not None and not isinstance(dask, bool):
+        raise ParameterError(f"dask must be True, False or None; got {dask!r}.")
+    lazy = is_dask_array(predicted) or is_dask_array(observed)
+    use_dask = lazy if dask is None else dask
+    if use_dask:
+        try:
+            import dask as _  # noqa: F401
+        except ImportError as exc:
+            raise ParameterError(
+                "dask=True needs Dask: pip install 'causalcell[dask]' (or pass dask=False)."
+            ) from exc
+    # Profiles are perturbations x genes: small enough to hold; a Dask input
+    # is computed once, here.
+    predicted, observed = _computed(predicted, observed)
     P = _as_profiles("predicted", predicted)
     T = _as_profiles("observed", observed)
     if P.shape != T.shape:
@@ -460,35 +504,83 @@ def pairwise_retrieval(
         # near _BLOCK_ELEMENTS.
         block_size = max(_MIN_BLOCK, _BLOCK_ELEMENTS // max(n, g))
     block_size = int(min(block_size, n))
-    # Buffers reused by every block: fresh large arrays would be page-faulted
-    # in again at each block.
-    q_full = np.empty((block_size, g))
-    q_buf = q_full if keep is None else np.empty((block_size, g_eff))
-    c_buf = None if true_same_as_cand else np.empty((block_size, g))
-    d_buf = np.empty((block_size, g_eff))
-
+    work = _QueryBlocks(
+        Q=Q, C=C, Cz=Cz, distance=distance, mu=mu, keep=keep, Rq=Rq, Rc=Rc,
+        true_same_as_cand=true_same_as_cand, nc0=nc0, sc0=sc0, q_count=q_count,
+        scale_c=scale_c, return_matrix=return_matrix,
+    )
+    bounds = [(lo, min(lo + block_size, n)) for lo in range(0, n, block_size)]
+    if use_dask:
+        parts: Any = _map_query_blocks(work, bounds)
+    else:
+        # Buffers reused by every block: fresh large arrays would be
+        # page-faulted in again at each block.
+        buffers = work.buffers(block_size)
+        parts = (work.ranks(lo, hi, buffers) for lo, hi in bounds)
     ranks = np.empty(n, dtype=np.float64)
     matrix = np.zeros((n, n), dtype=np.float32) if return_matrix else None
-    for lo in range(0, n, block_size):
-        hi = min(lo + block_size, n)
+    for (lo, hi), (block_ranks, block_beats) in zip(bounds, parts, strict=True):
+        ranks[lo:hi] = block_ranks
+        if matrix is not None:
+            matrix[lo:hi] = block_beats
+    return (ranks, matrix) if return_matrix else ranks
+
+
+class _QueryBlocks:
+    """Everything a block of query rows needs: the per-block computation.
+
+    Built once per call; the serial path calls :meth:`ranks` block by block,
+    the Dask path ships this object to the workers once and runs
+    :meth:`ranks` there, one task per block, on the same block bounds (so
+    the results are the same bits).
+    """
+
+    def __init__(self, *, Q: np.ndarray, C: np.ndarray, Cz: np.ndarray, distance: str,
+                 mu: np.ndarray | None, keep: np.ndarray | None, Rq: _Sets | None,
+                 Rc: _Sets | None, true_same_as_cand: bool, nc0: np.ndarray,
+                 sc0: np.ndarray | None, q_count: np.ndarray, scale_c: np.ndarray | None,
+                 return_matrix: bool) -> None:
+        self.Q, self.C, self.Cz = Q, C, Cz
+        self.distance, self.mu, self.keep = distance, mu, keep
+        self.Rq, self.Rc = Rq, Rc
+        self.true_same_as_cand = true_same_as_cand
+        self.nc0, self.sc0, self.q_count, self.scale_c = nc0, sc0, q_count, scale_c
+        self.return_matrix = return_matrix
+
+    def buffers(self, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+        """Work buffers for blocks of up to ``size`` query rows."""
+        g, g_eff = self.Q.shape[1], self.Cz.shape[1]
+        q_full = np.empty((size, g))
+        q_buf = q_full if self.keep is None else np.empty((size, g_eff))
+        c_buf = None if self.true_same_as_cand else np.empty((size, g))
+        return q_full, q_buf, c_buf, np.empty((size, g_eff))
+
+    def ranks(self, lo: int, hi: int, buffers: tuple | None = None
+              ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Ranks of query rows lo..hi (and their float32 rows of B with ``return_matrix``)."""
+        distance, mu, keep, Rq, Rc, Cz = (self.distance, self.mu, self.keep, self.Rq,
+                                          self.Rc, self.Cz)
+        n = Cz.shape[0]
         b = hi - lo
+        similarity = distance in ("cosine", "pearson")
+        q_full, q_buf, c_buf, d_buf = buffers if buffers is not None else self.buffers(b)
         # Query block and the true matches' block, transformed and zeroed.
-        Qb = _transform(Q[lo:hi], distance, mu, out=q_full[:b])
+        Qb = _transform(self.Q[lo:hi], distance, mu, out=q_full[:b])
         scale_q = None if similarity else _full_scale(Qb, distance)
         if keep is not None:
             Qb = np.take(Qb, keep, axis=1, out=q_buf[:b])
         Qb = _zero_rows(Qb, Rq, lo, hi)
-        if true_same_as_cand:
+        if self.true_same_as_cand:
             Cb = Cz[lo:hi]
         else:
-            Cb = _zero_rows(_transform(C[lo:hi], distance, mu, out=c_buf[:b]), Rq, lo, hi)
+            Cb = _zero_rows(_transform(self.C[lo:hi], distance, mu, out=c_buf[:b]), Rq, lo, hi)
         # A: query-side values at candidate j's excluded genes (R^c_j);
         # B: candidate values at query i's excluded genes (R^q_i).
         A = _ASums(Qb, Cb, Rc, Rq, lo, hi, counts=distance == "pearson")
         B = _BSums(Cz, Rq, lo, hi)
         if similarity:
-            beats = _beats_similarity(Qb, Cb, Cz, nc0, sc0, q_count[lo:hi], A, B,
-                                      pearson=distance == "pearson")
+            beats = _beats_similarity(Qb, Cb, Cz, self.nc0, self.sc0, self.q_count[lo:hi], A,
+                                      B, pearson=distance == "pearson")
         else:
             diff = np.subtract(Qb, Cb, out=d_buf[:b])
             if distance == "manhattan":
@@ -501,17 +593,41 @@ def pairwise_retrieval(
                 cand = Qb @ Cz.T
                 cand *= -2.0
                 cand += np.einsum("ij,ij->i", Qb, Qb)[:, None]
-                cand += nc0[None, :]
+                cand += self.nc0[None, :]
                 cand -= A.sum(A.q * A.q)
                 cand -= B.sum(B.c * B.c)
                 true = np.einsum("ij,ij->i", diff, diff)[:, None] - A.sum(np.square(A.q - A.c))
+            scale_c = self.scale_c
             tol = TIE_RTOL * ((scale_q + scale_c[lo:hi])[:, None] + scale_c[None, :])
             beats = _beats_smaller(cand, true, tol)
         beats[np.arange(b), np.arange(lo, hi)] = 0.0
-        ranks[lo:hi] = beats.sum(axis=1) / (n - 1)
-        if matrix is not None:
-            matrix[lo:hi] = beats
-    return (ranks, matrix) if return_matrix else ranks
+        ranks = beats.sum(axis=1) / (n - 1)
+        return ranks, (beats.astype(np.float32) if self.return_matrix else None)
+
+
+def _run_block(placeholder: Any, start: int, stop: int, work: _QueryBlocks, lo: int,
+               hi: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """One Dask task: the ranks of query rows lo..hi."""
+    return work.ranks(lo, hi)
+
+
+def _map_query_blocks(work: _QueryBlocks, bounds: list[tuple[int, int]]
+                      ) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """Run :meth:`_QueryBlocks.ranks` for every block on the active Dask client
+    (else Dask's threaded scheduler), results in block order.
+
+    The inputs travel once: scattered to the cluster as one object that every
+    task depends on (the threaded scheduler shares memory: no copy at all).
+    """
+    import dask.array as da
+
+    client = active_client()
+    shared: Any = work if client is None else client.scatter(work, hash=False)
+    # One placeholder row per query block, one block per row: map_row_blocks
+    # then runs exactly one task per query block, in order.
+    index = da.zeros((len(bounds), 1), chunks=(1, 1), dtype=np.int8)
+    return map_row_blocks(_run_block, index, block_args=lambda a, b: (shared, *bounds[a]),
+                          desc="Query blocks")
 
 
 def _beats_similarity(Qb: np.ndarray, Cb: np.ndarray, Cz: np.ndarray, nc0: np.ndarray,

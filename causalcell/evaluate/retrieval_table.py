@@ -51,6 +51,7 @@ def retrieval_ranks(
     distance: str | Sequence[str] = "euclidean",
     exclusion: str | Sequence[str] = "pair",
     orientation: str | Sequence[str] = "prediction",
+    dask: bool | None = None,
 ) -> pd.DataFrame:
     """Retrieval ranks of aligned changes, one row per (perturbation, variant).
 
@@ -61,6 +62,11 @@ def retrieval_ranks(
     distance, exclusion, orientation
         One value or several (every combination is computed); see
         :func:`~causalcell.evaluate.retrieval.pairwise_retrieval`.
+    dask
+        Map the query blocks of every variant over the active Dask client
+        (else Dask's threaded scheduler); see
+        :func:`~causalcell.evaluate.retrieval.pairwise_retrieval`. ``None``:
+        only when the aligned changes are Dask arrays.
 
     Returns
     -------
@@ -91,7 +97,8 @@ def retrieval_ranks(
         for excl in exclusions:
             for orient in orientations:
                 ranks = pairwise_retrieval(aligned.predicted, aligned.observed, aligned.targets,
-                                           distance=dist, exclusion=excl, orientation=orient)
+                                           distance=dist, exclusion=excl, orientation=orient,
+                                           dask=dask)
                 frames.append(pd.DataFrame({
                     PERTURBATION: aligned.perturbations.to_numpy(),
                     PERTURBATION_TYPE: aligned.perturbation_type,
@@ -118,6 +125,7 @@ def retrieval(
     layer: str | None = None,
     predicted_layer: str | None = None,
     aggregate_predicted: bool = False,
+    dask: bool | None = None,
 ) -> pd.DataFrame:
     """How well each prediction retrieves its own observed perturbation among all others.
 
@@ -131,7 +139,9 @@ def retrieval(
         Predicted profiles, one row per perturbation (obs contract).
     observed
         Observed cells or pseudobulk profiles, with controls for
-        ``reference="control"``.
+        ``reference="control"``. Cells whose X is a Dask array chunked
+        along cells are averaged in one pass over the row blocks on the
+        active Dask client (see :func:`causalcell.data.pseudobulk`).
     distance
         ``"euclidean"``, ``"sqeuclidean"``, ``"manhattan"``, ``"cosine"`` or
         ``"pearson"``; several values give several variants.
@@ -144,6 +154,11 @@ def retrieval(
         ``"observed"`` (observation i against every prediction j); or both.
     reference, join, control_label, layer, predicted_layer, aggregate_predicted
         As in :func:`~causalcell.evaluate.align.align`.
+    dask
+        Map the retrieval's query blocks over the active Dask client (else
+        Dask's threaded scheduler): ``True`` / ``False``; ``None`` (default)
+        runs them serially, as the aligned changes are in memory. See
+        :func:`~causalcell.evaluate.retrieval.pairwise_retrieval`.
 
     Returns
     -------
@@ -174,7 +189,7 @@ def retrieval(
                     control_label=control_label, layer=layer, predicted_layer=predicted_layer,
                     aggregate_predicted=aggregate_predicted)
     table = retrieval_ranks(aligned, distance=distance, exclusion=exclusion,
-                            orientation=orientation)
+                            orientation=orientation, dask=dask)
     table.attrs["reference"] = reference
     table.attrs["unpredicted"] = list(aligned.unpredicted)
     return table

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE
 from causalcell.data.lazy import is_dask_array
-from causalcell.data.pseudobulk import control_mean
+from causalcell.data.pseudobulk import control_mean, control_weights
 from causalcell.errors import (
     CausalCellWarning,
     DataFileError,
@@ -56,20 +56,6 @@ from causalcell.models.base import (
     training_data,
 )
 from causalcell.models.solvers import SteadyState, dense_block, fit_linear, propagate_linear
-
-
-def _control_weights(adata: AnnData, iv: Any) -> np.ndarray:
-    """Per-sample weights whose product with X is the control mean (as ``control_mean``)."""
-    w = np.zeros(adata.n_obs)
-    rows = np.flatnonzero(iv.is_control)
-    if rows.size:
-        cells = (
-            adata.obs["n_cells"].to_numpy(dtype=float)[rows]
-            if "n_cells" in adata.obs.columns
-            else np.ones(len(rows))
-        )
-        w[rows] = cells / cells.sum()
-    return w
 
 __all__ = ["DEFAULT_ALPHAS", "ConditionalGRNRegressor"]
 
@@ -236,7 +222,7 @@ class ConditionalGRNRegressor(PerturbationModel):
                 f"regressor='ridge' or 'ols' (exact, one pass over the blocks), or load X with "
                 f"adata.X = adata.X.compute() if it fits in memory."
             )
-        weights = _control_weights(adata, iv) if lazy else None
+        weights = control_weights(adata, iv) if lazy else None
         if kind in ("ridge", "ols"):
             gcv = isinstance(self.alpha, str)
             fit = fit_linear(
