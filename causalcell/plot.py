@@ -183,13 +183,28 @@ def intervention_graph(
     colors = [
         "#2471a3" if after.edges[e].get("weight", 1.0) >= 0 else "#e67e22" for e in kept
     ]
-    nx.draw_networkx_edges(sub, pos, edgelist=kept, edge_color=colors, ax=ax, arrows=True,
-                           arrowsize=12)
-    nx.draw_networkx_edges(sub, pos, edgelist=cut, style="dashed", edge_color=OTHER_COLOR,
-                           alpha=0.6, ax=ax, arrows=True, arrowsize=12)
+    # A pair of opposite edges (A -> B, B -> A) is drawn as two arcs, so that a
+    # cut edge is never hidden under the kept edge going the other way.
+    def arcs(edges: list) -> tuple[list, list]:
+        paired = [e for e in edges if sub.has_edge(e[1], e[0])]
+        return [e for e in edges if not sub.has_edge(e[1], e[0])], paired
+
+    node_size = 900
+    for edges, style, color_of, alpha in (
+        (kept, "solid", dict(zip(kept, colors, strict=True)), 1.0),
+        (cut, "dashed", dict.fromkeys(cut, OTHER_COLOR), 0.8),
+    ):
+        for part, rad in zip(arcs(edges), (0.0, 0.2), strict=True):
+            if part:
+                nx.draw_networkx_edges(
+                    sub, pos, edgelist=part, edge_color=[color_of[e] for e in part],
+                    style=style, alpha=alpha, ax=ax, arrows=True, arrowsize=12,
+                    node_size=node_size, connectionstyle=f"arc3,rad={rad}",
+                )
     node_colors = [TARGET_COLOR if n in present else "#d6eaf8" for n in sub.nodes]
-    nx.draw_networkx_nodes(sub, pos, node_color=node_colors, edgecolors="#34495e", ax=ax)
-    nx.draw_networkx_labels(sub, pos, font_size=8, ax=ax)
+    nx.draw_networkx_nodes(sub, pos, node_color=node_colors, edgecolors="#34495e", ax=ax,
+                           node_size=node_size)
+    nx.draw_networkx_labels(sub, pos, font_size=7, ax=ax)
     handles = [
         Line2D([], [], color=TARGET_COLOR, marker="o", linestyle="", label="target (do)"),
         Line2D([], [], color="#2471a3", label="activation"),
