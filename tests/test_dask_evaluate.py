@@ -2,7 +2,7 @@
 
 Dense and sparse Dask blocks, uneven row chunks (37 rows), a distributed
 LocalCluster (as a user's cluster would be) and Dask's threaded scheduler
-(no client), data read lazily from zarr, and the error for arrays chunked
+(no dask_client), data read lazily from zarr, and the error for arrays chunked
 along genes.
 """
 
@@ -105,24 +105,11 @@ def test_no_client_threaded_scheduler(sim):
 # ---------------------------------------------------------------- on a LocalCluster
 
 
-@pytest.fixture(scope="module")
-def client():
-    # Two single-threaded workers in this process: real task scheduling and
-    # result transfer, without the start-up cost of worker processes.
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
-        ) as cluster,
-        distributed.Client(cluster) as c,
-    ):
-        yield c
-
-
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
-def test_pseudobulk_on_cluster(client, sim, sparse):
+def test_pseudobulk_on_cluster(dask_client, sim, sparse):
     adata = sim.adata
     lazy = lazy_copy(adata, sparse=sparse)
-    with distributed.get_task_stream(client) as stream:
+    with distributed.get_task_stream(dask_client) as stream:
         result = pseudobulk(lazy)
     assert_same_anndata(pseudobulk(adata), result)
     assert isinstance(result.X, np.ndarray)
@@ -136,7 +123,7 @@ def test_pseudobulk_on_cluster(client, sim, sparse):
     )
 
 
-def test_pseudobulk_levels_and_layer(client, sim):
+def test_pseudobulk_levels_and_layer(dask_client, sim):
     adata = sim.adata
     lazy = lazy_copy(adata, layer="counts", sparse=True)
     expected = pseudobulk(adata, layer="counts")
@@ -148,7 +135,7 @@ def test_pseudobulk_levels_and_layer(client, sim):
 
 
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
-def test_control_mean_and_changes_on_cluster(client, sim, sparse):
+def test_control_mean_and_changes_on_cluster(dask_client, sim, sparse):
     adata = sim.adata
     lazy = lazy_copy(adata, sparse=sparse)
     np.testing.assert_allclose(control_mean(lazy), control_mean(adata), atol=TOL, rtol=0)
@@ -167,10 +154,10 @@ def test_control_mean_and_changes_on_cluster(client, sim, sparse):
 
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
 @pytest.mark.parametrize("method", ["t-test", "wilcoxon"])
-def test_differential_expression_on_cluster(client, sim, method, sparse):
+def test_differential_expression_on_cluster(dask_client, sim, method, sparse):
     adata = sim.adata
     expected = differential_expression(adata, method=method)
-    with distributed.get_task_stream(client) as stream:
+    with distributed.get_task_stream(dask_client) as stream:
         result = differential_expression(lazy_copy(adata, sparse=sparse), method=method)
     assert_same_de(expected, result)
     assert len(stream.data) > 0  # the blocks were read on the cluster
@@ -178,7 +165,7 @@ def test_differential_expression_on_cluster(client, sim, method, sparse):
 
 
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
-def test_rank_sum_gene_blocks(client, sim, sparse):
+def test_rank_sum_gene_blocks(dask_client, sim, sparse):
     # A budget of 7 genes' columns: 9 slabs (the last one shorter), any chunking.
     adata = sim.adata
     X = adata.X
@@ -202,12 +189,12 @@ def test_rank_sum_gene_blocks(client, sim, sparse):
     [("euclidean", "pair", "prediction"), ("pearson", "query", "observed"),
      ("manhattan", "all", "prediction"), ("cosine", "none", "observed")],
 )
-def test_pairwise_retrieval_on_cluster(client, sim, distance, exclusion, orientation):
+def test_pairwise_retrieval_on_cluster(dask_client, sim, distance, exclusion, orientation):
     predicted, observed, targets = retrieval_inputs(sim)
     kw = {"distance": distance, "exclusion": exclusion, "orientation": orientation}
     serial, matrix = pairwise_retrieval(predicted, observed, targets, block_size=5,
                                         return_matrix=True, **kw)
-    with distributed.get_task_stream(client) as stream:
+    with distributed.get_task_stream(dask_client) as stream:
         mapped, mapped_matrix = pairwise_retrieval(predicted, observed, targets, block_size=5,
                                                    return_matrix=True, dask=True, **kw)
     # Same code on the same blocks: the same bits.
@@ -226,14 +213,14 @@ def test_pairwise_retrieval_on_cluster(client, sim, distance, exclusion, orienta
                                atol=1e-12, rtol=0)
 
 
-def test_retrieval_table_on_cluster(client, sim):
+def test_retrieval_table_on_cluster(dask_client, sim):
     kw = {"distance": ["euclidean", "cosine"], "exclusion": ["pair", "query"]}
     expected = retrieval(sim.truth, sim.adata, **kw)
     result = retrieval(sim.truth, lazy_copy(sim.adata, sparse=True), dask=True, **kw)
     pd.testing.assert_frame_equal(expected, result, check_exact=False, atol=TOL, rtol=0)
 
 
-def test_pseudobulk_from_zarr(tmp_path, client, sim):
+def test_pseudobulk_from_zarr(tmp_path, dask_client, sim):
     adata = sim.adata.copy()
     path = tmp_path / "screen.zarr"
     with warnings.catch_warnings():

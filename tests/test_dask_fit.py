@@ -20,7 +20,12 @@ da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
 from causalcell.data import read_lazy  # noqa: E402
-from causalcell.data.lazy import check_row_chunks, map_row_blocks, row_blocks  # noqa: E402
+from causalcell.data.lazy import (  # noqa: E402
+    active_client,
+    check_row_chunks,
+    map_row_blocks,
+    row_blocks,
+)
 from causalcell.datasets import simulate  # noqa: E402
 from causalcell.errors import (  # noqa: E402
     CausalCellError,
@@ -31,19 +36,6 @@ from causalcell.errors import (  # noqa: E402
 from causalcell.models import ConditionalGRNRegressor  # noqa: E402
 
 TOL = 1e-8
-
-
-@pytest.fixture(scope="module")
-def client():
-    # Two single-threaded workers in this process: real task scheduling and
-    # result transfer, without the start-up cost of worker processes.
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
-        ) as cluster,
-        distributed.Client(cluster) as c,
-    ):
-        yield c
 
 
 @pytest.fixture(scope="module")
@@ -87,9 +79,9 @@ def assert_same_fit(a: ConditionalGRNRegressor, b: ConditionalGRNRegressor) -> N
     [{}, {"alpha": "gcv"}, {"regressor": "ols"}],
     ids=["ridge", "gcv", "ols"],
 )
-def test_network_fit_on_cluster_equals_memory(client, sim, sparse, params):
+def test_network_fit_on_cluster_equals_memory(dask_client, sim, sparse, params):
     reference = fit(sim.adata, sim.network, **params)
-    with distributed.get_task_stream(client) as stream:
+    with distributed.get_task_stream(dask_client) as stream:
         lazy = fit(lazy_copy(sim.adata, 97, sparse), sim.network, **params)
     assert_same_fit(reference, lazy)
     if "regressor" in params:
@@ -102,6 +94,7 @@ def test_network_fit_on_cluster_equals_memory(client, sim, sparse, params):
 
 def test_pool_fit_threaded_equals_memory(sim):
     # No client: Dask's threaded scheduler. Regulator-list mode (all TFs).
+    assert active_client() is None
     adata = sim.adata
     tfs = adata.var_names[adata.var["is_tf"].to_numpy()].tolist()
     reference = fit(adata, None, regulators=tfs)
@@ -109,7 +102,7 @@ def test_pool_fit_threaded_equals_memory(sim):
     assert_same_fit(reference, lazy)
 
 
-def test_predictions_equal(client, sim):
+def test_predictions_equal(dask_client, sim):
     adata = sim.adata
     request = adata.obs.drop_duplicates("perturbation")
     a = fit(adata, sim.network).predict(request)
