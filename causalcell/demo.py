@@ -120,14 +120,6 @@ def observed_request(test: AnnData) -> pd.DataFrame:
     return obs
 
 
-def _predictable(adata: AnnData) -> np.ndarray:
-    """Samples whose every target is measured (a model can only clamp those)."""
-    iv = Interventions.from_adata(adata, warn_unmeasured=False)
-    cond = iv.conditions
-    ok = (cond["n_measured"] == cond["n_targets"]).to_numpy()
-    return ok[iv.codes]
-
-
 def _grn_name(graph: str | None) -> str:
     return "conditional GRN" if graph is None else f"conditional GRN ({graph})"
 
@@ -186,12 +178,9 @@ def compare_models(
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnmeasuredTargetWarning)
-        predictable = _predictable(adata)
-        pool = adata[predictable]
-        _, test = split_by_perturbation(pool, test_size=test_size, seed=seed)
-        held = set(test.obs_names)
-        in_test = adata.obs_names.isin(list(held))
-        train = adata[~in_test].copy()
+        # Only measured targets can be clamped at T: the others always train.
+        train, test = split_by_perturbation(adata, test_size=test_size, seed=seed,
+                                            measured_only=True)
         controls = train[train.obs["is_control"].to_numpy()]
         observed = ad.concat([test, controls], merge="same")
         request = observed_request(test)

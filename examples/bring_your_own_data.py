@@ -47,9 +47,7 @@ print(iv)
 print(f"network: {network.number_of_edges()} edges between measured genes")
 
 # Hold out perturbations whose targets are measured (a model clamps only those).
-measured = (iv.conditions["n_measured"] == iv.conditions["n_targets"]).to_numpy()[iv.codes]
-train, test = cc.data.split_by_perturbation(adata[measured], test_size=0.4, seed=0)
-train = ad.concat([train, adata[~measured]], merge="same")
+train, test = cc.data.split_by_perturbation(adata, test_size=0.4, seed=0, measured_only=True)
 request = cc.data.pseudobulk(test).obs
 predictions = {
     "conditional GRN": cc.models.ConditionalGRNRegressor(verbose=False)

@@ -389,6 +389,28 @@ def test_split_holds_out_whole_perturbations(seed):
     assert list(again.obs_names) == list(test.obs_names)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_split_measured_only_never_holds_out_unmeasured_targets(seed):
+    rows = many_perturbations().obs.itertuples(index=False)
+    # X and Y are not measured genes; "A,X" has one unmeasured target.
+    extra = [("X", False, "knockdown", np.nan)] * 2 + [("A,X", False, "knockdown", np.nan)] * 2
+    extra += [("Y", False, "knockdown", np.nan)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnmeasuredTargetWarning)
+        adata = make_adata([tuple(r) for r in rows] + extra)
+        train, test = split_by_perturbation(adata, test_size=0.34, seed=seed,
+                                            measured_only=True)
+        most = split_by_perturbation(adata, test_size=5, seed=seed, measured_only=True)[1]
+    held = set(test.obs["perturbation"])
+    assert held.isdisjoint({"X", "Y", "A,X"})
+    assert set(train.obs["perturbation"]) >= {"X", "Y", "A,X"}
+    assert train.n_obs + test.n_obs == adata.n_obs
+    assert len(test.uns["split"]["test_perturbations"]) == 2  # round(0.34 * 6 eligible)
+    # All but one of the 6 eligible perturbations held out: the unmeasured ones still train.
+    assert len(most.uns["split"]["test_perturbations"]) == 5
+    assert set(most.obs["perturbation"]).isdisjoint({"X", "Y", "A,X"})
+
+
 def test_split_errors():
     adata = many_perturbations()
     with pytest.raises(DataContractError, match="out of range"):
@@ -397,6 +419,14 @@ def test_split_errors():
         split_by_perturbation(adata, test_size=6)
     with pytest.raises(DataContractError, match="at least 2"):
         split_by_perturbation(make_adata(BASIC[:3]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnmeasuredTargetWarning)
+        only_unmeasured = make_adata(
+            [("control", True, "control", np.nan)] * 2
+            + [("A", False, "knockdown", np.nan), ("X", False, "knockdown", np.nan)]
+        )
+    with pytest.raises(DataContractError, match="at least 2 distinct perturbations with every"):
+        split_by_perturbation(only_unmeasured, measured_only=True)
 
 
 # -------------------------------------------------------------- standardize

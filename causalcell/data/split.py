@@ -15,7 +15,11 @@ __all__ = ["split_by_perturbation"]
 
 
 def split_by_perturbation(
-    adata: AnnData, test_size: float | int = 0.2, seed: int | None = 0
+    adata: AnnData,
+    test_size: float | int = 0.2,
+    seed: int | None = 0,
+    *,
+    measured_only: bool = False,
 ) -> tuple[AnnData, AnnData]:
     """Split samples so that every perturbation lies wholly in train or in test.
 
@@ -36,6 +40,12 @@ def split_by_perturbation(
         trains.
     seed
         Seed of the random choice (``numpy.random.default_rng``).
+    measured_only
+        Hold out only perturbations whose every targeted gene is measured
+        (among ``var_names``); the others always train. A model can clamp
+        only measured genes at their level T, so held-out perturbations of
+        unmeasured genes could not be predicted. ``test_size`` then counts
+        the eligible perturbations.
 
     Returns
     -------
@@ -61,11 +71,17 @@ def split_by_perturbation(
     # Group by canonical target set, ignoring the kind.
     target_sets = interventions.conditions[PERTURBATION].to_numpy()[interventions.codes]
     perturbed = ~interventions.is_control
-    names = np.unique(target_sets[perturbed].astype(str))
+    eligible = perturbed
+    if measured_only:
+        cond = interventions.conditions
+        measured = (cond["n_measured"] == cond["n_targets"]).to_numpy()
+        eligible = perturbed & measured[interventions.codes]
+    names = np.unique(target_sets[eligible].astype(str))
     n = len(names)
     if n < 2:
+        which = " with every target measured" if measured_only else ""
         raise DataContractError(
-            f"split_by_perturbation needs at least 2 distinct perturbations; found {n}."
+            f"split_by_perturbation needs at least 2 distinct perturbations{which}; found {n}."
         )
     if isinstance(test_size, bool) or not isinstance(test_size, numbers.Real):
         raise DataContractError(f"test_size must be a number, got {test_size!r}.")
