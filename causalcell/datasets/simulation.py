@@ -871,11 +871,35 @@ def _uns(p: dict[str, Any], design: _Design) -> dict[str, Any]:
     return out
 
 
+def _unreached(net: _Network, targets: np.ndarray) -> np.ndarray:
+    """(rows, genes) True where a gene is neither targeted nor downstream of a target."""
+    n = len(net.names)
+    A = sp.vstack([sp.csr_matrix(net.weights != 0),
+                   sp.csr_matrix((n - net.n_tfs, n), dtype=bool)]).tocsr().astype(np.int8)
+    reach = A.copy()  # transitive closure: add longer paths until nothing changes
+    while True:
+        longer = ((reach @ A + reach) > 0).astype(np.int8)
+        if longer.nnz == reach.nnz:
+            break
+        reach = longer
+    rows = np.repeat(np.arange(len(targets)), targets.shape[1])
+    cols = targets.ravel()
+    keep = cols >= 0
+    hit = sp.csr_matrix((np.ones(keep.sum(), np.int8), (rows[keep], cols[keep])),
+                        shape=(len(targets), n))
+    touched = (hit @ reach + hit) > 0
+    return ~touched.toarray()
+
+
 def _make_truth(net: _Network, design: _Design, p: dict[str, Any]) -> AnnData:
     kinds = np.asarray(design.kinds, dtype=object)
     levels, measured = _levels(net, design.targets, kinds, p, rng=None)
     inverse = _tf_inverse(net) if net.regulation == "linear" else None
     state = _steady_state(net, design.targets, levels, measured, None, inverse)
+    # Genes no target reaches keep the control state exactly (the solve would
+    # leave rounding noise there, which a correlation metric would score).
+    unaffected = _unreached(net, design.targets)
+    state[unaffected] = np.broadcast_to(net.x0, state.shape)[unaffected]
     state = np.vstack([net.x0[None, :], state])
     negative = state < 0
     if negative.any():
