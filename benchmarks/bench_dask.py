@@ -222,7 +222,7 @@ def main() -> None:
         size = disk_size(store)
         dense_gb = args.cells * args.genes * 4 / 1e9
         print(f"  written in {write_s:.0f} s: {size / 1e9:.1f} GB on disk "
-              f"({dense_gb:.0f} GB as a dense float32 array)", flush=True)
+              f"({dense_gb:.1f} GB as a dense float32 array)", flush=True)
         print("Fitting out of core (Dask, "
               f"{'LocalCluster' if args.cluster else 'threaded scheduler'}) ...", flush=True)
         lazy = run_child("lazy", store, network, args)
