@@ -623,10 +623,18 @@ class _Collector:
         alpha,
         rss,
         n_samples,
-        se: np.ndarray | None = None,
+        diag: np.ndarray | None = None,
     ) -> None:
-        """Record genes (m,) with regulators ``regs`` (m, r) and coefficients (m, r)."""
+        """Record genes (m,) with regulators ``regs`` (m, r) and coefficients (m, r).
+
+        ``diag`` (broadcastable to (m, r)): the diagonal of ``S_RR^{-1}``; with
+        it, OLS standard errors ``sqrt(diag * rss / (n - r - 1))`` are stored.
+        """
         m, r = beta.shape
+        se = None
+        if diag is not None:
+            sigma2 = rss / (np.asarray(n_samples, dtype=np.float64) - r - 1)
+            se = np.sqrt(np.maximum(diag, 0.0) * sigma2[:, None])
         self.rows.append(regs.reshape(-1))
         self.cols.append(np.repeat(genes, r))
         self.vals.append(beta.reshape(-1))
@@ -792,20 +800,8 @@ def _stack_solve(
     mean_r = cp.shift[regs] + s_r * inv_n[:, None]
     mean_y = cp.shift[genes] + s_y * inv_n
     intercept = mean_y - np.einsum("mi,mi->m", mean_r, beta)
-    se = None
-    if diag is not None:
-        sigma2 = rss / (n_g - regs.shape[1] - 1)
-        se = np.sqrt(np.maximum(diag, 0.0) * sigma2[:, None])
-    out.add(
-        genes,
-        regs,
-        beta,
-        intercept=intercept,
-        alpha=alpha,
-        rss=rss,
-        n_samples=cp.n_included[genes],
-        se=se,
-    )
+    out.add(genes, regs, beta, intercept=intercept, alpha=alpha, rss=rss,
+            n_samples=cp.n_included[genes], diag=diag)
 
 
 @dataclass
@@ -897,21 +893,9 @@ def _shared_solve(
     rss = syy - 2 * np.einsum("mf,fm->m", beta, B) + np.einsum("mf,mf->m", beta, beta @ S)
     mean_r = cp.shift[pool] + s_r / n
     intercept = cp.shift[genes] + s_y / n - beta @ mean_r
-    se = None
-    if diag is not None:
-        sigma2 = rss / (n - f - 1)
-        se = np.sqrt(np.maximum(diag, 0.0)[None, :] * sigma2[:, None])
-    regs = np.broadcast_to(pool, (m, f))
-    out.add(
-        genes,
-        regs,
-        beta,
-        intercept=intercept,
-        alpha=alpha,
-        rss=rss,
-        n_samples=cp.n_included[genes],
-        se=se,
-    )
+    out.add(genes, np.broadcast_to(pool, (m, f)), beta, intercept=intercept, alpha=alpha,
+            rss=rss, n_samples=cp.n_included[genes],
+            diag=None if diag is None else diag[None, :])
 
 
 def _pool_solve(
@@ -994,22 +978,13 @@ def _pool_solve(
     mean_all = cp.shift[pool] + s_r / n
     mean_r = np.broadcast_to(mean_all, (m, f))[keep].reshape(m, f - 1)
     intercept = mean_all[cols] - np.einsum("mi,mi->m", mean_r, beta)
-    se = None
+    diag = None
     if full_theta is not None:
         # diag((S_RR)^{-1}) = diag(Theta_RR) - Theta_Rg^2 / Theta_gg
         dg = np.diag(full_theta)[None, :] - (theta**2).T / t_gg[:, None]
-        sigma2 = rss / (n - (f - 1) - 1)
-        se = np.sqrt(np.maximum(dg[keep].reshape(m, f - 1), 0.0) * sigma2[:, None])
-    out.add(
-        genes,
-        regs,
-        beta,
-        intercept=intercept,
-        alpha=alpha,
-        rss=rss,
-        n_samples=cp.n_included[genes],
-        se=se,
-    )
+        diag = dg[keep].reshape(m, f - 1)
+    out.add(genes, regs, beta, intercept=intercept, alpha=alpha, rss=rss,
+            n_samples=cp.n_included[genes], diag=diag)
 
 
 # --------------------------------------------------------------------------- entry point
