@@ -20,7 +20,7 @@ from causalcell.data.interventions import Interventions, format_levels
 from causalcell.data.lazy import check_row_chunks, is_dask_array, map_row_blocks
 from causalcell.errors import DataContractError
 
-__all__ = ["changes", "control_mean", "pseudobulk"]
+__all__ = ["changes", "control_mean", "control_weights", "pseudobulk", "row_weights"]
 
 _ROW_BLOCK = 4096  # rows of dense X converted to float64 at a time
 
@@ -206,6 +206,38 @@ def _mean_levels(
     return out
 
 
+def row_weights(adata: AnnData) -> np.ndarray:
+    """Weight of each row: ``obs["n_cells"]`` for pseudobulk rows, else 1 per row.
+
+    Parameters
+    ----------
+    adata
+        Cells or pseudobulk rows.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(n_obs,)``, float64.
+
+    Raises
+    ------
+    DataContractError
+        If ``n_cells`` holds a negative, missing or non-numeric value.
+    """
+    if "n_cells" not in adata.obs.columns:
+        return np.ones(adata.n_obs)
+    weights = pd.to_numeric(adata.obs["n_cells"], errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(weights) | (weights < 0)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise DataContractError(
+            f"obs['n_cells'] must hold non-negative cell counts (it weights pseudobulk "
+            f"rows); row {adata.obs_names[first]!r} has {adata.obs['n_cells'].iloc[first]!r}. "
+            f"Fix the column or drop it to weight every row equally."
+        )
+    return weights
+
+
 def control_weights(adata: AnnData, interventions: Interventions) -> np.ndarray:
     """Per-sample weights w such that ``w @ X`` is the control mean profile.
 
@@ -224,16 +256,9 @@ def control_weights(adata: AnnData, interventions: Interventions) -> np.ndarray:
     numpy.ndarray
         Shape ``(n_obs,)``, float64.
     """
-    w = np.zeros(adata.n_obs)
-    rows = np.flatnonzero(interventions.is_control)
-    if rows.size:
-        cells = (
-            adata.obs["n_cells"].to_numpy(dtype=float)[rows]
-            if "n_cells" in adata.obs.columns
-            else np.ones(len(rows))
-        )
-        w[rows] = cells / cells.sum()
-    return w
+    w = np.where(interventions.is_control, row_weights(adata), 0.0)
+    total = w.sum()
+    return w / total if total > 0 else w
 
 
 def control_mean(adata: AnnData, *, layer: str | None = None) -> np.ndarray:

@@ -42,6 +42,11 @@ __all__ = [
     "MODEL_FORMAT_VERSION",
     "PerturbationModel",
     "check_fitted",
+    "entry_rows",
+    "gather_entries",
+    "level_array_names",
+    "levels_from_arrays",
+    "levels_to_arrays",
     "load_arrays",
     "make_prediction",
     "observed_target_levels",
@@ -164,6 +169,22 @@ def prediction_request(
     return obs, iv
 
 
+def entry_rows(mask: sp.csr_array) -> np.ndarray:
+    """Row index of every stored entry of a CSR matrix (e.g. ``Interventions.mask``).
+
+    Aligned with ``mask.indices`` and ``Interventions.levels``: entry ``i``
+    sits at ``(entry_rows(mask)[i], mask.indices[i])``.
+    """
+    return np.repeat(np.arange(mask.shape[0]), np.diff(mask.indptr))
+
+
+def gather_entries(X: Any, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``X[rows[i], cols[i]]`` as a float64 vector, dense or sparse, without densifying."""
+    if sp.issparse(X):
+        return np.asarray(sp.csr_array(X)[rows, cols], dtype=np.float64).ravel()
+    return np.asarray(np.asarray(X)[rows, cols], dtype=np.float64)
+
+
 def observed_target_levels(X: Any, interventions: Interventions) -> pd.DataFrame:
     """Mean level of each measured target per training condition.
 
@@ -185,12 +206,8 @@ def observed_target_levels(X: Any, interventions: Interventions) -> pd.DataFrame
         ``gene``, ``level``, ``n_samples``.
     """
     mask = interventions.mask
-    rows = np.repeat(np.arange(mask.shape[0]), np.diff(mask.indptr))
-    cols = mask.indices
-    if sp.issparse(X):
-        measured = np.asarray(sp.csr_array(X)[rows, cols]).ravel().astype(float)
-    else:
-        measured = np.asarray(X)[rows, cols].astype(float)
+    rows, cols = entry_rows(mask), mask.indices
+    measured = gather_entries(X, rows, cols)
     level = np.where(np.isnan(interventions.levels), measured, interventions.levels)
     cond = interventions.conditions
     frame = pd.DataFrame(
@@ -238,7 +255,7 @@ def resolve_levels(interventions: Interventions, known: pd.DataFrame) -> np.ndar
     if len(missing) == 0:
         return levels
     mask = interventions.mask
-    rows = np.repeat(np.arange(mask.shape[0]), np.diff(mask.indptr))[missing]
+    rows = entry_rows(mask)[missing]
     cond = interventions.conditions
     query = pd.DataFrame(
         {
@@ -385,6 +402,62 @@ def load_arrays(
             f"{header.get('class')}.load()."
         )
     return arrays, header
+
+
+# Array name -> string column of the table of observed target levels. The
+# levels go to "levels_level"; the n_samples column's array name is chosen by
+# each model (see levels_to_arrays).
+_LEVEL_LABELS = {
+    "levels_perturbation": PERTURBATION,
+    "levels_type": PERTURBATION_TYPE,
+    "levels_gene": "gene",
+}
+
+
+def level_array_names(n_samples_key: str) -> tuple[str, ...]:
+    """Names of the arrays :func:`levels_to_arrays` writes (to check a file for them)."""
+    return (*_LEVEL_LABELS, "levels_level", n_samples_key)
+
+
+def levels_to_arrays(table: pd.DataFrame, n_samples_key: str) -> dict[str, np.ndarray]:
+    """A table of observed target levels as named arrays for :func:`save_arrays`.
+
+    Parameters
+    ----------
+    table
+        As returned by :func:`observed_target_levels`.
+    n_samples_key
+        Array name of the ``n_samples`` column. Models wrote it under
+        different names before this helper existed; each keeps its own so
+        that files already saved still load.
+
+    Returns
+    -------
+    dict of numpy.ndarray
+        String arrays for the labels and genes, float64 levels, int64
+        counts, named by :func:`level_array_names`.
+    """
+    arrays = {name: table[col].to_numpy(dtype=str) for name, col in _LEVEL_LABELS.items()}
+    arrays["levels_level"] = table["level"].to_numpy(dtype=np.float64)
+    arrays[n_samples_key] = table["n_samples"].to_numpy(dtype=np.int64)
+    return arrays
+
+
+def levels_from_arrays(arrays: dict[str, np.ndarray], n_samples_key: str) -> pd.DataFrame:
+    """Inverse of :func:`levels_to_arrays`.
+
+    Raises
+    ------
+    KeyError
+        If an array is missing (callers turn it into a
+        :class:`~causalcell.errors.DataFileError` naming the file).
+    """
+    table = pd.DataFrame(
+        {col: arrays[name].astype(str).astype(object) for name, col in _LEVEL_LABELS.items()}
+    )
+    table["level"] = arrays["levels_level"].astype(np.float64)
+    table["n_samples"] = arrays[n_samples_key].astype(np.int64)
+    return table
 
 
 def _jsonable(value: Any) -> bool:

@@ -42,12 +42,16 @@ import scipy.sparse as sp
 from anndata import AnnData
 from scipy.sparse.linalg import svds
 
-from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE
 from causalcell.data.interventions import Interventions
-from causalcell.data.pseudobulk import changes, control_mean
+from causalcell.data.pseudobulk import changes, control_mean, row_weights
 from causalcell.errors import DataContractError, DataFileError, ParameterError
 from causalcell.models.base import (
     PerturbationModel,
+    entry_rows,
+    gather_entries,
+    level_array_names,
+    levels_from_arrays,
+    levels_to_arrays,
     load_arrays,
     make_prediction,
     observed_target_levels,
@@ -64,7 +68,6 @@ __all__ = [
     "TargetOnlyBaseline",
 ]
 
-_N_CELLS = "n_cells"
 # Above this size of the smaller side of the change matrix, the top
 # components come from a truncated (ARPACK) SVD instead of a full one.
 _FULL_SVD_MAX = 1000
@@ -76,18 +79,6 @@ _BLOCK_ROWS = 8192
 
 
 # --------------------------------------------------------------------------- helpers
-def _entry_rows(mask: sp.csr_array) -> np.ndarray:
-    """Row index of every stored entry of a CSR mask."""
-    return np.repeat(np.arange(mask.shape[0]), np.diff(mask.indptr))
-
-
-def _gather(X: Any, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """``X[rows[i], cols[i]]`` as float64, dense or sparse, without densifying."""
-    if sp.issparse(X):
-        return np.asarray(sp.csr_array(X)[rows, cols], dtype=np.float64).ravel()
-    return np.asarray(np.asarray(X)[rows, cols], dtype=np.float64)
-
-
 def _weighted_column_sums(X: Any, weights: np.ndarray) -> np.ndarray:
     """``weights @ X`` as a float64 vector, accumulated in float64.
 
@@ -117,9 +108,10 @@ def _excluded_means(
     targeted in every row of positive weight takes ``fallback[g]``.
     """
     n_genes = X.shape[1]
-    rows, cols = _entry_rows(mask), mask.indices
+    rows, cols = entry_rows(mask), mask.indices
     entry_weights = weights[rows]
-    removed = np.bincount(cols, weights=entry_weights * _gather(X, rows, cols), minlength=n_genes)
+    measured = gather_entries(X, rows, cols)
+    removed = np.bincount(cols, weights=entry_weights * measured, minlength=n_genes)
     removed_weight = np.bincount(cols, weights=entry_weights, minlength=n_genes)
     total_weight = float(weights.sum())
     numerator = _weighted_column_sums(X, weights) - removed
@@ -127,22 +119,6 @@ def _excluded_means(
     empty = denominator <= _EMPTY_WEIGHT * total_weight
     safe = np.where(empty, 1.0, denominator)
     return np.where(empty, fallback, numerator / safe)
-
-
-def _row_weights(adata: AnnData) -> np.ndarray:
-    """``obs["n_cells"]`` for pseudobulk rows, else 1 per row; checked."""
-    if _N_CELLS not in adata.obs.columns:
-        return np.ones(adata.n_obs)
-    weights = pd.to_numeric(adata.obs[_N_CELLS], errors="coerce").to_numpy(dtype=float)
-    bad = ~np.isfinite(weights) | (weights < 0)
-    if bad.any():
-        row = adata.obs_names[np.flatnonzero(bad)[0]]
-        raise DataContractError(
-            f"obs[{_N_CELLS!r}] must hold non-negative cell counts (it weights pseudobulk "
-            f"rows); row {row!r} has {adata.obs[_N_CELLS].iloc[np.flatnonzero(bad)[0]]!r}. "
-            f"Fix the column or drop it to weight every row equally."
-        )
-    return weights
 
 
 def _mean_profile(
@@ -162,7 +138,7 @@ def _mean_profile(
             "add perturbed samples."
         )
     if over == "samples":
-        weights = np.where(perturbed, _row_weights(adata), 0.0)
+        weights = np.where(perturbed, row_weights(adata), 0.0)
         return _excluded_means(X, weights, interventions.mask, control)
     # over == "perturbations": one profile per perturbation, each weighing 1.
     delta = changes(adata, layer=layer)
@@ -179,37 +155,9 @@ def _check_choice(model: object, name: str, value: object, choices: tuple[str, .
         )
 
 
-_LEVEL_ARRAYS = (
-    "levels_perturbation",
-    "levels_type",
-    "levels_gene",
-    "levels_level",
-    "levels_n_samples",
-)
-
-
-def _levels_to_arrays(table: pd.DataFrame) -> dict[str, np.ndarray]:
-    """The table of observed target levels as named arrays (see ``_LEVEL_ARRAYS``)."""
-    return {
-        "levels_perturbation": table[PERTURBATION].to_numpy(dtype=str),
-        "levels_type": table[PERTURBATION_TYPE].to_numpy(dtype=str),
-        "levels_gene": table["gene"].to_numpy(dtype=str),
-        "levels_level": table["level"].to_numpy(dtype=np.float64),
-        "levels_n_samples": table["n_samples"].to_numpy(dtype=np.int64),
-    }
-
-
-def _levels_from_arrays(arrays: dict[str, np.ndarray]) -> pd.DataFrame:
-    """Inverse of :func:`_levels_to_arrays`."""
-    return pd.DataFrame(
-        {
-            PERTURBATION: arrays["levels_perturbation"].astype(str).astype(object),
-            PERTURBATION_TYPE: arrays["levels_type"].astype(str).astype(object),
-            "gene": arrays["levels_gene"].astype(str).astype(object),
-            "level": arrays["levels_level"].astype(np.float64),
-            "n_samples": arrays["levels_n_samples"].astype(np.int64),
-        }
-    )
+# Array name of the n_samples column of the saved target levels (files
+# written by ConditionalGRNRegressor use "levels_n").
+_LEVELS_N = "levels_n_samples"
 
 
 # --------------------------------------------------------------------------- base class
@@ -574,17 +522,17 @@ class TargetOnlyBaseline(_Baseline):
     def _perturbed(self, interventions: Interventions) -> np.ndarray:
         levels = resolve_levels(interventions, self.target_levels_)
         values = np.tile(self.start_, (interventions.n_samples, 1))
-        values[_entry_rows(interventions.mask), interventions.mask.indices] = levels
+        values[entry_rows(interventions.mask), interventions.mask.indices] = levels
         return values
 
     def _extra_arrays(self) -> dict[str, np.ndarray]:
-        return _levels_to_arrays(self.target_levels_)
+        return levels_to_arrays(self.target_levels_, _LEVELS_N)
 
     def _extra_names(self) -> tuple[str, ...]:
-        return _LEVEL_ARRAYS
+        return level_array_names(_LEVELS_N)
 
     def _restore_extra(self, arrays: dict[str, np.ndarray], path: object) -> None:
-        self.target_levels_ = _levels_from_arrays(arrays)
+        self.target_levels_ = levels_from_arrays(arrays, _LEVELS_N)
 
 
 class LinearEmbeddingBaseline(_Baseline):

@@ -34,7 +34,7 @@ from scipy import stats
 from sklearn.base import clone
 from tqdm.auto import tqdm
 
-from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE
+from causalcell.data.contract import PERTURBATION
 from causalcell.data.lazy import is_dask_array
 from causalcell.data.pseudobulk import control_mean, control_weights
 from causalcell.errors import (
@@ -47,6 +47,9 @@ from causalcell.errors import (
 from causalcell.graph.io import to_adjacency
 from causalcell.models.base import (
     PerturbationModel,
+    entry_rows,
+    levels_from_arrays,
+    levels_to_arrays,
     load_arrays,
     make_prediction,
     observed_target_levels,
@@ -80,6 +83,9 @@ DEFAULT_ALPHAS: tuple[float, ...] = (
 _STRING_REGRESSORS = ("ridge", "ols", "lasso")
 _GENES_PER_TASK = 64
 _MAX_CELL_STARTS = 1 << 24  # start-state values built at once when averaging over cells
+# Array name of the n_samples column of the saved target levels (the baselines
+# use "levels_n_samples"; each keeps its name so saved files still load).
+_LEVELS_N = "levels_n"
 
 
 class ConditionalGRNRegressor(PerturbationModel):
@@ -592,16 +598,15 @@ class ConditionalGRNRegressor(PerturbationModel):
             out[rows] = pred.reshape(len(rows), c, p).mean(axis=1)
         # Averaging can move a clamped value by rounding: targets are exactly T.
         m = sp.csr_array(iv.mask)
-        out[np.repeat(np.arange(n), np.diff(m.indptr)), m.indices] = levels
+        out[entry_rows(m), m.indices] = levels
         return out
 
     def _propagate_generic(
         self, mask: sp.csr_array, levels: np.ndarray, start: np.ndarray, steps: Any
     ) -> np.ndarray:
         mask = sp.csr_array(mask)
-        n, p = start.shape
-        rows = np.repeat(np.arange(n), np.diff(mask.indptr))
-        cols = mask.indices
+        p = start.shape[1]
+        rows, cols = entry_rows(mask), mask.indices
         active = [g for g in range(p) if self.estimators_[g] is not None]
         base = {g: self.estimators_[g].predict(start[:, self._regs[g]]) for g in active}
         x = start.copy()
@@ -736,7 +741,6 @@ class ConditionalGRNRegressor(PerturbationModel):
                 f"loaded). Refit it from the data instead, or use a linear regressor."
             )
         C = sp.csr_array(self.coef_)
-        tl = self.target_levels_
         arrays = {
             "genes": np.asarray(self.genes_, dtype=str),
             "coef_data": C.data,
@@ -746,11 +750,7 @@ class ConditionalGRNRegressor(PerturbationModel):
             "alpha": self.alpha_,
             "n_samples": self.n_samples_,
             "control_mean": self.control_mean_,
-            "levels_perturbation": tl[PERTURBATION].to_numpy(dtype=str),
-            "levels_type": tl[PERTURBATION_TYPE].to_numpy(dtype=str),
-            "levels_gene": tl["gene"].to_numpy(dtype=str),
-            "levels_level": tl["level"].to_numpy(dtype=float),
-            "levels_n": tl["n_samples"].to_numpy(dtype=np.int64),
+            **levels_to_arrays(self.target_levels_, _LEVELS_N),
         }
         inference = hasattr(self, "stderr_")
         if inference:
@@ -799,15 +799,7 @@ class ConditionalGRNRegressor(PerturbationModel):
             model.alpha_ = _vector(arrays["alpha"], p)
             model.n_samples_ = _vector(arrays["n_samples"], p).astype(np.int64)
             model.control_mean_ = _vector(arrays["control_mean"], p)
-            model.target_levels_ = pd.DataFrame(
-                {
-                    PERTURBATION: arrays["levels_perturbation"].astype(str).astype(object),
-                    PERTURBATION_TYPE: arrays["levels_type"].astype(str).astype(object),
-                    "gene": arrays["levels_gene"].astype(str).astype(object),
-                    "level": arrays["levels_level"].astype(float),
-                    "n_samples": arrays["levels_n"].astype(np.int64),
-                }
-            )
+            model.target_levels_ = levels_from_arrays(arrays, _LEVELS_N)
             if header.get("meta", {}).get("inference"):
                 model.stderr_ = sp.csr_array(
                     (arrays["se_data"].astype(float), arrays["se_indices"], arrays["se_indptr"]),
