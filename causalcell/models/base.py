@@ -180,6 +180,8 @@ def entry_rows(mask: sp.csr_array) -> np.ndarray:
 
 def gather_entries(X: Any, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """``X[rows[i], cols[i]]`` as a float64 vector, dense or sparse, without densifying."""
+    if len(rows) == 0:  # scipy returns a 2-D sparse result for empty index arrays
+        return np.zeros(0)
     if sp.issparse(X):
         return np.asarray(sp.csr_array(X)[rows, cols], dtype=np.float64).ravel()
     return np.asarray(np.asarray(X)[rows, cols], dtype=np.float64)
