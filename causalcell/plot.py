@@ -19,12 +19,11 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from causalcell.data.contract import PERTURBATION
-from causalcell.data.interventions import Interventions
-from causalcell.data.pseudobulk import changes
 from causalcell.errors import DataContractError, NetworkError, ParameterError
 from causalcell.evaluate.align import align
 from causalcell.evaluate.metrics import perturbation_metrics
 from causalcell.evaluate.retrieval import pairwise_retrieval
+from causalcell.evaluate.target_effect import _target_entries
 from causalcell.graph.intervene import intervene
 
 __all__ = [
@@ -63,10 +62,9 @@ def target_effect(
 
     Parameters
     ----------
-    adata
-        Cells or pseudobulk rows following the data contract, with controls.
-    layer
-        Layer with log-normalized expression; ``None`` uses ``X``.
+    adata, layer
+        As in :func:`causalcell.evaluate.target_effect` (the changes drawn
+        are the ones it ranks).
     max_perturbations
         Show at most this many perturbations (those with the largest target
         change).
@@ -80,18 +78,19 @@ def target_effect(
     Raises
     ------
     DataContractError
-        If there are no controls or no measured target.
+        If there are no controls, or no perturbation targets a measured gene
+        (as :func:`causalcell.evaluate.target_effect`).
     """
-    delta = changes(adata, layer=layer)
-    iv = Interventions.from_adata(delta, warn_unmeasured=False)
+    delta, iv, entry_row, entry_col = _target_entries(adata, layer)
     values = np.abs(np.asarray(delta.X))
-    has_target = np.diff(iv.mask.indptr) > 0
-    rows = np.flatnonzero(has_target)
+    rows = np.flatnonzero(np.diff(iv.mask.indptr) > 0)
     if len(rows) == 0:
-        raise ParameterError("No perturbation targets a measured gene: nothing to plot.")
-    entry_row = np.repeat(np.arange(len(values)), np.diff(iv.mask.indptr))
+        raise DataContractError(
+            "No perturbation targets a measured gene (var_names), so there is no target "
+            "effect to plot."
+        )
     target_max = np.full(len(values), -np.inf)
-    np.maximum.at(target_max, entry_row, values[entry_row, iv.mask.indices])
+    np.maximum.at(target_max, entry_row, values[entry_row, entry_col])
     order = rows[np.argsort(target_max[rows], kind="stable")][-max_perturbations:]
     others: list[np.ndarray] = []
     for i in order:  # one iteration per shown row (at most max_perturbations)

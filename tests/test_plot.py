@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import matplotlib.pyplot as plt
 import networkx as nx
 import numpy as np
@@ -212,3 +214,25 @@ def test_predicted_vs_observed_marks_targets_red(sim, predictions):
     with pytest.raises(ParameterError, match="not among"):
         plot.predicted_vs_observed(predictions["truth"], sim.adata, "NOPE")
     plt.close("all")
+
+
+def test_target_effect_without_measured_targets_is_a_contract_error():
+    import anndata as ad
+    import pandas as pd
+
+    from causalcell.errors import DataContractError, UnmeasuredTargetWarning
+    from causalcell.plot import target_effect
+
+    obs = pd.DataFrame(
+        {
+            "perturbation": ["control", "control", "ZZZ", "ZZZ"],
+            "is_control": [True, True, False, False],
+            "perturbation_type": ["control", "control", "knockout", "knockout"],
+        },
+        index=[f"c{i}" for i in range(4)],
+    )
+    adata = ad.AnnData(np.ones((4, 3)), obs=obs, var=pd.DataFrame(index=["A", "B", "C"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnmeasuredTargetWarning)  # ZZZ: said once, expected
+        with pytest.raises(DataContractError, match="measured gene"):
+            target_effect(adata)

@@ -290,7 +290,7 @@ def test_ols_singular_system_raises():
 
 
 def test_infeasible_size_fails_early(monkeypatch):
-    monkeypatch.setattr(solvers, "_physical_memory", lambda: 1e6)
+    monkeypatch.setattr(solvers, "physical_memory", lambda: 1e6)
     X = np.zeros((10, 30))
     with pytest.raises(ParameterError, match="memory.*network"):
         fit_linear(X, sp.csr_array((10, 30), dtype=bool), np.zeros(0), pool=np.arange(30))

@@ -36,8 +36,10 @@ from causalcell.errors import DataContractError, DataFileError, ParameterError
 __all__ = [
     "active_client",
     "check_row_chunks",
+    "compute_if_small",
     "is_dask_array",
     "map_row_blocks",
+    "physical_memory",
     "read_lazy",
     "row_blocks",
 ]
@@ -201,6 +203,51 @@ def map_row_blocks(
     for part in results:
         total = part if total is None else combine(total, part)
     return total
+
+
+def physical_memory() -> float:
+    """This machine's physical memory in bytes (inf when unknown)."""
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return float("inf")
+
+
+def compute_if_small(X: Any, what: str, *, fraction: float = 0.25) -> Any:
+    """Load a Dask array into memory for code that needs it there, if it fits.
+
+    Parameters
+    ----------
+    X
+        Any matrix; only Dask arrays are computed (others are returned as they are).
+    what
+        The function that needs X in memory, for the message.
+    fraction
+        Largest share of this machine's memory the loaded array (as float64)
+        may take.
+
+    Returns
+    -------
+    numpy.ndarray or scipy sparse matrix
+        X in memory (blocks as stored: sparse blocks give a sparse matrix).
+
+    Raises
+    ------
+    ParameterError
+        If X would not fit: the message says what to do instead.
+    """
+    if not is_dask_array(X):
+        return X
+    need = 8.0 * X.shape[0] * X.shape[1]
+    budget = fraction * physical_memory()
+    if need > budget:
+        raise ParameterError(
+            f"{what} needs the expression in memory, but X is a Dask array of "
+            f"{X.shape[0]:,} x {X.shape[1]:,} ({need / 2**30:.1f} GiB as float64, more than "
+            f"{budget / 2**30:.1f} GiB here). Run it on pseudobulk profiles "
+            f"(causalcell.data.pseudobulk(adata)) or on a subsample of cells."
+        )
+    return X.compute()
 
 
 def _open_store(p: Path) -> Any:

@@ -41,6 +41,7 @@ from causalcell.data.interventions import Interventions
 from causalcell.data.pseudobulk import pseudobulk
 from causalcell.errors import DataContractError, ParameterError
 from causalcell.evaluate.de import control_rows
+from causalcell.evaluate.metrics import _nonfinite_rows
 
 __all__ = ["JOINS", "REFERENCES", "Aligned", "align", "is_pseudobulk"]
 
@@ -362,12 +363,12 @@ def align(
     obs_cols = pd.Index(profiles.var_names.astype(str)).get_indexer(genes)
     pred_values = _dense_rows(_expression(pred_data, pred_layer, "predicted"), pred_rows,
                               pred_cols)
-    bad = ~np.isfinite(pred_values).all(axis=1)
-    if bad.any():
+    bad = _nonfinite_rows(pred_values)
+    if len(bad):
         rows = [f"{name} ({label})" for name, label in zip(
             pred_data.obs_names[pred_rows[bad]], pred_iv.labels[pred_rows[bad]], strict=True)]
         raise DataContractError(
-            f"{int(bad.sum())} predicted row(s) contain NaN or infinite values: "
+            f"{len(bad)} predicted row(s) contain NaN or infinite values: "
             f"{_names(rows)}. Every scored gene needs a finite prediction; fix the predictor "
             f"or drop those rows."
         )

@@ -237,6 +237,16 @@ def _block_metrics(
     return out
 
 
+def _nonfinite_rows(values: np.ndarray) -> np.ndarray:
+    """Indices of the rows of a 2-d array that hold a NaN or an infinite value.
+
+    The one test behind the "finite changes" checks of the metrics, of
+    :func:`~causalcell.evaluate.retrieval.pairwise_retrieval` and of
+    :func:`~causalcell.evaluate.align.align`; each caller words its own error.
+    """
+    return np.flatnonzero(~np.isfinite(values).all(axis=1))
+
+
 def _check_matrix(name: str, values, shape: tuple[int, int] | None) -> np.ndarray:
     arr = values.toarray() if sp.issparse(values) else np.asarray(values)
     if arr.ndim != 2 or (shape is not None and arr.shape != shape):
@@ -314,9 +324,8 @@ def perturbation_metrics(
     obs = _check_matrix("observed", observed, pred.shape).astype(np.float64, copy=False)
     n, g = pred.shape
     for name, arr in (("predicted", pred), ("observed", obs)):
-        bad = ~np.isfinite(arr).all(axis=1)
-        if bad.any():
-            rows = np.flatnonzero(bad)
+        rows = _nonfinite_rows(arr)
+        if len(rows):
             raise DataContractError(
                 f"{name} has NaN or infinite values in {len(rows)} row(s) "
                 f"{rows[:10].tolist()}; every scored gene needs a finite change."

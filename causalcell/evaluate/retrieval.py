@@ -87,6 +87,7 @@ from scipy.spatial.distance import cdist
 
 from causalcell.data.lazy import active_client, is_dask_array, map_row_blocks
 from causalcell.errors import DataContractError, ParameterError
+from causalcell.evaluate.metrics import _nonfinite_rows
 
 __all__ = [
     "DISTANCES",
@@ -140,9 +141,8 @@ def _as_profiles(name: str, values: Any) -> np.ndarray:
     if array.ndim != 2:
         raise DataContractError(f"{name} must be 2-dimensional (perturbations x genes); "
                                 f"got shape {array.shape}.")
-    bad = ~np.isfinite(array).all(axis=1)
-    if bad.any():
-        rows = np.flatnonzero(bad)
+    rows = _nonfinite_rows(array)
+    if len(rows):
         raise DataContractError(
             f"{name} has NaN or infinite values in {len(rows)} row(s): {_rows_text(rows)}. "
             f"Drop or fill those perturbations before retrieval."

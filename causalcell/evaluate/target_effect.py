@@ -23,6 +23,26 @@ __all__ = ["target_effect"]
 _BLOCK = 2048
 
 
+def _target_entries(
+    adata: AnnData, layer: str | None, min_cells: int = 1
+) -> tuple[AnnData, Interventions, np.ndarray, np.ndarray]:
+    """The changes against the control mean and their (perturbation, measured target)
+    entries.
+
+    Shared by :func:`target_effect` and :func:`causalcell.plot.target_effect`, so that
+    both rank the same changes. Returns the changes (one row per perturbation, obs
+    with ``n_cells``), their :class:`~causalcell.data.interventions.Interventions`,
+    and the row and gene column of every targeted entry (row-major, as in
+    ``Interventions.mask``; empty when no target is measured: the caller says why
+    that is an error).
+    """
+    delta_data = changes(adata, layer=layer, min_cells=min_cells)
+    iv = Interventions.from_adata(delta_data, warn_unmeasured=False)
+    mask = iv.mask
+    entry_row = np.repeat(np.arange(mask.shape[0]), np.diff(mask.indptr))
+    return delta_data, iv, entry_row, mask.indices
+
+
 def target_effect(
     adata: AnnData, *, layer: str | None = None, min_cells: int = 1
 ) -> pd.DataFrame:
@@ -65,13 +85,9 @@ def target_effect(
     >>> bool((table["rank"] == 1).mean() > 0.9)
     True
     """
-    delta_data = changes(adata, layer=layer, min_cells=min_cells)
+    delta_data, iv, entry_row, entry_col = _target_entries(adata, layer, min_cells)
     delta = np.asarray(delta_data.X)
-    iv = Interventions.from_adata(delta_data, warn_unmeasured=False)
     obs = delta_data.obs
-    mask = iv.mask
-    entry_row = np.repeat(np.arange(mask.shape[0]), np.diff(mask.indptr))
-    entry_col = mask.indices
     if len(entry_col) == 0:
         raise DataContractError(
             "No perturbation targets a measured gene, so there is no target effect to rank."

@@ -54,6 +54,7 @@ from scipy import stats
 
 from causalcell.data.contract import IS_CONTROL, validate
 from causalcell.data.interventions import Interventions
+from causalcell.data.lazy import compute_if_small
 from causalcell.errors import (
     CausalCellWarning,
     DataContractError,
@@ -177,7 +178,8 @@ def _design(adata: AnnData, layer: str | None) -> tuple[_Design, Interventions]:
         )
     validate(adata, layer=layer)
     iv = Interventions.from_adata(adata, warn_unmeasured=False)
-    X = _expression(adata, layer)
+    # Rows are read many times (stability selection): out-of-core X must fit in memory.
+    X = compute_if_small(_expression(adata, layer), "graph.learn_network")
     if sp.issparse(X):
         # Row blocks are read many times: CSR makes that cheap (a CSC matrix is
         # converted once).

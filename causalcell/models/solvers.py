@@ -57,7 +57,6 @@ or take hours.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -67,7 +66,13 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from causalcell.data.lazy import check_row_chunks, is_dask_array, map_row_blocks, row_blocks
+from causalcell.data.lazy import (
+    check_row_chunks,
+    is_dask_array,
+    map_row_blocks,
+    physical_memory,
+    row_blocks,
+)
 from causalcell.errors import DataContractError, ParameterError, PredictionError
 
 __all__ = [
@@ -988,13 +993,6 @@ def _pool_solve(
 
 
 # --------------------------------------------------------------------------- entry point
-def _physical_memory() -> float:
-    try:
-        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return float("inf")
-
-
 def _format_bytes(b: float) -> str:
     return f"{b / 2**30:.1f} GiB" if b >= 2**30 else f"{b / 2**20:.0f} MiB"
 
@@ -1014,7 +1012,7 @@ def _check_cost(
     memory += 8.0 * (_BLOCK_VALUES * 3 + _STACK_VALUES * 2)
     flops = 2.0 * n * u * (p + v) + stacked_flops + pool_flops
     seconds = flops / _FLOPS_PER_SECOND
-    limit = MAX_MEMORY_FRACTION * _physical_memory()
+    limit = MAX_MEMORY_FRACTION * physical_memory()
     if memory > limit or seconds > MAX_SECONDS:
         raise ParameterError(
             f"Fitting {p} genes on {u} regulators from {n} samples would need about "
@@ -1232,7 +1230,7 @@ def fit_linear(
 def _check_gather(nnz: int, names: Any) -> None:
     """Refuse a Dask fit whose collected downdate values would not fit in memory."""
     need = 16.0 * nnz  # value + column index
-    budget = MAX_MEMORY_FRACTION * _physical_memory() / 2
+    budget = MAX_MEMORY_FRACTION * physical_memory() / 2
     if need > budget:
         raise ParameterError(
             f"fit_linear: the samples that target a gene need their regulators' values for "
