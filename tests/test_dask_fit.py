@@ -206,3 +206,19 @@ def test_map_row_blocks_folds_every_row_once_in_order(sizes, ordered):
 def test_check_row_chunks_shape():
     with pytest.raises(DataContractError, match="2-D"):
         check_row_chunks(da.zeros(5))
+
+
+def test_learn_network_loads_small_dask_data_and_refuses_large(sim, monkeypatch):
+    from causalcell.data import lazy
+    from causalcell.graph import learn_network
+
+    tfs = [g for g in sim.adata.var_names if g.startswith("TF")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        memory = learn_network(sim.adata, regulators=tfs, verbose=False)
+        out_of_core = learn_network(lazy_copy(sim.adata, 300), regulators=tfs, verbose=False)
+    assert set(memory.edges) == set(out_of_core.edges)
+    # A machine too small for X: a clear error instead of an out-of-memory crash.
+    monkeypatch.setattr(lazy, "physical_memory", lambda: 1e5)
+    with pytest.raises(ParameterError, match=r"learn_network needs the expression in memory"):
+        learn_network(lazy_copy(sim.adata, 300), regulators=tfs, verbose=False)
