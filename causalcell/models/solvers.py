@@ -74,6 +74,7 @@ from causalcell.data.lazy import (
     row_blocks,
 )
 from causalcell.errors import DataContractError, ParameterError, PredictionError
+from causalcell.models.base import entry_rows, gather_entries
 
 __all__ = [
     "CrossProducts",
@@ -307,10 +308,8 @@ def cross_products(
         if gather is not None:
             g = sp.csr_array(gather, dtype=bool)
             g.sort_indices()
-            rows = np.repeat(np.arange(n), np.diff(g.indptr))
             gathered = sp.csr_array(
-                (regulator_values(X, sp.csr_array((n, p), dtype=bool), np.zeros(0), rows,
-                                  g.indices), g.indices, g.indptr), shape=(n, p))
+                (gather_entries(X, entry_rows(g), g.indices), g.indices, g.indptr), shape=(n, p))
         if row_weights is not None:
             weighted = np.asarray(_as_csr(X).T @ row_weights if sp.issparse(X)
                                   else np.asarray(X, dtype=np.float64).T @ row_weights).ravel()
@@ -370,10 +369,7 @@ def _dask_block(
     sparse = sp.issparse(block)
     if sparse:
         block = sp.csr_array(block)
-    gathered = (
-        np.asarray(block[g_rows, g_cols], dtype=np.float64).ravel()
-        if len(g_rows) else np.zeros(0)
-    )
+    gathered = gather_entries(block, g_rows, g_cols)
     weighted = None
     if w is not None:
         sub = block[w_rows]
