@@ -7,10 +7,8 @@ problem and exit status 2; tracebacks are reserved for bugs.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
+import contextlib
 import sys
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from causalcell._outdir import OutputDirectory
 from causalcell._version import __version__
 from causalcell.errors import CausalCellError, DataFileError, ParameterError
 
@@ -64,12 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="seed of the simulation")
     demo.add_argument("--quiet", action="store_true",
                       help="print only the summary lines (no tables, no progress bars)")
+    _add_output_flags(demo)
     _add_evaluate_parser(sub)
     return parser
 
 
 CONVENTIONS = ("cell-eval", "gears", "scperturb")
-EVALUATE_FILES = ("metrics.csv", "summary.csv", "retrieval.csv", "summary.png")
 
 
 def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
@@ -113,55 +112,7 @@ def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--pseudobulk-predicted", action="store_true",
                           help="average predicted cells per perturbation first (cell-level "
                           "predictions)")
-
-
-def _check_out(out: Path) -> Path:
-    """Create ``out`` if its parent exists and make sure it is writable, before work starts."""
-    if out.exists() and not out.is_dir():
-        raise DataFileError(f"--out {str(out)!r} exists and is not a directory.")
-    if not out.exists():
-        if not out.parent.exists():
-            raise DataFileError(
-                f"--out {str(out)!r}: the parent directory {str(out.parent)!r} does not exist."
-            )
-        try:
-            out.mkdir()
-        except OSError as exc:
-            raise DataFileError(f"--out {str(out)!r} cannot be created: {exc.strerror}.") from exc
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise DataFileError(f"--out {str(out)!r} is not writable.")
-    try:  # permissions are not the whole story (read-only mounts, root, quotas): try it
-        fd, probe = tempfile.mkstemp(prefix=".causalcell-probe.", dir=out)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise DataFileError(
-            f"--out {str(out)!r} is not writable ({exc.strerror or exc}). Choose another "
-            f"directory."
-        ) from exc
-    return out
-
-
-def _temp_beside(path: Path) -> str:
-    """A temporary file in ``path``'s directory with the permissions of a normal new
-    file (mkstemp makes it private to the user)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    return tmp
-
-
-def _write_csv(table: pd.DataFrame, path: Path) -> None:
-    """Write atomically: a failed run leaves no partial table behind."""
-    tmp = _temp_beside(path)
-    try:
-        table.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    _add_output_flags(evaluate)
 
 
 def _summary(name: str, table: pd.DataFrame) -> str:
@@ -206,46 +157,73 @@ FIGURE_DPI = 120
 GRN = "conditional GRN"
 
 
+def _write_csv(table: pd.DataFrame, path: Path) -> None:
+    table.to_csv(path, index=False)
+
+
 def _write_figure(fig, path: Path) -> None:
-    """Save a PNG atomically (temp file beside it, then os.replace) and free the figure."""
+    """Save a PNG and free the figure."""
     import matplotlib.pyplot as plt
 
-    tmp = _temp_beside(path)
     try:
-        fig.savefig(tmp, dpi=FIGURE_DPI, format="png", bbox_inches="tight")
-        os.replace(tmp, path)
+        fig.savefig(path, dpi=FIGURE_DPI, format="png", bbox_inches="tight")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 class _Writer:
-    """Writes the demo's files into ``out`` and remembers them; a failed write
-    becomes one DataFileError line instead of a traceback."""
+    """Writes a command's files into its output directory (built in scratch and
+    swapped in whole by :meth:`commit`) and remembers them; a failed write becomes
+    one DataFileError line instead of a traceback. With no ``--out`` it writes
+    nothing."""
 
-    def __init__(self, out: Path | None) -> None:
-        self.out = out
-        self.written: list[Path] = []
+    def __init__(self, target: OutputDirectory | None) -> None:
+        self.target = target
+
+    @property
+    def written(self) -> list[str]:
+        return list(self.target.written) if self.target is not None else []
 
     def __call__(self, name: str, write, obj) -> None:
-        if self.out is None:
+        if self.target is None:
             return
-        path = self.out / name
+        path = self.target.path(name)
         try:
             write(obj, path)
         except OSError as exc:
             raise DataFileError(
-                f"Could not write {str(path)!r}: {exc.strerror or exc}. Check that --out is "
-                f"writable and the disk is not full."
+                f"Could not write {name!r} for {self.target.flag} {str(self.target.out)!r}: "
+                f"{exc.strerror or exc}. Check that the disk is not full; the previous "
+                f"result is unchanged."
             ) from exc
-        self.written.append(path)
 
     def csv(self, table: pd.DataFrame, name: str) -> None:
         self(name, _write_csv, table)
 
     def figure(self, fig, name: str) -> None:
         self(name, _write_figure, fig)
+
+    def commit(self) -> None:
+        if self.target is not None:
+            self.target.commit()
+
+
+def _add_output_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into an existing --out that causalcell did not write "
+                        "(files of yours that it does not replace are kept)")
+    parser.add_argument("--no-wait", action="store_true",
+                        help="fail at once, instead of waiting, when another causalcell run "
+                        "is writing the same --out")
+
+
+def _output_directory(args: argparse.Namespace) -> OutputDirectory | None:
+    """The ``--out`` of a command, checked (and locked) before any long work."""
+    if getattr(args, "out", None) is None:
+        return None
+    return OutputDirectory(args.out, command=["causalcell", *getattr(args, "argv", [])],
+                           overwrite=getattr(args, "overwrite", False),
+                           wait=not getattr(args, "no_wait", False))
 
 
 def _grn_model(result) -> str:
@@ -380,14 +358,18 @@ def _demo_models(args: argparse.Namespace) -> tuple[object, str]:
 
 def run_demo(args: argparse.Namespace) -> int:
     """``causalcell demo``: target-gene effect and model comparison on embedded data."""
+    if args.data not in DATASETS:  # argparse checks this; run_demo is also called directly
+        raise ParameterError(f"Unknown --data {args.data!r}; choose one of {', '.join(DATASETS)}.")
+    # --out is checked and locked before any long work; its files appear all at once.
+    target = _output_directory(args)
+    with target if target is not None else contextlib.nullcontext():
+        return _run_demo(args, _Writer(target))
+
+
+def _run_demo(args: argparse.Namespace, write: _Writer) -> int:
     from causalcell.data import Interventions
     from causalcell.evaluate import target_effect
 
-    if args.data not in DATASETS:  # argparse checks this; run_demo is also called directly
-        raise ParameterError(f"Unknown --data {args.data!r}; choose one of {', '.join(DATASETS)}.")
-    # Checked (and created when its parent exists) before any long work.
-    out = _check_out(args.out) if args.out is not None else None
-    write = _Writer(out)
     summaries = []
     sections = []
     for key, title, load in _progress(_demo_sections(args.data, args.seed), "target effect",
@@ -411,10 +393,11 @@ def run_demo(args: argparse.Namespace) -> int:
         sections.append((key, adata, table))
     result, comparison = _demo_models(args)
     write.csv(result.table, f"model_comparison_{args.data}.csv")
-    if out is not None:
+    if write.target is not None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=UserWarning)
             _demo_figures(args.data, result, sections, write, args.quiet)
+    write.commit()
     print()
     for line in summaries:
         print(line)
@@ -423,25 +406,11 @@ def run_demo(args: argparse.Namespace) -> int:
         "Models and metrics that include the targeted gene are rewarded for this obvious "
         "signal; causalcell conditions on it (P(X | T)) and scores the rest."
     )
-    if out is not None:
-        print(f"Files written to {out}/:")
-        for path in write.written:
-            print(f"  {path.name}")
+    if write.target is not None:
+        print(f"Files written to {write.target.out}/:")
+        for name in write.written:
+            print(f"  {name}")
     return 0
-
-
-def _check_parent(out: Path) -> None:
-    """Fail before any work if ``out`` cannot become a directory of results."""
-    if out.exists() and not out.is_dir():
-        raise DataFileError(f"--out {str(out)!r} exists and is not a directory.")
-    parent = out.parent
-    if not parent.is_dir():
-        raise DataFileError(
-            f"--out {str(out)!r}: the parent directory {str(parent)!r} does not exist."
-        )
-    if not os.access(parent, os.W_OK | os.X_OK) or (out.exists() and
-                                                    not os.access(out, os.W_OK | os.X_OK)):
-        raise DataFileError(f"--out {str(out)!r} is not writable.")
 
 
 def _standardize_file(adata, args: argparse.Namespace, side: str):
@@ -522,54 +491,43 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from causalcell.evaluate.report import evaluate, summarize
     from causalcell.evaluate.retrieval_table import retrieval
 
-    out: Path = args.out
     if args.convention in ("cell-eval", "gears") and args.perturbation_type is None:
         raise ParameterError(
             f"--convention {args.convention} needs --perturbation-type: the layout does not "
             f"record how genes were perturbed (CRISPRi screens such as the Virtual Cell "
             f"Challenge: knockdown; CRISPRa: overexpression)."
         )
-    _check_parent(out)
-    predicted = read_h5ad(args.predicted)
-    observed = read_h5ad(args.observed)
-    if args.convention is not None:
-        predicted = _standardize_file(predicted, args, "predicted")
-        observed = _standardize_file(observed, args, "observed")
-    options = {"reference": args.reference, "join": args.join,
-               "control_label": args.control_label,
-               "aggregate_predicted": args.pseudobulk_predicted}
-    metrics = evaluate(predicted, observed, de_method=args.de_method, distance=args.distance,
-                       **options)
-    summary = summarize(metrics)
-    ranks = None
-    if metrics.attrs.get("n_perturbations", 0) >= 2:
-        ranks = retrieval(predicted, observed, distance=args.distance,
-                          exclusion=("pair", "query", "none", "all"), **options)
-    # Everything is written to a scratch directory beside --out and moved in
-    # only once every file exists: a failure leaves no partial result.
-    try:
-        scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    except OSError as exc:
-        raise DataFileError(f"Cannot write next to --out {str(out)!r}: {exc}") from exc
-    try:
-        metrics.to_csv(scratch / "metrics.csv", index=False)
-        summary.to_csv(scratch / "summary.csv", index=False)
+    # --out is checked and locked before the inputs are read; its files appear all at once.
+    with _output_directory(args) as target:
+        predicted = read_h5ad(args.predicted)
+        observed = read_h5ad(args.observed)
+        if args.convention is not None:
+            predicted = _standardize_file(predicted, args, "predicted")
+            observed = _standardize_file(observed, args, "observed")
+        options = {"reference": args.reference, "join": args.join,
+                   "control_label": args.control_label,
+                   "aggregate_predicted": args.pseudobulk_predicted}
+        metrics = evaluate(predicted, observed, de_method=args.de_method,
+                           distance=args.distance, **options)
+        summary = summarize(metrics)
+        ranks = None
+        if metrics.attrs.get("n_perturbations", 0) >= 2:
+            ranks = retrieval(predicted, observed, distance=args.distance,
+                              exclusion=("pair", "query", "none", "all"), **options)
+        write = _Writer(target)
+        write.csv(metrics, "metrics.csv")
+        write.csv(summary, "summary.csv")
         if ranks is not None:
-            ranks.to_csv(scratch / "retrieval.csv", index=False)
-        _summary_figure(summary, ranks, scratch / "summary.png")
-        out.mkdir(exist_ok=True)
-        for name in EVALUATE_FILES:
-            if (scratch / name).exists():
-                os.replace(scratch / name, out / name)
-            elif (out / name).exists():  # a previous run's table that no longer applies
-                (out / name).unlink()
-    except OSError as exc:
-        raise DataFileError(f"Could not write the results to {str(out)!r}: {exc}") from exc
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+            write.csv(ranks, "retrieval.csv")
+        write("summary.png", _summary_figure_file, (summary, ranks))
+        write.commit()
     _print_evaluation(summary, ranks, metrics)
-    print(f"Tables and figure written to {out}/")
+    print(f"Tables and figure written to {args.out}/")
     return 0
+
+
+def _summary_figure_file(tables: tuple, path: Path) -> None:
+    _summary_figure(*tables, path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -580,6 +538,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        args.argv = list(sys.argv[1:] if argv is None else argv)
         if args.command == "demo":
             return run_demo(args)
         if args.command == "evaluate":

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from causalcell import __version__, cli
+from causalcell._outdir import MANIFEST, read_manifest
 from causalcell.cli import main
 
 PAPALEXI_FILES = [
@@ -58,7 +59,11 @@ def test_demo_papalexi_and_simulation(tmp_path, capsys):
     }
     assert (table["target_change"] < 0).all()  # knockouts lower their target
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert written == sorted(PAPALEXI_FILES)
+    assert written == sorted([*PAPALEXI_FILES, MANIFEST])
+    manifest = read_manifest(tmp_path / "out")
+    assert sorted(f["name"] for f in manifest["files"]) == sorted(PAPALEXI_FILES)
+    assert manifest["command"] == ["causalcell", "demo", "--out", str(tmp_path / "out")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no scratch, no lock
     for name in PAPALEXI_FILES:  # every file is listed at the end, and none is empty
         assert f"  {name}\n" in out
         assert (tmp_path / "out" / name).stat().st_size > 0
@@ -112,7 +117,7 @@ def test_demo_sachs_compares_consensus_and_learned_graphs(tmp_path, capsys):
         (["demo", "--data", "nope"], "invalid choice: 'nope'"),
         (["demo", "--out", "/nonexistent-parent/out"], "does not exist"),
         (["demo", "--data", "unknown"], "invalid choice: 'unknown'"),
-        (["demo", "--out", "/proc/causalcell-cannot-write"], "cannot be created"),
+        (["demo", "--out", "/proc/causalcell-cannot-write"], "is not writable"),
         # An existing read-only directory (even root cannot create files there).
         (["demo", "--out", "/proc/self"], "is not writable"),
     ],
@@ -145,11 +150,12 @@ def test_demo_unknown_data_fails_before_creating_out(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_missing_out_is_created_when_its_parent_exists(tmp_path):
-    out = cli._check_out(tmp_path / "new")
-    assert out.is_dir()
-    with pytest.raises(cli.DataFileError, match="does not exist"):
-        cli._check_out(tmp_path / "missing" / "new")
+def test_missing_out_is_created_when_its_parent_exists(tmp_path, capsys):
+    assert main(["demo", "--data", "sachs", "--quiet", "--out", str(tmp_path / "new")]) == 0
+    assert (tmp_path / "new" / MANIFEST).is_file()
+    code = main(["demo", "--data", "sachs", "--out", str(tmp_path / "missing" / "new")])
+    assert code == 2
+    assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "missing").exists()
 
 
@@ -160,7 +166,7 @@ needs_permissions = pytest.mark.skipif(
 
 @needs_permissions
 @pytest.mark.parametrize(("sub", "message"), [(None, "is not writable"),
-                                               ("new", "cannot be created")])
+                                               ("new", "is not writable")])
 def test_demo_read_only_out_is_one_line(tmp_path, capsys, monkeypatch, sub, message):
     # The check comes first: no data is loaded when --out is unusable.
     monkeypatch.setattr(cli, "_demo_sections", lambda *a: pytest.fail("work started"))
@@ -178,34 +184,25 @@ def test_demo_read_only_out_is_one_line(tmp_path, capsys, monkeypatch, sub, mess
     assert list(read_only.iterdir()) == []
 
 
+def _snapshot(directory):
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
 def test_demo_write_failure_midway_is_one_line(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    assert main(["demo", "--data", "sachs", "--quiet", "--out", str(out)]) == 0
+    before = _snapshot(out)
+
     def fail(fig, path):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(cli, "_write_figure", fail)
-    assert main(["demo", "--data", "sachs", "--quiet", "--out", str(tmp_path)]) == 2
+    capsys.readouterr()
+    assert main(["demo", "--data", "sachs", "--quiet", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "No space left on device" in err
     assert "target_effect_sachs2005.png" in err
     assert len(err.strip().splitlines()) == 1
-    # The tables written before the failure are complete; no temporary file is left.
-    assert pd.read_csv(tmp_path / "model_comparison_sachs.csv")["model"].nunique() == 6
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
-
-
-def test_write_figure_is_atomic(tmp_path, monkeypatch):
-    from matplotlib.figure import Figure
-
-    fig = Figure()
-    fig.subplots().plot([0, 1], [0, 1])
-    path = tmp_path / "f.png"
-    path.write_bytes(b"old")
-
-    def broken(*args, **kwargs):
-        raise OSError(5, "Input/output error")
-
-    monkeypatch.setattr(fig, "savefig", broken)
-    with pytest.raises(OSError, match="Input/output error"):
-        cli._write_figure(fig, path)
-    assert path.read_bytes() == b"old"  # the previous file survives a failed write
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png"]
+    # The previous complete result is untouched; no scratch directory or lock is left.
+    assert _snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -9,6 +9,7 @@ import pytest
 
 import causalcell as cc
 from causalcell import cli
+from causalcell._outdir import MANIFEST, read_manifest
 from causalcell.cli import main
 from causalcell.data import write_h5ad
 
@@ -72,8 +73,8 @@ def test_evaluate_writes_tables_and_figure(files, tmp_path, capsys):
     out = tmp_path / "result"
     code, stdout, err = _run(_args(files, out), capsys)
     assert code == 0, err
-    assert sorted(p.name for p in out.iterdir()) == FILES
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["result"]  # no scratch left
+    assert sorted(p.name for p in out.iterdir()) == sorted([*FILES, MANIFEST])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result"]  # no scratch, no lock
     metrics = pd.read_csv(out / "metrics.csv")
     assert set(metrics["conditioning"]) == {"targeted excluded", "none"}
     assert {"pearson_delta", "de_overlap_top20", "retrieval_rank"} <= set(metrics["metric"])
@@ -155,37 +156,66 @@ def test_evaluate_bad_paths(files, tmp_path, capsys):
     assert "does not exist" in err
 
 
+def _snapshot(directory):
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
 def test_failure_while_writing_keeps_previous_results(files, tmp_path, capsys, monkeypatch):
     out = tmp_path / "result"
-    out.mkdir()
-    (out / "metrics.csv").write_text("previous run")
+    code, _, err = _run(_args(files, out), capsys)
+    assert code == 0, err
+    before = _snapshot(out)
 
     def broken_figure(*args, **kwargs):
         raise OSError("disk full")
 
     monkeypatch.setattr(cli, "_summary_figure", broken_figure)
-    code, _, err = _run(_args(files, out), capsys)
+    code, _, err = _run(_args(files, out, "--distance", "cosine"), capsys)
     assert code == 2
     assert "disk full" in err
-    assert [p.name for p in out.iterdir()] == ["metrics.csv"]
-    assert (out / "metrics.csv").read_text() == "previous run"
+    assert _snapshot(out) == before  # the previous complete result, byte for byte
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result"]
 
 
+def test_foreign_directory_is_refused_unless_overwrite(files, tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "metrics.csv").write_text("the user's own table")
+    (out / "notes.txt").write_text("the user's notes")
+    code, _, err = _run(_args(files, out), capsys)
+    assert code == 2
+    assert "causalcell did not write" in err
+    assert "--overwrite" in err
+    assert len(err.strip().splitlines()) == 1
+    assert (out / "metrics.csv").read_text() == "the user's own table"
+    code, _, err = _run(_args(files, out, "--overwrite"), capsys)
+    assert code == 0, err
+    # --overwrite replaces the files causalcell writes and keeps every other file.
+    assert (out / "notes.txt").read_text() == "the user's notes"
+    assert (out / "metrics.csv").read_text().startswith("perturbation,")
+    assert sorted(p.name for p in out.iterdir()) == sorted([*FILES, "notes.txt", MANIFEST])
+
+
 def test_single_perturbation_skips_retrieval(files, tmp_path, capsys):
+    out = tmp_path / "result"
+    code, _, err = _run(_args(files, out), capsys)
+    assert code == 0, err
+    assert (out / "retrieval.csv").exists()
+    (out / "notes.txt").write_text("added by the user after the run")
     one = cc.data.read_h5ad(files["predicted"])[:1].copy()
     path = tmp_path / "one.h5ad"
     write_h5ad(one, path)
-    out = tmp_path / "result"
-    out.mkdir()
-    (out / "retrieval.csv").write_text("stale table of an earlier run")
     argv = ["evaluate", "--predicted", str(path), "--observed", str(files["observed"]),
             "--out", str(out)]
     code, stdout, err = _run(argv, capsys)
     assert code == 0, err
     assert "retrieval needs at least 2 perturbations" in stdout
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.csv", "summary.csv",
-                                                     "summary.png"]
+    # The previous run's retrieval table no longer applies and goes; the user's file stays.
+    assert sorted(p.name for p in out.iterdir()) == [
+        MANIFEST, "metrics.csv", "notes.txt", "summary.csv", "summary.png"]
+    manifest = read_manifest(out)
+    assert [f["name"] for f in manifest["files"]] == ["metrics.csv", "summary.csv",
+                                                      "summary.png"]
 
 
 def test_help_lists_evaluate(capsys):
