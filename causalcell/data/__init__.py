@@ -1,12 +1,12 @@
 """Perturbation data: the obs contract, `Interventions`, pseudobulk, splits, files."""
 
+from causalcell.data._conventions import standardize
 from causalcell.data.contract import (
     COMBINATION_SEPARATOR,
     IS_CONTROL,
     LEVEL,
     PERTURBATION,
     PERTURBATION_TYPE,
-    standardize,
     validate,
 )
 from causalcell.data.interventions import Interventions
