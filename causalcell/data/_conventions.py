@@ -170,8 +170,9 @@ def standardize(
     -------
     AnnData
         A new object (a copy) whose obs has the contract columns. A contract
-        column that existed with other values is kept with the suffix
-        ``_original`` (e.g. scPerturb's ``perturbation`` labels).
+        column that was the source of the labels (scPerturb's
+        ``perturbation``) or that existed with other values is kept with the
+        suffix ``_original``.
 
     Raises
     ------
@@ -270,7 +271,8 @@ def standardize(
     new = {PERTURBATION: labels.astype(str), IS_CONTROL: is_control, PERTURBATION_TYPE: kinds,
            LEVEL: levels}
     for name, values in new.items():
-        if name in obs.columns and not _same(obs[name], values):
+        # The source labels are kept as given; other contract columns when they change.
+        if name in obs.columns and (name == column or not _same(obs[name], values)):
             obs[f"{name}_original"] = obs[name]
         obs[name] = values
     _standardize_symbols(out, spec, gene_symbols)
