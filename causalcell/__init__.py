@@ -10,7 +10,9 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from causalcell import data, datasets, errors, evaluate, graph, models
+# _progress first (the names are imported in this order): it imports tqdm.auto without
+# tqdm's notebook warning, before any module that shows progress bars.
+from causalcell import _progress, data, datasets, errors, evaluate, graph, models  # noqa: F401
 from causalcell._version import __version__
 from causalcell.data import Interventions
 

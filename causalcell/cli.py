@@ -13,6 +13,7 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -731,6 +732,30 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
+def _one_line_warnings():
+    """Show causalcell's warnings as ``causalcell: warning: ...`` lines, each text once per
+    command and without a source line (the CLI's errors look the same); other
+    libraries' warnings are shown as Python shows them."""
+    from causalcell.errors import CausalCellWarning
+
+    shown: set[str] = set()
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not issubclass(category, CausalCellWarning):
+            original(message, category, filename, lineno, file, line)
+        elif str(message) not in shown:
+            shown.add(str(message))
+            print(f"causalcell: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = original
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``causalcell`` console script."""
     parser = build_parser()
@@ -739,12 +764,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        if args.command == "demo":
-            return run_demo(args)
-        if args.command == "evaluate":
-            return run_evaluate(args)
-        if args.command == "export":
-            return run_export(args)
+        with _one_line_warnings():
+            if args.command == "demo":
+                return run_demo(args)
+            if args.command == "evaluate":
+                return run_evaluate(args)
+            if args.command == "export":
+                return run_export(args)
     except CausalCellError as exc:
         print(f"causalcell: error: {exc}", file=sys.stderr)
         return 2
