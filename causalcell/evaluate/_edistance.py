@@ -50,11 +50,18 @@ once (``O(sum_i N_i M_i (s + n))`` for ``s`` targeted genes per group and
 variances would be needed; the shared code path keeps one implementation of
 the exclusions.
 
-Rounding: squared distances from Gram matrices carry an absolute error of
-about ``1e-16 (|x|^2 + |y|^2)``; distances between nearly identical cells
-(``d^2`` far below that scale) are therefore known to about ``1e-8`` of the
-cells' norm. Comparisons whose two E-distances differ by less than
-:data:`TIE_RTOL` times the sum of their absolute terms count as ties.
+Memory: both sides are held dense (float64, centred on their common mean, which
+leaves distances unchanged and keeps the Gram expansion well conditioned), plus
+temporaries of about 32 MiB and an (observed cells x groups) table of
+corrections; ``max_cells`` bounds all of them.
+
+Rounding: a squared distance from a Gram matrix carries an absolute error of
+about ``1e-16 (|x|^2 + |y|^2)``, which a square root would blow up for nearly
+identical cells (a prediction that copies observed cells, a resampled control).
+Squared distances below :data:`REFINE_RTOL` times the cells' squared norms are
+therefore recomputed from the cells' differences, so such pairs are exact too.
+Comparisons whose two E-distances differ by less than :data:`TIE_RTOL` times the
+sum of their absolute terms count as ties.
 """
 
 from __future__ import annotations
@@ -78,6 +85,7 @@ from causalcell.evaluate.retrieval import EXCLUSIONS
 __all__ = [
     "CELL_DISTANCES",
     "EDISTANCES",
+    "REFINE_RTOL",
     "TIE_RTOL",
     "CellGroups",
     "cell_groups",
