@@ -89,14 +89,18 @@ def _shift_to_mean(values: np.ndarray, target: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
     n = values.shape[-2]
-    ordered = -np.sort(-values, axis=-2)  # decreasing along the n axis
-    partial = np.cumsum(ordered, axis=-2)
-    m = np.arange(1, n + 1, dtype=np.float64).reshape(-1, 1)
-    shifts = (n * target[..., None, :] - partial) / m
+    # Work with the n values of each column contiguous (sorting along a strided axis
+    # is several times slower), in decreasing order.
+    ordered = np.ascontiguousarray(np.swapaxes(values, -1, -2))
+    ordered.sort(axis=-1)
+    ordered = ordered[..., ::-1]
+    partial = np.cumsum(ordered, axis=-1)
+    m = np.arange(1, n + 1, dtype=np.float64)
+    shifts = (n * target[..., None] - partial) / m
     # Candidates m with u_(m) + s_m > 0 form a prefix 1..m*: count them.
-    active = (ordered + shifts > 0).sum(axis=-2, keepdims=True)
-    chosen = np.take_along_axis(shifts, np.maximum(active - 1, 0), axis=-2)[..., 0, :]
-    return np.where(target > 0, chosen, -ordered[..., 0, :])
+    active = (ordered + shifts > 0).sum(axis=-1, keepdims=True)
+    chosen = np.take_along_axis(shifts, np.maximum(active - 1, 0), axis=-1)[..., 0]
+    return np.where(target > 0, chosen, -ordered[..., 0])
 
 
 def _check_random_state(random_state: object) -> np.random.Generator:
