@@ -52,9 +52,10 @@ def test_no_tqdm_warning_in_a_notebook_without_ipywidgets():
     not print tqdm's "IProgress not found" warning with a site-packages path."""
     result = _python(
         "import sys, types, warnings\n"
-        "import IPython\n"
         "class ZMQInteractiveShell: pass\n"
-        "IPython.get_ipython = lambda: ZMQInteractiveShell()\n"
+        "ipython = types.ModuleType('IPython')\n"
+        "ipython.get_ipython = lambda: ZMQInteractiveShell()\n"
+        "sys.modules['IPython'] = ipython\n"
         "sys.modules['ipykernel.zmqshell'] = types.ModuleType('ipykernel.zmqshell')\n"
         "sys.modules['ipywidgets'] = None\n"
         "with warnings.catch_warnings(record=True) as caught:\n"
