@@ -5,7 +5,14 @@ post-perturbation level T of the targeted genes, on the intervention graph of a
 gene regulatory network; evaluation excludes the targeted genes.
 """
 
-from causalcell import data, datasets, errors, evaluate, graph, models
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+# _progress first (the names are imported in this order): it imports tqdm.auto without
+# tqdm's notebook warning, before any module that shows progress bars.
+from causalcell import _progress, data, datasets, errors, evaluate, graph, models  # noqa: F401
 from causalcell._version import __version__
 from causalcell.data import Interventions
 
@@ -19,3 +26,18 @@ __all__ = [
     "graph",
     "models",
 ]
+
+# Imported on first use (``cc.plot``): matplotlib is not loaded by ``import causalcell``.
+_LAZY_MODULES = ("plot",)
+
+
+def __getattr__(name: str) -> ModuleType:
+    if name in _LAZY_MODULES:
+        module = importlib.import_module(f"causalcell.{name}")
+        globals()[name] = module  # later lookups skip this function
+        return module
+    raise AttributeError(f"module 'causalcell' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY_MODULES})

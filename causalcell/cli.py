@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="print only the summary lines (no tables, no progress bars)")
     _add_output_flags(demo)
     _add_evaluate_parser(sub)
+    _add_export_parser(sub)
     return parser
 
 
@@ -530,6 +531,176 @@ def _summary_figure_file(tables: tuple, path: Path) -> None:
     _summary_figure(*tables, path)
 
 
+# How to score the exported files with each tool (printed after the export).
+_NEXT_STEP = {
+    "cell-eval": "cell-eval run -ap {out}/predicted.h5ad -ar {out}/observed.h5ad "
+                 "--control-pert non-targeting --pert-col target_gene",
+}
+
+
+def _add_export_parser(sub: argparse._SubParsersAction) -> None:
+    export = sub.add_parser(
+        "export",
+        help="write predictions and observed cells in the layout of cell-eval, GEARS or "
+        "scPerturb, sampling cells from per-perturbation predictions",
+        description=(
+            "Write a pair of files another tool reads as they are: --out/predicted.h5ad "
+            "and --out/observed.h5ad, in the layout of --convention (cell-eval: obs "
+            "'target_gene', controls 'non-targeting', as read by 'cell-eval run' and the "
+            "Virtual Cell Challenge). Predictions with one row per perturbation (a model's "
+            "predict() output) become cells: each cell is an observed control cell plus the "
+            "predicted change, truncated at 0, with the change set per gene so that the "
+            "cells of a perturbation average exactly to its prediction "
+            "(causalcell.data.sample_cells). Predictions that are already cells are "
+            "converted as they are. Both files get the observed control cells, unchanged, "
+            "so a tool taking changes against the control mean of each file uses the same "
+            "reference on both sides; the observed file keeps the predicted perturbations "
+            "and the controls, on the predicted genes in the same order."
+        ),
+    )
+    export.add_argument("--predicted", type=Path, required=True,
+                        help="predictions (.h5ad, causalcell contract): one row per "
+                        "perturbation, or cells")
+    export.add_argument("--observed", type=Path, required=True,
+                        help="observed cells (.h5ad, causalcell contract) with controls")
+    export.add_argument("--out", type=Path, required=True,
+                        help="directory for predicted.h5ad and observed.h5ad (created; its "
+                        "parent must exist)")
+    export.add_argument("--convention", choices=CONVENTIONS, default="cell-eval",
+                        help="layout to write (default cell-eval)")
+    export.add_argument("--n-cells", default="observed",
+                        help="cells sampled per predicted perturbation: an integer, or "
+                        "'observed' (default) for as many as were observed")
+    export.add_argument("--random-state", type=int, default=0,
+                        help="seed of the draws of control cells (default 0)")
+    export.add_argument("--control-label", default=None,
+                        help="keep and draw from only the control cells with this label "
+                        "(default: every control cell)")
+    export.add_argument("--layer", default=None,
+                        help="layer of --observed holding log-normalized expression "
+                        "(default X)")
+    _add_output_flags(export)
+
+
+def _observed_side(predicted, observed, args: argparse.Namespace):
+    """Observed cells of the predicted perturbations and the controls, on the predicted
+    genes in their order; expression from --layer in X."""
+    from causalcell.data import Interventions
+    from causalcell.data.contract import expression_matrix
+
+    pred_iv = Interventions.from_adata(predicted, warn_unmeasured=False)
+    obs_iv = Interventions.from_adata(observed, warn_unmeasured=False)
+    wanted = pred_iv.conditions.index[pred_iv.codes[~pred_iv.is_control]].unique()
+    keys = obs_iv.conditions.index[obs_iv.codes]
+    missing = wanted.difference(keys[~obs_iv.is_control])
+    if len(missing):
+        shown = ", ".join(missing[:10]) + (f" ... and {len(missing) - 10} more"
+                                           if len(missing) > 10 else "")
+        raise DataFileError(
+            f"--observed {str(args.observed)!r} has no cells of {len(missing)} predicted "
+            f"perturbation(s): {shown}. Both files must hold the same perturbations (cell-eval "
+            f"refuses others): predict only observed perturbations."
+        )
+    control = obs_iv.is_control.copy()
+    if args.control_label is not None:
+        control &= obs_iv.labels == args.control_label
+    if not control.any():
+        which = f" labelled {args.control_label!r}" if args.control_label is not None else ""
+        raise DataFileError(f"--observed {str(args.observed)!r} has no control cells{which}.")
+    absent = predicted.var_names.difference(observed.var_names)
+    if len(absent):
+        raise DataFileError(
+            f"--observed {str(args.observed)!r} lacks {len(absent)} predicted gene(s), e.g. "
+            f"{list(absent[:5])}: predict on the observed genes."
+        )
+    rows = np.flatnonzero(control | (~obs_iv.is_control & keys.isin(wanted)))
+    out = observed[rows][:, predicted.var_names].copy()
+    if args.layer is not None:
+        out.X = expression_matrix(out, args.layer, what="--observed")
+    out.layers.clear()
+    return out
+
+
+def _export_cells(predicted, observed_side, args: argparse.Namespace):
+    """The predicted cells, and whether they were sampled: one-row-per-perturbation
+    profiles become cells (with the observed controls); cells are kept as given (the
+    observed controls are added when they have none)."""
+    import anndata as ad
+
+    from causalcell.data import Interventions, sample_cells
+
+    iv = Interventions.from_adata(predicted, warn_unmeasured=False)
+    keys = iv.conditions.index[iv.codes[~iv.is_control]]
+    if not keys.duplicated().any():
+        n_cells = args.n_cells
+        if n_cells != "observed":
+            try:
+                n_cells = int(n_cells)
+            except ValueError:
+                raise ParameterError(
+                    f"--n-cells must be an integer or 'observed'; got {args.n_cells!r}."
+                ) from None
+        return sample_cells(predicted, observed_side, n_cells=n_cells,
+                            random_state=args.random_state), True
+    if iv.is_control.any():
+        return predicted, False
+    controls = observed_side[observed_side.obs["is_control"].to_numpy(dtype=bool)]
+    return ad.concat([predicted, controls], join="outer", merge="first"), False
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """``causalcell export``: a predicted and an observed file in another tool's layout."""
+    from causalcell.data import read_h5ad, to_convention, write_h5ad
+
+    out: Path = args.out
+    # --out is checked and locked before the inputs are read; both files appear at once,
+    # so a failure never leaves a partial file or a mismatched pair.
+    with _output_directory(args) as target:
+        predicted = read_h5ad(args.predicted)
+        observed = read_h5ad(args.observed)
+        observed_side = _observed_side(predicted, observed, args)
+        cells, sampled = _export_cells(predicted, observed_side, args)
+        write = _Writer(target)
+        write("predicted.h5ad", write_h5ad, to_convention(cells, args.convention))
+        write("observed.h5ad", write_h5ad, to_convention(observed_side, args.convention))
+        write.commit()
+    n_perturbed = int((~cells.obs["is_control"].to_numpy(dtype=bool)).sum())
+    what = (f"{n_perturbed} cells sampled from the {predicted.n_obs} predicted profiles "
+            f"(noise of the observed controls, --random-state {args.random_state})" if sampled
+            else f"{n_perturbed} predicted cells as given")
+    print(f"Wrote {out}/predicted.h5ad: {what}, plus the observed control cells; "
+          f"{cells.n_obs} cells x {cells.n_vars} genes ({args.convention} layout).")
+    print(f"Wrote {out}/observed.h5ad: {observed_side.n_obs} observed cells of the same "
+          f"perturbations and the controls, {observed_side.n_vars} genes.")
+    if args.convention in _NEXT_STEP:
+        print("Score them with:\n  " + _NEXT_STEP[args.convention].format(out=out))
+    return 0
+
+
+@contextlib.contextmanager
+def _one_line_warnings():
+    """Show causalcell's warnings as ``causalcell: warning: ...`` lines, each text once per
+    command and without a source line (the CLI's errors look the same); other
+    libraries' warnings are shown as Python shows them."""
+    from causalcell.errors import CausalCellWarning
+
+    shown: set[str] = set()
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not issubclass(category, CausalCellWarning):
+            original(message, category, filename, lineno, file, line)
+        elif str(message) not in shown:
+            shown.add(str(message))
+            print(f"causalcell: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = original
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``causalcell`` console script."""
     parser = build_parser()
@@ -539,10 +710,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         args.argv = list(sys.argv[1:] if argv is None else argv)
-        if args.command == "demo":
-            return run_demo(args)
-        if args.command == "evaluate":
-            return run_evaluate(args)
+        with _one_line_warnings():
+            if args.command == "demo":
+                return run_demo(args)
+            if args.command == "evaluate":
+                return run_evaluate(args)
+            if args.command == "export":
+                return run_export(args)
     except CausalCellError as exc:
         print(f"causalcell: error: {exc}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from sklearn.base import clone
 
 import causalcell.models.baselines as baselines_module
-from causalcell.data import Interventions, pseudobulk, split_by_perturbation
+from causalcell.data import Interventions, pseudobulk, split_by_perturbation, tidy_obs
 from causalcell.datasets import simulate
 from causalcell.errors import (
     DataContractError,
@@ -88,7 +88,8 @@ def test_control_baseline_known_answer():
     pred = model.predict(request())
     np.testing.assert_allclose(pred.X, np.full((5, 3), 2.0))
     assert list(pred.var_names) == ["A", "B", "C"]
-    pd.testing.assert_frame_equal(pred.obs, request())
+    # The request's obs, with scanpy-ready dtypes (categorical labels, numeric levels).
+    pd.testing.assert_frame_equal(pred.obs, tidy_obs(request()))
 
 
 @pytest.mark.parametrize(
@@ -356,7 +357,7 @@ def test_rows_aligned_and_request_forms(cls):
     from_frame = model.predict(req)
     from_adata = model.predict(ad.AnnData(obs=req))
     np.testing.assert_array_equal(from_frame.X, from_adata.X)
-    pd.testing.assert_frame_equal(from_frame.obs, req)
+    pd.testing.assert_frame_equal(from_frame.obs, tidy_obs(req.copy()))
     reversed_ = model.predict(req.iloc[::-1])
     np.testing.assert_array_equal(reversed_.X, from_frame.X[::-1])
     np.testing.assert_allclose(from_frame.X[2], [2.0, 2.0, 2.0])  # control row

@@ -199,12 +199,20 @@ def test_killed_at_random_moments_leaves_old_or_new(tmp_path):
     out = tmp_path / "out"
     _write(out, {f"file{k}.csv": f"initial {k}\n" for k in range(5)})
     rng = np.random.default_rng(0)
-    seen_new = 0
-    for trial in range(40):
+    # How long one uninterrupted run takes on this machine now (load varies).
+    start = time.perf_counter()
+    proc = ctx.Process(target=_slow_writer, args=(out, "timing", 0.004))
+    proc.start()
+    proc.join()
+    duration = time.perf_counter() - start
+    seen = {"old": 0, "new": 0}
+    trial = 0
+    while trial < 40 or min(seen.values()) < 3:
+        assert trial < 300, f"kills never landed on both sides of the swap: {seen}"
         before = _snapshot(out)
         proc = ctx.Process(target=_slow_writer, args=(out, f"run{trial}", 0.004))
         proc.start()
-        time.sleep(float(rng.uniform(0.0, 0.05)))
+        time.sleep(float(rng.uniform(0.0, 1.3 * duration)))
         os.kill(proc.pid, signal.SIGKILL)
         proc.join()
         # What a reader sees after the kill, before anyone repairs anything.
@@ -214,11 +222,11 @@ def test_killed_at_random_moments_leaves_old_or_new(tmp_path):
         else:
             assert _complete(after)
             assert after == before or json.loads(after[MANIFEST])["command"] == [f"run{trial}"]
-            seen_new += after != before
+            seen["new" if after != before else "old"] += 1
         _write(out, {"marker.csv": "repair run"})  # the next run cleans up
         assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
         _write(out, {f"file{k}.csv": f"base {k}\n" for k in range(5)})
-    assert seen_new > 0  # some kills came after the swap: both outcomes were exercised
+        trial += 1
 
 
 def _cli(argv, **kwargs):

@@ -1,12 +1,14 @@
 """Perturbation data: the obs contract, `Interventions`, pseudobulk, splits, files."""
 
+from causalcell.data._conventions import CONVENTIONS, standardize, to_convention
+from causalcell.data._sampling import sample_cells
+from causalcell.data._tidy import tidy_obs
 from causalcell.data.contract import (
     COMBINATION_SEPARATOR,
     IS_CONTROL,
     LEVEL,
     PERTURBATION,
     PERTURBATION_TYPE,
-    standardize,
     validate,
 )
 from causalcell.data.interventions import Interventions
@@ -17,6 +19,7 @@ from causalcell.data.split import split_by_perturbation
 
 __all__ = [
     "COMBINATION_SEPARATOR",
+    "CONVENTIONS",
     "IS_CONTROL",
     "LEVEL",
     "PERTURBATION",
@@ -27,8 +30,11 @@ __all__ = [
     "pseudobulk",
     "read_h5ad",
     "read_lazy",
+    "sample_cells",
     "split_by_perturbation",
     "standardize",
+    "tidy_obs",
+    "to_convention",
     "validate",
     "write_h5ad",
 ]

@@ -9,6 +9,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from causalcell.data._tidy import tidy_obs
 from causalcell.data.contract import (
     IS_CONTROL,
     LEVEL,
@@ -177,7 +178,7 @@ def pseudobulk(
         raise DataContractError(
             f"No group has at least min_cells={min_cells} cells (largest: {n_cells.max()})."
         )
-    out = AnnData(X=means[keep], obs=obs.loc[keep], var=adata.var.copy())
+    out = AnnData(X=means[keep], obs=tidy_obs(obs.loc[keep].copy()), var=adata.var.copy())
     out.uns["pseudobulk"] = {"layer": layer, "groupby": extra, "min_cells": min_cells}
     return out
 

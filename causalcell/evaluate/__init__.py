@@ -7,6 +7,12 @@ default. This package never imports :mod:`causalcell.models`: it scores any
 predictor's output.
 """
 
+from causalcell.evaluate._edistance import (
+    CellGroups,
+    edistance,
+    group_edistances,
+    pairwise_edistances,
+)
 from causalcell.evaluate.align import Aligned, align
 from causalcell.evaluate.de import (
     DEResult,
@@ -23,14 +29,18 @@ from causalcell.evaluate.target_effect import target_effect
 
 __all__ = [
     "Aligned",
+    "CellGroups",
     "DEResult",
     "align",
     "bh_qvalues",
     "compare",
     "differential_expression",
+    "edistance",
     "evaluate",
+    "group_edistances",
     "higher_is_better",
     "metric_names",
+    "pairwise_edistances",
     "pairwise_retrieval",
     "perturbation_metrics",
     "rank_sum_test",

@@ -452,7 +452,8 @@ def pairwise_retrieval(
             import dask as _  # noqa: F401
         except ImportError as exc:
             raise ParameterError(
-                "dask=True needs Dask: pip install 'causalcell[dask]' (or pass dask=False)."
+                "dask=True needs Dask: pip install 'dask[array]' distributed (or pass "
+                "dask=False)."
             ) from exc
     # Profiles are perturbations x genes: small enough to hold; a Dask input
     # is computed once, here.

@@ -16,6 +16,7 @@ from anndata import AnnData
 
 from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE
 from causalcell.errors import DataContractError, ParameterError
+from causalcell.evaluate._edistance import EDISTANCES, CellGroups, cell_groups, edistance_ranks
 from causalcell.evaluate.align import Aligned, align
 
 __all__ = ["RETRIEVAL_COLUMNS", "cell_eval_score", "retrieval", "retrieval_ranks"]
@@ -52,6 +53,7 @@ def retrieval_ranks(
     exclusion: str | Sequence[str] = "pair",
     orientation: str | Sequence[str] = "prediction",
     dask: bool | None = None,
+    cells: tuple[CellGroups, CellGroups] | None = None,
 ) -> pd.DataFrame:
     """Retrieval ranks of aligned changes, one row per (perturbation, variant).
 
@@ -61,12 +63,18 @@ def retrieval_ranks(
         The output of :func:`~causalcell.evaluate.align.align`.
     distance, exclusion, orientation
         One value or several (every combination is computed); see
-        :func:`~causalcell.evaluate.retrieval.pairwise_retrieval`.
+        :func:`~causalcell.evaluate.retrieval.pairwise_retrieval`. The
+        E-distances (``"edistance"``, ``"edistance_sqeuclidean"``) compare
+        ``cells`` instead of the aligned profiles.
     dask
         Map the query blocks of every variant over the active Dask client
         (else Dask's threaded scheduler); see
         :func:`~causalcell.evaluate.retrieval.pairwise_retrieval`. ``None``:
         only when the aligned changes are Dask arrays.
+    cells
+        Predicted and observed cells of each aligned row
+        (:func:`~causalcell.evaluate.cell_groups`), needed by the
+        E-distances.
 
     Returns
     -------
@@ -96,9 +104,17 @@ def retrieval_ranks(
     for dist in distances:
         for excl in exclusions:
             for orient in orientations:
-                ranks = pairwise_retrieval(aligned.predicted, aligned.observed, aligned.targets,
-                                           distance=dist, exclusion=excl, orientation=orient,
-                                           dask=dask)
+                if dist in EDISTANCES:
+                    if cells is None:
+                        raise ParameterError(f"distance={dist!r} compares cells: pass cells= "
+                                             f"(or use retrieval(), which builds them).")
+                    query, candidates = cells if orient == "prediction" else cells[::-1]
+                    ranks = edistance_ranks(query, candidates, aligned.targets, excl,
+                                            cell_distance=EDISTANCES[dist])
+                else:
+                    ranks = pairwise_retrieval(aligned.predicted, aligned.observed,
+                                               aligned.targets, distance=dist, exclusion=excl,
+                                               orientation=orient, dask=dask)
                 frames.append(pd.DataFrame({
                     PERTURBATION: aligned.perturbations.to_numpy(),
                     PERTURBATION_TYPE: aligned.perturbation_type,
@@ -126,6 +142,8 @@ def retrieval(
     predicted_layer: str | None = None,
     aggregate_predicted: bool = False,
     dask: bool | None = None,
+    max_cells: int | None = None,
+    random_state: int | None = 0,
 ) -> pd.DataFrame:
     """How well each prediction retrieves its own observed perturbation among all others.
 
@@ -144,7 +162,11 @@ def retrieval(
         active Dask client (see :func:`causalcell.data.pseudobulk`).
     distance
         ``"euclidean"``, ``"sqeuclidean"``, ``"manhattan"``, ``"cosine"`` or
-        ``"pearson"``; several values give several variants.
+        ``"pearson"`` between profiles, or an E-distance between the cells
+        of each perturbation: ``"edistance"`` (pertpy's, Euclidean) or
+        ``"edistance_sqeuclidean"`` (scPerturb's); see
+        :func:`~causalcell.evaluate.edistance`. Several values give several
+        variants.
     exclusion
         ``"pair"`` (fair: comparison (i, j) ignores the genes targeted in i
         or j), ``"query"`` (only i's targets, as the Virtual Cell
@@ -159,6 +181,10 @@ def retrieval(
         Dask's threaded scheduler): ``True`` / ``False``; ``None`` (default)
         runs them serially, as the aligned changes are in memory. See
         :func:`~causalcell.evaluate.retrieval.pairwise_retrieval`.
+    max_cells, random_state
+        E-distances only: use at most ``max_cells`` random cells per
+        perturbation and side (seeded); the cost grows with the product of
+        the predicted and observed cell counts.
 
     Returns
     -------
@@ -188,8 +214,13 @@ def retrieval(
     aligned = align(predicted, observed, reference=reference, join=join,
                     control_label=control_label, layer=layer, predicted_layer=predicted_layer,
                     aggregate_predicted=aggregate_predicted)
+    cells = None
+    if any(d in EDISTANCES for d in _as_tuple("distance", distance)):
+        cells = cell_groups(aligned, predicted, observed, layer=layer,
+                            predicted_layer=predicted_layer, max_cells=max_cells,
+                            random_state=random_state)
     table = retrieval_ranks(aligned, distance=distance, exclusion=exclusion,
-                            orientation=orientation, dask=dask)
+                            orientation=orientation, dask=dask, cells=cells)
     table.attrs["reference"] = reference
     table.attrs["unpredicted"] = list(aligned.unpredicted)
     return table

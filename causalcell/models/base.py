@@ -33,6 +33,7 @@ from anndata import AnnData
 from sklearn.base import BaseEstimator
 
 from causalcell._version import __version__
+from causalcell.data import tidy_obs
 from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE, validate
 from causalcell.data.interventions import Interventions
 from causalcell.errors import DataFileError, NotFittedError, PredictionError
@@ -289,7 +290,7 @@ def make_prediction(obs: pd.DataFrame, genes: pd.Index, values: np.ndarray) -> A
         raise PredictionError(
             f"internal: prediction has shape {values.shape}, expected {(len(obs), len(genes))}"
         )
-    obs = obs.copy()
+    obs = tidy_obs(obs.copy())  # categorical labels: scanpy can group by them
     obs.index = obs.index.astype(str)  # AnnData requires string names
     return AnnData(X=values, obs=obs, var=pd.DataFrame(index=pd.Index(genes, dtype=str)))
 

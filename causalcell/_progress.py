@@ -1,0 +1,19 @@
+"""Import tqdm.auto, causalcell's progress bars, without its "IProgress not found" warning.
+
+In a Jupyter kernel without ipywidgets, importing ``tqdm.auto`` warns with a path
+into site-packages and then falls back to text bars, which is what causalcell
+wants. ``causalcell/__init__.py`` imports this module before any other, so the
+import happens once, here, and the message does not open every notebook that
+imports causalcell. Other warnings are untouched.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+
+from tqdm.std import TqdmWarning
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="IProgress not found", category=TqdmWarning)
+    importlib.import_module("tqdm.auto")
