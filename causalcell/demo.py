@@ -19,10 +19,9 @@ import pandas as pd
 from anndata import AnnData
 from tqdm.auto import tqdm
 
-from causalcell.data import Interventions, pseudobulk
+from causalcell.data import Interventions, pseudobulk, split_by_perturbation
+from causalcell.data._interventions import format_levels
 from causalcell.data.contract import LEVEL, PERTURBATION, PERTURBATION_TYPE
-from causalcell.data.interventions import format_levels
-from causalcell.data.split import split_by_perturbation
 from causalcell.errors import ParameterError, UnmeasuredTargetWarning
 from causalcell.evaluate import compare
 from causalcell.models import (
@@ -32,7 +31,7 @@ from causalcell.models import (
     MeanBaseline,
     TargetOnlyBaseline,
 )
-from causalcell.models.base import observed_target_levels
+from causalcell.models._base import observed_target_levels
 
 __all__ = [
     "ModelComparison",

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.base import clone
 
-import causalcell.models.baselines as baselines_module
+import causalcell.models._baselines as baselines_module
 from causalcell.data import Interventions, pseudobulk, split_by_perturbation
 from causalcell.datasets import simulate
 from causalcell.errors import (
@@ -22,8 +22,8 @@ from causalcell.errors import (
     ParameterError,
     PredictionError,
 )
-from causalcell.models.base import save_arrays
-from causalcell.models.baselines import (
+from causalcell.models._base import save_arrays
+from causalcell.models._baselines import (
     ControlBaseline,
     LinearEmbeddingBaseline,
     MeanBaseline,

@@ -1,4 +1,4 @@
-"""Tests of causalcell.models.conditional.ConditionalGRNRegressor: known answers,
+"""Tests of causalcell.models._conditional.ConditionalGRNRegressor: known answers,
 exclusion, clamping, a pgmpy peer check, persistence and errors."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from causalcell.errors import (
     ParameterError,
     PredictionError,
 )
-from causalcell.models.conditional import ConditionalGRNRegressor
+from causalcell.models import ConditionalGRNRegressor
 
 LEVEL = "expression_level_after_perturbation"
 

@@ -227,7 +227,7 @@ def test_learn_network_loads_small_dask_data_and_refuses_large(sim, monkeypatch)
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
 def test_cross_products_gather_and_weights_same_in_memory_and_lazy(sim, sparse):
     from causalcell.data import Interventions
-    from causalcell.models.solvers import cross_products
+    from causalcell.models._solvers import cross_products
 
     adata = sim.adata
     iv = Interventions.from_adata(adata, warn_unmeasured=False)

@@ -313,7 +313,7 @@ def test_pseudobulk_equals_naive_groupby(sparse):
 def test_pseudobulk_dense_row_blocks(monkeypatch):
     import importlib
 
-    module = importlib.import_module("causalcell.data.pseudobulk")  # the module, not the function
+    module = importlib.import_module("causalcell.data._pseudobulk")  # the module, not the function
 
     adata = make_adata(BASIC)
     adata.X = adata.X.astype(np.float32)

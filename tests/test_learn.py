@@ -1,4 +1,4 @@
-"""Tests of causalcell.graph.learn: sparse-regression networks and pgmpy's PC."""
+"""Tests of causalcell.graph._learn: sparse-regression networks and pgmpy's PC."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 from sklearn.linear_model import Lasso, lars_path
 
-import causalcell.graph.learn as learn_module
+import causalcell.graph._learn as learn_module
 from causalcell.data import Interventions
 from causalcell.datasets import load_sachs2005, load_sachs2005_network, simulate
 from causalcell.errors import (
@@ -24,7 +24,7 @@ from causalcell.errors import (
     UnmeasuredTargetWarning,
 )
 from causalcell.graph import network_to_frame
-from causalcell.graph.learn import learn_network, learn_pc
+from causalcell.graph._learn import learn_network, learn_pc
 
 # Sachs et al. label a co-stimulation (ICAM2) that is not a measured protein.
 pytestmark = pytest.mark.filterwarnings("ignore::causalcell.errors.UnmeasuredTargetWarning")

@@ -1,4 +1,4 @@
-"""Shared model helpers (causalcell.models.base): equality with naive references."""
+"""Shared model helpers (causalcell.models._base): equality with naive references."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import scipy.sparse as sp
 from hypothesis import given
 from hypothesis import strategies as st
 
-from causalcell.models.base import (
+from causalcell.models._base import (
     entry_rows,
     gather_entries,
     level_array_names,

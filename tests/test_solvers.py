@@ -1,4 +1,4 @@
-"""Tests of causalcell.models.solvers: the batched exact per-gene solver and the
+"""Tests of causalcell.models._solvers: the batched exact per-gene solver and the
 linear propagation, against naive per-gene scikit-learn / numpy references."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from sklearn.linear_model import LinearRegression, Ridge
 
 from causalcell.errors import ParameterError, PredictionError
-from causalcell.models import solvers
-from causalcell.models.solvers import (
+from causalcell.models import _solvers as solvers
+from causalcell.models._solvers import (
     SteadyState,
     cross_products,
     dense_block,

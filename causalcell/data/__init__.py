@@ -1,5 +1,9 @@
 """Perturbation data: the obs contract, `Interventions`, pseudobulk, splits, files."""
 
+from causalcell.data._interventions import Interventions
+from causalcell.data._io import read_h5ad, write_h5ad
+from causalcell.data._pseudobulk import changes, control_mean, pseudobulk
+from causalcell.data._split import split_by_perturbation
 from causalcell.data.contract import (
     COMBINATION_SEPARATOR,
     IS_CONTROL,
@@ -9,11 +13,7 @@ from causalcell.data.contract import (
     standardize,
     validate,
 )
-from causalcell.data.interventions import Interventions
-from causalcell.data.io import read_h5ad, write_h5ad
 from causalcell.data.lazy import read_lazy
-from causalcell.data.pseudobulk import changes, control_mean, pseudobulk
-from causalcell.data.split import split_by_perturbation
 
 __all__ = [
     "COMBINATION_SEPARATOR",

@@ -277,7 +277,7 @@ def validate(adata: AnnData, *, layer: str | None = None, check_expression: bool
             f"Read files with causalcell.data.read_h5ad(path)."
         )
     # Labels, kinds and levels are parsed by Interventions: one copy of that logic.
-    from causalcell.data.interventions import Interventions
+    from causalcell.data._interventions import Interventions
 
     _check_var_names(adata)
     Interventions.from_adata(adata, warn_unmeasured=True)

@@ -30,6 +30,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from causalcell.data import Interventions, pseudobulk
 from causalcell.data.contract import (
     IS_CONTROL,
     PERTURBATION,
@@ -37,8 +38,6 @@ from causalcell.data.contract import (
     expression_matrix,
     validate,
 )
-from causalcell.data.interventions import Interventions
-from causalcell.data.pseudobulk import pseudobulk
 from causalcell.errors import DataContractError, ParameterError
 from causalcell.evaluate.de import control_rows
 from causalcell.evaluate.metrics import _nonfinite_rows

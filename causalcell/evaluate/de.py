@@ -44,8 +44,8 @@ from anndata import AnnData
 from scipy import special
 from statsmodels.stats.multitest import fdrcorrection
 
+from causalcell.data import Interventions
 from causalcell.data.contract import IS_CONTROL, PERTURBATION, PERTURBATION_TYPE
-from causalcell.data.interventions import Interventions
 from causalcell.data.lazy import check_row_chunks, is_dask_array, map_row_blocks
 from causalcell.errors import DataContractError, ParameterError
 

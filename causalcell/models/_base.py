@@ -33,8 +33,8 @@ from anndata import AnnData
 from sklearn.base import BaseEstimator
 
 from causalcell._version import __version__
+from causalcell.data._interventions import Interventions
 from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE, validate
-from causalcell.data.interventions import Interventions
 from causalcell.errors import DataFileError, NotFittedError, PredictionError
 
 __all__ = [

@@ -74,7 +74,7 @@ from causalcell.data.lazy import (
     row_blocks,
 )
 from causalcell.errors import DataContractError, ParameterError, PredictionError
-from causalcell.models.base import entry_rows, gather_entries
+from causalcell.models._base import entry_rows, gather_entries
 
 __all__ = [
     "CrossProducts",

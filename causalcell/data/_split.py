@@ -7,8 +7,8 @@ import numbers
 import numpy as np
 from anndata import AnnData
 
+from causalcell.data._interventions import Interventions
 from causalcell.data.contract import PERTURBATION
-from causalcell.data.interventions import Interventions
 from causalcell.errors import DataContractError
 
 __all__ = ["split_by_perturbation"]

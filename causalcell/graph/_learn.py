@@ -52,8 +52,8 @@ import scipy.sparse as sp
 from anndata import AnnData
 from scipy import stats
 
+from causalcell.data._interventions import Interventions
 from causalcell.data.contract import IS_CONTROL, validate
-from causalcell.data.interventions import Interventions
 from causalcell.data.lazy import compute_if_small
 from causalcell.errors import (
     CausalCellWarning,
@@ -805,7 +805,7 @@ def learn_network(
     --------
     >>> import causalcell as cc
     >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, seed=0)
-    >>> from causalcell.graph.learn import learn_network
+    >>> from causalcell.graph import learn_network
     >>> tfs = sim.adata.var_names[sim.adata.var["is_tf"]]
     >>> G = learn_network(sim.adata, regulators=tfs, verbose=False)
     >>> sorted(G.nodes) == sorted(sim.adata.var_names)
@@ -1161,7 +1161,7 @@ def learn_pc(
     Examples
     --------
     >>> import causalcell as cc
-    >>> from causalcell.graph.learn import learn_pc
+    >>> from causalcell.graph import learn_pc
     >>> adata = cc.datasets.load_sachs2005()
     >>> G = learn_pc(adata, alpha=0.01, verbose=False)  # the 853 cd3_cd28 cells
     >>> G.graph["n_samples"], G.has_edge("raf", "mek") or G.has_edge("mek", "raf")
@@ -1328,7 +1328,7 @@ def _pc_genes(
             f"learn_pc got {len(used)} variables, more than max_vars={max_vars}: the PC "
             f"algorithm's number of independence tests grows quickly with the number of "
             f"variables. Select at most {max_vars} genes (genes=...), restrict them with a "
-            f"prior network, use causalcell.graph.learn.learn_network (sparse regression, "
+            f"prior network, use causalcell.graph.learn_network (sparse regression, "
             f"scales to thousands of genes), or raise max_vars if you can wait."
         )
     if len(used) < 2:

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import networkx as nx
 
-from causalcell.graph.io import _require_digraph
+from causalcell.graph._io import _require_digraph
 
 __all__ = ["intervene"]
 

@@ -5,7 +5,7 @@ Fit: for each gene g, regress x_g on its regulators (its parents in a
 network, or every gene of a regulator list) using only the samples in which g
 is *not* targeted (combinations containing g are left out too); a targeted
 regulator enters at its level T (knockout: 0; unknown T: its measured value).
-Ridge and OLS use the batched exact solver of :mod:`causalcell.models.solvers`;
+Ridge and OLS use the batched exact solver of :mod:`causalcell.models._solvers`;
 any scikit-learn regressor goes through a per-gene path.
 
 Predict: start from a state (the training control mean by default), clamp
@@ -34,9 +34,9 @@ from scipy import stats
 from sklearn.base import clone
 from tqdm.auto import tqdm
 
+from causalcell.data._pseudobulk import control_mean, control_weights
 from causalcell.data.contract import PERTURBATION
 from causalcell.data.lazy import is_dask_array
-from causalcell.data.pseudobulk import control_mean, control_weights
 from causalcell.errors import (
     CausalCellWarning,
     DataFileError,
@@ -44,8 +44,8 @@ from causalcell.errors import (
     ParameterError,
     PredictionError,
 )
-from causalcell.graph.io import to_adjacency
-from causalcell.models.base import (
+from causalcell.graph._io import to_adjacency
+from causalcell.models._base import (
     PerturbationModel,
     entry_rows,
     levels_from_arrays,
@@ -58,7 +58,7 @@ from causalcell.models.base import (
     save_arrays,
     training_data,
 )
-from causalcell.models.solvers import SteadyState, dense_block, fit_linear, propagate_linear
+from causalcell.models._solvers import SteadyState, dense_block, fit_linear, propagate_linear
 
 __all__ = ["DEFAULT_ALPHAS", "ConditionalGRNRegressor"]
 
@@ -96,7 +96,7 @@ class ConditionalGRNRegressor(PerturbationModel):
     regressor : {"ridge", "ols", "lasso"} or scikit-learn regressor, default "ridge"
         ``"ridge"`` and ``"ols"`` use the batched exact solver (one pass over
         the samples, exact per-gene exclusion by downdating; see
-        :mod:`causalcell.models.solvers`); ``"ols"`` also gives statistical
+        :mod:`causalcell.models._solvers`); ``"ols"`` also gives statistical
         inference (:meth:`coef_table`). ``"lasso"`` fits
         :class:`sklearn.linear_model.Lasso` per gene; any other scikit-learn
         regressor instance is cloned and fitted per gene (parallel with
@@ -147,7 +147,7 @@ class ConditionalGRNRegressor(PerturbationModel):
     target_levels_ : pandas.DataFrame
         Mean observed level per training perturbation and target (used when
         a request gives no level), from
-        :func:`~causalcell.models.base.observed_target_levels`.
+        :func:`~causalcell.models._base.observed_target_levels`.
     network_ : networkx.DiGraph
         The fitted model as a weighted network.
     estimators_ : list or None
@@ -156,7 +156,7 @@ class ConditionalGRNRegressor(PerturbationModel):
     Examples
     --------
     >>> import causalcell as cc
-    >>> from causalcell.models.conditional import ConditionalGRNRegressor
+    >>> from causalcell.models import ConditionalGRNRegressor
     >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, seed=0)
     >>> model = ConditionalGRNRegressor(verbose=False).fit(sim.adata, sim.network)
     >>> pred = model.predict(sim.truth.obs)

@@ -1,6 +1,6 @@
 """Baselines that any model of P(X | T) has to beat.
 
-All four follow the estimator protocol of :mod:`causalcell.models.base`
+All four follow the estimator protocol of :mod:`causalcell.models._base`
 (``fit(adata, network=None)`` returns ``self``; ``predict(perturbations)``
 returns an AnnData with the request's obs and the model's genes; ``save`` /
 ``load`` through a pickle-free ``.npz`` file). None of them uses a network:
@@ -42,10 +42,10 @@ import scipy.sparse as sp
 from anndata import AnnData
 from scipy.sparse.linalg import svds
 
-from causalcell.data.interventions import Interventions
-from causalcell.data.pseudobulk import changes, control_mean, row_weights
+from causalcell.data._interventions import Interventions
+from causalcell.data._pseudobulk import changes, control_mean, row_weights
 from causalcell.errors import DataContractError, DataFileError, ParameterError
-from causalcell.models.base import (
+from causalcell.models._base import (
     PerturbationModel,
     entry_rows,
     gather_entries,
@@ -448,7 +448,7 @@ class TargetOnlyBaseline(_Baseline):
     reward it for reproducing the intervention itself, which is how much an
     unconditioned metric credits a model for P(T) alone.
 
-    T is resolved by :func:`causalcell.models.base.resolve_levels`:
+    T is resolved by :func:`causalcell.models._base.resolve_levels`:
     knockouts 0, a level given in the request as given, otherwise the mean
     level of that gene observed in the training samples of the same
     perturbation.
@@ -478,7 +478,7 @@ class TargetOnlyBaseline(_Baseline):
         The profile the targeted genes are set in.
     target_levels_ : pandas.DataFrame
         Mean observed level per training perturbation and targeted gene
-        (:func:`causalcell.models.base.observed_target_levels`).
+        (:func:`causalcell.models._base.observed_target_levels`).
 
     Examples
     --------

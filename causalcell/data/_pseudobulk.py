@@ -9,6 +9,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from causalcell.data._interventions import Interventions, format_levels
 from causalcell.data.contract import (
     IS_CONTROL,
     LEVEL,
@@ -16,7 +17,6 @@ from causalcell.data.contract import (
     PERTURBATION_TYPE,
     expression_matrix,
 )
-from causalcell.data.interventions import Interventions, format_levels
 from causalcell.data.lazy import check_row_chunks, is_dask_array, map_row_blocks
 from causalcell.errors import DataContractError
 
