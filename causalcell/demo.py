@@ -20,7 +20,7 @@ from anndata import AnnData
 from tqdm.auto import tqdm
 
 from causalcell.data import Interventions, pseudobulk, split_by_perturbation
-from causalcell.data._interventions import format_levels
+from causalcell.data._schema import format_levels
 from causalcell.data.contract import LEVEL, PERTURBATION, PERTURBATION_TYPE
 from causalcell.errors import ParameterError, UnmeasuredTargetWarning
 from causalcell.evaluate import compare

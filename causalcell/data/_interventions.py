@@ -1,37 +1,46 @@
 """`Interventions`: which genes each sample targets, how, and at what level.
 
 An intervention is data. It is parsed once from the obs contract (see
-:mod:`causalcell.data.contract`) into this object; the graph code uses it to
-cut edges, the models to decide what not to fit and what to clamp, the metrics
-to decide what not to score.
+:mod:`causalcell.data.contract`) into this object, and the object travels:
+the graph code uses it to cut edges, the models to decide what not to fit and
+what to clamp, the metrics to decide what not to score.
 
-Parsing works per *condition* (a distinct set of targeted genes with a kind),
-not per sample: a screen has ~1e5 cells but ~1e3 conditions, so the per-sample
-structures are built by vectorized gathers from per-condition ones.
+Parsing works on integer codes: each obs column is factorized once (a
+categorical column is read through its codes), the codes of label, kind and
+control flag are combined into one integer per sample, and only the distinct
+*conditions* (a screen has ~1e5 cells but ~1e3 conditions) are parsed as
+text. The per-sample structures are then vectorized gathers from
+per-condition ones.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from causalcell.data.contract import (
+from causalcell.data._schema import (
     COMBINATION_SEPARATOR,
+    CONTROL_KIND,
     IS_CONTROL,
+    KNOCKOUT,
     LEVEL,
     PERTURBATION,
     PERTURBATION_TYPE,
     check_columns,
     check_is_control,
+    is_missing_text,
+    normalize_kind,
     parse_levels,
     split_label,
 )
+from causalcell.data._sparse import entry_rows, ragged_gather
 from causalcell.errors import DataContractError, UnmeasuredTargetWarning
 
 __all__ = ["Interventions"]
@@ -39,33 +48,59 @@ __all__ = ["Interventions"]
 _MAX_NAMED = 10  # genes named in a warning before "... and N more"
 
 
-def _ragged_gather(
-    indptr: np.ndarray, values: np.ndarray, codes: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenate the ragged rows ``codes`` of a CSR-like (indptr, values).
+def _factorize(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes (-1: missing) and distinct values of an obs column.
 
-    Returns the new indptr and the gathered values, without a Python loop.
+    A categorical column is read through its own codes (no pass over its
+    values); its unused categories are harmless extra uniques.
     """
-    lengths = np.diff(indptr)[codes]
-    new_indptr = np.zeros(len(codes) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=new_indptr[1:])
-    total = int(new_indptr[-1])
-    if total == 0:
-        return new_indptr, values[:0]
-    offsets = np.arange(total, dtype=np.int64) - np.repeat(new_indptr[:-1], lengths)
-    return new_indptr, values[np.repeat(indptr[:-1][codes], lengths) + offsets]
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        codes = column.cat.codes.to_numpy().astype(np.int64)
+        return codes, np.asarray(column.cat.categories.astype(object))
+    codes, uniques = pd.factorize(column, use_na_sentinel=True)
+    return codes.astype(np.int64), np.asarray(uniques, dtype=object)
 
 
-def format_levels(levels: Sequence[float]) -> str:
-    """Inverse of :func:`~causalcell.data.contract.parse_levels`: ``"0.2,nan"``."""
-    return COMBINATION_SEPARATOR.join("nan" if math.isnan(v) else repr(float(v)) for v in levels)
+@dataclass(frozen=True)
+class _Columns:
+    """The contract columns of obs as integer codes, after the per-row checks."""
+
+    labels: np.ndarray  # (n,) str objects, as given
+    label_codes: np.ndarray  # (n,) into label_values
+    label_values: np.ndarray  # distinct labels, str
+    kind_codes: np.ndarray  # (n,) into kind_values
+    kind_values: np.ndarray  # distinct normalized kinds
+    is_control: np.ndarray  # (n,) bool
+
+
+@dataclass(frozen=True)
+class _RawConditions:
+    """Distinct (label as given, kind, control flag) of the samples, first appearance order."""
+
+    codes: np.ndarray  # (n,) sample -> raw condition
+    label: list[str]
+    kind: list[str]
+    control: list[bool]
+    targets: list[tuple[str, ...]]  # genes in label order; () for controls
+
+
+@dataclass(frozen=True)
+class _Conditions:
+    """Canonical conditions (sorted targets and kind) and their measured targets."""
+
+    codes: np.ndarray  # (n,) sample -> condition
+    frame: pd.DataFrame  # the public ``conditions`` table
+    indptr: np.ndarray  # measured target columns of each condition, CSR layout
+    indices: np.ndarray
+    unmeasured: tuple[str, ...]
 
 
 class Interventions:
     """The interventions of a set of samples, parsed from the obs contract.
 
     Build it with :meth:`from_adata` or :meth:`from_obs`; do not call the
-    constructor directly.
+    constructor directly. Treat it as immutable: :meth:`take` and
+    :meth:`with_levels` return new objects.
 
     Attributes
     ----------
@@ -77,13 +112,16 @@ class Interventions:
         The ``perturbation`` value of each sample, as given.
     is_control : numpy.ndarray of bool
     kind : numpy.ndarray of str
-        ``perturbation_type`` of each sample, lower-cased.
+        ``perturbation_type`` of each sample, stripped and lower-cased.
     mask : scipy.sparse.csr_array of bool, shape (n_samples, n_genes)
         True where a sample targets a measured gene. Column indices are
         sorted within each row.
     levels : numpy.ndarray of float
         The level T of each stored entry of :attr:`mask`, in the CSR order of
         ``mask.data``: 0 for knockouts, NaN when unknown.
+    entry_rows : numpy.ndarray of int
+        The sample (row) of each stored entry of :attr:`mask`: entry ``i``
+        is ``(entry_rows[i], mask.indices[i])`` with level ``levels[i]``.
     conditions : pandas.DataFrame
         One row per distinct condition (targeted gene set and kind), indexed
         by a condition key, with columns ``perturbation`` (the canonical
@@ -191,254 +229,32 @@ class Interventions:
         """
         if not isinstance(obs, pd.DataFrame):
             raise DataContractError(f"obs must be a pandas DataFrame, got {type(obs).__name__}.")
-        genes = pd.Index(genes).astype(str)
-        if not genes.is_unique:
-            dup = genes[genes.duplicated()].unique()[:5].tolist()
-            raise DataContractError(
-                f"Gene names are not unique (e.g. {dup}); make them unique first "
-                f"(adata.var_names_make_unique())."
-            )
-        check_columns(obs)
-        is_control = check_is_control(obs)
-        n = len(obs)
-        labels = np.asarray(obs[PERTURBATION].astype(object).to_numpy(), dtype=object)
-        missing_label = pd.isna(labels)
-        if missing_label.any():
-            row = obs.index[np.flatnonzero(missing_label)[0]]
-            raise DataContractError(
-                f"Column {PERTURBATION!r} is missing in row {row!r} "
-                f"({int(missing_label.sum())} rows in all). Every sample needs a label: the "
-                f"targeted gene(s), or a control label."
-            )
-        labels = labels.astype(str).astype(object)
-        kinds_raw = obs[PERTURBATION_TYPE].astype(object).to_numpy()
-        missing_kind = pd.isna(kinds_raw)
-        if (missing_kind & ~is_control).any():
-            row = obs.index[np.flatnonzero(missing_kind & ~is_control)[0]]
-            raise DataContractError(
-                f"Column {PERTURBATION_TYPE!r} is missing in row {row!r}, a perturbed sample. "
-                f"Use 'knockout', 'knockdown' or 'overexpression' (or another word such as "
-                f"'chemical')."
-            )
-        kind = np.where(missing_kind, "control", kinds_raw).astype(str)
-        kind = np.char.lower(np.char.strip(kind)).astype(object)
-
-        # --- conditions: one parse per distinct (label, kind, is_control)
-        raw_key = pd.MultiIndex.from_arrays([labels, kind, is_control])
-        raw_codes, raw_uniques = pd.factorize(raw_key)
-        cond_rows: list[tuple[str, str, bool, tuple[str, ...]]] = []
-        for label, k, ctrl in raw_uniques:
-            if ctrl:
-                cond_rows.append((label, k, True, ()))
-                continue
-            targets = split_label(label)
-            if not targets:
-                row = obs.index[np.flatnonzero(labels == label)[0]]
-                raise DataContractError(
-                    f"Row {row!r} is not a control but its {PERTURBATION!r} label {label!r} "
-                    f"names no gene. Set {IS_CONTROL!r} to True for controls, or name the "
-                    f"targeted gene(s)."
-                )
-            if len(set(targets)) != len(targets):
-                row = obs.index[np.flatnonzero(labels == label)[0]]
-                raise DataContractError(
-                    f"Row {row!r}: the label {label!r} names a gene twice; list each "
-                    f"targeted gene once."
-                )
-            cond_rows.append((label, k, False, targets))
-        # Canonical condition: sorted targets ("A,B" == "B,A") and kind.
-        canon = [
-            (lab if ctrl else COMBINATION_SEPARATOR.join(sorted(t)), k, ctrl)
-            for lab, k, ctrl, t in cond_rows
-        ]
-        canon_codes, canon_uniques = pd.factorize(pd.MultiIndex.from_tuples(canon))
-        codes = canon_codes[raw_codes].astype(np.int64)
-
-        cond_targets: list[tuple[str, ...]] = []
-        for canon_label, _k, ctrl in canon_uniques:
-            cond_targets.append(() if ctrl else tuple(canon_label.split(COMBINATION_SEPARATOR)))
-        # Measured targets of each canonical condition, as sorted column indices.
-        flat_targets = [g for t in cond_targets for g in t]
-        flat_idx = genes.get_indexer(flat_targets) if flat_targets else np.zeros(0, np.int64)
-        unmeasured = tuple(sorted({g for g, i in zip(flat_targets, flat_idx, strict=True)
-                                   if i < 0}))
-        cond_indptr = np.zeros(len(cond_targets) + 1, dtype=np.int64)
-        cond_indices_parts = []
-        start = 0
-        for c, t in enumerate(cond_targets):
-            idx = flat_idx[start : start + len(t)]
-            start += len(t)
-            idx = np.sort(idx[idx >= 0])
-            cond_indices_parts.append(idx)
-            cond_indptr[c + 1] = cond_indptr[c] + len(idx)
-        cond_indices = (
-            np.concatenate(cond_indices_parts).astype(np.int64)
-            if cond_indices_parts else np.zeros(0, np.int64)
-        )
-        indptr, indices = _ragged_gather(cond_indptr, cond_indices, codes)
+        genes = _gene_index(genes)
+        columns = _read_columns(obs)
+        raw = _raw_conditions(columns, obs.index)
+        cond = _canonical_conditions(raw, genes)
+        indptr, indices = ragged_gather(cond.indptr, cond.indices, cond.codes)
         mask = sp.csr_array(
-            (np.ones(len(indices), dtype=bool), indices, indptr), shape=(n, len(genes))
+            (np.ones(len(indices), dtype=bool), indices, indptr), shape=(len(obs), len(genes))
         )
-        levels = cls._parse_level_column(
-            obs, labels, kind, is_control, raw_codes, cond_rows, genes, indptr, indices
-        )
-
-        n_samples = np.bincount(codes, minlength=len(canon_uniques))
-        conditions = pd.DataFrame(
-            {
-                PERTURBATION: [c[0] for c in canon_uniques],
-                PERTURBATION_TYPE: [c[1] for c in canon_uniques],
-                IS_CONTROL: np.array([c[2] for c in canon_uniques], dtype=bool),
-                "targets": cond_targets,
-                "n_targets": np.array([len(t) for t in cond_targets], dtype=np.int64),
-                "n_measured": np.diff(cond_indptr),
-                "n_samples": n_samples,
-            }
-        )
-        conditions.index = pd.Index(
-            cls._condition_keys(conditions), name="condition"
-        )
-        if unmeasured and warn_unmeasured:
-            named = ", ".join(unmeasured[:_MAX_NAMED])
-            n_more = len(unmeasured) - _MAX_NAMED
-            more = f" and {n_more} more" if n_more > 0 else ""
-            warnings.warn(
-                f"{len(unmeasured)} targeted gene(s) are not among the measured genes: "
-                f"{named}{more}. They are kept as interventions (their downstream effects are "
-                f"measured) but cannot be clamped or excluded from scores.",
-                UnmeasuredTargetWarning,
-                stacklevel=3,
-            )
+        levels = _LevelParser(obs, raw, genes, indptr).parse()
+        # Knockouts: T = 0 whatever transcript is still measured.
+        is_knockout = np.asarray(columns.kind_values == KNOCKOUT)[columns.kind_codes]
+        levels[is_knockout[entry_rows(indptr)]] = 0.0
+        if cond.unmeasured and warn_unmeasured:
+            _warn_unmeasured(cond.unmeasured)
         return cls(
             genes=genes,
             obs_names=pd.Index(obs.index).astype(str),
-            labels=labels,
-            is_control=is_control,
-            kind=kind,
+            labels=columns.labels,
+            is_control=columns.is_control,
+            kind=columns.kind_values[columns.kind_codes],
             mask=mask,
             levels=levels,
-            conditions=conditions,
-            codes=codes,
-            unmeasured=unmeasured,
+            conditions=cond.frame,
+            codes=cond.codes,
+            unmeasured=cond.unmeasured,
         )
-
-    @staticmethod
-    def _condition_keys(conditions: pd.DataFrame) -> list[str]:
-        """Readable unique keys: the canonical label, plus the kind when a label
-        occurs with several kinds (e.g. a gene both knocked down and activated)."""
-        labels = conditions[PERTURBATION]
-        ambiguous = labels.duplicated(keep=False).to_numpy()
-        return [
-            f"{lab} [{k}]" if amb else lab
-            for lab, k, amb in zip(labels, conditions[PERTURBATION_TYPE], ambiguous, strict=True)
-        ]
-
-    @staticmethod
-    def _parse_level_column(
-        obs: pd.DataFrame,
-        labels: np.ndarray,
-        kind: np.ndarray,
-        is_control: np.ndarray,
-        raw_codes: np.ndarray,
-        cond_rows: list[tuple[str, str, bool, tuple[str, ...]]],
-        genes: pd.Index,
-        indptr: np.ndarray,
-        indices: np.ndarray,
-    ) -> np.ndarray:
-        """Levels T aligned with the CSR entries of the mask.
-
-        Single-gene rows (the bulk of any screen) are converted in one
-        vectorized pass; each distinct (combination, level string) pair is
-        parsed once.
-        """
-        n_rows = len(labels)
-        n_entries = len(indices)
-        levels = np.full(n_entries, np.nan)
-        entry_rows = np.repeat(np.arange(n_rows), np.diff(indptr))
-        if LEVEL in obs.columns and n_entries:
-            col = obs[LEVEL]
-            cond_n_targets = np.array([len(r[3]) for r in cond_rows], dtype=np.int64)
-            n_targets = cond_n_targets[raw_codes]
-            single = (~is_control) & (n_targets == 1)
-            multi = (~is_control) & (n_targets > 1)
-            numeric = pd.api.types.is_numeric_dtype(col.dtype) and not (
-                pd.api.types.is_bool_dtype(col.dtype)
-            )
-            if numeric:
-                values = col.to_numpy(dtype=float)
-                bad = multi & ~np.isnan(values)
-                if bad.any():
-                    i = int(np.flatnonzero(bad)[0])
-                    parse_levels(values[i], int(n_targets[i]), row=obs.index[i])  # raises
-                levels = values[entry_rows].astype(float)
-            else:
-                raw = col.astype(object).to_numpy()
-                text = pd.Series(raw, dtype=object).astype(str).str.strip()
-                as_float = pd.to_numeric(
-                    text.where(~text.str.lower().isin(["", "nan", "na", "none"]), "nan"),
-                    errors="coerce",
-                ).to_numpy(dtype=float)
-                # A single-gene row whose text did not convert is an error: let
-                # parse_levels word it (bad number, or several levels).
-                failed = single & np.isnan(as_float) & ~text.str.lower().isin(
-                    ["", "nan", "na", "none"]
-                ).to_numpy()
-                if failed.any():
-                    i = int(np.flatnonzero(failed)[0])
-                    parse_levels(raw[i], 1, row=obs.index[i])  # raises
-                entry_single = single[entry_rows]
-                levels[entry_single] = as_float[entry_rows[entry_single]]
-                if multi.any():
-                    levels = Interventions._parse_combination_levels(
-                        obs, raw, text.to_numpy(), raw_codes, cond_rows, genes, multi,
-                        indptr, entry_rows, levels,
-                    )
-        # Knockouts: T = 0 whatever transcript is still measured.
-        knockout_rows = np.asarray(kind == "knockout")
-        if n_entries and knockout_rows.any():
-            levels[knockout_rows[entry_rows]] = 0.0
-        return levels
-
-    @staticmethod
-    def _parse_combination_levels(
-        obs: pd.DataFrame,
-        raw: np.ndarray,
-        text: np.ndarray,
-        raw_codes: np.ndarray,
-        cond_rows: list[tuple[str, str, bool, tuple[str, ...]]],
-        genes: pd.Index,
-        multi: np.ndarray,
-        indptr: np.ndarray,
-        entry_rows: np.ndarray,
-        levels: np.ndarray,
-    ) -> np.ndarray:
-        """Fill the entries of combination rows; one parse per distinct pair."""
-        rows = np.flatnonzero(multi)
-        pair_codes, pair_uniques = pd.factorize(
-            pd.MultiIndex.from_arrays([raw_codes[rows], text[rows]])
-        )
-        first = np.full(len(pair_uniques), -1, dtype=np.int64)
-        first[pair_codes[::-1]] = rows[::-1]
-        # Per raw condition: which parsed positions are measured, in column order.
-        selectors: dict[int, np.ndarray] = {}
-        pair_indptr = np.zeros(len(pair_uniques) + 1, dtype=np.int64)
-        pair_vals: list[np.ndarray] = []
-        for p, i in enumerate(first):
-            c = int(raw_codes[i])
-            targets = cond_rows[c][3]
-            if c not in selectors:
-                idx = genes.get_indexer(list(targets))
-                measured = np.flatnonzero(idx >= 0)
-                selectors[c] = measured[np.argsort(idx[measured], kind="stable")]
-            parsed = np.asarray(parse_levels(raw[i], len(targets), row=obs.index[i]))
-            vals = parsed[selectors[c]]
-            pair_vals.append(vals)
-            pair_indptr[p + 1] = pair_indptr[p] + len(vals)
-        flat = np.concatenate(pair_vals) if pair_vals else np.zeros(0)
-        _, gathered = _ragged_gather(pair_indptr, flat, pair_codes)
-        out = levels.copy()
-        out[multi[entry_rows]] = gathered
-        return out
 
     # --------------------------------------------------------------- access
     @property
@@ -453,6 +269,11 @@ class Interventions:
     def shape(self) -> tuple[int, int]:
         """``(n_samples, n_genes)``."""
         return self.mask.shape
+
+    @cached_property
+    def entry_rows(self) -> np.ndarray:
+        """The sample of each stored entry of :attr:`mask` (aligned with :attr:`levels`)."""
+        return entry_rows(self.mask.indptr)
 
     def __repr__(self) -> str:
         n_cond = int((self.conditions["n_samples"] > 0).sum())
@@ -497,17 +318,19 @@ class Interventions:
                 f"Gene {gene!r} is not among the {len(self.genes)} measured genes."
             )
         out = np.zeros(self.n_samples, dtype=bool)
-        col = self.mask[:, [j]].tocsc()
-        out[col.indices] = True
+        out[self.entry_rows[self.mask.indices == j]] = True
         return out
 
-    def __getitem__(self, index: object) -> Interventions:
-        """Subset samples with a slice, an integer array or a boolean mask."""
-        rows = np.arange(self.n_samples)[index]  # type: ignore[index]
-        rows = np.atleast_1d(rows)
-        mask = self.mask[rows]
-        sub_indptr, _ = _ragged_gather(self.mask.indptr, self.mask.indices, rows)
-        _, sub_levels = _ragged_gather(self.mask.indptr, self.levels, rows)
+    # --------------------------------------------------------------- derive
+    def take(self, rows: object) -> Interventions:
+        """The samples ``rows``: a slice, an integer array (repeats allowed) or a boolean mask.
+
+        Conditions keep their rows (``n_samples`` is recounted), so condition
+        codes mean the same in the subset.
+        """
+        rows = np.atleast_1d(np.arange(self.n_samples)[rows])  # type: ignore[index]
+        indptr, indices = ragged_gather(self.mask.indptr, self.mask.indices, rows)
+        _, levels = ragged_gather(self.mask.indptr, self.levels, rows)
         codes = self.codes[rows]
         conditions = self.conditions.copy()
         conditions["n_samples"] = np.bincount(codes, minlength=len(conditions))
@@ -517,9 +340,299 @@ class Interventions:
             labels=self.labels[rows],
             is_control=self.is_control[rows],
             kind=self.kind[rows],
-            mask=sp.csr_array((mask.data, mask.indices, sub_indptr), shape=mask.shape),
-            levels=sub_levels,
+            mask=sp.csr_array(
+                (np.ones(len(indices), dtype=bool), indices, indptr),
+                shape=(len(rows), self.mask.shape[1]),
+            ),
+            levels=levels,
             conditions=conditions,
             codes=codes,
             unmeasured=self.unmeasured,
         )
+
+    __getitem__ = take
+
+    def with_levels(self, levels: np.ndarray) -> Interventions:
+        """The same interventions with the levels of the mask entries replaced.
+
+        Parameters
+        ----------
+        levels
+            One value per stored entry of :attr:`mask`, in CSR order (e.g.
+            levels with the unknown ones resolved by a model).
+
+        Raises
+        ------
+        ValueError
+            If ``levels`` does not have one value per entry.
+        """
+        levels = np.asarray(levels, dtype=np.float64)
+        if levels.shape != self.levels.shape:
+            raise ValueError(
+                f"with_levels needs {self.levels.shape[0]} levels (one per targeted entry), "
+                f"got shape {levels.shape}."
+            )
+        other = Interventions(
+            genes=self.genes,
+            obs_names=self.obs_names,
+            labels=self.labels,
+            is_control=self.is_control,
+            kind=self.kind,
+            mask=self.mask,
+            levels=levels,
+            conditions=self.conditions,
+            codes=self.codes,
+            unmeasured=self.unmeasured,
+        )
+        if "entry_rows" in self.__dict__:
+            other.__dict__["entry_rows"] = self.__dict__["entry_rows"]
+        return other
+
+
+# ---------------------------------------------------------------------- parsing phases
+def _gene_index(genes: Sequence[str] | pd.Index) -> pd.Index:
+    genes = pd.Index(genes).astype(str)
+    if not genes.is_unique:
+        dup = genes[genes.duplicated()].unique()[:5].tolist()
+        raise DataContractError(
+            f"Gene names are not unique (e.g. {dup}); make them unique first "
+            f"(adata.var_names_make_unique())."
+        )
+    return genes
+
+
+def _read_columns(obs: pd.DataFrame) -> _Columns:
+    """Check the contract columns row by row and encode them as integer codes."""
+    check_columns(obs)
+    is_control = check_is_control(obs)
+    label_codes, label_raw = _factorize(obs[PERTURBATION])
+    missing_label = label_codes < 0
+    if missing_label.any():
+        row = obs.index[np.flatnonzero(missing_label)[0]]
+        raise DataContractError(
+            f"Column {PERTURBATION!r} is missing in row {row!r} "
+            f"({int(missing_label.sum())} rows in all). Every sample needs a label: the "
+            f"targeted gene(s), or a control label."
+        )
+    label_values = np.array([str(v) for v in label_raw], dtype=object)
+    kind_codes, kind_raw = _factorize(obs[PERTURBATION_TYPE])
+    missing_kind = kind_codes < 0
+    if (missing_kind & ~is_control).any():
+        row = obs.index[np.flatnonzero(missing_kind & ~is_control)[0]]
+        raise DataContractError(
+            f"Column {PERTURBATION_TYPE!r} is missing in row {row!r}, a perturbed sample. "
+            f"Use 'knockout', 'knockdown' or 'overexpression' (or another word such as "
+            f"'chemical')."
+        )
+    # Normalize the distinct kinds only, then merge those that became equal
+    # ("Knockout" and "knockout"); a control without a kind is "control".
+    spelled = [normalize_kind(v) for v in kind_raw] + [CONTROL_KIND]
+    merged, kind_values = pd.factorize(np.array(spelled, dtype=object))
+    kind_codes = merged[np.where(missing_kind, len(kind_raw), kind_codes)].astype(np.int64)
+    return _Columns(
+        labels=label_values[label_codes],
+        label_codes=label_codes,
+        label_values=label_values,
+        kind_codes=kind_codes,
+        kind_values=np.asarray(kind_values, dtype=object),
+        is_control=is_control,
+    )
+
+
+def _raw_conditions(columns: _Columns, index: pd.Index) -> _RawConditions:
+    """The distinct (label, kind, control) combinations; each label is split once."""
+    n_kinds = len(columns.kind_values)
+    key = (columns.label_codes * n_kinds + columns.kind_codes) * 2 + columns.is_control
+    codes, uniques = pd.factorize(key)
+    codes = codes.astype(np.int64)
+    control = (uniques % 2).astype(bool)
+    label_code, kind_code = np.divmod(uniques // 2, n_kinds)
+    labels = columns.label_values[label_code].tolist()
+    targets: list[tuple[str, ...]] = []
+    for r, (label, ctrl) in enumerate(zip(labels, control, strict=True)):
+        genes = () if ctrl else split_label(label)
+        if not ctrl and not genes:
+            raise DataContractError(
+                f"Row {_first_row(index, codes, r)!r} is not a control but its "
+                f"{PERTURBATION!r} label {label!r} names no gene. Set {IS_CONTROL!r} to True "
+                f"for controls, or name the targeted gene(s)."
+            )
+        if len(set(genes)) != len(genes):
+            raise DataContractError(
+                f"Row {_first_row(index, codes, r)!r}: the label {label!r} names a gene "
+                f"twice; list each targeted gene once."
+            )
+        targets.append(genes)
+    return _RawConditions(
+        codes=codes,
+        label=labels,
+        kind=columns.kind_values[kind_code].tolist(),
+        control=control.tolist(),
+        targets=targets,
+    )
+
+
+def _first_row(index: pd.Index, codes: np.ndarray, code: int) -> object:
+    """The obs name of the first sample with this code (for error messages)."""
+    return index[int(np.flatnonzero(codes == code)[0])]
+
+
+def _canonical_conditions(raw: _RawConditions, genes: pd.Index) -> _Conditions:
+    """Merge raw conditions into canonical ones ("A,B" == "B,A") and find their columns."""
+    canonical = [
+        label if ctrl else COMBINATION_SEPARATOR.join(sorted(targets))
+        for label, ctrl, targets in zip(raw.label, raw.control, raw.targets, strict=True)
+    ]
+    raw_key = pd.MultiIndex.from_arrays([canonical, raw.kind, raw.control])
+    raw_to_cond, uniques = pd.factorize(raw_key)
+    codes = raw_to_cond.astype(np.int64)[raw.codes]
+    cond_label = uniques.get_level_values(0).to_numpy(dtype=object)
+    cond_kind = uniques.get_level_values(1).to_numpy(dtype=object)
+    cond_control = uniques.get_level_values(2).to_numpy(dtype=bool)
+    targets = [() if ctrl else tuple(lab.split(COMBINATION_SEPARATOR))
+               for lab, ctrl in zip(cond_label, cond_control, strict=True)]
+    n_targets = np.fromiter(map(len, targets), dtype=np.int64, count=len(targets))
+    # Measured targets of every condition as sorted column indices (CSR layout).
+    flat = [g for t in targets for g in t]
+    column = genes.get_indexer(flat) if flat else np.zeros(0, np.int64)
+    owner = np.repeat(np.arange(len(targets)), n_targets)
+    measured = column >= 0
+    order = np.lexsort((column[measured], owner[measured]))
+    indices = column[measured][order].astype(np.int64)
+    n_measured = np.bincount(owner[measured], minlength=len(targets)).astype(np.int64)
+    indptr = np.concatenate([[0], np.cumsum(n_measured)]).astype(np.int64)
+    unmeasured = tuple(sorted({g for g, m in zip(flat, measured, strict=True) if not m}))
+    frame = pd.DataFrame(
+        {
+            PERTURBATION: cond_label,
+            PERTURBATION_TYPE: cond_kind,
+            IS_CONTROL: cond_control,
+            "targets": targets,
+            "n_targets": n_targets,
+            "n_measured": n_measured,
+            "n_samples": np.bincount(codes, minlength=len(targets)),
+        }
+    )
+    frame.index = pd.Index(_condition_keys(frame), name="condition")
+    return _Conditions(codes, frame, indptr, indices, unmeasured)
+
+
+def _condition_keys(conditions: pd.DataFrame) -> list[str]:
+    """Readable unique keys: the canonical label, plus the kind when a label
+    occurs with several kinds (e.g. a gene both knocked down and activated)."""
+    labels = conditions[PERTURBATION]
+    ambiguous = labels.duplicated(keep=False).to_numpy()
+    return [
+        f"{lab} [{k}]" if amb else lab
+        for lab, k, amb in zip(labels, conditions[PERTURBATION_TYPE], ambiguous, strict=True)
+    ]
+
+
+def _warn_unmeasured(unmeasured: tuple[str, ...]) -> None:
+    named = ", ".join(unmeasured[:_MAX_NAMED])
+    n_more = len(unmeasured) - _MAX_NAMED
+    more = f" and {n_more} more" if n_more > 0 else ""
+    warnings.warn(
+        f"{len(unmeasured)} targeted gene(s) are not among the measured genes: "
+        f"{named}{more}. They are kept as interventions (their downstream effects are "
+        f"measured) but cannot be clamped or excluded from scores.",
+        UnmeasuredTargetWarning,
+        stacklevel=4,
+    )
+
+
+class _LevelParser:
+    """Levels T aligned with the CSR entries of the mask, from the level column.
+
+    A numeric column is gathered directly. A text column is factorized: each
+    distinct text is converted once for the single-gene samples (the bulk of
+    any screen), and each distinct (combination, text) pair is parsed once.
+    """
+
+    def __init__(
+        self, obs: pd.DataFrame, raw: _RawConditions, genes: pd.Index, indptr: np.ndarray
+    ) -> None:
+        self.obs = obs
+        self.raw = raw
+        self.genes = genes
+        self.rows = entry_rows(indptr)
+        n_targets = np.fromiter(map(len, raw.targets), dtype=np.int64, count=len(raw.targets))
+        self.n_targets = n_targets[raw.codes]
+        control = np.asarray(raw.control, dtype=bool)[raw.codes]
+        self.single = ~control & (self.n_targets == 1)
+        self.multi = ~control & (self.n_targets > 1)
+
+    def parse(self) -> np.ndarray:
+        levels = np.full(len(self.rows), np.nan)
+        if LEVEL not in self.obs.columns or not len(self.rows):
+            return levels
+        column = self.obs[LEVEL]
+        numeric = pd.api.types.is_numeric_dtype(column.dtype) and not (
+            pd.api.types.is_bool_dtype(column.dtype)
+        )
+        if numeric:
+            return self._numeric(column.to_numpy(dtype=float))
+        codes, values = _factorize(column)
+        # One extra slot (last) for missing cells: codes -1 point there.
+        values = np.append(values, np.nan).astype(object)
+        codes = np.where(codes < 0, len(values) - 1, codes)
+        as_float = self._single_values(values, codes)
+        single = self.single[self.rows]
+        levels[single] = as_float[codes[self.rows[single]]]
+        if self.multi.any():
+            levels[self.multi[self.rows]] = self._combination_values(values, codes)
+        return levels
+
+    def _numeric(self, values: np.ndarray) -> np.ndarray:
+        bad = self.multi & ~np.isnan(values)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            parse_levels(values[i], int(self.n_targets[i]), row=self.obs.index[i])  # raises
+        return values[self.rows].astype(float)
+
+    def _single_values(self, values: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """Each distinct text as one float (NaN when missing or not one number)."""
+        text = [str(v) for v in values]
+        missing = np.array([is_missing_text(t) for t in text], dtype=bool)
+        as_float = pd.to_numeric(
+            pd.Series([t.strip() for t in text], dtype=object).where(~missing, "nan"),
+            errors="coerce",
+        ).to_numpy(dtype=float)
+        # A single-gene row whose text did not convert is an error: let
+        # parse_levels word it (bad number, or several levels).
+        failed = self.single & (np.isnan(as_float) & ~missing)[codes]
+        if failed.any():
+            i = int(np.flatnonzero(failed)[0])
+            parse_levels(values[codes[i]], 1, row=self.obs.index[i])  # raises
+        return as_float
+
+    def _combination_values(self, values: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """Levels of the entries of combination rows; one parse per distinct pair."""
+        rows = np.flatnonzero(self.multi)
+        raw_codes = self.raw.codes[rows]
+        pair_codes, pair_uniques = pd.factorize(raw_codes * len(values) + codes[rows])
+        first = np.full(len(pair_uniques), -1, dtype=np.int64)
+        first[pair_codes[::-1]] = rows[::-1]
+        # Per raw condition: the positions (in label order) of its measured
+        # targets, in column order; one lookup for all conditions.
+        targets = self.raw.targets
+        n_targets = np.fromiter(map(len, targets), dtype=np.int64, count=len(targets))
+        column = self.genes.get_indexer([g for t in targets for g in t])
+        owner = np.repeat(np.arange(len(targets)), n_targets)
+        position = np.arange(len(column)) - np.repeat(np.cumsum(n_targets) - n_targets, n_targets)
+        measured = np.flatnonzero(column >= 0)
+        order = measured[np.lexsort((column[measured], owner[measured]))]
+        sel_indptr = np.concatenate([[0], np.cumsum(np.bincount(owner[measured],
+                                                                 minlength=len(targets)))])
+        sel_position = position[order]
+        pair_indptr = np.zeros(len(pair_uniques) + 1, dtype=np.int64)
+        pair_values: list[np.ndarray] = []
+        for p, i in enumerate(first):  # one iteration per distinct (combination, text)
+            c = int(self.raw.codes[i])
+            parsed = np.asarray(parse_levels(values[codes[i]], int(n_targets[c]),
+                                             row=self.obs.index[i]))
+            chosen = parsed[sel_position[sel_indptr[c] : sel_indptr[c + 1]]]
+            pair_values.append(chosen)
+            pair_indptr[p + 1] = pair_indptr[p] + len(chosen)
+        flat = np.concatenate(pair_values) if pair_values else np.zeros(0)
+        return ragged_gather(pair_indptr, flat, pair_codes)[1]

@@ -9,7 +9,8 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from causalcell.data._interventions import Interventions, format_levels
+from causalcell.data._interventions import Interventions
+from causalcell.data._schema import format_levels
 from causalcell.data.contract import (
     IS_CONTROL,
     LEVEL,
@@ -187,10 +188,12 @@ def _mean_levels(
 ) -> np.ndarray:
     """Per group and measured target, the mean of the known levels, formatted
     in canonical target order ("nan" for unknown or unmeasured targets)."""
-    mask = interventions.mask
-    entry_rows = np.repeat(np.arange(mask.shape[0]), np.diff(mask.indptr))
     frame = pd.DataFrame(
-        {"group": groups[entry_rows], "gene": mask.indices, "level": interventions.levels}
+        {
+            "group": groups[interventions.entry_rows],
+            "gene": interventions.mask.indices,
+            "level": interventions.levels,
+        }
     )
     means = frame.groupby(["group", "gene"], sort=False)["level"].mean()
     lookup = {(int(g), int(j)): float(v) for (g, j), v in means.items()}

@@ -53,7 +53,7 @@ from anndata import AnnData
 from scipy import stats
 
 from causalcell.data._interventions import Interventions
-from causalcell.data.contract import IS_CONTROL, validate
+from causalcell.data.contract import IS_CONTROL, checked_interventions
 from causalcell.data.lazy import compute_if_small
 from causalcell.errors import (
     CausalCellWarning,
@@ -176,8 +176,7 @@ def _design(adata: AnnData, layer: str | None) -> tuple[_Design, Interventions]:
             f"Layer {layer!r} not found; available layers: {list(adata.layers.keys())}. "
             f"Pass layer=None to use X."
         )
-    validate(adata, layer=layer)
-    iv = Interventions.from_adata(adata, warn_unmeasured=False)
+    iv = checked_interventions(adata, layer=layer)
     # Rows are read many times (stability selection): out-of-core X must fit in memory.
     X = compute_if_small(_expression(adata, layer), "graph.learn_network")
     if sp.issparse(X):
@@ -1191,7 +1190,7 @@ def learn_pc(
             f"Layer {layer!r} not found; available layers: {list(adata.layers.keys())}. "
             f"Pass layer=None to use X."
         )
-    validate(adata, layer=layer)
+    iv = checked_interventions(adata, layer=layer)
     var_names = pd.Index(adata.var_names).astype(str)
 
     prior_pairs, prior_nodes = None, set()
@@ -1219,7 +1218,6 @@ def learn_pc(
             f"used; add them to genes= or drop these edges."
         )
 
-    iv = Interventions.from_adata(adata, warn_unmeasured=False)
     rows = np.flatnonzero(iv.is_control) if samples == "control" else np.arange(adata.n_obs)
     if samples == "control" and len(rows) < 3:
         raise DataContractError(

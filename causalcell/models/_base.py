@@ -28,13 +28,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from anndata import AnnData
 from sklearn.base import BaseEstimator
 
 from causalcell._version import __version__
 from causalcell.data._interventions import Interventions
-from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE, validate
+from causalcell.data._sparse import gather_entries
+from causalcell.data.contract import (
+    PERTURBATION,
+    PERTURBATION_TYPE,
+    checked_interventions,
+    expression_matrix,
+)
 from causalcell.errors import DataFileError, NotFittedError, PredictionError
 
 __all__ = [
@@ -42,8 +47,6 @@ __all__ = [
     "MODEL_FORMAT_VERSION",
     "PerturbationModel",
     "check_fitted",
-    "entry_rows",
-    "gather_entries",
     "level_array_names",
     "levels_from_arrays",
     "levels_to_arrays",
@@ -114,9 +117,8 @@ def training_data(adata: AnnData, layer: str | None = None) -> tuple[Any, Interv
     DataContractError
         If ``adata`` breaks the contract.
     """
-    validate(adata, layer=layer)
-    X = adata.X if layer is None else adata.layers[layer]
-    return X, Interventions.from_adata(adata, warn_unmeasured=False)
+    interventions = checked_interventions(adata, layer=layer)
+    return expression_matrix(adata, layer), interventions
 
 
 def prediction_request(
@@ -169,24 +171,6 @@ def prediction_request(
     return obs, iv
 
 
-def entry_rows(mask: sp.csr_array) -> np.ndarray:
-    """Row index of every stored entry of a CSR matrix (e.g. ``Interventions.mask``).
-
-    Aligned with ``mask.indices`` and ``Interventions.levels``: entry ``i``
-    sits at ``(entry_rows(mask)[i], mask.indices[i])``.
-    """
-    return np.repeat(np.arange(mask.shape[0]), np.diff(mask.indptr))
-
-
-def gather_entries(X: Any, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """``X[rows[i], cols[i]]`` as a float64 vector, dense or sparse, without densifying."""
-    if len(rows) == 0:  # scipy returns a 2-D sparse result for empty index arrays
-        return np.zeros(0)
-    if sp.issparse(X):
-        return np.asarray(sp.csr_array(X)[rows, cols], dtype=np.float64).ravel()
-    return np.asarray(np.asarray(X)[rows, cols], dtype=np.float64)
-
-
 def observed_target_levels(X: Any, interventions: Interventions) -> pd.DataFrame:
     """Mean level of each measured target per training condition.
 
@@ -208,7 +192,7 @@ def observed_target_levels(X: Any, interventions: Interventions) -> pd.DataFrame
         ``gene``, ``level``, ``n_samples``.
     """
     mask = interventions.mask
-    rows, cols = entry_rows(mask), mask.indices
+    rows, cols = interventions.entry_rows, mask.indices
     measured = gather_entries(X, rows, cols)
     level = np.where(np.isnan(interventions.levels), measured, interventions.levels)
     cond = interventions.conditions
@@ -257,7 +241,7 @@ def resolve_levels(interventions: Interventions, known: pd.DataFrame) -> np.ndar
     if len(missing) == 0:
         return levels
     mask = interventions.mask
-    rows = entry_rows(mask)[missing]
+    rows = interventions.entry_rows[missing]
     cond = interventions.conditions
     query = pd.DataFrame(
         {

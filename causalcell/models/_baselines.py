@@ -44,11 +44,10 @@ from scipy.sparse.linalg import svds
 
 from causalcell.data._interventions import Interventions
 from causalcell.data._pseudobulk import changes, control_mean, row_weights
+from causalcell.data._sparse import entry_rows, gather_entries
 from causalcell.errors import DataContractError, DataFileError, ParameterError
 from causalcell.models._base import (
     PerturbationModel,
-    entry_rows,
-    gather_entries,
     level_array_names,
     levels_from_arrays,
     levels_to_arrays,
@@ -108,7 +107,7 @@ def _excluded_means(
     targeted in every row of positive weight takes ``fallback[g]``.
     """
     n_genes = X.shape[1]
-    rows, cols = entry_rows(mask), mask.indices
+    rows, cols = entry_rows(mask.indptr), mask.indices
     entry_weights = weights[rows]
     measured = gather_entries(X, rows, cols)
     removed = np.bincount(cols, weights=entry_weights * measured, minlength=n_genes)
@@ -522,7 +521,7 @@ class TargetOnlyBaseline(_Baseline):
     def _perturbed(self, interventions: Interventions) -> np.ndarray:
         levels = resolve_levels(interventions, self.target_levels_)
         values = np.tile(self.start_, (interventions.n_samples, 1))
-        values[entry_rows(interventions.mask), interventions.mask.indices] = levels
+        values[interventions.entry_rows, interventions.mask.indices] = levels
         return values
 
     def _extra_arrays(self) -> dict[str, np.ndarray]:

@@ -35,6 +35,7 @@ from sklearn.base import clone
 from tqdm.auto import tqdm
 
 from causalcell.data._pseudobulk import control_mean, control_weights
+from causalcell.data._sparse import entry_rows
 from causalcell.data.contract import PERTURBATION
 from causalcell.data.lazy import is_dask_array
 from causalcell.errors import (
@@ -47,7 +48,6 @@ from causalcell.errors import (
 from causalcell.graph._io import to_adjacency
 from causalcell.models._base import (
     PerturbationModel,
-    entry_rows,
     levels_from_arrays,
     levels_to_arrays,
     load_arrays,
@@ -585,20 +585,19 @@ class ConditionalGRNRegressor(PerturbationModel):
     ) -> np.ndarray:
         """Non-linear models: predict every request from every cell, then average."""
         n, p = iv.mask.shape
+        resolved = iv.with_levels(levels)
         c = cells.shape[0]
         out = np.zeros((n, p))
         rows_per = max(1, _MAX_CELL_STARTS // max(1, c * p))
         for s in range(0, n, rows_per):
             rows = np.arange(s, min(s + rows_per, n))
             rep = np.repeat(rows, c)
-            sub = iv[rep]
-            lv = _gather_levels(iv, levels, rep)
+            sub = resolved.take(rep)
             start = np.tile(cells, (len(rows), 1))
-            pred = self._propagate(sub.mask, lv, start, steps, labels[rep])
+            pred = self._propagate(sub.mask, sub.levels, start, steps, labels[rep])
             out[rows] = pred.reshape(len(rows), c, p).mean(axis=1)
         # Averaging can move a clamped value by rounding: targets are exactly T.
-        m = sp.csr_array(iv.mask)
-        out[entry_rows(m), m.indices] = levels
+        out[iv.entry_rows, iv.mask.indices] = levels
         return out
 
     def _propagate_generic(
@@ -606,7 +605,7 @@ class ConditionalGRNRegressor(PerturbationModel):
     ) -> np.ndarray:
         mask = sp.csr_array(mask)
         p = start.shape[1]
-        rows, cols = entry_rows(mask), mask.indices
+        rows, cols = entry_rows(mask.indptr), mask.indices
         active = [g for g in range(p) if self.estimators_[g] is not None]
         base = {g: self.estimators_[g].predict(start[:, self._regs[g]]) for g in active}
         x = start.copy()
@@ -837,16 +836,6 @@ def _regulator_lists(
         return [P.indices[P.indptr[g] : P.indptr[g + 1]].astype(np.int64) for g in range(p)]
     assert pool is not None
     return [pool[pool != g] for g in range(p)]
-
-
-def _gather_levels(iv: Any, levels: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Levels of the mask entries of ``rows`` (in the order of ``iv[rows].mask``)."""
-    m = sp.csr_array(iv.mask)
-    counts = np.diff(m.indptr)[rows]
-    total = int(counts.sum())
-    starts = np.repeat(m.indptr[rows], counts)
-    offset = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-    return levels[starts + offset]
 
 
 def _fit_genes(

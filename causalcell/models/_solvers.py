@@ -66,6 +66,7 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from causalcell.data._sparse import entry_rows, gather_entries
 from causalcell.data.lazy import (
     check_row_chunks,
     is_dask_array,
@@ -74,7 +75,6 @@ from causalcell.data.lazy import (
     row_blocks,
 )
 from causalcell.errors import DataContractError, ParameterError, PredictionError
-from causalcell.models._base import entry_rows, gather_entries
 
 __all__ = [
     "CrossProducts",
@@ -308,8 +308,8 @@ def cross_products(
         if gather is not None:
             g = sp.csr_array(gather, dtype=bool)
             g.sort_indices()
-            gathered = sp.csr_array(
-                (gather_entries(X, entry_rows(g), g.indices), g.indices, g.indptr), shape=(n, p))
+            values = gather_entries(X, entry_rows(g.indptr), g.indices)
+            gathered = sp.csr_array((values, g.indices, g.indptr), shape=(n, p))
         if row_weights is not None:
             weighted = np.asarray(_as_csr(X).T @ row_weights if sp.issparse(X)
                                   else np.asarray(X, dtype=np.float64).T @ row_weights).ravel()
