@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.base import clone
 
+import causalcell.data._stats as stats_module
 import causalcell.models._baselines as baselines_module
 from causalcell.data import Interventions, pseudobulk, split_by_perturbation
 from causalcell.datasets import simulate
@@ -514,7 +515,7 @@ def test_dense_float32_blocks_sum_like_float64(monkeypatch):
     adata = random_screen(3, n_cells=50)
     as32 = adata.copy()
     as32.X = as32.X.astype(np.float32)
-    monkeypatch.setattr(baselines_module, "_BLOCK_ROWS", 7)  # several blocks
+    monkeypatch.setattr(stats_module, "_DENSE_BLOCK_ENTRIES", 7 * as32.n_vars)  # blocks
     mean32 = MeanBaseline().fit(as32).mean_
     reference = naive_mean(as32, "samples")  # float32 values, float64 arithmetic
     np.testing.assert_allclose(mean32, reference, rtol=1e-12)

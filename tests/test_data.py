@@ -376,12 +376,12 @@ def test_pseudobulk_equals_naive_groupby(sparse):
 def test_pseudobulk_dense_row_blocks(monkeypatch):
     import importlib
 
-    module = importlib.import_module("causalcell.data._pseudobulk")  # the module, not the function
+    module = importlib.import_module("causalcell.data._stats")  # the shared group sums
 
     adata = make_adata(BASIC)
     adata.X = adata.X.astype(np.float32)
     expected = pseudobulk(adata).X
-    monkeypatch.setattr(module, "_ROW_BLOCK", 3)  # force several blocks
+    monkeypatch.setattr(module, "_DENSE_BLOCK_ENTRIES", 3 * adata.n_vars)  # several blocks
     np.testing.assert_allclose(pseudobulk(adata).X, expected, rtol=1e-12)
 
 
@@ -405,6 +405,21 @@ def test_control_mean():
     no_ctrl = make_adata(BASIC[2:])
     with pytest.raises(DataContractError, match="No control"):
         control_mean(no_ctrl)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_control_mean_weights_pseudobulk_rows_by_their_cells(sparse):
+    """Two control labels with 1 and 3 cells: the pseudobulk control rows weigh
+    their n_cells, so the control mean of the pseudobulk is that of the cells."""
+    rows = [("ctrl_a", True, "control", np.nan)] + [("ctrl_b", True, "control", np.nan)] * 3
+    adata = make_adata(rows + BASIC[2:], sparse=sparse)
+    pb = pseudobulk(adata)
+    assert sorted(pb.obs.loc[pb.obs["is_control"], "n_cells"]) == [1, 3]
+    dense = adata.X.toarray() if sparse else adata.X
+    expected = dense[:4].mean(axis=0)
+    np.testing.assert_allclose(control_mean(adata), expected, rtol=1e-12)
+    np.testing.assert_allclose(control_mean(pb), expected, rtol=1e-12)
+    np.testing.assert_allclose(changes(pb).uns["control_mean"], expected, rtol=1e-12)
 
 
 @pytest.mark.parametrize("sparse", [False, True])

@@ -13,8 +13,8 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 import causalcell as cc
+from causalcell.data import _stats as stats_module
 from causalcell.errors import DataContractError, ParameterError
-from causalcell.evaluate import de as de_module
 from causalcell.evaluate.de import (
     DEResult,
     bh_qvalues,
@@ -128,9 +128,9 @@ def test_sparse_explicit_zeros_and_blocks(monkeypatch):
     dense = stored.toarray()
     u_ref, _, p_ref = rank_sum_test(dense, groups, control)
     t_ref, _tp_ref, _ = welch_ttest(dense, groups, control)
-    monkeypatch.setattr(de_module, "_RANK_BLOCK_ENTRIES", 50)
-    monkeypatch.setattr(de_module, "_DENSE_BLOCK_ENTRIES", 100)
-    monkeypatch.setattr(de_module, "_KEY_LIMIT", 0)  # the lexsort path
+    monkeypatch.setattr(stats_module, "_RANK_BLOCK_ENTRIES", 50)
+    monkeypatch.setattr(stats_module, "_DENSE_BLOCK_ENTRIES", 100)
+    monkeypatch.setattr(stats_module, "_KEY_LIMIT", 0)  # the lexsort path
     for data in (stored, dense):
         u, _, p = rank_sum_test(data, groups, control)
         np.testing.assert_array_equal(u, u_ref)

@@ -391,6 +391,51 @@ def test_orientation_on_the_simulated_screen_never_reverses_a_true_edge(sim200):
     assert edges <= plain_edges
 
 
+def test_intervention_q_is_the_bh_correction_of_naive_welch_tests(sim200):
+    """intervention_q of every edge equals a naive reference: per single-gene
+    condition of the regulator, scipy's Welch test of the target against the
+    controls; the smallest p times the number of conditions; Benjamini-Hochberg
+    (statsmodels) over every tested edge, before orientation drops any."""
+    from scipy import stats
+    from statsmodels.stats.multitest import multipletests
+
+    adata = sim200.adata
+    oriented = learn_network(adata, verbose=False)
+    tested = learn_network(adata, use_interventions=False, verbose=False)  # same selection
+    iv = Interventions.from_adata(adata, warn_unmeasured=False)
+    X = np.asarray(adata.X, dtype=np.float64)
+    genes = adata.var_names.tolist()
+    control = iv.is_control
+    single = iv.conditions[(iv.conditions["n_targets"] == 1) & ~iv.conditions["is_control"]]
+    groups_of = {}
+    for code, targets in zip(single.index, single["targets"], strict=True):
+        groups_of.setdefault(targets[0], []).append(iv.condition_of() == code)
+    edges = list(tested.edges())
+    pvalues = np.full(len(edges), np.nan)
+    for e, (u, v) in enumerate(edges):
+        if u not in groups_of:
+            continue
+        j = genes.index(v)
+        ps = [stats.ttest_ind(X[rows, j], X[control, j], equal_var=False).pvalue
+              for rows in groups_of[u]]
+        pvalues[e] = min(1.0, min(ps) * len(ps))
+    finite = np.isfinite(pvalues)
+    assert finite.sum() > 20
+    qvalues = np.full(len(edges), np.nan)
+    qvalues[finite] = multipletests(pvalues[finite], method="fdr_bh")[1]
+    assert (qvalues[finite] > pvalues[finite]).any()  # the correction matters here
+    checked = 0
+    for (u, v), q in zip(edges, qvalues, strict=True):
+        if oriented.has_edge(u, v):
+            got = oriented.edges[u, v]["intervention_q"]
+            if np.isnan(q):
+                assert np.isnan(got)
+            else:
+                assert got == pytest.approx(q, rel=1e-6)
+                checked += 1
+    assert checked > 20
+
+
 def test_pseudobulk_input_has_no_replicates_to_orient_with(sim200):
     from causalcell.data import pseudobulk
 

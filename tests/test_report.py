@@ -50,6 +50,24 @@ def test_align_perfect_prediction(sim, profiles):
     assert aligned.unpredicted == ()
 
 
+def test_align_control_reference_weighs_pseudobulk_rows_by_their_cells(sim, profiles):
+    """Observed pseudobulk whose two control rows hold different numbers of
+    cells: the reference is the mean of the control cells, not of the rows."""
+    cells = sim.adata.copy()
+    control = np.flatnonzero(cells.obs["is_control"].to_numpy())
+    labels = cells.obs["perturbation"].astype(str).to_numpy().copy()
+    labels[control[: len(control) // 4]] = "control_few"  # 1/4 of the controls
+    cells.obs["perturbation"] = labels
+    observed = cc.data.pseudobulk(cells)
+    n_cells = observed.obs.loc[observed.obs["is_control"], "n_cells"].to_numpy()
+    assert len(n_cells) == 2
+    assert n_cells[0] != n_cells[1]
+    aligned = align(profiles, observed)
+    cell_mean = np.asarray(cells.X[control], dtype=np.float64).mean(axis=0)
+    np.testing.assert_allclose(aligned.reference, cell_mean, rtol=1e-10)
+    np.testing.assert_allclose(aligned.reference, align(profiles, cells).reference, rtol=1e-10)
+
+
 def test_align_perturbed_mean_reference(sim, profiles):
     aligned = align(profiles, sim.adata, reference="perturbed_mean")
     np.testing.assert_allclose(aligned.reference, np.asarray(profiles.X).mean(axis=0))

@@ -50,9 +50,16 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
-from scipy import stats
 
 from causalcell.data._interventions import Interventions
+from causalcell.data._stats import (
+    GroupMoments,
+    bh_qvalues,
+    group_moments,
+    mean_and_variance,
+    welch,
+)
+from causalcell.data._stats import significant as is_significant
 from causalcell.data.contract import IS_CONTROL, checked_interventions
 from causalcell.data.lazy import compute_if_small
 from causalcell.errors import (
@@ -208,57 +215,20 @@ class _Moments:
     squares: np.ndarray
 
 
-@dataclass(frozen=True)
-class _GroupSums:
-    """Per-group sample counts, sums and sums of squares (for Welch tests)."""
-
-    count: np.ndarray
-    total: np.ndarray
-    squares: np.ndarray
-
-
-def _moments(
-    design: _Design,
-    rows: np.ndarray,
-    reg_idx: np.ndarray,
-    groups: np.ndarray | None = None,
-    n_groups: int = 0,
-) -> tuple[_Moments, _GroupSums | None]:
-    """One pass over ``rows`` in blocks: the moments, and optionally group sums.
-
-    ``groups`` (one entry per sample of the design, -1 for none) assigns
-    samples to ``n_groups`` groups whose sums of values and of squares are
-    accumulated in the same pass.
-    """
+def _moments(design: _Design, rows: np.ndarray, reg_idx: np.ndarray) -> _Moments:
+    """One pass over ``rows`` in blocks: the moments."""
     p = design.n_genes
     cross = np.zeros((p, len(reg_idx)))
     total = np.zeros(p)
     squares = np.zeros(p)
-    if groups is not None:
-        g_total = np.zeros((n_groups, p))
-        g_squares = np.zeros((n_groups, p))
     step = max(1, _BLOCK_ENTRIES // max(p, 1))
     for start in range(0, len(rows), step):
         idx = rows[start : start + step]
         block = design.rows(idx)
         cross += block.T @ block[:, reg_idx]
         total += block.sum(axis=0)
-        sq = block * block
-        squares += sq.sum(axis=0)
-        if groups is not None:
-            grp = groups[idx]
-            keep = np.flatnonzero(grp >= 0)
-            if len(keep):
-                ind = sp.csr_array(
-                    (np.ones(len(keep)), (grp[keep], keep)), shape=(n_groups, len(idx))
-                )
-                g_total += ind @ block
-                g_squares += ind @ sq
-    mom = _Moments(n=len(rows), cross=cross, total=total, squares=squares)
-    if groups is None:
-        return mom, None
-    count = np.bincount(groups[rows][groups[rows] >= 0], minlength=n_groups).astype(float)
-    return mom, _GroupSums(count=count, total=g_total, squares=g_squares)
+        squares += np.einsum("ij,ij->j", block, block)
+    return _Moments(n=len(rows), cross=cross, total=total, squares=squares)
 
 
 def _complement(full: _Moments, part: _Moments) -> _Moments:
@@ -535,31 +505,18 @@ def _single_target_groups(iv: Interventions) -> tuple[np.ndarray, np.ndarray]:
     return groups, group_gene
 
 
-def _welch_pvalues(sums: _GroupSums, group: np.ndarray, gene: np.ndarray) -> np.ndarray:
+def _welch_pvalues(sums: GroupMoments, group: np.ndarray, gene: np.ndarray) -> np.ndarray:
     """Two-sided Welch t-test p-values: gene ``gene[i]`` in group ``group[i]``
-    versus the control group 0. NaN where a side has fewer than 2 samples."""
-    n1 = sums.count[group]
-    n0 = sums.count[0]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        m1 = sums.total[group, gene] / n1
-        m0 = sums.total[0, gene] / n0
-        v1 = (sums.squares[group, gene] - n1 * m1**2) / (n1 - 1)
-        v0 = (sums.squares[0, gene] - n0 * m0**2) / (n0 - 1)
-        v1 = np.maximum(v1, 0.0)
-        v0 = np.maximum(v0, 0.0)
-        a1, a0 = v1 / n1, v0 / n0
-        se2 = a1 + a0
-        t = (m1 - m0) / np.sqrt(se2)
-        df = se2**2 / (a1**2 / (n1 - 1) + a0**2 / (n0 - 1))
-        p = 2.0 * stats.t.sf(np.abs(t), df)
-    diff = m1 - m0
-    p = np.where(se2 > 0, p, np.where(np.abs(diff) > 0, 0.0, 1.0))
-    p[(n1 < 2) | (n0 < 2)] = np.nan
-    return p
+    versus the control group 0 (the shared rule of :func:`welch`: NaN where a
+    side has fewer than 2 samples or both are constant and equal)."""
+    n1, n0 = sums.count[group], sums.count[0]
+    m1, v1 = mean_and_variance(n1, sums.sums[group, gene], sums.squares[group, gene])
+    m0, v0 = mean_and_variance(n0, sums.sums[0, gene], sums.squares[0, gene])
+    return welch(m1 - m0, v1, n1, v0, n0)[1]
 
 
 def _edge_evidence(
-    source: np.ndarray, target: np.ndarray, sums: _GroupSums, group_gene: np.ndarray
+    source: np.ndarray, target: np.ndarray, sums: GroupMoments, group_gene: np.ndarray
 ) -> np.ndarray:
     """p-value that perturbing ``source[e]`` alone changes ``target[e]``.
 
@@ -606,21 +563,12 @@ def _orient(
     pos = np.minimum(pos, len(key) - 1)
     has_reverse = key[order][pos] == reverse if len(key) else np.zeros(0, bool)
     rev_index = order[pos]
-    significant = np.nan_to_num(qvalue, nan=1.0) < fdr
+    significant = is_significant(qvalue, fdr)
     rev_significant = np.where(has_reverse, significant[rev_index], False)
     drop = has_reverse & rev_significant & ~significant
     keep = ~drop
     oriented = ~(has_reverse & ~(significant ^ rev_significant))
     return keep, oriented
-
-
-def _qvalues(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg q-values of the finite entries (NaN stays NaN)."""
-    q = np.full_like(p, np.nan)
-    finite = np.isfinite(p)
-    if finite.any():
-        q[finite] = stats.false_discovery_control(p[finite], method="bh")
-    return q
 
 
 # ---------------------------------------------------------------------------
@@ -838,7 +786,8 @@ def learn_network(
     all_genes = np.arange(design.n_genes)
 
     groups, group_gene = _single_target_groups(iv)
-    mom, sums = _moments(design, all_rows, reg_idx, groups, len(group_gene))
+    mom = _moments(design, all_rows, reg_idx)
+    sums = group_moments(design.X, groups, len(group_gene), squares=True)
 
     params: dict[str, Any] = {
         "method": method,
@@ -889,9 +838,9 @@ def learn_network(
 
     # Interventional evidence and orientation.
     qvalue = np.full(len(source), np.nan)
-    n_controls = int(sums.count[0]) if sums is not None else 0
+    n_controls = int(sums.count[0])
     if use_interventions and n_controls >= 2:
-        qvalue = _qvalues(_edge_evidence(source, target, sums, group_gene))
+        qvalue = bh_qvalues(_edge_evidence(source, target, sums, group_gene))
     elif use_interventions and len(source):
         warnings.warn(
             f"learn_network: {n_controls} control sample(s) (is_control); at least 2 are "
@@ -960,7 +909,7 @@ def _stability(
         for _ in range(n_bootstrap // 2):
             in_half = np.zeros(n, dtype=bool)
             in_half[rng.permutation(n)[: n // 2]] = True
-            half, _unused = _moments(design, np.flatnonzero(in_half), reg_idx)
+            half = _moments(design, np.flatnonzero(in_half), reg_idx)
             for part, members in ((half, in_half), (_complement(full, half), ~in_half)):
                 results = _solve_genes(
                     design,

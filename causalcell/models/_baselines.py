@@ -45,6 +45,7 @@ from scipy.sparse.linalg import svds
 from causalcell.data._interventions import Interventions
 from causalcell.data._pseudobulk import changes, control_mean, row_weights
 from causalcell.data._sparse import entry_rows, gather_entries
+from causalcell.data._stats import weighted_column_sums
 from causalcell.errors import DataContractError, DataFileError, ParameterError
 from causalcell.models._base import (
     PerturbationModel,
@@ -73,29 +74,9 @@ _FULL_SVD_MAX = 1000
 # A gene whose remaining weight after exclusion is below this share of the
 # total weight has no sample left to average (the difference is rounding).
 _EMPTY_WEIGHT = 1e-12
-# Rows of a dense non-float64 matrix converted to float64 at a time.
-_BLOCK_ROWS = 8192
 
 
 # --------------------------------------------------------------------------- helpers
-def _weighted_column_sums(X: Any, weights: np.ndarray) -> np.ndarray:
-    """``weights @ X`` as a float64 vector, accumulated in float64.
-
-    A dense float32 ``X`` is converted block by block: numpy would otherwise
-    make a float64 copy of the whole matrix for the mixed-type product.
-    """
-    if sp.issparse(X):
-        return np.asarray(sp.csr_array(X).T @ weights, dtype=np.float64).ravel()
-    X = np.asarray(X)
-    if X.dtype == np.float64:
-        return X.T @ weights
-    out = np.zeros(X.shape[1])
-    for start in range(0, X.shape[0], _BLOCK_ROWS):
-        block = slice(start, start + _BLOCK_ROWS)
-        out += X[block].astype(np.float64).T @ weights[block]
-    return out
-
-
 def _excluded_means(
     X: Any, weights: np.ndarray, mask: sp.csr_array, fallback: np.ndarray
 ) -> np.ndarray:
@@ -113,7 +94,7 @@ def _excluded_means(
     removed = np.bincount(cols, weights=entry_weights * measured, minlength=n_genes)
     removed_weight = np.bincount(cols, weights=entry_weights, minlength=n_genes)
     total_weight = float(weights.sum())
-    numerator = _weighted_column_sums(X, weights) - removed
+    numerator = weighted_column_sums(X, weights) - removed
     denominator = total_weight - removed_weight
     empty = denominator <= _EMPTY_WEIGHT * total_weight
     safe = np.where(empty, 1.0, denominator)

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from causalcell.data._pseudobulk import control_mean, control_weights
 from causalcell.data._sparse import entry_rows
+from causalcell.data._stats import bh_qvalues
 from causalcell.data.contract import PERTURBATION
 from causalcell.data.lazy import is_dask_array
 from causalcell.errors import (
@@ -679,8 +680,6 @@ class ConditionalGRNRegressor(PerturbationModel):
         -------
         pandas.DataFrame
         """
-        from statsmodels.stats.multitest import multipletests
-
         self._check_fitted()
         if self.coef_ is None:
             raise ParameterError(
@@ -709,11 +708,7 @@ class ConditionalGRNRegressor(PerturbationModel):
             table["se"] = se_val
             table["t"] = t
             table["p_value"] = pval
-            q = np.full(len(pval), np.nan)
-            ok = np.isfinite(pval)
-            if ok.any():
-                q[ok] = multipletests(pval[ok], method="fdr_bh")[1]
-            table["q_value"] = q
+            table["q_value"] = bh_qvalues(pval)  # one family: every edge
         return table
 
     # ================================================================== persistence
