@@ -337,6 +337,43 @@ def test_nonlinear_regressor_parallel_and_quiet(small, capsys):
         one.save("unused")
 
 
+def test_nonlinear_propagation_clamps_targets_at_every_step(small):
+    """Per-gene scikit-learn regressors: the targets are re-clamped after every
+    step (their own regressor must not move them), as in a naive loop."""
+    m = model(regressor=DecisionTreeRegressor(max_depth=3, random_state=0))
+    m.fit(small.adata, small.network)
+    genes = list(m.genes_)
+    # Targets that have regulators and targets of their own in the network.
+    regulated = [g for g in genes if small.network.in_degree(g) and small.network.out_degree(g)]
+    assert len(regulated) >= 2
+    req = request([(regulated[0], "knockdown", 0.25),
+                   (f"{regulated[0]},{regulated[1]}", "overexpression", "6.0,5.5")])
+    rng = np.random.default_rng(1)
+    start = rng.normal(2.0, 0.5, (2, len(genes)))
+    parents = [np.sort([genes.index(r) for r in small.network.predecessors(g)])
+               for g in genes]
+    clamps = [{genes.index(regulated[0]): 0.25},
+              {genes.index(regulated[0]): 6.0, genes.index(regulated[1]): 5.5}]
+    for steps in (1, 4):
+        x = start.copy()
+        for i, targets in enumerate(clamps):
+            x[i, list(targets)] = list(targets.values())
+        base = {g: est.predict(start[:, parents[g]])
+                for g, est in enumerate(m.estimators_) if est is not None}
+        for _ in range(steps):
+            new = start.copy()
+            for g, b in base.items():
+                new[:, g] += m.estimators_[g].predict(x[:, parents[g]]) - b
+            for i, targets in enumerate(clamps):
+                new[i, list(targets)] = list(targets.values())
+            x = new
+        pred = m.predict(req, steps=steps, start=start).X
+        np.testing.assert_allclose(pred, x, rtol=1e-12)
+        for i, targets in enumerate(clamps):
+            for j, level in targets.items():
+                assert pred[i, j] == level
+
+
 def test_fit_on_pseudobulk_rows(small):
     bulk = pseudobulk(small.adata)
     fitted = model(alpha=0.1).fit(bulk, small.network)

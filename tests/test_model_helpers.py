@@ -49,3 +49,31 @@ def test_level_arrays_round_trip():
     assert set(arrays) == set(level_array_names("levels_n"))
     back = levels_from_arrays(arrays, "levels_n")
     pd.testing.assert_frame_equal(back[table.columns], table, check_dtype=False)
+
+
+def test_missing_level_is_looked_up_with_its_kind():
+    """A gene both knocked down and overexpressed in training, levels unknown: a
+    request without T takes the mean measured level of the *same* kind."""
+    import anndata as ad
+
+    from causalcell.data import Interventions
+    from causalcell.models._base import observed_target_levels, resolve_levels
+
+    rows = [("control", True, "control", 1.0)] * 3 + [
+        ("A", False, "knockdown", 0.4), ("A", False, "knockdown", 0.6),
+        ("A", False, "overexpression", 4.0), ("A", False, "overexpression", 5.0),
+    ]
+    obs = pd.DataFrame(
+        [r[:3] for r in rows], columns=["perturbation", "is_control", "perturbation_type"],
+        index=[f"c{i}" for i in range(len(rows))],
+    )
+    X = np.column_stack([[r[3] for r in rows], np.ones(len(rows))])
+    adata = ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=["A", "B"]))
+    known = observed_target_levels(X, Interventions.from_adata(adata))
+    request = pd.DataFrame(
+        {"perturbation": ["A", "A"], "is_control": [False, False],
+         "perturbation_type": ["overexpression", "knockdown"]},
+        index=["q0", "q1"],
+    )
+    iv = Interventions.from_obs(request, ["A", "B"])
+    np.testing.assert_allclose(resolve_levels(iv, known), [4.5, 0.5])

@@ -16,13 +16,17 @@ model accepts as its network:
 
 How :func:`learn_network` computes
 ----------------------------------
-The expression matrix is read once, in row blocks, to form the sufficient
-statistics shared by all genes: the cross-products of every gene with every
-candidate regulator, column sums and sums of squares. Targeted regulators
-enter at their level T where it is known (knockouts: 0), the convention of
-the causalcell models. A gene's own statistics are these totals minus the
-contribution of the few samples that target it (an exact downdate), centred
-and scaled to correlations. The lasso on standardized variables,
+The expression matrix is read once, in row blocks (in memory, or a Dask
+array's blocks wherever Dask computes), to form the sufficient statistics
+shared by all genes: the cross-products of every gene with every candidate
+regulator, column sums and sums of squares. Targeted regulators enter at
+their level T where it is known (knockouts: 0), the convention of the
+causalcell models. A gene's own statistics are these totals without the few
+samples that target it (an exact leave-out), centred and scaled to
+correlations. The pass and the leave-out are the engine the conditional
+model's solver runs on too (:mod:`causalcell.data._moments`), so the two
+cannot disagree about which samples a gene is fitted on. The lasso on
+standardized variables,
 
     minimize_w  1/(2 n_g) ||y - X w||^2 + alpha ||w||_1,
 
@@ -51,7 +55,9 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from causalcell.data._design import Design
 from causalcell.data._interventions import Interventions
+from causalcell.data._moments import LeftOut, Moments, check_gather, moments
 from causalcell.data._stats import (
     GroupMoments,
     bh_qvalues,
@@ -61,7 +67,7 @@ from causalcell.data._stats import (
 )
 from causalcell.data._stats import significant as is_significant
 from causalcell.data.contract import IS_CONTROL, checked_interventions
-from causalcell.data.lazy import compute_if_small
+from causalcell.data.lazy import is_dask_array
 from causalcell.errors import (
     CausalCellWarning,
     DataContractError,
@@ -72,8 +78,6 @@ from causalcell.errors import (
 
 __all__ = ["learn_network", "learn_pc"]
 
-# Rows per block when reading the expression matrix: about this many entries.
-_BLOCK_ENTRIES = 1 << 22
 # Variance (log-expression scale) below which a gene counts as constant.
 _TINY_VARIANCE = 1e-12
 # Lasso KKT check: violations below this (correlation scale) are rounding.
@@ -127,52 +131,12 @@ def _expression(adata: AnnData, layer: str | None) -> Any:
 
 
 # ---------------------------------------------------------------------------
-# Reading the expression matrix
+# The design matrix and its moments
 # ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Design:
-    """The expression matrix with targeted entries at their level T.
-
-    ``X`` is kept as stored (dense, or CSR); ``levels`` holds T for every
-    targeted entry (NaN when unknown, the measured value is then used);
-    ``shift`` (column means of X) is subtracted from every value read so that
-    the sums of products below lose no precision to large means.
-    """
-
-    X: Any
-    levels: sp.csr_array
-    shift: np.ndarray
-    targeted: sp.csc_array  # samples x genes, True where the sample targets the gene
-
-    @property
-    def n_samples(self) -> int:
-        return int(self.X.shape[0])
-
-    @property
-    def n_genes(self) -> int:
-        return int(self.X.shape[1])
-
-    def rows(self, rows: np.ndarray) -> np.ndarray:
-        """Dense float64 block of the given rows: X with T substituted, minus the shift."""
-        sub = self.X[rows]
-        block = sub.toarray() if sp.issparse(sub) else np.asarray(sub)
-        block = np.array(block, dtype=np.float64, copy=True)
-        lev = self.levels[rows]
-        r = np.repeat(np.arange(len(rows)), np.diff(lev.indptr))
-        known = np.isfinite(lev.data)
-        block[r[known], lev.indices[known]] = lev.data[known]
-        block -= self.shift
-        return block
-
-    def excluded_rows(self, gene: int) -> np.ndarray:
-        """Samples that target ``gene`` (alone or in a combination), sorted."""
-        t = self.targeted
-        return t.indices[t.indptr[gene] : t.indptr[gene + 1]]
-
-
-def _design(adata: AnnData, layer: str | None) -> tuple[_Design, Interventions]:
+def _design(adata: AnnData, layer: str | None) -> Design:
+    """The data under intervention (targeted entries at T), validated and parsed once."""
     if not isinstance(adata, AnnData):
         raise DataContractError(
             f"Expected an AnnData object, got {type(adata).__name__}. Read files with "
@@ -184,61 +148,35 @@ def _design(adata: AnnData, layer: str | None) -> tuple[_Design, Interventions]:
             f"Pass layer=None to use X."
         )
     iv = checked_interventions(adata, layer=layer)
-    # Rows are read many times (stability selection): out-of-core X must fit in memory.
-    X = compute_if_small(_expression(adata, layer), "graph.learn_network")
+    X = _expression(adata, layer)
     if sp.issparse(X):
         # Row blocks are read many times: CSR makes that cheap (a CSC matrix is
         # converted once).
         X = sp.csr_array(X)
-        shift = np.asarray(X.mean(axis=0), dtype=np.float64).ravel()
-    else:
-        X = np.asarray(X)
-        shift = X.mean(axis=0, dtype=np.float64)
-    levels = iv.level_matrix()
-    targeted = sp.csc_array(iv.mask)
-    targeted.sort_indices()
-    return _Design(X=X, levels=levels, shift=shift, targeted=targeted), iv
+    return Design(X, iv)
 
 
-@dataclass(frozen=True)
-class _Moments:
-    """Sums over a set of samples (shifted values, T substituted).
+def _first_pass(design: Design, reg_idx: np.ndarray, verbose: bool) -> tuple[Moments, Design]:
+    """The moments of all samples, and the design the per-gene leave-outs read from.
 
-    ``cross[a, j]``: sum of x_a * x_{reg j} over the samples, for every gene a
-    and candidate regulator j; ``total[a]`` and ``squares[a]``: sums of x_a and
-    x_a^2; ``n``: number of samples.
+    In memory that is the design itself. Out of core (a Dask X) single rows
+    cannot be read cheaply later, so the pass also collects the regulator
+    values of every targeted sample (the only rows a leave-out reads).
     """
-
-    n: int
-    cross: np.ndarray
-    total: np.ndarray
-    squares: np.ndarray
-
-
-def _moments(design: _Design, rows: np.ndarray, reg_idx: np.ndarray) -> _Moments:
-    """One pass over ``rows`` in blocks: the moments."""
-    p = design.n_genes
-    cross = np.zeros((p, len(reg_idx)))
-    total = np.zeros(p)
-    squares = np.zeros(p)
-    step = max(1, _BLOCK_ENTRIES // max(p, 1))
-    for start in range(0, len(rows), step):
-        idx = rows[start : start + step]
-        block = design.rows(idx)
-        cross += block.T @ block[:, reg_idx]
-        total += block.sum(axis=0)
-        squares += np.einsum("ij,ij->j", block, block)
-    return _Moments(n=len(rows), cross=cross, total=total, squares=squares)
-
-
-def _complement(full: _Moments, part: _Moments) -> _Moments:
-    """Moments of the samples in ``full`` but not in ``part``."""
-    return _Moments(
-        n=full.n - part.n,
-        cross=full.cross - part.cross,
-        total=full.total - part.total,
-        squares=full.squares - part.squares,
+    if not is_dask_array(design.X):
+        return moments(design, reg_idx, verbose=verbose), design
+    targeted = np.flatnonzero(np.diff(design.mask.indptr))
+    n, p = design.shape
+    gather = sp.csr_array(
+        (np.ones(len(targeted) * len(reg_idx), dtype=bool),
+         (np.repeat(targeted, len(reg_idx)), np.tile(reg_idx, len(targeted)))),
+        shape=(n, p),
     )
+    check_gather(gather.nnz, "learn_network",
+                 "Restrict the candidates (regulators=, e.g. the transcription factors), or "
+                 "learn from pseudobulk profiles (causalcell.data.pseudobulk).")
+    mom = moments(design, reg_idx, gather=gather, verbose=verbose)
+    return mom, design.with_values(mom.gathered)
 
 
 # ---------------------------------------------------------------------------
@@ -249,8 +187,9 @@ def _complement(full: _Moments, part: _Moments) -> _Moments:
 class _GeneProblem:
     """The standardized regression of one gene on its candidate regulators.
 
-    Built from the shared moments minus the samples ``excluded`` (those
-    targeting the gene): exact, without touching the other samples again.
+    Built from the shared moments minus the samples that target the gene
+    (:class:`~causalcell.data._moments.LeftOut`, given their regulator values
+    ``excluded``): exact, without touching the other samples again.
 
     Attributes
     ----------
@@ -261,43 +200,35 @@ class _GeneProblem:
         Correlation of the gene with each candidate on the included samples.
     """
 
-    def __init__(self, mom: _Moments, excluded: np.ndarray, gene: int, reg_idx: np.ndarray) -> None:
-        n = mom.n - excluded.shape[0]
+    def __init__(self, mom: Moments, excluded: np.ndarray, gene: int, reg_idx: np.ndarray) -> None:
+        shifted = (excluded - mom.shift[reg_idx])[None] if len(excluded) else None
+        self.left_out = LeftOut(mom, np.array([gene]), reg_idx[None, :], shifted)
+        n = float(self.left_out.n[0])
         self.n = n
-        self.gene = gene
-        self.reg_idx = reg_idx
-        self.mom = mom
-        self.excluded = excluded
         self.ok = n >= 3
         if not self.ok:
             return
-        mean_sum = mom.total - excluded.sum(axis=0)
-        var = (mom.squares - np.einsum("ij,ij->j", excluded, excluded) - mean_sum**2 / n) / n
-        self.mean_sum = mean_sum
+        var = self.left_out.regulator_sum_of_squares()[0] / n
+        var_gene = float(self.left_out.target_sum_of_squares()[0]) / n
         self.sd = np.sqrt(np.maximum(var, 0.0))
-        if var[gene] <= _TINY_VARIANCE:
+        self.sd_gene = math.sqrt(max(var_gene, 0.0))
+        if var_gene <= _TINY_VARIANCE:
             self.ok = False
             return
-        cand = np.flatnonzero((reg_idx != gene) & (var[reg_idx] > _TINY_VARIANCE))
+        cand = np.flatnonzero((reg_idx != gene) & (var > _TINY_VARIANCE))
         self.cand = cand
-        rg = reg_idx[cand]
-        raw = mom.cross[gene, cand] - excluded[:, gene] @ excluded[:, rg]
-        centred = raw - mean_sum[gene] * mean_sum[rg] / n
-        self.rho = centred / (n * self.sd[gene] * self.sd[rg])
+        centred = self.left_out.target_scatter()[0, cand]
+        self.rho = centred / (n * self.sd_gene * self.sd[cand])
 
     def gram(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Correlations between candidates ``a`` and ``b`` (indices into ``cand``)."""
-        ra = self.reg_idx[self.cand[a]]
-        rb = self.reg_idx[self.cand[b]]
-        raw = self.mom.cross[np.ix_(ra, self.cand[b])]
-        if self.excluded.shape[0]:
-            raw = raw - self.excluded[:, ra].T @ self.excluded[:, rb]
-        centred = raw - np.outer(self.mean_sum[ra], self.mean_sum[rb]) / self.n
+        ra, rb = self.cand[a], self.cand[b]
+        centred = self.left_out.scatter(ra, rb)[0]
         return centred / (self.n * np.outer(self.sd[ra], self.sd[rb]))
 
     def to_data_scale(self, idx: np.ndarray, coef: np.ndarray) -> np.ndarray:
         """Standardized coefficients of candidates ``idx`` to the expression scale."""
-        return coef * self.sd[self.gene] / self.sd[self.reg_idx[self.cand[idx]]]
+        return coef * self.sd_gene / self.sd[self.cand[idx]]
 
     def lasso(self, alpha: float, max_regulators: int | None) -> tuple[np.ndarray, np.ndarray]:
         """Exact lasso at ``alpha`` (or at the largest penalty where at most
@@ -371,7 +302,7 @@ def _run_chunk(
     genes: Sequence[int],
     local_rows: Sequence[np.ndarray],
     block: np.ndarray,
-    mom: _Moments,
+    mom: Moments,
     reg_idx: np.ndarray,
     task: _Task,
 ) -> list[tuple[int, np.ndarray, np.ndarray]]:
@@ -393,7 +324,7 @@ def _run_chunk(
 
 
 def _solve_one(
-    gene: int, excluded: np.ndarray, mom: _Moments, reg_idx: np.ndarray, task: _Task
+    gene: int, excluded: np.ndarray, mom: Moments, reg_idx: np.ndarray, task: _Task
 ) -> tuple[int, np.ndarray, np.ndarray]:
     """One gene of :func:`_run_chunk`."""
     prob = _GeneProblem(mom, excluded, gene, reg_idx)
@@ -417,8 +348,8 @@ def _chunks(genes: np.ndarray, n_jobs: int) -> list[np.ndarray]:
 
 
 def _solve_genes(
-    design: _Design,
-    mom: _Moments,
+    design: Design,
+    mom: Moments,
     reg_idx: np.ndarray,
     genes: np.ndarray,
     task: _Task,
@@ -441,7 +372,8 @@ def _solve_genes(
             if subsample is not None:
                 per_gene = [r[subsample[r]] for r in per_gene]
             union = np.unique(np.concatenate(per_gene)) if per_gene else np.zeros(0, np.int64)
-            block = design.rows(union) if len(union) else np.zeros((0, design.n_genes))
+            # The regulator values of the rows the chunk's genes leave out, read once.
+            block = design.block(union, reg_idx) if len(union) else np.zeros((0, len(reg_idx)))
             local = [np.searchsorted(union, r) for r in per_gene]
             sub_task = task
             if task.mode == "refit":
@@ -636,7 +568,12 @@ def learn_network(
     ----------
     adata : anndata.AnnData
         Cells or pseudobulk rows following the data contract
-        (:mod:`causalcell.data.contract`). Not modified.
+        (:mod:`causalcell.data.contract`). Not modified. ``X`` (or the layer)
+        may be a Dask array chunked along cells (e.g. from
+        :func:`causalcell.data.read_lazy`): it is read in row blocks on the
+        active Dask client (else the threaded scheduler), once for the lasso
+        and once per split for stability selection; the pass also collects
+        the candidates' values in the targeted cells, which must fit in memory.
     regulators : iterable of str, optional
         Candidate regulators, e.g. ``causalcell.datasets.load_tf_names()``;
         names absent from ``var_names`` are ignored. Default: every gene.
@@ -779,21 +716,22 @@ def learn_network(
     if seed is not None and (not _is_int(seed) or seed < 0):
         raise ParameterError(f"seed={seed!r} is invalid; use a non-negative integer or None.")
 
-    design, iv = _design(adata, layer)
+    design = _design(adata, layer)
+    iv = design.interventions
     genes = pd.Index(adata.var_names).astype(str)
     reg_idx = _regulator_index(regulators, genes)
-    all_rows = np.arange(design.n_samples)
-    all_genes = np.arange(design.n_genes)
+    n_samples, n_genes = design.shape
+    all_genes = np.arange(n_genes)
 
     groups, group_gene = _single_target_groups(iv)
-    mom = _moments(design, all_rows, reg_idx)
+    mom, reads = _first_pass(design, reg_idx, verbose)
     sums = group_moments(design.X, groups, len(group_gene), squares=True)
 
     params: dict[str, Any] = {
         "method": method,
         "alpha": alpha,
         "max_regulators": max_regulators,
-        "n_samples": design.n_samples,
+        "n_samples": n_samples,
         "n_regulators": len(reg_idx),
         "use_interventions": bool(use_interventions),
         "orient_fdr": orient_fdr,
@@ -803,7 +741,7 @@ def learn_network(
         if method == "lasso":
             with tqdm(total=len(all_genes), desc="lasso", disable=not verbose, unit="gene") as bar:
                 results = _solve_genes(
-                    design,
+                    reads,
                     mom,
                     reg_idx,
                     all_genes,
@@ -817,6 +755,7 @@ def learn_network(
         else:
             source, target, weight, stability, bound = _stability(
                 design,
+                reads,
                 mom,
                 reg_idx,
                 all_genes,
@@ -874,8 +813,9 @@ def learn_network(
 
 
 def _stability(
-    design: _Design,
-    full: _Moments,
+    design: Design,
+    reads: Design,
+    full: Moments,
     reg_idx: np.ndarray,
     genes: np.ndarray,
     *,
@@ -889,15 +829,18 @@ def _stability(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
     """Complementary-pairs stability selection, then a least-squares refit.
 
+    Each half's moments come from a pass over its samples (with the full
+    pass's shift); the other half's are the full moments minus those. The
+    excluded rows' values are read from ``reads``.
+
     Returns source, target, weight, selection frequency and the summed
     Meinshausen-Bühlmann error bound (NaN for ``threshold <= 0.5``).
     """
     from tqdm.auto import tqdm
 
     rng = np.random.default_rng(seed)
-    n = design.n_samples
+    n, p_genes = design.shape
     task = _Task("select", alpha, max_regulators)
-    p_genes = design.n_genes
     selected: list[np.ndarray] = []  # flattened (target * p + source) keys per fit
     n_selected = np.zeros(p_genes)
     with tqdm(
@@ -909,10 +852,10 @@ def _stability(
         for _ in range(n_bootstrap // 2):
             in_half = np.zeros(n, dtype=bool)
             in_half[rng.permutation(n)[: n // 2]] = True
-            half = _moments(design, np.flatnonzero(in_half), reg_idx)
-            for part, members in ((half, in_half), (_complement(full, half), ~in_half)):
+            half = moments(design, reg_idx, rows=np.flatnonzero(in_half), shift=full.shift)
+            for part, members in ((half, in_half), (full.without(half), ~in_half)):
                 results = _solve_genes(
-                    design,
+                    reads,
                     part,
                     reg_idx,
                     genes,
@@ -940,7 +883,7 @@ def _stability(
             fixed[int(tg)] = reg_position[src]
     refit_genes = np.array(sorted(fixed), dtype=np.int64)
     results = _solve_genes(
-        design,
+        reads,
         full,
         reg_idx,
         refit_genes,

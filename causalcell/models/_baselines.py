@@ -38,14 +38,12 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from anndata import AnnData
 from scipy.sparse.linalg import svds
 
+from causalcell.data._design import Design
 from causalcell.data._interventions import Interventions
 from causalcell.data._pseudobulk import changes, control_mean, row_weights
-from causalcell.data._sparse import entry_rows, gather_entries
-from causalcell.data._stats import weighted_column_sums
 from causalcell.errors import DataContractError, DataFileError, ParameterError
 from causalcell.models._base import (
     PerturbationModel,
@@ -71,36 +69,9 @@ __all__ = [
 # Above this size of the smaller side of the change matrix, the top
 # components come from a truncated (ARPACK) SVD instead of a full one.
 _FULL_SVD_MAX = 1000
-# A gene whose remaining weight after exclusion is below this share of the
-# total weight has no sample left to average (the difference is rounding).
-_EMPTY_WEIGHT = 1e-12
 
 
 # --------------------------------------------------------------------------- helpers
-def _excluded_means(
-    X: Any, weights: np.ndarray, mask: sp.csr_array, fallback: np.ndarray
-) -> np.ndarray:
-    """Per gene g, the weighted mean of column g over the rows that do not target g.
-
-    Computed as the weighted column sums minus the contributions of the
-    targeted entries (the stored entries of ``mask``), so the cost is one
-    pass over ``X`` plus one gather of the few targeted entries. A gene
-    targeted in every row of positive weight takes ``fallback[g]``.
-    """
-    n_genes = X.shape[1]
-    rows, cols = entry_rows(mask.indptr), mask.indices
-    entry_weights = weights[rows]
-    measured = gather_entries(X, rows, cols)
-    removed = np.bincount(cols, weights=entry_weights * measured, minlength=n_genes)
-    removed_weight = np.bincount(cols, weights=entry_weights, minlength=n_genes)
-    total_weight = float(weights.sum())
-    numerator = weighted_column_sums(X, weights) - removed
-    denominator = total_weight - removed_weight
-    empty = denominator <= _EMPTY_WEIGHT * total_weight
-    safe = np.where(empty, 1.0, denominator)
-    return np.where(empty, fallback, numerator / safe)
-
-
 def _mean_profile(
     adata: AnnData,
     X: Any,
@@ -119,12 +90,12 @@ def _mean_profile(
         )
     if over == "samples":
         weights = np.where(perturbed, row_weights(adata), 0.0)
-        return _excluded_means(X, weights, interventions.mask, control)
+        return Design(X, interventions).included_means(weights, control)
     # over == "perturbations": one profile per perturbation, each weighing 1.
     delta = changes(adata, layer=layer)
     delta_iv = Interventions.from_adata(delta, warn_unmeasured=False)
     zero = np.zeros(delta.n_vars)
-    return control + _excluded_means(delta.X, np.ones(delta.n_obs), delta_iv.mask, zero)
+    return control + Design(delta.X, delta_iv).included_means(np.ones(delta.n_obs), zero)
 
 
 def _check_choice(model: object, name: str, value: object, choices: tuple[str, ...]) -> None:

@@ -29,13 +29,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
-from joblib import Parallel, delayed
 from scipy import stats
-from sklearn.base import clone
-from tqdm.auto import tqdm
 
+from causalcell.data._design import Design
 from causalcell.data._pseudobulk import control_mean, control_weights
-from causalcell.data._sparse import entry_rows
 from causalcell.data._stats import bh_qvalues
 from causalcell.data.contract import PERTURBATION
 from causalcell.data.lazy import is_dask_array
@@ -59,7 +56,9 @@ from causalcell.models._base import (
     save_arrays,
     training_data,
 )
-from causalcell.models._solvers import SteadyState, dense_block, fit_linear, propagate_linear
+from causalcell.models._generic import fit_per_gene, regulator_lists
+from causalcell.models._propagate import SteadyState, clamp, propagate
+from causalcell.models._solve import fit_linear
 
 __all__ = ["DEFAULT_ALPHAS", "ConditionalGRNRegressor"]
 
@@ -82,7 +81,6 @@ DEFAULT_ALPHAS: tuple[float, ...] = (
     100000.0,
 )
 _STRING_REGRESSORS = ("ridge", "ols", "lasso")
-_GENES_PER_TASK = 64
 _MAX_CELL_STARTS = 1 << 24  # start-state values built at once when averaging over cells
 # Array name of the n_samples column of the saved target levels (the baselines
 # use "levels_n_samples"; each keeps its name so saved files still load).
@@ -220,7 +218,6 @@ class ConditionalGRNRegressor(PerturbationModel):
         genes = pd.Index(adata.var_names).astype(str)
         p = len(genes)
         parents, pool = self._structure(genes, network)
-        levels = iv.levels
         self._reset()
         lazy = is_dask_array(X)
         if lazy and kind not in ("ridge", "ols"):
@@ -234,8 +231,7 @@ class ConditionalGRNRegressor(PerturbationModel):
             gcv = isinstance(self.alpha, str)
             fit = fit_linear(
                 X,
-                iv.mask,
-                levels,
+                iv,
                 parents=parents,
                 pool=pool,
                 method=kind,
@@ -255,6 +251,7 @@ class ConditionalGRNRegressor(PerturbationModel):
                 self.dof_ = fit.dof
                 self.rss_ = fit.rss
             self.estimators_ = None
+            self._regulators = None
         else:
             self._fit_generic(X, iv, parents, pool, kind)
         n_lost = int(np.sum(self.n_samples_ == 0))
@@ -395,66 +392,22 @@ class ConditionalGRNRegressor(PerturbationModel):
     ) -> None:
         from sklearn.linear_model import Lasso
 
-        _n, p = X.shape
+        p = X.shape[1]
         estimator = Lasso(alpha=float(self.alpha)) if kind == "lasso" else self.regressor
-        if sp.issparse(X):
-            X = sp.csc_array(X)  # per-gene column access
-        mask = sp.csr_array(iv.mask)
-        excl = mask.tocsc()
-        regs = _regulator_lists(parents, pool, p)
-        chunks = [np.arange(s, min(s + _GENES_PER_TASK, p)) for s in range(0, p, _GENES_PER_TASK)]
-        tasks = (
-            delayed(_fit_genes)(
-                X, mask, iv.levels, excl.indptr, excl.indices, c, [regs[g] for g in c], estimator
-            )
-            for c in chunks
-        )
-        results: list[tuple[Any, float, int]] = []
-        parallel = Parallel(n_jobs=self.n_jobs, return_as="generator")
-        for part in tqdm(
-            parallel(tasks),
-            total=len(chunks),
-            desc="Fitting genes",
-            unit="chunk",
-            disable=not self.verbose,
-            leave=False,
-        ):
-            results.extend(part)
-        estimators = [r[0] for r in results]
-        self.intercept_ = np.array([r[1] for r in results], dtype=float)
-        self.n_samples_ = np.array([r[2] for r in results], dtype=np.int64)
+        fit = fit_per_gene(Design(X, iv), regulator_lists(parents, pool, p), estimator,
+                           n_jobs=self.n_jobs, verbose=self.verbose)
+        self.n_samples_ = fit.n_samples
         self.alpha_ = np.full(p, float(self.alpha) if kind == "lasso" else np.nan)
-        self._regs = regs
-        linear = all(
-            e is None
-            or (
-                np.ndim(getattr(e, "coef_", None)) == 1
-                and np.size(e.coef_) == len(regs[g])
-                and np.ndim(getattr(e, "intercept_", None)) == 0
-            )
-            for g, e in enumerate(estimators)
-        )
-        if linear:
-            rows = np.concatenate([regs[g] for g in range(p)]) if p else np.zeros(0, np.int64)
-            cols = np.repeat(np.arange(p), [len(r) for r in regs])
-            vals = [np.asarray(e.coef_, dtype=float) for e in estimators if e is not None]
-            data = np.zeros(len(rows))
-            lens = np.array(
-                [len(r) if e is not None else 0 for r, e in zip(regs, estimators, strict=True)]
-            )
-            if vals:
-                data[np.repeat(lens > 0, [len(r) for r in regs])] = np.concatenate(vals)
-            self.coef_ = sp.csr_array((data, (rows, cols)), shape=(p, p))
-            self.intercept_ = np.array(
-                [
-                    float(e.intercept_) if e is not None else c
-                    for e, c in zip(estimators, self.intercept_, strict=True)
-                ]
-            )
+        self._regulators = fit.regulators
+        linear = fit.linear()
+        if linear is not None:
+            self.coef_, self.intercept_ = linear
             self.estimators_ = None
         else:
             self.coef_ = None
-            self.estimators_ = estimators
+            self.intercept_ = fit.intercept
+            self.estimators_ = fit.estimators
+            self._generic = fit
 
     # ================================================================== predict
     def predict(
@@ -509,7 +462,7 @@ class ConditionalGRNRegressor(PerturbationModel):
         """
         self._check_fitted()
         obs, iv = prediction_request(perturbations, self.genes_)
-        levels = resolve_levels(iv, self.target_levels_)
+        iv = iv.with_levels(resolve_levels(iv, self.target_levels_))
         n, p = len(obs), len(self.genes_)
         if not (
             steps == "steady_state"
@@ -523,24 +476,23 @@ class ConditionalGRNRegressor(PerturbationModel):
                 start_state = np.broadcast_to(cells.mean(axis=0), (n, p)).copy()
             else:
                 return make_prediction(
-                    obs, self.genes_, self._average_over_cells(iv, levels, cells, steps, labels)
+                    obs, self.genes_, self._average_over_cells(iv, cells, steps, labels)
                 )
         else:
             start_state = self._start_state(start, n)
-        values = self._propagate(iv.mask, levels, start_state, steps, labels)
+        values = self._propagate(iv, start_state, steps, labels)
         return make_prediction(obs, self.genes_, values)
 
-    def _propagate(
-        self, mask: sp.csr_array, levels: np.ndarray, start: np.ndarray, steps: Any, labels: Any
-    ) -> np.ndarray:
-        if self.coef_ is not None:
-            steady = None
-            if steps == "steady_state":
-                steady = getattr(self, "_steady", None)
-                if steady is None:
-                    steady = self._steady = SteadyState(self.coef_, self.genes_)
-            return propagate_linear(self.coef_, mask, levels, start, steps, steady, labels)
-        return self._propagate_generic(mask, levels, start, steps)
+    def _propagate(self, iv: Any, start: np.ndarray, steps: Any, labels: Any) -> np.ndarray:
+        """Clamp and propagate with the fitted regulation (linear or per-gene)."""
+        if self.coef_ is None:
+            regulation = self._generic.predict
+        else:
+            regulation = self.coef_
+            if steps == "steady_state" and getattr(self, "_steady", None) is None:
+                self._steady = SteadyState(self.coef_, self.genes_)  # cached factorization
+        return propagate(regulation, iv, start, steps, steady=getattr(self, "_steady", None),
+                         labels=labels, max_iter=self.max_iter, tol=self.tol)
 
     def _start_state(self, start: np.ndarray | None, n: int) -> np.ndarray:
         p = len(self.genes_)
@@ -582,58 +534,21 @@ class ConditionalGRNRegressor(PerturbationModel):
         return X
 
     def _average_over_cells(
-        self, iv: Any, levels: np.ndarray, cells: np.ndarray, steps: Any, labels: Any
+        self, iv: Any, cells: np.ndarray, steps: Any, labels: Any
     ) -> np.ndarray:
         """Non-linear models: predict every request from every cell, then average."""
-        n, p = iv.mask.shape
-        resolved = iv.with_levels(levels)
+        n, p = iv.shape
         c = cells.shape[0]
         out = np.zeros((n, p))
         rows_per = max(1, _MAX_CELL_STARTS // max(1, c * p))
         for s in range(0, n, rows_per):
             rows = np.arange(s, min(s + rows_per, n))
             rep = np.repeat(rows, c)
-            sub = resolved.take(rep)
             start = np.tile(cells, (len(rows), 1))
-            pred = self._propagate(sub.mask, sub.levels, start, steps, labels[rep])
+            pred = self._propagate(iv.take(rep), start, steps, labels[rep])
             out[rows] = pred.reshape(len(rows), c, p).mean(axis=1)
-        # Averaging can move a clamped value by rounding: targets are exactly T.
-        out[iv.entry_rows, iv.mask.indices] = levels
+        clamp(out, iv)  # averaging can move a clamped value by rounding: targets are exactly T
         return out
-
-    def _propagate_generic(
-        self, mask: sp.csr_array, levels: np.ndarray, start: np.ndarray, steps: Any
-    ) -> np.ndarray:
-        mask = sp.csr_array(mask)
-        p = start.shape[1]
-        rows, cols = entry_rows(mask.indptr), mask.indices
-        active = [g for g in range(p) if self.estimators_[g] is not None]
-        base = {g: self.estimators_[g].predict(start[:, self._regs[g]]) for g in active}
-        x = start.copy()
-        x[rows, cols] = levels
-        limit = self.max_iter if steps == "steady_state" else int(steps)
-        converged = steps != "steady_state"
-        change = 0.0
-        for _ in range(limit):
-            new = start.copy()
-            for g in active:  # one scikit-learn model per gene: no matrix form
-                new[:, g] += self.estimators_[g].predict(x[:, self._regs[g]]) - base[g]
-            new[rows, cols] = levels
-            change = float(np.max(np.abs(new - x), initial=0.0))
-            x = new
-            if not math.isfinite(change):
-                break
-            if steps == "steady_state" and change <= self.tol * (1.0 + np.max(np.abs(x))):
-                converged = True
-                break
-        if not converged:
-            raise PredictionError(
-                f"The propagation did not reach a steady state within max_iter="
-                f"{self.max_iter} steps (last change {change:.3g}): the fitted regulation may "
-                f"be unstable. Predict a finite number of steps (steps=k), raise max_iter, or "
-                f"use a more regularized regressor."
-            )
-        return x
 
     # ================================================================== outputs
     @property
@@ -663,7 +578,7 @@ class ConditionalGRNRegressor(PerturbationModel):
             )
         else:
             G.add_edges_from(
-                (names[r], names[g]) for g, regs in enumerate(self._regs) for r in regs
+                (names[r], names[g]) for g, regs in enumerate(self._regulators) for r in regs
             )
         self._network = G
         return G
@@ -808,6 +723,7 @@ class ConditionalGRNRegressor(PerturbationModel):
                 f"({type(exc).__name__}: {exc}); save the model again."
             ) from exc
         model.estimators_ = None
+        model._regulators = None
         model._steady = None
         model._network = None
         return model
@@ -819,50 +735,3 @@ def _vector(arr: np.ndarray, p: int) -> np.ndarray:
     if arr.shape != (p,):
         raise ValueError(f"expected an array of shape ({p},), got {arr.shape}")
     return arr.astype(float) if arr.dtype.kind in "fiu" else arr
-
-
-def _regulator_lists(
-    parents: sp.csc_array | None, pool: np.ndarray | None, p: int
-) -> list[np.ndarray]:
-    """Sorted regulator indices of every gene."""
-    if parents is not None:
-        P = sp.csc_array(parents)
-        P.sort_indices()
-        return [P.indices[P.indptr[g] : P.indptr[g + 1]].astype(np.int64) for g in range(p)]
-    assert pool is not None
-    return [pool[pool != g] for g in range(p)]
-
-
-def _fit_genes(
-    X: Any,
-    mask: sp.csr_array,
-    levels: np.ndarray,
-    excl_indptr: np.ndarray,
-    excl_rows: np.ndarray,
-    genes: np.ndarray,
-    regs: list[np.ndarray],
-    estimator: Any,
-) -> list[tuple[Any, float, int]]:
-    """Fit a chunk of genes (joblib task): (fitted estimator or None, intercept, n_samples)."""
-    n = X.shape[0]
-    out = []
-    for g, r in zip(genes, regs, strict=True):
-        keep = np.ones(n, dtype=bool)
-        keep[excl_rows[excl_indptr[g] : excl_indptr[g + 1]]] = False
-        rows = np.flatnonzero(keep)
-        if rows.size == 0:
-            out.append((None, 0.0, 0))
-            continue
-        y = (
-            X[:, [g]][rows].toarray().ravel()
-            if sp.issparse(X)
-            else np.asarray(X[rows, g], dtype=np.float64)
-        )
-        y = y.astype(np.float64)
-        if len(r) == 0:
-            out.append((None, float(y.mean()), rows.size))
-            continue
-        Z = dense_block(X, mask, levels, rows, r)
-        est = clone(estimator).fit(Z, y)
-        out.append((est, float(y.mean()), rows.size))
-    return out
