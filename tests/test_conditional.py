@@ -48,7 +48,7 @@ def small():
         n_cells_per_perturbation=30,
         n_control_cells=150,
         library_size=1e5,
-        seed=3,
+        random_state=3,
     )
 
 
@@ -93,8 +93,8 @@ def changes_pearson(pred, truth, start, x0):
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_known_answer_held_out_perturbations(seed):
-    sim = simulate(n_genes=200, n_tfs=20, library_size=1e5, seed=seed)
-    train, test = split_by_perturbation(sim.adata, test_size=0.3, seed=seed + 10)
+    sim = simulate(n_genes=200, n_tfs=20, library_size=1e5, random_state=seed)
+    train, test = split_by_perturbation(sim.adata, test_size=0.3, random_state=seed + 10)
     held = set(test.uns["split"]["test_perturbations"])
     truth = sim.truth[sim.truth.obs["perturbation"].astype(str).isin(held).to_numpy()]
     fitted = model().fit(train, sim.network)
@@ -170,7 +170,7 @@ def test_peer_check_with_pgmpy_linear_gaussian_do():
 
 
 def test_exclusion_corrupting_a_gene_where_targeted_changes_nothing_of_its_model():
-    sim = simulate(n_genes=30, n_tfs=5, n_combinations=3, record_levels=False, seed=4)
+    sim = simulate(n_genes=30, n_tfs=5, n_combinations=3, record_levels=False, random_state=4)
     base = model().fit(sim.adata, sim.network)
     iv = Interventions.from_adata(sim.adata, warn_unmeasured=False)
     for gene in ("TF02", "TF03"):
@@ -223,7 +223,7 @@ def test_missing_level_uses_training_mean_level(small, fitted):
 
 
 def test_steps_reach_the_steady_state_with_feedback_cycles():
-    sim = simulate(n_genes=40, n_tfs=8, feedback=True, library_size=1e5, seed=2)
+    sim = simulate(n_genes=40, n_tfs=8, feedback=True, library_size=1e5, random_state=2)
     assert not nx.is_directed_acyclic_graph(sim.network)
     fitted = model().fit(sim.adata, sim.network)
     steady = fitted.predict(sim.truth.obs).X
@@ -372,6 +372,14 @@ def test_nonlinear_propagation_clamps_targets_at_every_step(small):
         for i, targets in enumerate(clamps):
             for j, level in targets.items():
                 assert pred[i, j] == level
+
+
+def test_quiet_by_default_and_scikit_learn_names(small, capsys):
+    fitted = ConditionalGRNRegressor().fit(small.adata, small.network)
+    fitted.predict(small.truth.obs)
+    assert capsys.readouterr().err == ""  # progress only when asked (verbose=True)
+    assert fitted.n_features_in_ == small.adata.n_vars
+    assert fitted.feature_names_in_.tolist() == small.adata.var_names.tolist()
 
 
 def test_fit_on_pseudobulk_rows(small):

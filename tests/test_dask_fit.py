@@ -42,7 +42,7 @@ TOL = 1e-8
 def sim():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return simulate(n_genes=80, n_tfs=10, n_cells_per_perturbation=40, seed=3)
+        return simulate(n_genes=80, n_tfs=10, n_cells_per_perturbation=40, random_state=3)
 
 
 def dense(adata) -> np.ndarray:

@@ -452,7 +452,7 @@ def many_perturbations():
 def test_split_holds_out_whole_perturbations(seed):
     adata = many_perturbations()
     snap = snapshot(adata)
-    train, test = split_by_perturbation(adata, test_size=0.34, seed=seed)
+    train, test = split_by_perturbation(adata, test_size=0.34, random_state=seed)
     assert_unchanged(adata, snap)
     assert train.n_obs + test.n_obs == adata.n_obs
     assert not test.obs["is_control"].any()
@@ -463,7 +463,7 @@ def test_split_holds_out_whole_perturbations(seed):
 
     assert canon(train.obs).isdisjoint(canon(test.obs))
     assert len(canon(test.obs)) == 2  # round(0.34 * 6)
-    again = split_by_perturbation(adata, test_size=0.34, seed=seed)[1]
+    again = split_by_perturbation(adata, test_size=0.34, random_state=seed)[1]
     assert list(again.obs_names) == list(test.obs_names)
 
 
@@ -476,9 +476,9 @@ def test_split_measured_only_never_holds_out_unmeasured_targets(seed):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnmeasuredTargetWarning)
         adata = make_adata([tuple(r) for r in rows] + extra)
-        train, test = split_by_perturbation(adata, test_size=0.34, seed=seed,
+        train, test = split_by_perturbation(adata, test_size=0.34, random_state=seed,
                                             measured_only=True)
-        most = split_by_perturbation(adata, test_size=5, seed=seed, measured_only=True)[1]
+        most = split_by_perturbation(adata, test_size=5, random_state=seed, measured_only=True)[1]
     held = set(test.obs["perturbation"])
     assert held.isdisjoint({"X", "Y", "A,X"})
     assert set(train.obs["perturbation"]) >= {"X", "Y", "A,X"}

@@ -182,7 +182,7 @@ def test_bad_groups_are_rejected():
 
 @pytest.fixture(scope="module")
 def sim():
-    return cc.datasets.simulate(n_genes=40, n_tfs=6, n_combinations=3, seed=5)
+    return cc.datasets.simulate(n_genes=40, n_tfs=6, n_combinations=3, random_state=5)
 
 
 @pytest.mark.parametrize("method", ["t-test", "wilcoxon"])
@@ -202,6 +202,9 @@ def test_differential_expression_on_simulation(sim, method):
     assert result.mean_difference[row, col] < -0.3
     assert result.qvalue[row, col] < 1e-6
     assert result.significant(0.05)[row, col]
+    with pytest.warns(FutureWarning, match="alpha= is renamed fdr="):
+        old_name = result.significant(alpha=0.05)
+    np.testing.assert_array_equal(old_name, result.significant(fdr=0.05))
     # Each row is the test of that perturbation's cells against the controls.
     X = adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)
     X = X.astype(np.float64)  # scipy computes in the input precision

@@ -1,4 +1,4 @@
-"""Shared model helpers (causalcell.models._base): equality with naive references."""
+"""Shared model helpers (causalcell.models._base, ._model_file): equality with naive references."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from causalcell.data._sparse import entry_rows, gather_entries
-from causalcell.models._base import (
+from causalcell.models._model_file import (
     level_array_names,
     levels_from_arrays,
     levels_to_arrays,

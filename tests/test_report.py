@@ -18,7 +18,7 @@ from causalcell.evaluate.retrieval_table import cell_eval_score, retrieval
 
 @pytest.fixture(scope="module")
 def sim():
-    return cc.datasets.simulate(n_genes=60, n_tfs=8, n_combinations=4, seed=3)
+    return cc.datasets.simulate(n_genes=60, n_tfs=8, n_combinations=4, random_state=3)
 
 
 @pytest.fixture(scope="module")
@@ -323,7 +323,7 @@ def test_mission_a_constant_predictor():
     under "query" each query's own huge target effect is removed from its true
     match only, so the true match looks closest.
     """
-    sim = cc.datasets.simulate(seed=0, kind="knockdown")
+    sim = cc.datasets.simulate(random_state=0, kind="knockdown")
     pb = cc.data.pseudobulk(sim.adata)
     perturbed = pb[~pb.obs["is_control"].to_numpy()]
     mean = np.asarray(perturbed.X).mean(axis=0)

@@ -76,7 +76,7 @@ def pseudobulk(
     Examples
     --------
     >>> import causalcell as cc
-    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, seed=0)
+    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, random_state=0)
     >>> pb = cc.data.pseudobulk(sim.adata)
     >>> int(pb.obs["n_cells"].sum()) == sim.adata.n_obs
     True

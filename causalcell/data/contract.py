@@ -177,7 +177,7 @@ def validate(adata: AnnData, *, layer: str | None = None, check_expression: bool
     Examples
     --------
     >>> import causalcell as cc
-    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, seed=0)
+    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, random_state=0)
     >>> cc.data.validate(sim.adata)
     """
     checked_interventions(adata, layer=layer, check_expression=check_expression)

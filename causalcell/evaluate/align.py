@@ -291,7 +291,7 @@ def align(
     Examples
     --------
     >>> import causalcell as cc
-    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, seed=0)
+    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, random_state=0)
     >>> aligned = align(sim.truth, sim.adata)
     >>> aligned.predicted.shape
     (20, 30)

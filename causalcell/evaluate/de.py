@@ -17,11 +17,13 @@ in the same way; they are re-exported here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from causalcell._validation import DEPRECATED, renamed
 from causalcell.data import Interventions
 from causalcell.data._stats import (
     DASK_RANK_MEMORY,
@@ -99,9 +101,14 @@ class DEResult:
             f"{len(self.genes)} genes vs {self.n_control} control cells)"
         )
 
-    def significant(self, alpha: float = 0.05) -> np.ndarray:
-        """Boolean (n_perturbations, n_genes): q-value below ``alpha``."""
-        return significant(self.qvalue, alpha)
+    def significant(self, fdr: float = 0.05, *, alpha: Any = DEPRECATED) -> np.ndarray:
+        """Boolean (n_perturbations, n_genes): q-value below ``fdr``.
+
+        ``alpha`` is the deprecated name of ``fdr`` (a ``FutureWarning``;
+        removed in the next release).
+        """
+        fdr = renamed("DEResult.significant", "alpha", alpha, "fdr", fdr, 0.05)
+        return significant(self.qvalue, fdr)
 
     def select(self, perturbations: pd.Index | list[str], genes: pd.Index | list[str]) -> DEResult:
         """The rows and columns named, in that order.
@@ -235,7 +242,7 @@ def differential_expression(
     Examples
     --------
     >>> import causalcell as cc
-    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, seed=0)
+    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, random_state=0)
     >>> de = differential_expression(sim.adata)
     >>> de.statistic.shape
     (20, 30)

@@ -79,7 +79,7 @@ def target_effect(
     Examples
     --------
     >>> import causalcell as cc
-    >>> sim = cc.datasets.simulate(n_genes=40, n_tfs=6, seed=0)
+    >>> sim = cc.datasets.simulate(n_genes=40, n_tfs=6, random_state=0)
     >>> table = cc.evaluate.target_effect(sim.adata)
     >>> bool((table["rank"] == 1).mean() > 0.9)
     True

@@ -16,7 +16,8 @@ from causalcell.graph._io import (
     to_pgmpy,
     write_network,
 )
-from causalcell.graph._learn import learn_network, learn_pc
+from causalcell.graph._lasso import learn_network
+from causalcell.graph._pc import learn_pc
 
 __all__ = [
     "find_cycle_edges",

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -47,16 +48,19 @@ from causalcell.data._pseudobulk import changes, control_mean, row_weights
 from causalcell.errors import DataContractError, DataFileError, ParameterError
 from causalcell.models._base import (
     PerturbationModel,
-    level_array_names,
-    levels_from_arrays,
-    levels_to_arrays,
-    load_arrays,
     make_prediction,
     observed_target_levels,
     prediction_request,
     resolve_levels,
-    save_arrays,
     training_data,
+)
+from causalcell.models._model_file import (
+    BASELINE_LEVELS_N,
+    level_array_names,
+    levels_from_arrays,
+    levels_to_arrays,
+    load_arrays,
+    save_arrays,
 )
 
 __all__ = [
@@ -106,9 +110,6 @@ def _check_choice(model: object, name: str, value: object, choices: tuple[str, .
         )
 
 
-# Array name of the n_samples column of the saved target levels (files
-# written by ConditionalGRNRegressor use "levels_n").
-_LEVELS_N = "levels_n_samples"
 
 
 # --------------------------------------------------------------------------- base class
@@ -118,10 +119,10 @@ class _Baseline(PerturbationModel):
     Subclasses set ``_vectors`` (fitted per-gene vectors, saved as arrays),
     implement ``_fit(adata, X, interventions)`` and ``_perturbed(interventions)``
     (the predicted rows of the request; control rows are overwritten by
-    ``control_`` afterwards).
+    ``control_mean_`` afterwards).
     """
 
-    _vectors: ClassVar[tuple[str, ...]] = ("control_",)
+    _vectors: ClassVar[tuple[str, ...]] = ("control_mean_",)
     _matrices: ClassVar[tuple[str, ...]] = ()
 
     def fit(self, adata: AnnData, network: Any = None) -> Self:
@@ -152,7 +153,7 @@ class _Baseline(PerturbationModel):
         state = self._fit(adata, X, interventions)
         for name, value in state.items():
             setattr(self, name, value)
-        self.genes_ = pd.Index(adata.var_names, dtype=str)
+        self._set_genes(adata.var_names)
         return self
 
     def predict(self, perturbations: AnnData | pd.DataFrame) -> AnnData:
@@ -185,7 +186,7 @@ class _Baseline(PerturbationModel):
         self._check_fitted()
         obs, interventions = prediction_request(perturbations, self.genes_)
         values = self._perturbed(interventions)
-        values[interventions.is_control] = self.control_
+        values[interventions.is_control] = self.control_mean_
         return make_prediction(obs, self.genes_, values)
 
     # -- persistence
@@ -253,8 +254,19 @@ class _Baseline(PerturbationModel):
         for name in cls._matrices:
             setattr(model, name, np.asarray(arrays[name], dtype=np.float64))
         model._restore_extra(arrays, path)
-        model.genes_ = genes
+        model._set_genes(genes)
         return model
+
+    @property
+    def control_(self) -> np.ndarray:
+        """Deprecated name of :attr:`control_mean_` (removed in the next release)."""
+        warnings.warn(
+            f"{type(self).__name__}.control_ is renamed control_mean_ (the name every "
+            f"causalcell model uses); control_ will stop working in the next release.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return self.control_mean_
 
     # -- hooks
     def _check_params(self) -> None:
@@ -293,14 +305,14 @@ class ControlBaseline(_Baseline):
     ----------
     genes_ : pandas.Index
         The genes of the training data.
-    control_ : numpy.ndarray
+    control_mean_ : numpy.ndarray
         The training control mean (weighted by ``obs["n_cells"]`` for
         pseudobulk rows).
 
     Examples
     --------
     >>> from causalcell.datasets import simulate
-    >>> sim = simulate(n_genes=30, n_tfs=5, seed=0)
+    >>> sim = simulate(n_genes=30, n_tfs=5, random_state=0)
     >>> model = ControlBaseline().fit(sim.adata)
     >>> model.predict(sim.adata.obs.iloc[:3]).shape
     (3, 30)
@@ -310,10 +322,10 @@ class ControlBaseline(_Baseline):
         self.layer = layer
 
     def _fit(self, adata: AnnData, X: Any, interventions: Interventions) -> dict[str, Any]:
-        return {"control_": control_mean(adata, layer=self.layer)}
+        return {"control_mean_": control_mean(adata, layer=self.layer)}
 
     def _perturbed(self, interventions: Interventions) -> np.ndarray:
-        return np.tile(self.control_, (interventions.n_samples, 1))
+        return np.tile(self.control_mean_, (interventions.n_samples, 1))
 
 
 class MeanBaseline(_Baseline):
@@ -344,7 +356,7 @@ class MeanBaseline(_Baseline):
     Attributes
     ----------
     genes_ : pandas.Index
-    control_ : numpy.ndarray
+    control_mean_ : numpy.ndarray
         Training control mean (predicted for control rows of a request).
     mean_ : numpy.ndarray
         The predicted profile of every perturbed request.
@@ -366,13 +378,13 @@ class MeanBaseline(_Baseline):
     Examples
     --------
     >>> from causalcell.datasets import simulate
-    >>> sim = simulate(n_genes=30, n_tfs=5, seed=0)
+    >>> sim = simulate(n_genes=30, n_tfs=5, random_state=0)
     >>> model = MeanBaseline(over="perturbations").fit(sim.adata)
     >>> model.mean_.shape
     (30,)
     """
 
-    _vectors: ClassVar[tuple[str, ...]] = ("control_", "mean_")
+    _vectors: ClassVar[tuple[str, ...]] = ("control_mean_", "mean_")
 
     def __init__(self, over: str = "samples", layer: str | None = None) -> None:
         self.over = over
@@ -385,7 +397,7 @@ class MeanBaseline(_Baseline):
     def _fit(self, adata: AnnData, X: Any, interventions: Interventions) -> dict[str, Any]:
         control = control_mean(adata, layer=self.layer)
         mean = _mean_profile(adata, X, interventions, self.over, self.layer, control)
-        return {"control_": control, "mean_": mean}
+        return {"control_mean_": control, "mean_": mean}
 
     def _perturbed(self, interventions: Interventions) -> np.ndarray:
         return np.tile(self.mean_, (interventions.n_samples, 1))
@@ -423,7 +435,7 @@ class TargetOnlyBaseline(_Baseline):
     Attributes
     ----------
     genes_ : pandas.Index
-    control_ : numpy.ndarray
+    control_mean_ : numpy.ndarray
         Training control mean (predicted for control rows of a request).
     start_ : numpy.ndarray
         The profile the targeted genes are set in.
@@ -435,7 +447,7 @@ class TargetOnlyBaseline(_Baseline):
     --------
     >>> import pandas as pd
     >>> from causalcell.datasets import simulate
-    >>> sim = simulate(n_genes=30, n_tfs=5, seed=0)
+    >>> sim = simulate(n_genes=30, n_tfs=5, random_state=0)
     >>> model = TargetOnlyBaseline().fit(sim.adata)
     >>> request = pd.DataFrame({"perturbation": ["TF01"], "is_control": [False],
     ...                         "perturbation_type": ["knockout"]}, index=["q1"])
@@ -443,7 +455,7 @@ class TargetOnlyBaseline(_Baseline):
     0.0
     """
 
-    _vectors: ClassVar[tuple[str, ...]] = ("control_", "start_")
+    _vectors: ClassVar[tuple[str, ...]] = ("control_mean_", "start_")
 
     def __init__(
         self, start: str = "control", over: str = "samples", layer: str | None = None
@@ -465,7 +477,7 @@ class TargetOnlyBaseline(_Baseline):
             else _mean_profile(adata, X, interventions, self.over, self.layer, control)
         )
         return {
-            "control_": control,
+            "control_mean_": control,
             "start_": start,
             "target_levels_": observed_target_levels(X, interventions),
         }
@@ -477,13 +489,13 @@ class TargetOnlyBaseline(_Baseline):
         return values
 
     def _extra_arrays(self) -> dict[str, np.ndarray]:
-        return levels_to_arrays(self.target_levels_, _LEVELS_N)
+        return levels_to_arrays(self.target_levels_, BASELINE_LEVELS_N)
 
     def _extra_names(self) -> tuple[str, ...]:
-        return level_array_names(_LEVELS_N)
+        return level_array_names(BASELINE_LEVELS_N)
 
     def _restore_extra(self, arrays: dict[str, np.ndarray], path: object) -> None:
-        self.target_levels_ = levels_from_arrays(arrays, _LEVELS_N)
+        self.target_levels_ = levels_from_arrays(arrays, BASELINE_LEVELS_N)
 
 
 class LinearEmbeddingBaseline(_Baseline):
@@ -541,7 +553,7 @@ class LinearEmbeddingBaseline(_Baseline):
     Attributes
     ----------
     genes_ : pandas.Index
-    control_ : numpy.ndarray
+    control_mean_ : numpy.ndarray
         Training control mean.
     offset_ : numpy.ndarray
         b, the mean change over the training perturbations.
@@ -561,13 +573,13 @@ class LinearEmbeddingBaseline(_Baseline):
     Examples
     --------
     >>> from causalcell.datasets import simulate
-    >>> sim = simulate(n_genes=30, n_tfs=5, seed=0)
+    >>> sim = simulate(n_genes=30, n_tfs=5, random_state=0)
     >>> model = LinearEmbeddingBaseline(n_components=5).fit(sim.adata)
     >>> model.gene_embedding_.shape, model.coef_.shape
     ((30, 5), (5, 5))
     """
 
-    _vectors: ClassVar[tuple[str, ...]] = ("control_", "offset_")
+    _vectors: ClassVar[tuple[str, ...]] = ("control_mean_", "offset_")
     _matrices: ClassVar[tuple[str, ...]] = ("gene_embedding_", "coef_")
 
     def __init__(
@@ -614,7 +626,7 @@ class LinearEmbeddingBaseline(_Baseline):
         # K = left P (PᵀP + λI)⁻¹; the inverse is symmetric, so solve for Kᵀ.
         coef = _ridge_solve(P.T @ P, (left @ P).T, float(self.ridge)).T
         return {
-            "control_": np.asarray(delta.uns["control_mean"], dtype=np.float64),
+            "control_mean_": np.asarray(delta.uns["control_mean"], dtype=np.float64),
             "offset_": offset,
             "gene_embedding_": G,
             "coef_": coef,
@@ -623,7 +635,8 @@ class LinearEmbeddingBaseline(_Baseline):
 
     def _perturbed(self, interventions: Interventions) -> np.ndarray:
         embedding = interventions.mask.astype(np.float64) @ self.gene_embedding_
-        return self.control_ + self.offset_ + (embedding @ self.coef_.T) @ self.gene_embedding_.T
+        change = (embedding @ self.coef_.T) @ self.gene_embedding_.T
+        return self.control_mean_ + self.offset_ + change
 
     def _restore_extra(self, arrays: dict[str, np.ndarray], path: object) -> None:
         G, K = self.gene_embedding_, self.coef_

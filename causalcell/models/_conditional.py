@@ -46,17 +46,20 @@ from causalcell.errors import (
 from causalcell.graph._io import to_adjacency
 from causalcell.models._base import (
     PerturbationModel,
-    levels_from_arrays,
-    levels_to_arrays,
-    load_arrays,
     make_prediction,
     observed_target_levels,
     prediction_request,
     resolve_levels,
-    save_arrays,
     training_data,
 )
 from causalcell.models._generic import fit_per_gene, regulator_lists
+from causalcell.models._model_file import (
+    CONDITIONAL_LEVELS_N,
+    levels_from_arrays,
+    levels_to_arrays,
+    load_arrays,
+    save_arrays,
+)
 from causalcell.models._propagate import SteadyState, clamp, propagate
 from causalcell.models._solve import fit_linear
 
@@ -82,9 +85,6 @@ DEFAULT_ALPHAS: tuple[float, ...] = (
 )
 _STRING_REGRESSORS = ("ridge", "ols", "lasso")
 _MAX_CELL_STARTS = 1 << 24  # start-state values built at once when averaging over cells
-# Array name of the n_samples column of the saved target levels (the baselines
-# use "levels_n_samples"; each keeps its name so saved files still load).
-_LEVELS_N = "levels_n"
 
 
 class ConditionalGRNRegressor(PerturbationModel):
@@ -125,7 +125,7 @@ class ConditionalGRNRegressor(PerturbationModel):
         Relative convergence tolerance of a non-linear steady state.
     n_jobs : int, optional
         Parallel workers for the per-gene path (joblib; ``None``: 1).
-    verbose : bool, default True
+    verbose : bool, default False
         Progress bars for long work.
 
     Attributes
@@ -133,6 +133,8 @@ class ConditionalGRNRegressor(PerturbationModel):
     genes_ : pandas.Index
         The genes (training ``var_names``).
     n_features_in_ : int
+    feature_names_in_ : numpy.ndarray of str
+        The genes, as scikit-learn names the input features.
     coef_ : scipy.sparse.csr_array or None
         (n_genes, n_genes) regulator x target coefficients; the stored entries
         are the fitted edges. ``None`` for non-linear regressors.
@@ -156,8 +158,8 @@ class ConditionalGRNRegressor(PerturbationModel):
     --------
     >>> import causalcell as cc
     >>> from causalcell.models import ConditionalGRNRegressor
-    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, seed=0)
-    >>> model = ConditionalGRNRegressor(verbose=False).fit(sim.adata, sim.network)
+    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, random_state=0)
+    >>> model = ConditionalGRNRegressor().fit(sim.adata, sim.network)
     >>> pred = model.predict(sim.truth.obs)
     >>> pred.shape == sim.truth.shape
     True
@@ -174,7 +176,7 @@ class ConditionalGRNRegressor(PerturbationModel):
         max_iter: int = 1000,
         tol: float = 1e-9,
         n_jobs: int | None = None,
-        verbose: bool = True,
+        verbose: bool = False,
     ) -> None:
         self.regressor = regressor
         self.alpha = alpha
@@ -264,8 +266,7 @@ class ConditionalGRNRegressor(PerturbationModel):
                 CausalCellWarning,
                 stacklevel=2,
             )
-        self.genes_ = genes
-        self.n_features_in_ = p
+        self._set_genes(genes)
         if lazy:
             # The pass over the blocks already summed the controls and read the
             # targeted entries: no second pass over out-of-core data.
@@ -659,7 +660,7 @@ class ConditionalGRNRegressor(PerturbationModel):
             "alpha": self.alpha_,
             "n_samples": self.n_samples_,
             "control_mean": self.control_mean_,
-            **levels_to_arrays(self.target_levels_, _LEVELS_N),
+            **levels_to_arrays(self.target_levels_, CONDITIONAL_LEVELS_N),
         }
         inference = hasattr(self, "stderr_")
         if inference:
@@ -701,14 +702,13 @@ class ConditionalGRNRegressor(PerturbationModel):
                 (arrays["coef_data"].astype(float), arrays["coef_indices"], arrays["coef_indptr"]),
                 shape=(p, p),
             )
-            model.genes_ = genes
-            model.n_features_in_ = p
+            model._set_genes(genes)
             model.coef_ = coef
             model.intercept_ = _vector(arrays["intercept"], p)
             model.alpha_ = _vector(arrays["alpha"], p)
             model.n_samples_ = _vector(arrays["n_samples"], p).astype(np.int64)
             model.control_mean_ = _vector(arrays["control_mean"], p)
-            model.target_levels_ = levels_from_arrays(arrays, _LEVELS_N)
+            model.target_levels_ = levels_from_arrays(arrays, CONDITIONAL_LEVELS_N)
             if header.get("meta", {}).get("inference"):
                 model.stderr_ = sp.csr_array(
                     (arrays["se_data"].astype(float), arrays["se_indices"], arrays["se_indptr"]),

@@ -1,18 +1,13 @@
-"""Structure learning: gene regulatory networks learned from perturbation data.
+"""Structure learning by sparse regression: :func:`learn_network`.
 
-Two learners, both returning a weighted :class:`networkx.DiGraph` of gene
-symbols (``regulator -> target``, float ``weight``) that every causalcell
-model accepts as its network:
-
-* :func:`learn_network`: sparse regression for thousands of genes. Each gene
-  is regressed on its candidate regulators with the lasso, on the samples in
-  which it is **not** targeted (a targeted gene's level is set by the tool,
-  not by its regulators: Pearl's do-operator); optionally with stability
-  selection (Meinshausen & Bühlmann 2010), and with edge orientation from
-  the interventional samples.
-* :func:`learn_pc`: pgmpy's PC algorithm for small variable sets (up to
-  about a hundred), optionally restricted to a prior network through
-  pgmpy's ``ExpertKnowledge``.
+It returns a weighted :class:`networkx.DiGraph` of gene symbols
+(``regulator -> target``, float ``weight``) that every causalcell model
+accepts as its network. Each gene is regressed on its candidate regulators
+with the lasso, on the samples in which it is **not** targeted (a targeted
+gene's level is set by the tool, not by its regulators: Pearl's
+do-operator); optionally with stability selection (Meinshausen & Bühlmann
+2010), and with edge orientation from the interventional samples. For small
+variable sets, see :func:`causalcell.graph.learn_pc` (``_pc.py``).
 
 How :func:`learn_network` computes
 ----------------------------------
@@ -44,9 +39,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import combinations
 from typing import Any, Literal
 
 import networkx as nx
@@ -55,6 +49,15 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from causalcell._validation import (
+    DEPRECATED,
+    check_anndata,
+    check_fraction,
+    check_n_jobs,
+    check_random_state,
+    is_int,
+    renamed,
+)
 from causalcell.data._design import Design
 from causalcell.data._interventions import Interventions
 from causalcell.data._moments import LeftOut, Moments, check_gather, moments
@@ -66,17 +69,11 @@ from causalcell.data._stats import (
     welch,
 )
 from causalcell.data._stats import significant as is_significant
-from causalcell.data.contract import IS_CONTROL, checked_interventions
+from causalcell.data.contract import IS_CONTROL, checked_interventions, expression_matrix
 from causalcell.data.lazy import is_dask_array
-from causalcell.errors import (
-    CausalCellWarning,
-    DataContractError,
-    NetworkError,
-    NetworkWarning,
-    ParameterError,
-)
+from causalcell.errors import CausalCellWarning, ParameterError
 
-__all__ = ["learn_network", "learn_pc"]
+__all__ = ["learn_network"]
 
 # Variance (log-expression scale) below which a gene counts as constant.
 _TINY_VARIANCE = 1e-12
@@ -90,65 +87,15 @@ _MAX_CHUNK = 64
 
 
 # ---------------------------------------------------------------------------
-# Argument checks
-# ---------------------------------------------------------------------------
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
-
-
-def _is_real(value: object) -> bool:
-    return (
-        isinstance(value, int | float | np.integer | np.floating)
-        and not isinstance(value, bool | np.bool_)
-        and math.isfinite(float(value))
-    )
-
-
-def _check_fraction(name: str, value: object, *, closed_right: bool = False) -> float:
-    right = "]" if closed_right else ")"
-    if not _is_real(value) or not (0 < float(value) < 1 or (closed_right and value == 1)):
-        raise ParameterError(
-            f"{name}={value!r} is invalid; {name} must be a number in (0, 1{right}."
-        )
-    return float(value)
-
-
-def _check_n_jobs(n_jobs: object) -> int:
-    if not _is_int(n_jobs) or n_jobs == 0:
-        raise ParameterError(
-            f"n_jobs={n_jobs!r} is invalid; use a positive number of processes, or -1 for all "
-            f"cores."
-        )
-    return int(n_jobs)
-
-
-def _expression(adata: AnnData, layer: str | None) -> Any:
-    if layer is None:
-        return adata.X
-    return adata.layers[layer]
-
-
-# ---------------------------------------------------------------------------
 # The design matrix and its moments
 # ---------------------------------------------------------------------------
 
 
 def _design(adata: AnnData, layer: str | None) -> Design:
     """The data under intervention (targeted entries at T), validated and parsed once."""
-    if not isinstance(adata, AnnData):
-        raise DataContractError(
-            f"Expected an AnnData object, got {type(adata).__name__}. Read files with "
-            f"causalcell.data.read_h5ad(path)."
-        )
-    if layer is not None and layer not in adata.layers:
-        raise DataContractError(
-            f"Layer {layer!r} not found; available layers: {list(adata.layers.keys())}. "
-            f"Pass layer=None to use X."
-        )
+    check_anndata(adata)
+    X = expression_matrix(adata, layer)
     iv = checked_interventions(adata, layer=layer)
-    X = _expression(adata, layer)
     if sp.issparse(X):
         # Row blocks are read many times: CSR makes that cheap (a CSC matrix is
         # converted once).
@@ -548,8 +495,9 @@ def learn_network(
     use_interventions: bool = True,
     orient_fdr: float = 0.05,
     n_jobs: int = 1,
-    verbose: bool = True,
-    seed: int | None = 0,
+    verbose: bool = False,
+    random_state: int | np.random.Generator | None = 0,
+    seed: Any = DEPRECATED,
 ) -> nx.DiGraph:
     """Learn a gene regulatory network by sparse regression (lasso).
 
@@ -614,10 +562,13 @@ def learn_network(
         Processes for the per-gene fits (joblib; -1: all cores). Starting
         the processes takes a second or two, so this pays off only when the
         fits dominate (many candidate regulators, stability selection).
-    verbose : bool, default True
+    verbose : bool, default False
         Show a tqdm progress bar over genes.
-    seed : int or None, default 0
+    random_state : int, numpy.random.Generator or None, default 0
         Seed of the random halves of stability selection.
+    seed
+        Deprecated name of ``random_state`` (a ``FutureWarning``; removed in
+        the next release).
 
     Returns
     -------
@@ -688,126 +639,174 @@ def learn_network(
     Examples
     --------
     >>> import causalcell as cc
-    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, seed=0)
+    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, random_state=0)
     >>> from causalcell.graph import learn_network
     >>> tfs = sim.adata.var_names[sim.adata.var["is_tf"]]
     >>> G = learn_network(sim.adata, regulators=tfs, verbose=False)
     >>> sorted(G.nodes) == sorted(sim.adata.var_names)
     True
     """
-    from joblib import Parallel
-    from tqdm.auto import tqdm
-
-    if method not in ("lasso", "stability"):
-        raise ParameterError(f"method={method!r} is invalid; use 'lasso' or 'stability'.")
-    alpha = _check_fraction("alpha", alpha)
-    orient_fdr = _check_fraction("orient_fdr", orient_fdr)
-    threshold = _check_fraction("threshold", threshold, closed_right=True)
-    if not _is_int(n_bootstrap) or n_bootstrap < 2 or n_bootstrap % 2:
-        raise ParameterError(
-            f"n_bootstrap={n_bootstrap!r} is invalid; use an even number >= 2 (the samples "
-            f"are split into complementary halves n_bootstrap / 2 times)."
-        )
-    if max_regulators is not None and (not _is_int(max_regulators) or max_regulators < 1):
-        raise ParameterError(
-            f"max_regulators={max_regulators!r} is invalid; use a positive integer or None."
-        )
-    n_jobs = _check_n_jobs(n_jobs)
-    if seed is not None and (not _is_int(seed) or seed < 0):
-        raise ParameterError(f"seed={seed!r} is invalid; use a non-negative integer or None.")
-
+    random_state = renamed("learn_network", "seed", seed, "random_state", random_state, 0)
+    options = _Options.checked(method, alpha, n_bootstrap, threshold, max_regulators,
+                               orient_fdr, n_jobs, random_state)
     design = _design(adata, layer)
-    iv = design.interventions
     genes = pd.Index(adata.var_names).astype(str)
     reg_idx = _regulator_index(regulators, genes)
-    n_samples, n_genes = design.shape
-    all_genes = np.arange(n_genes)
-
-    groups, group_gene = _single_target_groups(iv)
     mom, reads = _first_pass(design, reg_idx, verbose)
-    sums = group_moments(design.X, groups, len(group_gene), squares=True)
-
+    edges = _select_edges(design, reads, mom, reg_idx, options, verbose)
+    qvalue = np.full(len(edges.source), np.nan)
+    if use_interventions:
+        qvalue = _intervention_qvalues(design, edges)
+    keep, oriented = _orient(edges.source, edges.target, qvalue, options.orient_fdr)
     params: dict[str, Any] = {
         "method": method,
-        "alpha": alpha,
+        "alpha": options.alpha,
         "max_regulators": max_regulators,
-        "n_samples": n_samples,
+        "n_samples": design.shape[0],
         "n_regulators": len(reg_idx),
         "use_interventions": bool(use_interventions),
-        "orient_fdr": orient_fdr,
+        "orient_fdr": options.orient_fdr,
     }
-    # One pool for every dispatch (stability selection dispatches 2 per split).
-    with Parallel(n_jobs=n_jobs, return_as="generator_unordered") as runner:
-        if method == "lasso":
-            with tqdm(total=len(all_genes), desc="lasso", disable=not verbose, unit="gene") as bar:
-                results = _solve_genes(
-                    reads,
-                    mom,
-                    reg_idx,
-                    all_genes,
-                    _Task("lasso", alpha, max_regulators),
-                    subsample=None,
-                    runner=runner,
-                    progress=bar,
-                )
-            source, target, weight = _edges_from(results, reg_idx)
-            stability = None
-        else:
-            source, target, weight, stability, bound = _stability(
-                design,
-                reads,
-                mom,
-                reg_idx,
-                all_genes,
-                alpha=alpha,
-                max_regulators=max_regulators,
-                n_bootstrap=int(n_bootstrap),
-                threshold=threshold,
-                runner=runner,
-                verbose=verbose,
-                seed=seed,
-            )
     if method == "stability":
         params.update(
             n_bootstrap=int(n_bootstrap),
+            threshold=options.threshold,
+            random_state=random_state if not isinstance(random_state, np.random.Generator)
+            else repr(random_state),
+            expected_false_edges_bound=edges.bound,
+        )
+    params["n_oriented"] = int((~keep).sum())
+    return _network(genes, edges, qvalue, keep, oriented, params)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The checked options of :func:`learn_network`."""
+
+    method: str
+    alpha: float
+    n_bootstrap: int
+    threshold: float
+    max_regulators: int | None
+    orient_fdr: float
+    n_jobs: int
+    random_state: Any
+
+    @classmethod
+    def checked(
+        cls, method: object, alpha: object, n_bootstrap: object, threshold: object,
+        max_regulators: object, orient_fdr: object, n_jobs: object, random_state: object,
+    ) -> _Options:
+        if method not in ("lasso", "stability"):
+            raise ParameterError(f"method={method!r} is invalid; use 'lasso' or 'stability'.")
+        alpha = check_fraction("alpha", alpha)
+        orient_fdr = check_fraction("orient_fdr", orient_fdr)
+        threshold = check_fraction("threshold", threshold, closed_right=True)
+        if not is_int(n_bootstrap) or n_bootstrap < 2 or n_bootstrap % 2:
+            raise ParameterError(
+                f"n_bootstrap={n_bootstrap!r} is invalid; use an even number >= 2 (the samples "
+                f"are split into complementary halves n_bootstrap / 2 times)."
+            )
+        if max_regulators is not None and (not is_int(max_regulators) or max_regulators < 1):
+            raise ParameterError(
+                f"max_regulators={max_regulators!r} is invalid; use a positive integer or None."
+            )
+        return cls(
+            method=str(method),
+            alpha=alpha,
+            n_bootstrap=int(n_bootstrap),
             threshold=threshold,
-            seed=seed,
-            expected_false_edges_bound=bound,
+            max_regulators=None if max_regulators is None else int(max_regulators),
+            orient_fdr=orient_fdr,
+            n_jobs=check_n_jobs(n_jobs),
+            random_state=check_random_state(random_state),
         )
 
-    # Interventional evidence and orientation.
-    qvalue = np.full(len(source), np.nan)
+
+@dataclass(frozen=True)
+class _Edges:
+    """Selected edges (gene indices) with their weights, and stability selection's extras."""
+
+    source: np.ndarray
+    target: np.ndarray
+    weight: np.ndarray
+    stability: np.ndarray | None = None
+    bound: float = float("nan")
+
+
+def _select_edges(
+    design: Design, reads: Design, mom: Moments, reg_idx: np.ndarray, options: _Options,
+    verbose: bool,
+) -> _Edges:
+    """The lasso (or stability selection) of every gene on its candidate regulators."""
+    from joblib import Parallel
+    from tqdm.auto import tqdm
+
+    all_genes = np.arange(design.shape[1])
+    # One pool for every dispatch (stability selection dispatches 2 per split).
+    with Parallel(n_jobs=options.n_jobs, return_as="generator_unordered") as runner:
+        if options.method == "stability":
+            return _Edges(*_stability(
+                design, reads, mom, reg_idx, all_genes,
+                alpha=options.alpha,
+                max_regulators=options.max_regulators,
+                n_bootstrap=options.n_bootstrap,
+                threshold=options.threshold,
+                runner=runner,
+                verbose=verbose,
+                random_state=options.random_state,
+            ))
+        with tqdm(total=len(all_genes), desc="lasso", disable=not verbose, unit="gene") as bar:
+            results = _solve_genes(
+                reads, mom, reg_idx, all_genes, _Task("lasso", options.alpha,
+                                                      options.max_regulators),
+                subsample=None, runner=runner, progress=bar,
+            )
+    return _Edges(*_edges_from(results, reg_idx))
+
+
+def _intervention_qvalues(design: Design, edges: _Edges) -> np.ndarray:
+    """BH q-value of "perturbing the regulator alone changes the target", per edge
+    (NaN for all, with a warning, when there are fewer than 2 controls)."""
+    groups, group_gene = _single_target_groups(design.interventions)
+    sums = group_moments(design.X, groups, len(group_gene), squares=True)
     n_controls = int(sums.count[0])
-    if use_interventions and n_controls >= 2:
-        qvalue = bh_qvalues(_edge_evidence(source, target, sums, group_gene))
-    elif use_interventions and len(source):
+    if n_controls >= 2:
+        return bh_qvalues(_edge_evidence(edges.source, edges.target, sums, group_gene))
+    if len(edges.source):
         warnings.warn(
             f"learn_network: {n_controls} control sample(s) (is_control); at least 2 are "
             f"needed to test the effects of perturbations (pseudobulk data has one row per "
             f"condition: pass the cells instead). Edges are not oriented by interventions.",
             CausalCellWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    keep, oriented = _orient(source, target, qvalue, orient_fdr)
-    params["n_oriented"] = int((~keep).sum())
+    return np.full(len(edges.source), np.nan)
 
+
+def _network(
+    genes: pd.Index, edges: _Edges, qvalue: np.ndarray, keep: np.ndarray,
+    oriented: np.ndarray, params: dict[str, Any],
+) -> nx.DiGraph:
+    """The kept edges as a DiGraph over every gene, with their attributes."""
     G = nx.DiGraph(**params)
     G.add_nodes_from(genes.tolist())
     names = genes.to_numpy(dtype=object)
     kept = np.flatnonzero(keep)
     attrs: list[dict[str, Any]] = [
         {
-            "weight": float(weight[i]),
+            "weight": float(edges.weight[i]),
             "intervention_q": float(qvalue[i]),
             "oriented": bool(oriented[i]),
         }
         for i in kept
     ]
-    if stability is not None:
+    if edges.stability is not None:
         for d, i in zip(attrs, kept, strict=True):
-            d["stability"] = float(stability[i])
+            d["stability"] = float(edges.stability[i])
     G.add_edges_from(
-        (names[s], names[t], d) for s, t, d in zip(source[kept], target[kept], attrs, strict=True)
+        (names[s], names[t], d)
+        for s, t, d in zip(edges.source[kept], edges.target[kept], attrs, strict=True)
     )
     return G
 
@@ -825,7 +824,7 @@ def _stability(
     threshold: float,
     runner: Any,
     verbose: bool,
-    seed: int | None,
+    random_state: Any,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
     """Complementary-pairs stability selection, then a least-squares refit.
 
@@ -838,7 +837,7 @@ def _stability(
     """
     from tqdm.auto import tqdm
 
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     n, p_genes = design.shape
     task = _Task("select", alpha, max_regulators)
     selected: list[np.ndarray] = []  # flattened (target * p + source) keys per fit
@@ -913,419 +912,3 @@ def _stability(
     return source[order], target[order], weight[order], frequency[order], bound
 
 
-# ---------------------------------------------------------------------------
-# learn_pc
-# ---------------------------------------------------------------------------
-
-
-def _edge_pairs(
-    edges: nx.DiGraph | Iterable[tuple[Hashable, Hashable]], name: str
-) -> set[tuple[str, str]]:
-    if isinstance(edges, nx.Graph):
-        if not isinstance(edges, nx.DiGraph) or edges.is_multigraph():
-            raise NetworkError(
-                f"{name} must be a networkx.DiGraph (or a list of (regulator, target) pairs), "
-                f"got {type(edges).__name__}; convert with networkx.DiGraph(G)."
-            )
-        return {(str(u), str(v)) for u, v in edges.edges() if u != v}
-    try:
-        pairs = {(str(u), str(v)) for u, v in edges}
-    except (TypeError, ValueError):
-        raise NetworkError(
-            f"{name} must be a networkx.DiGraph or an iterable of (regulator, target) pairs."
-        ) from None
-    return {(u, v) for u, v in pairs if u != v}
-
-
-def learn_pc(
-    adata: AnnData,
-    *,
-    genes: Iterable[str] | None = None,
-    prior: nx.DiGraph | Iterable[tuple[str, str]] | None = None,
-    required: nx.DiGraph | Iterable[tuple[str, str]] | None = None,
-    orient_by_prior: bool = True,
-    alpha: float = 0.01,
-    ci_test: str | Callable[..., Any] = "pearsonr",
-    max_cond_vars: int = 5,
-    max_vars: int = 100,
-    samples: Literal["control", "all"] = "control",
-    layer: str | None = None,
-    n_jobs: int = 1,
-    verbose: bool = True,
-) -> nx.DiGraph:
-    """Learn a network with pgmpy's PC algorithm (small variable sets).
-
-    The PC algorithm (Spirtes, Glymour & Scheines) removes the edge between
-    two variables when a conditional independence test accepts independence
-    given some set of their neighbours, then orients v-structures and
-    propagates orientations with Meek's rules. It returns a CPDAG: directed
-    edges where the data determine the direction, undirected ones otherwise.
-    This wraps :class:`pgmpy.causal_discovery.PC` (PC-stable).
-
-    Parameters
-    ----------
-    adata : anndata.AnnData
-        Samples following the data contract. Not modified.
-    genes : iterable of str, optional
-        Variables (a subset of ``var_names``). Default: every gene, or the
-        genes that are nodes of ``prior`` when a prior is given.
-    prior : networkx.DiGraph or iterable of (str, str), optional
-        Prior network restricting the search: two genes can be adjacent only
-        if the prior has an edge between them (either direction). Passed to
-        pgmpy as the ``search_space`` of an ``ExpertKnowledge`` (both
-        directions of every prior edge, because pgmpy removes skeleton
-        adjacencies for forbidden edges in either direction) with
-        ``enforce_expert_knowledge=True``. Pairs the prior makes non-adjacent
-        are never tested, so they orient no v-structure (they get a separating
-        set of all other variables; this also avoids pgmpy issue #2138).
-    required : networkx.DiGraph or iterable of (str, str), optional
-        Edges that must be adjacent in the result (they are never tested).
-        With ``orient_by_prior`` their direction is imposed where the data
-        leave it undetermined.
-    orient_by_prior : bool, default True
-        Orient undirected edges u - v of the learned CPDAG as u -> v when the
-        prior (or ``required``) has u -> v but not v -> u, then apply Meek's
-        rules again (pgmpy's ``ExpertKnowledge.apply_expert_knowledge``).
-        Edges the data orient against the prior are kept as the data say;
-        their number is in ``G.graph["n_prior_conflicts"]``.
-    alpha : float, default 0.01
-        Significance level of the conditional independence tests.
-    ci_test : str or callable, default "pearsonr"
-        A pgmpy CI test for continuous data (``"pearsonr"``, partial
-        correlation t-test; ``"fisher_z"``; ...) or a callable with pgmpy's
-        CI test signature.
-    max_cond_vars : int, default 5
-        Largest conditioning set size.
-    max_vars : int, default 100
-        Refuse more variables than this (PC's number of tests grows quickly
-        with the number of variables; pgmpy runs them one by one).
-    samples : {"control", "all"}, default "control"
-        ``"control"``: observational samples only (``is_control``), where the
-        joint distribution is the one PC assumes. ``"all"``: every sample,
-        pooled (interventions then act like a mixture; more samples but a
-        distribution no single DAG generates).
-    layer : str, optional
-        Layer holding the expression; ``None`` uses ``X``.
-    n_jobs : int, default 1
-        Threads for pgmpy's parallel PC-stable variant (same result).
-    verbose : bool, default True
-        Show pgmpy's progress bar.
-
-    Returns
-    -------
-    networkx.DiGraph
-        Nodes: the genes used. A directed edge of the CPDAG u -> v is returned
-        as u -> v with ``oriented=True``; an undirected edge u - v as both
-        u -> v and v -> u with ``oriented=False``. ``weight`` is the
-        coefficient of u in the least-squares regression (with intercept) of
-        v on all its parents in the returned graph, over the samples used
-        (for undirected edges, the neighbours count as parents). ``G.graph``
-        records the parameters, ``n_samples``, ``n_directed``,
-        ``n_undirected`` and ``n_prior_conflicts``. Genes constant over the
-        samples cannot be tested and are returned as isolated nodes (with a
-        warning).
-
-    Raises
-    ------
-    ParameterError
-        More genes than ``max_vars``, genes absent from ``var_names``, an
-        unknown ``ci_test`` or a parameter out of range.
-    NetworkError
-        ``prior`` (or ``required``) is neither a DiGraph nor an iterable of
-        (regulator, target) pairs, or ``prior`` shares no gene with the data.
-    DataContractError
-        ``adata`` breaks the data contract, or has no control samples for
-        ``samples="control"`` (fewer than 3 samples in all).
-
-    Warns
-    -----
-    NetworkWarning
-        If the prior has no edge among the genes (the result has no edges).
-
-    References
-    ----------
-    .. [1] Spirtes P, Glymour C, Scheines R. Causation, Prediction, and
-       Search, 2nd ed. MIT Press (2000).
-    .. [2] Colombo D, Maathuis MH. Order-independent constraint-based causal
-       structure learning. J Mach Learn Res 15, 3741-3782 (2014).
-
-    Examples
-    --------
-    >>> import causalcell as cc
-    >>> from causalcell.graph import learn_pc
-    >>> adata = cc.datasets.load_sachs2005()
-    >>> G = learn_pc(adata, alpha=0.01, verbose=False)  # the 853 cd3_cd28 cells
-    >>> G.graph["n_samples"], G.has_edge("raf", "mek") or G.has_edge("mek", "raf")
-    (853, True)
-    """
-    from pgmpy.ci_tests import get_ci_test
-
-    alpha = _check_fraction("alpha", alpha)
-    if not _is_int(max_cond_vars) or max_cond_vars < 0:
-        raise ParameterError(
-            f"max_cond_vars={max_cond_vars!r} is invalid; use a non-negative integer."
-        )
-    if not _is_int(max_vars) or max_vars < 2:
-        raise ParameterError(f"max_vars={max_vars!r} is invalid; use an integer >= 2.")
-    if samples not in ("control", "all"):
-        raise ParameterError(f"samples={samples!r} is invalid; use 'control' or 'all'.")
-    n_jobs = _check_n_jobs(n_jobs)
-    if not (isinstance(ci_test, str) or callable(ci_test)):
-        raise ParameterError(
-            f"ci_test={ci_test!r} is invalid; use a pgmpy CI test name such as 'pearsonr' or "
-            f"'fisher_z', or a callable."
-        )
-    if not isinstance(adata, AnnData):
-        raise DataContractError(f"Expected an AnnData object, got {type(adata).__name__}.")
-    if layer is not None and layer not in adata.layers:
-        raise DataContractError(
-            f"Layer {layer!r} not found; available layers: {list(adata.layers.keys())}. "
-            f"Pass layer=None to use X."
-        )
-    iv = checked_interventions(adata, layer=layer)
-    var_names = pd.Index(adata.var_names).astype(str)
-
-    prior_pairs, prior_nodes = None, set()
-    if prior is not None:
-        prior_pairs = _edge_pairs(prior, "prior")
-        prior_nodes = (
-            {str(n) for n in prior.nodes}
-            if isinstance(prior, nx.DiGraph)
-            else {g for e in prior_pairs for g in e}
-        )
-        if not prior_nodes & set(var_names):
-            raise NetworkError(
-                f"The prior network shares no gene with the data ({len(prior_nodes)} genes, "
-                f"e.g. {sorted(prior_nodes)[:3]}; var_names e.g. {var_names[:3].tolist()}). "
-                f"Use the same gene symbols."
-            )
-    required_pairs = _edge_pairs(required, "required") if required is not None else set()
-    if prior is not None:
-        prior_nodes |= {g for e in required_pairs for g in e}
-    used = _pc_genes(var_names, genes, prior_nodes if prior is not None else None, max_vars)
-    bad_required = [e for e in required_pairs if e[0] not in used or e[1] not in used]
-    if bad_required:
-        raise ParameterError(
-            f"required edges {sorted(bad_required)[:3]} name genes outside the variables "
-            f"used; add them to genes= or drop these edges."
-        )
-
-    rows = np.flatnonzero(iv.is_control) if samples == "control" else np.arange(adata.n_obs)
-    if samples == "control" and len(rows) < 3:
-        raise DataContractError(
-            f"learn_pc(samples='control') found {len(rows)} control samples (is_control); "
-            f"it needs at least 3. Mark the observational samples with is_control=True, or "
-            f"use samples='all' to pool every sample."
-        )
-    if len(rows) < 3:
-        raise DataContractError(f"learn_pc needs at least 3 samples, got {len(rows)}.")
-    cols = var_names.get_indexer(used)
-    X = _expression(adata, layer)
-    sub = X[rows][:, cols]
-    values = sub.toarray() if sp.issparse(sub) else np.asarray(sub)
-    values = np.asarray(values, dtype=np.float64)
-    constant = values.std(axis=0) <= math.sqrt(_TINY_VARIANCE)
-    if constant.any():
-        warnings.warn(
-            f"learn_pc: {int(constant.sum())} gene(s) are constant over the {len(rows)} "
-            f"samples used and cannot be tested: {used[constant][:5].tolist()}; they are "
-            f"returned without edges.",
-            CausalCellWarning,
-            stacklevel=2,
-        )
-    tested = used[~constant]
-    data = pd.DataFrame(values[:, ~constant], columns=tested.tolist())
-    if isinstance(ci_test, str):
-        try:
-            get_ci_test(test=ci_test, data=data)
-        except ValueError as exc:
-            raise ParameterError(
-                f"ci_test={ci_test!r} is not a pgmpy CI test ({exc}); for continuous data use "
-                f"'pearsonr' or 'fisher_z'."
-            ) from None
-
-    knowledge = _pc_knowledge(prior_pairs, required_pairs, set(tested))
-    n_directed = n_undirected = n_conflicts = 0
-    # A prior with no edge among the genes allows nothing (pgmpy reads an empty
-    # search space as "no restriction").
-    nothing_allowed = prior_pairs is not None and not knowledge.search_space
-    if len(tested) >= 2 and not nothing_allowed:
-        pc = _prior_pc_class()(
-            variant="stable" if n_jobs == 1 else "parallel",
-            ci_test=ci_test,
-            return_type="pdag",
-            significance_level=alpha,
-            max_cond_vars=int(max_cond_vars),
-            expert_knowledge=knowledge,
-            enforce_expert_knowledge=knowledge is not None,
-            n_jobs=n_jobs,
-            show_progress=verbose,
-        )
-        pc.fit(data)
-        pdag = pc.causal_graph_
-        if orient_by_prior and (prior_pairs or required_pairs):
-            pdag, n_conflicts = _orient_pdag(
-                pdag, (prior_pairs or set()) | required_pairs, required_pairs
-            )
-        directed = {(str(u), str(v)) for u, v in pdag.directed_edges}
-        undirected = {(str(u), str(v)) for u, v in pdag.undirected_edges}
-    else:
-        directed, undirected = set(), set()
-    n_directed, n_undirected = len(directed), len(undirected)
-
-    G = nx.DiGraph(
-        method="pc",
-        alpha=alpha,
-        ci_test=ci_test if isinstance(ci_test, str) else repr(ci_test),
-        max_cond_vars=int(max_cond_vars),
-        samples=samples,
-        n_samples=len(rows),
-        n_directed=n_directed,
-        n_undirected=n_undirected,
-        n_prior_conflicts=n_conflicts,
-    )
-    G.add_nodes_from(used.tolist())
-    G.add_edges_from(directed, oriented=True)
-    G.add_edges_from(undirected, oriented=False)
-    G.add_edges_from(((v, u) for u, v in undirected), oriented=False)
-    _regression_weights(G, data)
-    return G
-
-
-def _pc_genes(
-    var_names: pd.Index,
-    genes: Iterable[str] | None,
-    prior_nodes: set[str] | None,
-    max_vars: int,
-) -> pd.Index:
-    """The variables of :func:`learn_pc`, checked against ``var_names`` and ``max_vars``."""
-    if genes is None:
-        used = var_names if prior_nodes is None else var_names[var_names.isin(prior_nodes)]
-    else:
-        if isinstance(genes, str | bytes):
-            raise ParameterError(
-                f"genes must be a collection of gene symbols, got the single string {genes!r}."
-            )
-        used = pd.Index([str(g) for g in genes]).unique()
-        missing = used[~used.isin(var_names)]
-        if len(missing):
-            raise ParameterError(
-                f"{len(missing)} of the genes are not in var_names: {missing[:5].tolist()}. "
-                f"Choose genes among adata.var_names."
-            )
-    if len(used) > max_vars:
-        raise ParameterError(
-            f"learn_pc got {len(used)} variables, more than max_vars={max_vars}: the PC "
-            f"algorithm's number of independence tests grows quickly with the number of "
-            f"variables. Select at most {max_vars} genes (genes=...), restrict them with a "
-            f"prior network, use causalcell.graph.learn_network (sparse regression, "
-            f"scales to thousands of genes), or raise max_vars if you can wait."
-        )
-    if len(used) < 2:
-        raise ParameterError(
-            f"learn_pc needs at least 2 variables, got {len(used)} ({used.tolist()})."
-        )
-    return used
-
-
-def _pc_knowledge(
-    prior_pairs: set[tuple[str, str]] | None,
-    required_pairs: set[tuple[str, str]],
-    tested: set[str],
-) -> Any:
-    """pgmpy ExpertKnowledge restricting the skeleton to the prior (or None)."""
-    from pgmpy.causal_discovery import ExpertKnowledge
-
-    if prior_pairs is None and not required_pairs:
-        return None
-    kwargs: dict[str, Any] = {}
-    if prior_pairs is not None:
-        allowed = {e for e in prior_pairs | required_pairs if e[0] in tested and e[1] in tested}
-        if not allowed:
-            warnings.warn(
-                f"learn_pc: the prior has no edge among the {len(tested)} genes used; the "
-                f"result has no edges.",
-                NetworkWarning,
-                stacklevel=3,
-            )
-        # Both directions: pgmpy removes an undirected skeleton adjacency for a
-        # forbidden edge in either direction (and forbids what is outside the
-        # search space).
-        kwargs["search_space"] = allowed | {(v, u) for u, v in allowed}
-    if required_pairs:
-        req = {e for e in required_pairs if e[0] in tested and e[1] in tested}
-        # Both directions: the skeleton phase looks (u, v) up in the order the
-        # undirected graph yields the pair.
-        kwargs["required_edges"] = req | {(v, u) for u, v in req}
-    return ExpertKnowledge(**kwargs)
-
-
-def _prior_pc_class() -> type:
-    """pgmpy's PC with separating sets for the pairs the prior makes non-adjacent.
-
-    With ``enforce_expert_knowledge=True`` pgmpy removes forbidden adjacencies
-    before any test, so those pairs have no separating set and the collider
-    step fails with a KeyError (pgmpy issue #2138, open in pgmpy 1.1.2).
-    Whether such a pair is independent given their common neighbour is
-    unknown, so it must not create a v-structure: it gets a separating set of
-    every other variable, which orients no collider.
-    """
-    from pgmpy.causal_discovery import PC
-
-    class _PriorPC(PC):
-        def _build_skeleton(self, *args: Any, **kwargs: Any) -> Any:
-            skeleton, sepsets = super()._build_skeleton(*args, **kwargs)
-            nodes = list(skeleton.nodes())
-            for u, v in combinations(nodes, 2):
-                key = frozenset((u, v))
-                if key not in sepsets and not skeleton.has_edge(u, v):
-                    sepsets[key] = tuple(n for n in nodes if n != u and n != v)
-            return skeleton, sepsets
-
-    return _PriorPC
-
-
-def _orient_pdag(
-    pdag: Any, prior_pairs: set[tuple[str, str]], required_pairs: set[tuple[str, str]]
-) -> tuple[Any, int]:
-    """Orient undirected CPDAG edges by one-directional prior edges, then Meek's rules.
-
-    Returns the new PDAG and the number of directed edges that contradict a
-    one-directional prior edge.
-    """
-    from pgmpy.causal_discovery import ExpertKnowledge
-
-    one_way = {(u, v) for u, v in prior_pairs if (v, u) not in prior_pairs}
-    one_way |= required_pairs
-    conflicts = sum(
-        1 for u, v in pdag.directed_edges if (v, u) in one_way and (u, v) not in one_way
-    )
-    undirected = {frozenset(e) for e in pdag.undirected_edges}
-    # Forbidding v -> u orients an undirected u - v as u -> v in pgmpy; only
-    # undirected edges are passed, so pgmpy logs no conflict.
-    forbid = {
-        (v, u) for u, v in one_way if frozenset((u, v)) in undirected and (v, u) not in one_way
-    }
-    if not forbid:
-        return pdag, conflicts
-    knowledge = ExpertKnowledge(forbidden_edges=forbid)
-    pdag = knowledge.apply_expert_knowledge(pdag.copy())
-    return pdag.apply_meeks_rules(apply_r4=True), conflicts
-
-
-def _regression_weights(G: nx.DiGraph, data: pd.DataFrame) -> None:
-    """Set ``weight`` on every edge: least-squares coefficient of the source in
-    the regression of the target on all its parents (with intercept)."""
-    if G.number_of_edges() == 0:
-        return
-    cov = np.cov(data.to_numpy(), rowvar=False)
-    pos = {g: i for i, g in enumerate(data.columns)}
-    # One small solve per node with parents: parent sets differ per node.
-    for v in G.nodes:
-        parents = list(G.predecessors(v))
-        if not parents:
-            continue
-        p_idx = [pos[u] for u in parents]
-        coef, *_ = np.linalg.lstsq(cov[np.ix_(p_idx, p_idx)], cov[p_idx, pos[v]], rcond=None)
-        for u, c in zip(parents, coef, strict=True):
-            G.edges[u, v]["weight"] = float(c)
