@@ -15,6 +15,7 @@ per-condition ones.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -372,20 +373,8 @@ class Interventions:
                 f"with_levels needs {self.levels.shape[0]} levels (one per targeted entry), "
                 f"got shape {levels.shape}."
             )
-        other = Interventions(
-            genes=self.genes,
-            obs_names=self.obs_names,
-            labels=self.labels,
-            is_control=self.is_control,
-            kind=self.kind,
-            mask=self.mask,
-            levels=levels,
-            conditions=self.conditions,
-            codes=self.codes,
-            unmeasured=self.unmeasured,
-        )
-        if "entry_rows" in self.__dict__:
-            other.__dict__["entry_rows"] = self.__dict__["entry_rows"]
+        other = copy.copy(self)  # shares everything but the levels (and keeps entry_rows)
+        other.levels = levels
         return other
 
 

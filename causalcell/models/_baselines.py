@@ -30,8 +30,6 @@ pseudobulk give the same baselines.
 
 from __future__ import annotations
 
-import math
-import numbers
 import os
 import warnings
 from pathlib import Path
@@ -42,6 +40,7 @@ import pandas as pd
 from anndata import AnnData
 from scipy.sparse.linalg import svds
 
+from causalcell._validation import check_choice, is_int, is_real
 from causalcell.data._design import Design
 from causalcell.data._interventions import Interventions
 from causalcell.data._pseudobulk import changes, control_mean, row_weights
@@ -100,16 +99,6 @@ def _mean_profile(
     delta_iv = Interventions.from_adata(delta, warn_unmeasured=False)
     zero = np.zeros(delta.n_vars)
     return control + Design(delta.X, delta_iv).included_means(np.ones(delta.n_obs), zero)
-
-
-def _check_choice(model: object, name: str, value: object, choices: tuple[str, ...]) -> None:
-    if not isinstance(value, str) or value not in choices:
-        raise ParameterError(
-            f"{type(model).__name__}: {name}={value!r} is invalid; choose one of "
-            f"{', '.join(repr(c) for c in choices)}."
-        )
-
-
 
 
 # --------------------------------------------------------------------------- base class
@@ -392,7 +381,7 @@ class MeanBaseline(_Baseline):
 
     def _check_params(self) -> None:
         super()._check_params()
-        _check_choice(self, "over", self.over, ("samples", "perturbations"))
+        check_choice("over", self.over, ("samples", "perturbations"), type(self).__name__)
 
     def _fit(self, adata: AnnData, X: Any, interventions: Interventions) -> dict[str, Any]:
         control = control_mean(adata, layer=self.layer)
@@ -466,8 +455,8 @@ class TargetOnlyBaseline(_Baseline):
 
     def _check_params(self) -> None:
         super()._check_params()
-        _check_choice(self, "start", self.start, ("control", "mean"))
-        _check_choice(self, "over", self.over, ("samples", "perturbations"))
+        check_choice("start", self.start, ("control", "mean"), type(self).__name__)
+        check_choice("over", self.over, ("samples", "perturbations"), type(self).__name__)
 
     def _fit(self, adata: AnnData, X: Any, interventions: Interventions) -> dict[str, Any]:
         control = control_mean(adata, layer=self.layer)
@@ -592,17 +581,12 @@ class LinearEmbeddingBaseline(_Baseline):
     def _check_params(self) -> None:
         super()._check_params()
         k = self.n_components
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        if not is_int(k) or k < 1:
             raise ParameterError(
                 f"LinearEmbeddingBaseline: n_components={k!r} must be an integer >= 1."
             )
         lam = self.ridge
-        if (
-            isinstance(lam, bool)
-            or not isinstance(lam, numbers.Real)
-            or not math.isfinite(lam)
-            or lam < 0
-        ):
+        if not is_real(lam) or lam < 0:
             raise ParameterError(
                 f"LinearEmbeddingBaseline: ridge={lam!r} must be a finite number >= 0."
             )

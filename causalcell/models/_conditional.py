@@ -17,10 +17,8 @@ of steps or to the steady state (closed form for linear models).
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
-from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +29,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 from scipy import stats
 
+from causalcell._validation import is_int, is_real
 from causalcell.data._design import Design
 from causalcell.data._pseudobulk import control_mean, control_weights
 from causalcell.data._stats import bh_qvalues
@@ -316,18 +315,13 @@ class ConditionalGRNRegressor(PerturbationModel):
             alphas = np.asarray(self.alphas, dtype=float).ravel()
             if alphas.size == 0 or not np.all(np.isfinite(alphas)) or np.any(alphas < 0):
                 raise ParameterError(f"alphas must be finite numbers >= 0; got {self.alphas!r}.")
-        elif (
-            not isinstance(alpha, Real)
-            or isinstance(alpha, bool)
-            or not math.isfinite(alpha)
-            or alpha < 0
-        ):
+        elif not is_real(alpha) or alpha < 0:
             raise ParameterError(f"alpha must be a number >= 0 or 'gcv'; got {alpha!r}.")
         elif kind == "lasso" and alpha <= 0:
             raise ParameterError("regressor='lasso' needs alpha > 0 (e.g. 0.01).")
-        if not isinstance(self.max_iter, Integral) or self.max_iter < 1:
+        if not is_int(self.max_iter) or self.max_iter < 1:
             raise ParameterError(f"max_iter must be an integer >= 1; got {self.max_iter!r}.")
-        if not isinstance(self.tol, Real) or not self.tol > 0:
+        if not is_real(self.tol) or not self.tol > 0:
             raise ParameterError(f"tol must be a number > 0; got {self.tol!r}.")
         return kind
 
@@ -467,7 +461,7 @@ class ConditionalGRNRegressor(PerturbationModel):
         n, p = len(obs), len(self.genes_)
         if not (
             steps == "steady_state"
-            or (isinstance(steps, Integral) and steps >= 0 and not isinstance(steps, bool))
+            or (is_int(steps) and steps >= 0)
         ):
             raise ParameterError(f"steps must be 'steady_state' or an integer >= 0; got {steps!r}.")
         labels = iv.conditions[PERTURBATION].to_numpy()[iv.codes]

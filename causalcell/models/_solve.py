@@ -314,16 +314,24 @@ def _solve_by_size(
             _stack_solve(ctx, g, regs_of(g, r), solver, out)
 
 
+def _pool_scatter(
+    cp: Moments, pool: np.ndarray
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """Positions, sample count, sums and the (symmetrized) scatter matrix of a pool
+    over every sample (its untargeted genes need no leave-out)."""
+    pos = cp.position[pool]
+    n = float(cp.n)
+    s_r = cp.regulator_sums[pos]
+    S = cp.gram(pos[:, None], pos[None, :]) - np.outer(s_r, s_r) / n
+    return pos, n, s_r, 0.5 * (S + S.T)
+
+
 def _shared_solve(
     ctx: _Context, genes: np.ndarray, pool: np.ndarray, solver: _Solver, out: _Collector
 ) -> None:
     """Untargeted genes (not in the pool) regressed on the whole pool: one factorization."""
     cp = ctx.moments
-    pos = cp.position[pool]
-    n = float(cp.n)
-    s_r = cp.regulator_sums[pos]
-    S = cp.gram(pos[:, None], pos[None, :]) - np.outer(s_r, s_r) / n
-    S = 0.5 * (S + S.T)
+    pos, n, s_r, S = _pool_scatter(cp, pool)
     s_y = cp.target_sums[genes]
     B = cp.cross[pos][:, genes] - np.outer(s_r, s_y) / n  # (f, m)
     syy = cp.target_squares[genes] - s_y**2 / n
@@ -372,11 +380,7 @@ def _pool_solve(
     A_RR^{-1} = Theta_RR - Theta_Rg Theta_gR / Theta_gg).
     """
     cp = ctx.moments
-    pos_all = cp.position[pool]
-    n = float(cp.n)
-    s_r = cp.regulator_sums[pos_all]
-    S = cp.gram(pos_all[:, None], pos_all[None, :]) - np.outer(s_r, s_r) / n
-    S = 0.5 * (S + S.T)
+    _pos, n, s_r, S = _pool_scatter(cp, pool)
     f = len(pool)
     cols = np.searchsorted(pool, genes)  # positions of the genes in the pool
     m = len(genes)
