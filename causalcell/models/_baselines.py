@@ -400,7 +400,7 @@ class TargetOnlyBaseline(_Baseline):
     reward it for reproducing the intervention itself, which is how much an
     unconditioned metric credits a model for P(T) alone.
 
-    T is resolved by :func:`causalcell.models._base.resolve_levels`:
+    T is resolved by ``causalcell.models._base.resolve_levels``:
     knockouts 0, a level given in the request as given, otherwise the mean
     level of that gene observed in the training samples of the same
     perturbation.
@@ -430,7 +430,7 @@ class TargetOnlyBaseline(_Baseline):
         The profile the targeted genes are set in.
     target_levels_ : pandas.DataFrame
         Mean observed level per training perturbation and targeted gene
-        (:func:`causalcell.models._base.observed_target_levels`).
+        (``causalcell.models._base.observed_target_levels``).
 
     Examples
     --------

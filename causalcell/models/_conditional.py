@@ -5,7 +5,7 @@ Fit: for each gene g, regress x_g on its regulators (its parents in a
 network, or every gene of a regulator list) using only the samples in which g
 is *not* targeted (combinations containing g are left out too); a targeted
 regulator enters at its level T (knockout: 0; unknown T: its measured value).
-Ridge and OLS use the batched exact solver of :mod:`causalcell.models._solvers`;
+Ridge and OLS use the batched exact solver (``causalcell.models._solve``);
 any scikit-learn regressor goes through a per-gene path.
 
 Predict: start from a state (the training control mean by default), clamp
@@ -94,7 +94,7 @@ class ConditionalGRNRegressor(PerturbationModel):
     regressor : {"ridge", "ols", "lasso"} or scikit-learn regressor, default "ridge"
         ``"ridge"`` and ``"ols"`` use the batched exact solver (one pass over
         the samples, exact per-gene exclusion by downdating; see
-        :mod:`causalcell.models._solvers`); ``"ols"`` also gives statistical
+        ``causalcell.models._solve``); ``"ols"`` also gives statistical
         inference (:meth:`coef_table`). ``"lasso"`` fits
         :class:`sklearn.linear_model.Lasso` per gene; any other scikit-learn
         regressor instance is cloned and fitted per gene (parallel with
@@ -147,7 +147,7 @@ class ConditionalGRNRegressor(PerturbationModel):
     target_levels_ : pandas.DataFrame
         Mean observed level per training perturbation and target (used when
         a request gives no level), from
-        :func:`~causalcell.models._base.observed_target_levels`.
+        ``causalcell.models._base.observed_target_levels``.
     network_ : networkx.DiGraph
         The fitted model as a weighted network.
     estimators_ : list or None

@@ -326,6 +326,15 @@ def _pool_scatter(
     return pos, n, s_r, 0.5 * (S + S.T)
 
 
+def _pool_factor(S: np.ndarray, solver: _Solver) -> tuple[Any, float]:
+    """Cholesky factor of ``S + a I`` for the fixed penalty a (0 for OLS), and a."""
+    a = 0.0 if solver.method == "ols" else solver.alpha
+    try:
+        return la.cho_factor(S + a * np.eye(len(S)), lower=True), a
+    except la.LinAlgError:
+        raise _singular_error() from None
+
+
 def _shared_solve(
     ctx: _Context, genes: np.ndarray, pool: np.ndarray, solver: _Solver, out: _Collector
 ) -> None:
@@ -338,11 +347,7 @@ def _shared_solve(
     m, f = len(genes), len(pool)
     diag = None
     if solver.method == "ols" or solver.alphas is None:
-        a = 0.0 if solver.method == "ols" else solver.alpha
-        try:
-            factor = la.cho_factor(S + a * np.eye(f), lower=True)
-        except la.LinAlgError:
-            raise _singular_error() from None
+        factor, a = _pool_factor(S, solver)
         beta = la.cho_solve(factor, B).T  # (m, f)
         alpha = np.full(m, a)
         if solver.inference:
@@ -386,11 +391,7 @@ def _pool_solve(
     m = len(genes)
     sgg = np.diag(S)[cols]
     if solver.method == "ols" or solver.alphas is None:
-        a = 0.0 if solver.method == "ols" else solver.alpha
-        try:
-            factor = la.cho_factor(S + a * np.eye(f), lower=True)
-        except la.LinAlgError:
-            raise _singular_error() from None
+        factor, a = _pool_factor(S, solver)
         E = np.zeros((f, m))
         E[cols, np.arange(m)] = 1.0
         theta = la.cho_solve(factor, E)  # (f, m): Theta[:, genes]
