@@ -30,7 +30,7 @@ exclusion is exact, bit for bit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -55,6 +55,9 @@ __all__ = ["BLOCK_VALUES", "LeftOut", "Moments", "check_gather", "left_out", "mo
 BLOCK_VALUES = 1 << 22
 # Sparse X denser than this is read as dense blocks: BLAS beats sparse products.
 _SPARSE_DENSITY = 0.15
+# Up to this many values (u x u regulators), the regulator Gram matrix is
+# assembled once and then indexed (the leave-outs read it many times).
+_GRAM_VALUES = 1 << 24
 # Largest share of this machine's memory the values gathered for the leave-out may take.
 _GATHER_MEMORY_FRACTION = 0.4
 
@@ -81,9 +84,19 @@ class Moments:
     targeted_column: np.ndarray  # (p,) column of a targeted regulator in targeted_gram
     gathered: sp.csr_array | None = None  # measured X at the `gather` pattern
     weighted_sum: np.ndarray | None = None  # row_weights @ X
+    _full_gram: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def gram(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Regulator Gram entries ``W_U[a]^T W_U[b]`` (a, b: broadcastable positions)."""
+        u = len(self.regulators)
+        if u * u <= _GRAM_VALUES:
+            if self._full_gram is None:  # read many times: assemble it once
+                every = np.arange(u)
+                self._full_gram = self._gram(every[:, None], every[None, :])
+            return self._full_gram[a, b]
+        return self._gram(a, b)
+
+    def _gram(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         a, b = np.broadcast_arrays(a, b)
         genes_b = self.regulators[b]
         out = self.cross[a, genes_b]

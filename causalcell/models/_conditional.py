@@ -31,8 +31,8 @@ from scipy import stats
 
 from causalcell._validation import is_int, is_real
 from causalcell.data._design import Design
-from causalcell.data._pseudobulk import control_mean, control_weights
-from causalcell.data._stats import bh_qvalues
+from causalcell.data._pseudobulk import control_weights
+from causalcell.data._stats import bh_qvalues, weighted_column_sums
 from causalcell.data.contract import PERTURBATION
 from causalcell.data.lazy import is_dask_array
 from causalcell.errors import (
@@ -217,7 +217,6 @@ class ConditionalGRNRegressor(PerturbationModel):
         kind = self._check_params()
         X, iv = training_data(adata, self.layer)
         genes = pd.Index(adata.var_names).astype(str)
-        p = len(genes)
         parents, pool = self._structure(genes, network)
         self._reset()
         lazy = is_dask_array(X)
@@ -227,32 +226,10 @@ class ConditionalGRNRegressor(PerturbationModel):
                 f"regressor='ridge' or 'ols' (exact, one pass over the blocks), or load X with "
                 f"adata.X = adata.X.compute() if it fits in memory."
             )
-        weights = control_weights(adata, iv) if lazy else None
+        samples = None
         if kind in ("ridge", "ols"):
-            gcv = isinstance(self.alpha, str)
-            fit = fit_linear(
-                X,
-                iv,
-                parents=parents,
-                pool=pool,
-                method=kind,
-                alpha=0.0 if gcv or kind == "ols" else float(self.alpha),
-                alphas=np.asarray(self.alphas, dtype=float) if gcv and kind == "ridge" else None,
-                inference=kind == "ols",
-                row_weights=weights,
-                verbose=self.verbose,
-                names=genes,
-            )
-            self.coef_ = fit.coef
-            self.intercept_ = fit.intercept
-            self.alpha_ = fit.alpha
-            self.n_samples_ = fit.n_samples
-            if kind == "ols":
-                self.stderr_ = fit.stderr
-                self.dof_ = fit.dof
-                self.rss_ = fit.rss
-            self.estimators_ = None
-            self._regulators = None
+            samples = self._fit_linear(X, iv, parents, pool, kind, genes,
+                                       control_weights(adata, iv) if lazy else None)
         else:
             self._fit_generic(X, iv, parents, pool, kind)
         n_lost = int(np.sum(self.n_samples_ == 0))
@@ -266,19 +243,51 @@ class ConditionalGRNRegressor(PerturbationModel):
                 stacklevel=2,
             )
         self._set_genes(genes)
-        if lazy:
-            # The pass over the blocks already summed the controls and read the
-            # targeted entries: no second pass over out-of-core data.
-            self.control_mean_ = (
-                fit.samples.weighted_sum if iv.is_control.any() else np.full(p, np.nan)
-            )
-            self.target_levels_ = observed_target_levels(fit.samples.gathered, iv)
-            return self
-        self.control_mean_ = (
-            control_mean(adata, layer=self.layer) if iv.is_control.any() else np.full(p, np.nan)
-        )
-        self.target_levels_ = observed_target_levels(X, iv)
+        self._summarize_training(adata, X, iv, samples)
         return self
+
+    def _fit_linear(
+        self, X: Any, iv: Any, parents: sp.csc_array | None, pool: np.ndarray | None,
+        kind: str, genes: pd.Index, control: np.ndarray | None,
+    ) -> Any:
+        """The batched exact ridge / OLS fit; returns the pass over a Dask X (else None)."""
+        gcv = isinstance(self.alpha, str)
+        fit = fit_linear(
+            X,
+            iv,
+            parents=parents,
+            pool=pool,
+            method=kind,
+            alpha=0.0 if gcv or kind == "ols" else float(self.alpha),
+            alphas=np.asarray(self.alphas, dtype=float) if gcv and kind == "ridge" else None,
+            inference=kind == "ols",
+            row_weights=control,
+            verbose=self.verbose,
+            names=genes,
+        )
+        self.coef_ = fit.coef
+        self.intercept_ = fit.intercept
+        self.alpha_ = fit.alpha
+        self.n_samples_ = fit.n_samples
+        if kind == "ols":
+            self.stderr_ = fit.stderr
+            self.dof_ = fit.dof
+            self.rss_ = fit.rss
+        self.estimators_ = None
+        self._regulators = None
+        return fit.samples
+
+    def _summarize_training(self, adata: AnnData, X: Any, iv: Any, samples: Any) -> None:
+        """The training control mean and the mean level of each training target."""
+        p = len(self.genes_)
+        if samples is not None:
+            # The pass over the Dask blocks already summed the controls and read
+            # the targeted entries: no second pass over out-of-core data.
+            control, measured = samples.weighted_sum, samples.gathered
+        else:
+            control, measured = weighted_column_sums(X, control_weights(adata, iv)), X
+        self.control_mean_ = control if iv.is_control.any() else np.full(p, np.nan)
+        self.target_levels_ = observed_target_levels(measured, iv)
 
     def _reset(self) -> None:
         for name in ("stderr_", "dof_", "rss_"):
