@@ -47,7 +47,7 @@ from anndata import AnnData
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from causalcell.errors import CausalCellWarning
-from causalcell.models.conditional import ConditionalGRNRegressor
+from causalcell.models import ConditionalGRNRegressor
 
 N_GENES = 2_000
 N_CELLS = 20_000

@@ -145,11 +145,11 @@ def _demo_sections(data: str, seed: int) -> list[tuple[str, str, object]]:
             ("papalexi2021", "Papalexi et al. 2021, CRISPR knockout in THP-1 cells (real)",
              datasets.load_papalexi2021),
             ("simulated", "Simulation with a known network (knockdowns, default settings)",
-             lambda: datasets.simulate(seed=seed).adata),
+             lambda: datasets.simulate(random_state=seed).adata),
         ]
     if data == "simulated":
         return [("simulated", "Simulation with a known network (knockdowns, default settings)",
-                 lambda: datasets.simulate(seed=seed).adata)]
+                 lambda: datasets.simulate(random_state=seed).adata)]
     return [("sachs2005", "Sachs et al. 2005, signalling inhibitors/activators (real)",
              datasets.load_sachs2005)]
 

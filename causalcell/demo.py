@@ -19,10 +19,9 @@ import pandas as pd
 from anndata import AnnData
 from tqdm.auto import tqdm
 
-from causalcell.data import Interventions, pseudobulk
+from causalcell.data import Interventions, pseudobulk, split_by_perturbation
+from causalcell.data._schema import format_levels
 from causalcell.data.contract import LEVEL, PERTURBATION, PERTURBATION_TYPE
-from causalcell.data.interventions import format_levels
-from causalcell.data.split import split_by_perturbation
 from causalcell.errors import ParameterError, UnmeasuredTargetWarning
 from causalcell.evaluate import compare
 from causalcell.models import (
@@ -32,7 +31,7 @@ from causalcell.models import (
     MeanBaseline,
     TargetOnlyBaseline,
 )
-from causalcell.models.base import observed_target_levels
+from causalcell.models._base import observed_target_levels
 
 __all__ = [
     "ModelComparison",
@@ -92,7 +91,7 @@ def demo_data(name: str, seed: int = 0) -> tuple[AnnData, nx.DiGraph, str]:
         return adata, datasets.load_collectri(genes=adata.var_names), (
             "Papalexi et al. 2021, CRISPR knockout in THP-1 cells (real), CollecTRI prior")
     if name == "simulated":
-        sim = datasets.simulate(seed=seed, library_size=100_000)
+        sim = datasets.simulate(random_state=seed, library_size=100_000)
         return sim.adata, sim.network, "Simulation with a known network (true network)"
     if name == "sachs":
         return datasets.load_sachs2005(), datasets.load_sachs2005_network(), (
@@ -179,7 +178,7 @@ def compare_models(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnmeasuredTargetWarning)
         # Only measured targets can be clamped at T: the others always train.
-        train, test = split_by_perturbation(adata, test_size=test_size, seed=seed,
+        train, test = split_by_perturbation(adata, test_size=test_size, random_state=seed,
                                             measured_only=True)
         controls = train[train.obs["is_control"].to_numpy()]
         observed = ad.concat([test, controls], merge="same")

@@ -24,7 +24,7 @@ from causalcell.evaluate.align import align
 from causalcell.evaluate.metrics import perturbation_metrics
 from causalcell.evaluate.retrieval import pairwise_retrieval
 from causalcell.evaluate.target_effect import _target_entries
-from causalcell.graph.intervene import intervene
+from causalcell.graph import intervene
 
 __all__ = [
     "conditioning_comparison",

@@ -40,7 +40,7 @@ with tempfile.TemporaryDirectory() as tmp:
     edges = cc.graph.network_to_frame(cc.datasets.load_collectri())
     tsv = os.path.join(tmp, "network.tsv")
     edges.rename(columns={"regulator": "source"}).to_csv(tsv, sep="\t", index=False)
-    network = cc.graph.read_network(tsv, genes=adata.var_names, verbose=False)
+    network = cc.graph.read_network(tsv, genes=adata.var_names)
 
 cc.data.validate(adata)
 iv = cc.Interventions.from_adata(adata)
@@ -48,7 +48,8 @@ print(iv)
 print(f"network: {network.number_of_edges()} edges between measured genes")
 
 # Hold out perturbations whose targets are measured (a model clamps only those).
-train, test = cc.data.split_by_perturbation(adata, test_size=0.4, seed=0, measured_only=True)
+train, test = cc.data.split_by_perturbation(adata, test_size=0.4, random_state=0,
+                                            measured_only=True)
 request = cc.data.pseudobulk(test).obs
 predictions = {
     "conditional GRN": cc.models.ConditionalGRNRegressor(verbose=False)

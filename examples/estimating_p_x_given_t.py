@@ -15,8 +15,8 @@ import pandas as pd
 
 import causalcell as cc
 
-sim = cc.datasets.simulate(seed=0, library_size=100_000)
-train, test = cc.data.split_by_perturbation(sim.adata, test_size=0.3, seed=0)
+sim = cc.datasets.simulate(random_state=0, library_size=100_000)
+train, test = cc.data.split_by_perturbation(sim.adata, test_size=0.3, random_state=0)
 held_tf = [p for p in test.uns["split"]["test_perturbations"] if p.startswith("TF")]
 request = cc.data.pseudobulk(test).obs
 request = request[request["perturbation"].isin(held_tf)]   # TFs: downstream effects

@@ -16,7 +16,7 @@ import pandas as pd
 
 import causalcell as cc
 
-sim = cc.datasets.simulate(seed=0, kind="knockdown")
+sim = cc.datasets.simulate(random_state=0, kind="knockdown")
 bulk = cc.data.pseudobulk(sim.adata)
 perturbed = bulk[~bulk.obs["is_control"].to_numpy()]
 

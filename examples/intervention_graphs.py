@@ -12,7 +12,7 @@ import networkx as nx
 
 import causalcell as cc
 
-sim = cc.datasets.simulate(seed=0)
+sim = cc.datasets.simulate(random_state=0)
 G = sim.network
 print(f"true network: {G.number_of_nodes()} genes, {G.number_of_edges()} edges")
 

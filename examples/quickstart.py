@@ -5,14 +5,14 @@ Run: python examples/quickstart.py
 
 import causalcell as cc
 
-sim = cc.datasets.simulate(n_genes=200, n_tfs=20, library_size=100_000, seed=0)
+sim = cc.datasets.simulate(n_genes=200, n_tfs=20, library_size=100_000, random_state=0)
 adata, network = sim.adata, sim.network        # cells, and the true network
 
 cc.data.validate(adata)                        # the obs contract
 iv = cc.Interventions.from_adata(adata)        # targets, levels T, kinds: parsed once
 G_do = cc.graph.intervene(network, ["TF01"])   # the do-operator: edges into TF01 cut
 
-train, test = cc.data.split_by_perturbation(adata, test_size=0.3, seed=0)
+train, test = cc.data.split_by_perturbation(adata, test_size=0.3, random_state=0)
 request = cc.data.pseudobulk(test).obs         # which genes, which kind, level T
 
 predictions = {

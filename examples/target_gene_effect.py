@@ -18,7 +18,7 @@ warnings.simplefilter("ignore", UnmeasuredTargetWarning)
 
 for name, adata in [
     ("Papalexi 2021 (real knockouts)", cc.datasets.load_papalexi2021()),
-    ("simulation (knockdowns)", cc.datasets.simulate(seed=0).adata),
+    ("simulation (knockdowns)", cc.datasets.simulate(random_state=0).adata),
 ]:
     table = cc.evaluate.target_effect(adata)
     first = (table["rank"] == 1).mean()
@@ -28,7 +28,7 @@ for name, adata in [
     print()
 
 # The intervention graph: knocking down TF01 removes its incoming edges only.
-sim = cc.datasets.simulate(seed=0)
+sim = cc.datasets.simulate(random_state=0)
 G_do = cc.graph.intervene(sim.network, ["TF01"])
 print("edges into TF01 before / after do():",
       sim.network.in_degree("TF01"), "/", G_do.in_degree("TF01"))

@@ -12,8 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.base import clone
 
-import causalcell.models.baselines as baselines_module
-from causalcell.data import Interventions, pseudobulk, split_by_perturbation, tidy_obs
+import causalcell.data._stats as stats_module
+import causalcell.models._baselines as baselines_module
+from causalcell.data import (
+    Interventions,
+    control_mean,
+    pseudobulk,
+    split_by_perturbation,
+    tidy_obs,
+)
 from causalcell.datasets import simulate
 from causalcell.errors import (
     DataContractError,
@@ -22,13 +29,13 @@ from causalcell.errors import (
     ParameterError,
     PredictionError,
 )
-from causalcell.models.base import save_arrays
-from causalcell.models.baselines import (
+from causalcell.models._baselines import (
     ControlBaseline,
     LinearEmbeddingBaseline,
     MeanBaseline,
     TargetOnlyBaseline,
 )
+from causalcell.models._model_file import save_arrays
 
 LEVEL = "expression_level_after_perturbation"
 COLUMNS = ["perturbation", "is_control", "perturbation_type", LEVEL]
@@ -134,7 +141,8 @@ def test_target_only_start_mean_is_wong_crispr_informed_mean():
 
 
 def test_target_only_sets_targets_exactly_and_nothing_else():
-    sim = simulate(n_genes=40, n_tfs=8, n_combinations=4, n_cells_per_perturbation=5, seed=3)
+    sim = simulate(n_genes=40, n_tfs=8, n_combinations=4, n_cells_per_perturbation=5,
+                   random_state=3)
     model = TargetOnlyBaseline().fit(sim.adata)
     obs = sim.truth.obs.iloc[1:]
     pred = model.predict(obs)
@@ -143,7 +151,7 @@ def test_target_only_sets_targets_exactly_and_nothing_else():
     given = iv.level_matrix().toarray()
     assert mask.sum(axis=1).max() == 2  # combinations are in the request
     np.testing.assert_array_equal(pred.X[mask], given[mask])
-    control = np.broadcast_to(model.control_, pred.X.shape)
+    control = np.broadcast_to(model.control_mean_, pred.X.shape)
     np.testing.assert_array_equal(pred.X[~mask], control[~mask])
     knockout = obs.assign(perturbation_type="knockout", **{LEVEL: "nan"})
     pred_ko = model.predict(knockout)
@@ -327,9 +335,10 @@ def test_linear_embedding_beats_control_on_simulated_held_out_perturbations():
     scores = {"control": [], "mean": [], "linear": []}
     for seed in (0, 3, 5):
         sim = simulate(
-            n_genes=100, n_tfs=20, n_cells_per_perturbation=30, n_control_cells=200, seed=seed
+            n_genes=100, n_tfs=20, n_cells_per_perturbation=30, n_control_cells=200,
+            random_state=seed,
         )
-        train, test = split_by_perturbation(sim.adata, test_size=0.3, seed=seed)
+        train, test = split_by_perturbation(sim.adata, test_size=0.3, random_state=seed)
         held = test.uns["split"]["test_perturbations"]
         obs = sim.truth.obs
         keep = obs["perturbation"].isin(held) & obs["perturbation"].str.fullmatch(r"TF\d+")
@@ -485,6 +494,28 @@ def test_clone_and_save_load_round_trip(model, tmp_path):
         assert all(data[name].dtype != object for name in data.files)
 
 
+@pytest.mark.parametrize("cls", ALL_MODELS)
+def test_fitted_names_follow_scikit_learn_and_the_conditional_model(cls, tmp_path):
+    fitted = cls().fit(tiny())
+    genes = tiny().var_names.tolist()
+    assert fitted.n_features_in_ == len(genes)
+    assert fitted.feature_names_in_.tolist() == genes
+    np.testing.assert_allclose(fitted.control_mean_, control_mean(tiny()))
+    # The old name of control_mean_ works for one release, with a FutureWarning.
+    with pytest.warns(FutureWarning, match="control_ is renamed control_mean_"):
+        np.testing.assert_array_equal(fitted.control_, fitted.control_mean_)
+    # Files written before the rename (array "control_") still load.
+    path = fitted.save(tmp_path / "model")
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    arrays["control_"] = arrays.pop("control_mean_")
+    old = tmp_path / "old.npz"
+    np.savez(old, **arrays)
+    loaded = cls.load(old)
+    np.testing.assert_array_equal(loaded.control_mean_, fitted.control_mean_)
+    assert loaded.n_features_in_ == len(genes)
+
+
 def test_load_errors(tmp_path):
     path = MeanBaseline().fit(tiny()).save(tmp_path / "mean")
     with pytest.raises(DataFileError, match="MeanBaseline"):
@@ -515,7 +546,7 @@ def test_dense_float32_blocks_sum_like_float64(monkeypatch):
     adata = random_screen(3, n_cells=50)
     as32 = adata.copy()
     as32.X = as32.X.astype(np.float32)
-    monkeypatch.setattr(baselines_module, "_BLOCK_ROWS", 7)  # several blocks
+    monkeypatch.setattr(stats_module, "_DENSE_BLOCK_ENTRIES", 7 * as32.n_vars)  # blocks
     mean32 = MeanBaseline().fit(as32).mean_
     reference = naive_mean(as32, "samples")  # float32 values, float64 arithmetic
     np.testing.assert_allclose(mean32, reference, rtol=1e-12)

@@ -20,7 +20,7 @@ FILES = ["metrics.csv", "retrieval.csv", "summary.csv", "summary.png"]
 def files(tmp_path_factory):
     """Observed cells and a noisy prediction of their pseudobulk, as .h5ad files."""
     root = tmp_path_factory.mktemp("evaluate-inputs")
-    sim = cc.datasets.simulate(n_genes=40, n_tfs=6, n_combinations=3, seed=7)
+    sim = cc.datasets.simulate(n_genes=40, n_tfs=6, n_combinations=3, random_state=7)
     pb = cc.data.pseudobulk(sim.adata)
     pb = pb[~pb.obs["is_control"].to_numpy()]
     rng = np.random.default_rng(0)

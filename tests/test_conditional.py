@@ -1,4 +1,4 @@
-"""Tests of causalcell.models.conditional.ConditionalGRNRegressor: known answers,
+"""Tests of causalcell.models._conditional.ConditionalGRNRegressor: known answers,
 exclusion, clamping, a pgmpy peer check, persistence and errors."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from causalcell.errors import (
     ParameterError,
     PredictionError,
 )
-from causalcell.models.conditional import ConditionalGRNRegressor
+from causalcell.models import ConditionalGRNRegressor
 
 LEVEL = "expression_level_after_perturbation"
 
@@ -48,7 +48,7 @@ def small():
         n_cells_per_perturbation=30,
         n_control_cells=150,
         library_size=1e5,
-        seed=3,
+        random_state=3,
     )
 
 
@@ -93,8 +93,8 @@ def changes_pearson(pred, truth, start, x0):
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_known_answer_held_out_perturbations(seed):
-    sim = simulate(n_genes=200, n_tfs=20, library_size=1e5, seed=seed)
-    train, test = split_by_perturbation(sim.adata, test_size=0.3, seed=seed + 10)
+    sim = simulate(n_genes=200, n_tfs=20, library_size=1e5, random_state=seed)
+    train, test = split_by_perturbation(sim.adata, test_size=0.3, random_state=seed + 10)
     held = set(test.uns["split"]["test_perturbations"])
     truth = sim.truth[sim.truth.obs["perturbation"].astype(str).isin(held).to_numpy()]
     fitted = model().fit(train, sim.network)
@@ -170,7 +170,7 @@ def test_peer_check_with_pgmpy_linear_gaussian_do():
 
 
 def test_exclusion_corrupting_a_gene_where_targeted_changes_nothing_of_its_model():
-    sim = simulate(n_genes=30, n_tfs=5, n_combinations=3, record_levels=False, seed=4)
+    sim = simulate(n_genes=30, n_tfs=5, n_combinations=3, record_levels=False, random_state=4)
     base = model().fit(sim.adata, sim.network)
     iv = Interventions.from_adata(sim.adata, warn_unmeasured=False)
     for gene in ("TF02", "TF03"):
@@ -223,7 +223,7 @@ def test_missing_level_uses_training_mean_level(small, fitted):
 
 
 def test_steps_reach_the_steady_state_with_feedback_cycles():
-    sim = simulate(n_genes=40, n_tfs=8, feedback=True, library_size=1e5, seed=2)
+    sim = simulate(n_genes=40, n_tfs=8, feedback=True, library_size=1e5, random_state=2)
     assert not nx.is_directed_acyclic_graph(sim.network)
     fitted = model().fit(sim.adata, sim.network)
     steady = fitted.predict(sim.truth.obs).X
@@ -335,6 +335,51 @@ def test_nonlinear_regressor_parallel_and_quiet(small, capsys):
     assert captured.err == ""
     with pytest.raises(ParameterError, match="cannot be saved safely"):
         one.save("unused")
+
+
+def test_nonlinear_propagation_clamps_targets_at_every_step(small):
+    """Per-gene scikit-learn regressors: the targets are re-clamped after every
+    step (their own regressor must not move them), as in a naive loop."""
+    m = model(regressor=DecisionTreeRegressor(max_depth=3, random_state=0))
+    m.fit(small.adata, small.network)
+    genes = list(m.genes_)
+    # Targets that have regulators and targets of their own in the network.
+    regulated = [g for g in genes if small.network.in_degree(g) and small.network.out_degree(g)]
+    assert len(regulated) >= 2
+    req = request([(regulated[0], "knockdown", 0.25),
+                   (f"{regulated[0]},{regulated[1]}", "overexpression", "6.0,5.5")])
+    rng = np.random.default_rng(1)
+    start = rng.normal(2.0, 0.5, (2, len(genes)))
+    parents = [np.sort([genes.index(r) for r in small.network.predecessors(g)])
+               for g in genes]
+    clamps = [{genes.index(regulated[0]): 0.25},
+              {genes.index(regulated[0]): 6.0, genes.index(regulated[1]): 5.5}]
+    for steps in (1, 4):
+        x = start.copy()
+        for i, targets in enumerate(clamps):
+            x[i, list(targets)] = list(targets.values())
+        base = {g: est.predict(start[:, parents[g]])
+                for g, est in enumerate(m.estimators_) if est is not None}
+        for _ in range(steps):
+            new = start.copy()
+            for g, b in base.items():
+                new[:, g] += m.estimators_[g].predict(x[:, parents[g]]) - b
+            for i, targets in enumerate(clamps):
+                new[i, list(targets)] = list(targets.values())
+            x = new
+        pred = m.predict(req, steps=steps, start=start).X
+        np.testing.assert_allclose(pred, x, rtol=1e-12)
+        for i, targets in enumerate(clamps):
+            for j, level in targets.items():
+                assert pred[i, j] == level
+
+
+def test_quiet_by_default_and_scikit_learn_names(small, capsys):
+    fitted = ConditionalGRNRegressor().fit(small.adata, small.network)
+    fitted.predict(small.truth.obs)
+    assert capsys.readouterr().err == ""  # progress only when asked (verbose=True)
+    assert fitted.n_features_in_ == small.adata.n_vars
+    assert fitted.feature_names_in_.tolist() == small.adata.var_names.tolist()
 
 
 def test_fit_on_pseudobulk_rows(small):

@@ -34,7 +34,7 @@ CHUNK = 37  # does not divide the number of cells: the last block is shorter
 def sim():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sim = simulate(n_genes=60, n_tfs=8, n_cells_per_perturbation=30, seed=3)
+        sim = simulate(n_genes=60, n_tfs=8, n_cells_per_perturbation=30, random_state=3)
     obs = sim.adata.obs
     # Some unknown levels, so the pseudobulk level means meet NaN too.
     level = obs["expression_level_after_perturbation"].astype(str).to_numpy().copy()

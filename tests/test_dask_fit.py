@@ -42,7 +42,7 @@ TOL = 1e-8
 def sim():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return simulate(n_genes=80, n_tfs=10, n_cells_per_perturbation=40, seed=3)
+        return simulate(n_genes=80, n_tfs=10, n_cells_per_perturbation=40, random_state=3)
 
 
 def dense(adata) -> np.ndarray:
@@ -208,26 +208,41 @@ def test_check_row_chunks_shape():
         check_row_chunks(da.zeros(5))
 
 
-def test_learn_network_loads_small_dask_data_and_refuses_large(sim, monkeypatch):
-    from causalcell.data import lazy
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+def test_learn_network_out_of_core_equals_in_memory(sim, sparse, monkeypatch):
+    """A Dask X is read in blocks (one pass, plus one per stability half): the same
+    network, weights and interventional q-values as in memory."""
+    from causalcell.data import _moments
     from causalcell.graph import learn_network
 
     tfs = [g for g in sim.adata.var_names if g.startswith("TF")]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        memory = learn_network(sim.adata, regulators=tfs, verbose=False)
-        out_of_core = learn_network(lazy_copy(sim.adata, 300), regulators=tfs, verbose=False)
-    assert set(memory.edges) == set(out_of_core.edges)
-    # A machine too small for X: a clear error instead of an out-of-memory crash.
-    monkeypatch.setattr(lazy, "physical_memory", lambda: 1e5)
-    with pytest.raises(ParameterError, match=r"learn_network needs the expression in memory"):
+    in_memory = sim.adata.copy()
+    if sparse:
+        in_memory.X = sp.csr_matrix(dense(sim.adata))
+    for kwargs in ({"method": "lasso"}, {"method": "stability", "n_bootstrap": 4}):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            memory = learn_network(in_memory, regulators=tfs, verbose=False, **kwargs)
+            out_of_core = learn_network(lazy_copy(sim.adata, 300, sparse), regulators=tfs,
+                                        verbose=False, **kwargs)
+        assert set(memory.edges) == set(out_of_core.edges)
+        assert memory.number_of_edges() > 10
+        for u, v, d in memory.edges(data=True):
+            other = out_of_core.edges[u, v]
+            assert other["weight"] == pytest.approx(d["weight"], rel=1e-8, abs=1e-12)
+            assert other["intervention_q"] == pytest.approx(d["intervention_q"], rel=1e-8,
+                                                            nan_ok=True)
+    # A machine too small for the leave-out values: a clear error, not a crash.
+    monkeypatch.setattr(_moments, "physical_memory", lambda: 1e3)
+    with pytest.raises(ParameterError, match=r"learn_network: the samples that target a gene"):
         learn_network(lazy_copy(sim.adata, 300), regulators=tfs, verbose=False)
 
 
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
 def test_cross_products_gather_and_weights_same_in_memory_and_lazy(sim, sparse):
     from causalcell.data import Interventions
-    from causalcell.models.solvers import cross_products
+    from causalcell.data._design import Design
+    from causalcell.data._moments import moments
 
     adata = sim.adata
     iv = Interventions.from_adata(adata, warn_unmeasured=False)
@@ -236,10 +251,9 @@ def test_cross_products_gather_and_weights_same_in_memory_and_lazy(sim, sparse):
     rng = np.random.default_rng(0)
     gather = sp.csr_array(sp.random(*X.shape, density=0.05, random_state=1, format="csr") > 0)
     weights = rng.random(X.shape[0])
-    memory = cross_products(X, iv.mask, iv.levels, regulators, gather=gather,
-                            row_weights=weights)
-    lazy = cross_products(da.from_array(X, chunks=(211, -1)), iv.mask, iv.levels, regulators,
-                          gather=gather, row_weights=weights)
+    memory = moments(Design(X, iv), regulators, gather=gather, row_weights=weights)
+    lazy = moments(Design(da.from_array(X, chunks=(211, -1)), iv), regulators, gather=gather,
+                   row_weights=weights)
     # Gathered values are the measured entries, bit for bit; sums agree to rounding.
     np.testing.assert_array_equal(memory.gathered.indices, gather.indices)
     np.testing.assert_array_equal(memory.gathered.data, lazy.gathered.data)

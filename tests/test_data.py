@@ -238,7 +238,8 @@ sample = st.one_of(
     st.just(("ctrl", True, "control", None)),
     st.tuples(
         st.lists(gene_pool, min_size=1, max_size=3, unique=True),
-        st.sampled_from(["knockdown", "knockout", "overexpression"]),
+        # Kinds as users write them: the case and surrounding spaces do not matter.
+        st.sampled_from(["knockdown", "knockout", "overexpression", "Knockout", " KnockDown "]),
     ).flatmap(
         lambda gk: st.tuples(
             st.just(",".join(gk[0])),
@@ -278,18 +279,80 @@ def test_interventions_equal_naive_reference(rows):
             if g in GENES:
                 j = GENES.index(g)
                 mask[i, j] = True
-                levels[i, j] = 0.0 if kind == "knockout" else v
+                levels[i, j] = 0.0 if kind.strip().lower() == "knockout" else v
     np.testing.assert_array_equal(iv.mask.toarray(), mask)
     got = np.full(mask.shape, np.inf)
     got[mask] = iv.level_matrix().toarray()[mask]
     np.testing.assert_array_equal(got, levels)
     # Conditions are order-insensitive: same gene set and kind <=> same code.
     keys = [
-        (frozenset(lab.split(",")) if not ctrl else lab, kind) for lab, ctrl, kind, _ in rows
+        (frozenset(lab.split(",")) if not ctrl else lab, kind.strip().lower())
+        for lab, ctrl, kind, _ in rows
     ]
     for i in range(len(rows)):
         for j in range(len(rows)):
             assert (iv.codes[i] == iv.codes[j]) == (keys[i] == keys[j])
+    # Categorical columns (as AnnData stores strings) parse to the same object.
+    categorical = adata.obs.copy()
+    for column in ("perturbation", "perturbation_type", "expression_level_after_perturbation"):
+        categorical[column] = categorical[column].astype("category")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnmeasuredTargetWarning)
+        again = Interventions.from_obs(categorical, GENES)
+    assert_same_interventions(again, iv)
+
+
+def assert_same_interventions(a, b):
+    np.testing.assert_array_equal(a.mask.toarray(), b.mask.toarray())
+    np.testing.assert_array_equal(a.levels, b.levels)
+    np.testing.assert_array_equal(a.codes, b.codes)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.kind, b.kind)
+    pd.testing.assert_frame_equal(a.conditions, b.conditions)
+
+
+def test_kind_spelling_does_not_matter():
+    rows = [
+        ("control", True, "control", np.nan),
+        ("A", False, "Knockout", "3.0"),
+        ("A", False, " knockout ", np.nan),
+        ("B", False, "KNOCKDOWN", "0.4"),
+        ("B", False, "knockdown", "0.6"),
+    ]
+    iv = Interventions.from_adata(make_adata(rows))
+    assert iv.kind.tolist() == ["control", "knockout", "knockout", "knockdown", "knockdown"]
+    np.testing.assert_array_equal(iv.levels, [0.0, 0.0, 0.4, 0.6])  # knockouts: T = 0
+    assert iv.codes[1] == iv.codes[2]
+    assert iv.codes[3] == iv.codes[4]
+    assert set(iv.conditions.index) == {"control", "A", "B"}
+
+
+def test_entry_rows_take_and_with_levels():
+    adata = make_adata(BASIC)
+    iv = Interventions.from_adata(adata)
+    naive = [i for i in range(iv.n_samples) for _ in iv.mask[[i]].indices]
+    np.testing.assert_array_equal(iv.entry_rows, naive)
+    rows = np.array([5, 2, 5, 0, 4])  # repeats allowed
+    sub = iv.take(rows)
+    ref = Interventions.from_adata(adata[[5, 2, 5, 0, 4]])
+    np.testing.assert_array_equal(sub.mask.toarray(), ref.mask.toarray())
+    np.testing.assert_array_equal(sub.levels, ref.levels)
+    np.testing.assert_array_equal(sub.entry_rows, ref.entry_rows)
+    assert sub.conditions["n_samples"].sum() == len(rows)
+    np.testing.assert_array_equal(iv.take(iv.is_control).labels, ["control", "control"])
+    new = np.arange(iv.mask.nnz, dtype=float)
+    other = iv.with_levels(new)
+    np.testing.assert_array_equal(other.levels, new)
+    np.testing.assert_array_equal(other.take(rows).levels, new[sub_entries(iv, rows)])
+    assert other.mask is iv.mask
+    assert np.isnan(iv.levels).any()
+    with pytest.raises(ValueError, match="one per targeted entry"):
+        iv.with_levels(new[:-1])
+
+
+def sub_entries(iv, rows):
+    """Entry positions of the given rows, in their order (naive reference)."""
+    return [k for i in rows for k in range(iv.mask.indptr[i], iv.mask.indptr[i + 1])]
 
 
 # --------------------------------------------------------------- pseudobulk
@@ -313,12 +376,12 @@ def test_pseudobulk_equals_naive_groupby(sparse):
 def test_pseudobulk_dense_row_blocks(monkeypatch):
     import importlib
 
-    module = importlib.import_module("causalcell.data.pseudobulk")  # the module, not the function
+    module = importlib.import_module("causalcell.data._stats")  # the shared group sums
 
     adata = make_adata(BASIC)
     adata.X = adata.X.astype(np.float32)
     expected = pseudobulk(adata).X
-    monkeypatch.setattr(module, "_ROW_BLOCK", 3)  # force several blocks
+    monkeypatch.setattr(module, "_DENSE_BLOCK_ENTRIES", 3 * adata.n_vars)  # several blocks
     np.testing.assert_allclose(pseudobulk(adata).X, expected, rtol=1e-12)
 
 
@@ -342,6 +405,21 @@ def test_control_mean():
     no_ctrl = make_adata(BASIC[2:])
     with pytest.raises(DataContractError, match="No control"):
         control_mean(no_ctrl)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_control_mean_weights_pseudobulk_rows_by_their_cells(sparse):
+    """Two control labels with 1 and 3 cells: the pseudobulk control rows weigh
+    their n_cells, so the control mean of the pseudobulk is that of the cells."""
+    rows = [("ctrl_a", True, "control", np.nan)] + [("ctrl_b", True, "control", np.nan)] * 3
+    adata = make_adata(rows + BASIC[2:], sparse=sparse)
+    pb = pseudobulk(adata)
+    assert sorted(pb.obs.loc[pb.obs["is_control"], "n_cells"]) == [1, 3]
+    dense = adata.X.toarray() if sparse else adata.X
+    expected = dense[:4].mean(axis=0)
+    np.testing.assert_allclose(control_mean(adata), expected, rtol=1e-12)
+    np.testing.assert_allclose(control_mean(pb), expected, rtol=1e-12)
+    np.testing.assert_allclose(changes(pb).uns["control_mean"], expected, rtol=1e-12)
 
 
 @pytest.mark.parametrize("sparse", [False, True])
@@ -374,7 +452,7 @@ def many_perturbations():
 def test_split_holds_out_whole_perturbations(seed):
     adata = many_perturbations()
     snap = snapshot(adata)
-    train, test = split_by_perturbation(adata, test_size=0.34, seed=seed)
+    train, test = split_by_perturbation(adata, test_size=0.34, random_state=seed)
     assert_unchanged(adata, snap)
     assert train.n_obs + test.n_obs == adata.n_obs
     assert not test.obs["is_control"].any()
@@ -385,7 +463,7 @@ def test_split_holds_out_whole_perturbations(seed):
 
     assert canon(train.obs).isdisjoint(canon(test.obs))
     assert len(canon(test.obs)) == 2  # round(0.34 * 6)
-    again = split_by_perturbation(adata, test_size=0.34, seed=seed)[1]
+    again = split_by_perturbation(adata, test_size=0.34, random_state=seed)[1]
     assert list(again.obs_names) == list(test.obs_names)
 
 
@@ -398,9 +476,9 @@ def test_split_measured_only_never_holds_out_unmeasured_targets(seed):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnmeasuredTargetWarning)
         adata = make_adata([tuple(r) for r in rows] + extra)
-        train, test = split_by_perturbation(adata, test_size=0.34, seed=seed,
+        train, test = split_by_perturbation(adata, test_size=0.34, random_state=seed,
                                             measured_only=True)
-        most = split_by_perturbation(adata, test_size=5, seed=seed, measured_only=True)[1]
+        most = split_by_perturbation(adata, test_size=5, random_state=seed, measured_only=True)[1]
     held = set(test.obs["perturbation"])
     assert held.isdisjoint({"X", "Y", "A,X"})
     assert set(train.obs["perturbation"]) >= {"X", "Y", "A,X"}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import io
 import warnings
 from importlib import resources
+from pathlib import Path
 
 import networkx as nx
 import numpy as np
@@ -17,7 +19,6 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from causalcell.data.contract import IS_CONTROL, LEVEL, PERTURBATION, PERTURBATION_TYPE, validate
-from causalcell.datasets import _build
 from causalcell.datasets.real import (
     PAPALEXI_MIN_GUIDE_FRACTION,
     PAPALEXI_MIN_GUIDE_UMIS,
@@ -34,6 +35,18 @@ from causalcell.errors import (
     NetworkWarning,
     UnmeasuredTargetWarning,
 )
+
+
+def _load_build_tool():
+    """The developer tool tools/build_datasets.py (it is not part of the installed package)."""
+    path = Path(__file__).resolve().parents[1] / "tools" / "build_datasets.py"
+    spec = importlib.util.spec_from_file_location("build_datasets", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_build = _load_build_tool()
 
 MEASURED_TARGETS = [
     "STAT1",

@@ -13,8 +13,8 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 import causalcell as cc
+from causalcell.data import _stats as stats_module
 from causalcell.errors import DataContractError, ParameterError
-from causalcell.evaluate import de as de_module
 from causalcell.evaluate.de import (
     DEResult,
     bh_qvalues,
@@ -128,9 +128,9 @@ def test_sparse_explicit_zeros_and_blocks(monkeypatch):
     dense = stored.toarray()
     u_ref, _, p_ref = rank_sum_test(dense, groups, control)
     t_ref, _tp_ref, _ = welch_ttest(dense, groups, control)
-    monkeypatch.setattr(de_module, "_RANK_BLOCK_ENTRIES", 50)
-    monkeypatch.setattr(de_module, "_DENSE_BLOCK_ENTRIES", 100)
-    monkeypatch.setattr(de_module, "_KEY_LIMIT", 0)  # the lexsort path
+    monkeypatch.setattr(stats_module, "_RANK_BLOCK_ENTRIES", 50)
+    monkeypatch.setattr(stats_module, "_DENSE_BLOCK_ENTRIES", 100)
+    monkeypatch.setattr(stats_module, "_KEY_LIMIT", 0)  # the lexsort path
     for data in (stored, dense):
         u, _, p = rank_sum_test(data, groups, control)
         np.testing.assert_array_equal(u, u_ref)
@@ -182,7 +182,7 @@ def test_bad_groups_are_rejected():
 
 @pytest.fixture(scope="module")
 def sim():
-    return cc.datasets.simulate(n_genes=40, n_tfs=6, n_combinations=3, seed=5)
+    return cc.datasets.simulate(n_genes=40, n_tfs=6, n_combinations=3, random_state=5)
 
 
 @pytest.mark.parametrize("method", ["t-test", "wilcoxon"])
@@ -202,6 +202,9 @@ def test_differential_expression_on_simulation(sim, method):
     assert result.mean_difference[row, col] < -0.3
     assert result.qvalue[row, col] < 1e-6
     assert result.significant(0.05)[row, col]
+    with pytest.warns(FutureWarning, match="alpha= is renamed fdr="):
+        old_name = result.significant(alpha=0.05)
+    np.testing.assert_array_equal(old_name, result.significant(fdr=0.05))
     # Each row is the test of that perturbation's cells against the controls.
     X = adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)
     X = X.astype(np.float64)  # scipy computes in the input precision

@@ -67,7 +67,7 @@ def test_sachs_has_both_graphs_and_learns_on_training_only(sachs):
 def test_learned_network_never_sees_held_out_perturbations():
     from causalcell import datasets
 
-    sim = datasets.simulate(n_genes=40, n_tfs=6, n_cells_per_perturbation=20, seed=1)
+    sim = datasets.simulate(n_genes=40, n_tfs=6, n_cells_per_perturbation=20, random_state=1)
     seen = {}
 
     def learner(train):

@@ -229,12 +229,18 @@ def test_read_agreeing_duplicates_do_not_claim_conflict():
     assert G.graph["read_report"]["n_duplicates_conflicting"] == 0
 
 
-def test_read_verbose_false_is_silent_but_reports():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+def test_read_verbose_is_deprecated_and_never_silences_the_report():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         G = read_network(DIRTY, genes=["A", "B", "C", "D"], verbose=False)
+    future = [w for w in caught if issubclass(w.category, FutureWarning)]
+    assert len(future) == 1
+    assert "verbose= is deprecated and ignored" in str(future[0].message)
+    assert any(issubclass(w.category, NetworkWarning) for w in caught)
     assert G.graph["read_report"]["n_self_loops"] == 3
     assert G.number_of_edges() == 4
+    # The warnings point at the caller's line.
+    assert {w.filename for w in caught} == {__file__}
 
 
 def test_read_genes_filter_accepts_index_and_drops_nodes():

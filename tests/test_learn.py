@@ -1,4 +1,4 @@
-"""Tests of causalcell.graph.learn: sparse-regression networks and pgmpy's PC."""
+"""Tests of structure learning: sparse-regression networks (learn_network) and pgmpy's PC."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 from sklearn.linear_model import Lasso, lars_path
 
-import causalcell.graph.learn as learn_module
+import causalcell.graph._lasso as learn_module
 from causalcell.data import Interventions
 from causalcell.datasets import load_sachs2005, load_sachs2005_network, simulate
 from causalcell.errors import (
@@ -23,8 +23,7 @@ from causalcell.errors import (
     ParameterError,
     UnmeasuredTargetWarning,
 )
-from causalcell.graph import network_to_frame
-from causalcell.graph.learn import learn_network, learn_pc
+from causalcell.graph import learn_network, learn_pc, network_to_frame
 
 # Sachs et al. label a co-stimulation (ICAM2) that is not a measured protein.
 pytestmark = pytest.mark.filterwarnings("ignore::causalcell.errors.UnmeasuredTargetWarning")
@@ -35,7 +34,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::causalcell.errors.UnmeasuredTar
 @pytest.fixture(scope="module")
 def sim200():
     """The default simulated screen: 200 genes, 20 TFs, knockdowns (linear)."""
-    return simulate(n_genes=200, n_tfs=20, seed=0)
+    return simulate(n_genes=200, n_tfs=20, random_state=0)
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +118,7 @@ def _sem_adata(seed: int = 0) -> AnnData:
 def test_lasso_equals_naive_sklearn_lasso_per_gene():
     """Each gene's edges are scikit-learn's Lasso on its non-targeted samples,
     standardized, with knocked-out regulators at T = 0 (exact to rounding)."""
-    sim = simulate(n_genes=40, n_tfs=8, kind="knockout", seed=3)
+    sim = simulate(n_genes=40, n_tfs=8, kind="knockout", random_state=3)
     alpha = 0.03
     G = learn_network(
         sim.adata, alpha=alpha, max_regulators=None, use_interventions=False, verbose=False
@@ -143,7 +142,7 @@ def test_lasso_equals_naive_sklearn_lasso_per_gene():
 def test_working_set_and_kkt_check_give_the_exact_lasso(monkeypatch):
     """With a working set far smaller than the candidates, violators of the
     lasso optimality conditions are added until the solution is exact."""
-    sim = simulate(n_genes=60, n_tfs=10, seed=4)
+    sim = simulate(n_genes=60, n_tfs=10, random_state=4)
     kwargs = dict(alpha=0.02, max_regulators=None, use_interventions=False, verbose=False)
     full = learn_network(sim.adata, **kwargs)
     monkeypatch.setattr(learn_module, "_MIN_WORKING_SET", 2)
@@ -155,7 +154,7 @@ def test_working_set_and_kkt_check_give_the_exact_lasso(monkeypatch):
 
 
 def test_max_regulators_takes_the_lasso_path_point_with_that_many_regulators():
-    sim = simulate(n_genes=40, n_tfs=8, seed=5)
+    sim = simulate(n_genes=40, n_tfs=8, random_state=5)
     cap = 3
     G = learn_network(
         sim.adata, alpha=0.01, max_regulators=cap, use_interventions=False, verbose=False
@@ -228,7 +227,7 @@ def test_stability_selection_is_more_precise(sim200):
         n_bootstrap=20,
         threshold=0.6,
         verbose=False,
-        seed=1,
+        random_state=1,
     )
     precision, recall = _precision_recall(G, truth)
     assert precision >= 0.58
@@ -245,7 +244,7 @@ def test_stability_selection_is_more_precise(sim200):
 def test_stability_matches_naive_half_sample_lassos_and_least_squares_refit():
     """Frequencies equal a naive recount over the complementary halves, and
     weights are least squares of each gene on its stable regulators."""
-    sim = simulate(n_genes=15, n_tfs=4, n_cells_per_perturbation=40, seed=6)
+    sim = simulate(n_genes=15, n_tfs=4, n_cells_per_perturbation=40, random_state=6)
     adata = sim.adata
     alpha, n_boot, seed = 0.05, 4, 11
     G = learn_network(
@@ -257,7 +256,7 @@ def test_stability_matches_naive_half_sample_lassos_and_least_squares_refit():
         max_regulators=None,
         use_interventions=False,
         verbose=False,
-        seed=seed,
+        random_state=seed,
     )
     X, iv = _design_matrix(adata)
     genes = adata.var_names.tolist()
@@ -295,12 +294,18 @@ def test_stability_matches_naive_half_sample_lassos_and_least_squares_refit():
             assert G.edges[p, g]["weight"] == pytest.approx(b, rel=1e-8, abs=1e-10)
 
 
-def test_stability_is_reproducible_with_a_seed():
-    sim = simulate(n_genes=30, n_tfs=5, seed=2)
+def test_stability_is_reproducible_with_a_random_state():
+    sim = simulate(n_genes=30, n_tfs=5, random_state=2)
     kwargs = dict(method="stability", n_bootstrap=6, verbose=False)
-    a = learn_network(sim.adata, seed=3, **kwargs)
-    b = learn_network(sim.adata, seed=3, **kwargs)
+    a = learn_network(sim.adata, random_state=3, **kwargs)
+    b = learn_network(sim.adata, random_state=np.random.default_rng(3), **kwargs)
     pd.testing.assert_frame_equal(network_to_frame(a), network_to_frame(b))
+    # The old name works for one release, with a FutureWarning naming the new one.
+    with pytest.warns(FutureWarning, match="seed= is renamed random_state="):
+        c = learn_network(sim.adata, seed=3, **kwargs)
+    pd.testing.assert_frame_equal(network_to_frame(a), network_to_frame(c))
+    with pytest.raises(ParameterError, match="give only random_state="):
+        learn_network(sim.adata, seed=3, random_state=4, **kwargs)
 
 
 # --------------------------------------------------------------------------- exclusion
@@ -310,7 +315,7 @@ def test_corrupting_a_gene_where_it_is_targeted_leaves_its_parents_unchanged():
     """Exclusion is real: g's expression in the samples that target g (alone
     or in a combination) never enters g's regression. The same corruption on
     as many non-targeted samples does change g's parents (the test can fail)."""
-    sim = simulate(n_genes=60, n_tfs=8, n_combinations=8, record_levels=False, seed=7)
+    sim = simulate(n_genes=60, n_tfs=8, n_combinations=8, record_levels=False, random_state=7)
     adata = sim.adata
     iv = Interventions.from_adata(adata)
     combos = iv.conditions[iv.conditions["n_targets"] > 1]
@@ -391,6 +396,51 @@ def test_orientation_on_the_simulated_screen_never_reverses_a_true_edge(sim200):
     assert edges <= plain_edges
 
 
+def test_intervention_q_is_the_bh_correction_of_naive_welch_tests(sim200):
+    """intervention_q of every edge equals a naive reference: per single-gene
+    condition of the regulator, scipy's Welch test of the target against the
+    controls; the smallest p times the number of conditions; Benjamini-Hochberg
+    (statsmodels) over every tested edge, before orientation drops any."""
+    from scipy import stats
+    from statsmodels.stats.multitest import multipletests
+
+    adata = sim200.adata
+    oriented = learn_network(adata, verbose=False)
+    tested = learn_network(adata, use_interventions=False, verbose=False)  # same selection
+    iv = Interventions.from_adata(adata, warn_unmeasured=False)
+    X = np.asarray(adata.X, dtype=np.float64)
+    genes = adata.var_names.tolist()
+    control = iv.is_control
+    single = iv.conditions[(iv.conditions["n_targets"] == 1) & ~iv.conditions["is_control"]]
+    groups_of = {}
+    for code, targets in zip(single.index, single["targets"], strict=True):
+        groups_of.setdefault(targets[0], []).append(iv.condition_of() == code)
+    edges = list(tested.edges())
+    pvalues = np.full(len(edges), np.nan)
+    for e, (u, v) in enumerate(edges):
+        if u not in groups_of:
+            continue
+        j = genes.index(v)
+        ps = [stats.ttest_ind(X[rows, j], X[control, j], equal_var=False).pvalue
+              for rows in groups_of[u]]
+        pvalues[e] = min(1.0, min(ps) * len(ps))
+    finite = np.isfinite(pvalues)
+    assert finite.sum() > 20
+    qvalues = np.full(len(edges), np.nan)
+    qvalues[finite] = multipletests(pvalues[finite], method="fdr_bh")[1]
+    assert (qvalues[finite] > pvalues[finite]).any()  # the correction matters here
+    checked = 0
+    for (u, v), q in zip(edges, qvalues, strict=True):
+        if oriented.has_edge(u, v):
+            got = oriented.edges[u, v]["intervention_q"]
+            if np.isnan(q):
+                assert np.isnan(got)
+            else:
+                assert got == pytest.approx(q, rel=1e-6)
+                checked += 1
+    assert checked > 20
+
+
 def test_pseudobulk_input_has_no_replicates_to_orient_with(sim200):
     from causalcell.data import pseudobulk
 
@@ -412,15 +462,17 @@ def test_no_controls_warns_that_nothing_is_oriented():
 
 
 def test_verbose_false_is_silent_and_true_shows_progress(capsys):
-    sim = simulate(n_genes=20, n_tfs=4, seed=1)
+    sim = simulate(n_genes=20, n_tfs=4, random_state=1)
     learn_network(sim.adata, verbose=False)
+    assert capsys.readouterr().err == ""
+    learn_network(sim.adata)  # quiet by default
     assert capsys.readouterr().err == ""
     learn_network(sim.adata, verbose=True)
     assert "gene" in capsys.readouterr().err
 
 
 def test_parallel_equals_sequential():
-    sim = simulate(n_genes=40, n_tfs=6, seed=8)
+    sim = simulate(n_genes=40, n_tfs=6, random_state=8)
     a = learn_network(sim.adata, verbose=False, n_jobs=1)
     b = learn_network(sim.adata, verbose=False, n_jobs=2)
     assert set(a.edges()) == set(b.edges())
@@ -440,7 +492,7 @@ def test_pc_on_sachs_observational_cells(sachs):
     consensus: measured precision 7/7 = 1.0, recall 7/20 = 0.35. Asserted:
     a sanity floor only."""
     truth = _skeleton(load_sachs2005_network())
-    G = learn_pc(sachs, alpha=0.01, verbose=False)
+    G = learn_pc(sachs, significance_level=0.01, verbose=False)
     found = _skeleton(G)
     precision = len(found & truth) / len(found)
     recall = len(found & truth) / len(truth)
@@ -460,7 +512,7 @@ def test_pc_on_sachs_observational_cells(sachs):
 
 
 def test_pc_weights_are_least_squares_on_the_parents(sachs):
-    G = learn_pc(sachs, alpha=0.01, verbose=False)
+    G = learn_pc(sachs, significance_level=0.01, verbose=False)
     rows = sachs.obs["is_control"].to_numpy()
     data = pd.DataFrame(np.asarray(sachs.X[rows], dtype=float), columns=sachs.var_names)
     for v in G.nodes:
@@ -499,12 +551,12 @@ def test_pc_recovers_a_linear_gaussian_dag():
 def test_pc_prior_forbids_edges_outside_the_prior(sachs):
     prior = load_sachs2005_network()
     before = nx.to_dict_of_dicts(prior)
-    free = learn_pc(sachs, alpha=0.05, samples="all", verbose=False)
-    G = learn_pc(sachs, prior=prior, alpha=0.05, samples="all", verbose=False)
+    free = learn_pc(sachs, significance_level=0.05, samples="all", verbose=False)
+    G = learn_pc(sachs, prior=prior, significance_level=0.05, samples="all", verbose=False)
     assert nx.to_dict_of_dicts(prior) == before  # the prior is not modified
     allowed = _skeleton(prior)
     assert _skeleton(G) <= allowed
-    as_pairs = learn_pc(sachs, prior=list(prior.edges()), alpha=0.05, samples="all", verbose=False)
+    as_pairs = learn_pc(sachs, prior=list(prior.edges()), significance_level=0.05, samples="all")
     assert set(as_pairs.edges()) == set(G.edges())
     assert not _skeleton(free) <= allowed  # without the prior, PC finds other edges
     # Undirected edges left are those the prior does not orient one way.
@@ -522,10 +574,10 @@ def test_pc_prior_forbids_edges_outside_the_prior(sachs):
 
 
 def test_pc_required_edge_is_kept(sachs):
-    free = learn_pc(sachs, alpha=0.01, verbose=False)
+    free = learn_pc(sachs, significance_level=0.01, verbose=False)
     assert not free.has_edge("raf", "jnk")
     assert not free.has_edge("jnk", "raf")
-    G = learn_pc(sachs, alpha=0.01, required=[("raf", "jnk")], verbose=False)
+    G = learn_pc(sachs, significance_level=0.01, required=[("raf", "jnk")], verbose=False)
     # Adjacent; the data may orient it against the request (here a collider
     # jnk -> raf <- mek), which is counted as a conflict.
     assert G.has_edge("raf", "jnk") or G.has_edge("jnk", "raf")
@@ -564,13 +616,13 @@ def test_pc_all_samples(sachs):
         (dict(max_regulators=0), "max_regulators"),
         (dict(n_jobs=0), "n_jobs"),
         (dict(orient_fdr=1), "orient_fdr"),
-        (dict(seed=-1), "seed"),
+        (dict(random_state=-1), "random_state"),
         (dict(regulators="TF01"), "single string"),
         (dict(regulators=["STAT1", "IRF1"]), "None of the 2 regulators"),
     ],
 )
 def test_learn_network_parameter_errors(kwargs, match):
-    sim = simulate(n_genes=10, n_tfs=2, seed=0, n_combinations=0)
+    sim = simulate(n_genes=10, n_tfs=2, random_state=0, n_combinations=0)
     with pytest.raises(ParameterError, match=match):
         learn_network(sim.adata, verbose=False, **kwargs)
 
@@ -578,13 +630,22 @@ def test_learn_network_parameter_errors(kwargs, match):
 def test_learn_network_data_errors():
     with pytest.raises(DataContractError, match="AnnData"):
         learn_network(np.zeros((3, 3)))
-    sim = simulate(n_genes=10, n_tfs=2, seed=0, n_combinations=0)
+    sim = simulate(n_genes=10, n_tfs=2, random_state=0, n_combinations=0)
     with pytest.raises(DataContractError, match="Layer 'nope'"):
         learn_network(sim.adata, layer="nope", verbose=False)
     bad = sim.adata.copy()
     del bad.obs["is_control"]
     with pytest.raises(DataContractError, match="is_control"):
         learn_network(bad, verbose=False)
+
+
+def test_learn_pc_alpha_is_the_old_name_of_significance_level(sachs):
+    genes = ["raf", "mek", "erk", "plc", "pip2"]
+    G = learn_pc(sachs, genes=genes, significance_level=0.05)
+    with pytest.warns(FutureWarning, match="alpha= is renamed significance_level="):
+        H = learn_pc(sachs, genes=genes, alpha=0.05)
+    assert set(G.edges) == set(H.edges)
+    assert H.graph["significance_level"] == 0.05
 
 
 def test_learn_pc_errors(sachs):

@@ -31,8 +31,8 @@ from causalcell.models import (
 def screen():
     # Deep sequencing (library_size) keeps count noise on the regulators small,
     # so the known answer is a property of the model, not of the noise.
-    sim = simulate(n_genes=150, n_tfs=24, n_combinations=6, library_size=100_000, seed=4)
-    train, test = split_by_perturbation(sim.adata, test_size=0.35, seed=0)
+    sim = simulate(n_genes=150, n_tfs=24, n_combinations=6, library_size=100_000, random_state=4)
+    train, test = split_by_perturbation(sim.adata, test_size=0.35, random_state=0)
     controls = train[train.obs["is_control"].to_numpy()]
     observed = ad.concat([test, controls], merge="same")
     request = pseudobulk(test).obs
@@ -96,7 +96,7 @@ def test_learned_network_is_reported_and_beats_baselines(screen):
     from causalcell.graph import learn_network
 
     sim, observed, request, predictions = screen
-    train, _ = split_by_perturbation(sim.adata, test_size=0.35, seed=0)
+    train, _ = split_by_perturbation(sim.adata, test_size=0.35, random_state=0)
     tfs = [g for g in sim.adata.var_names if g.startswith("TF")]
     learned = learn_network(train, regulators=tfs, verbose=False)
     pred = ConditionalGRNRegressor(verbose=False).fit(train, learned).predict(request)

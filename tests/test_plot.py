@@ -19,7 +19,7 @@ from causalcell.evaluate import target_effect
 
 @pytest.fixture(scope="module")
 def sim():
-    return simulate(n_genes=60, n_tfs=8, n_combinations=2, seed=3)
+    return simulate(n_genes=60, n_tfs=8, n_combinations=2, random_state=3)
 
 
 def test_target_effect_plot_marks_each_target(sim):

@@ -18,7 +18,7 @@ from causalcell.evaluate.retrieval_table import cell_eval_score, retrieval
 
 @pytest.fixture(scope="module")
 def sim():
-    return cc.datasets.simulate(n_genes=60, n_tfs=8, n_combinations=4, seed=3)
+    return cc.datasets.simulate(n_genes=60, n_tfs=8, n_combinations=4, random_state=3)
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +48,24 @@ def test_align_perfect_prediction(sim, profiles):
     expected = [len(p.split(",")) for p in aligned.labels]
     np.testing.assert_array_equal(n_targets, expected)
     assert aligned.unpredicted == ()
+
+
+def test_align_control_reference_weighs_pseudobulk_rows_by_their_cells(sim, profiles):
+    """Observed pseudobulk whose two control rows hold different numbers of
+    cells: the reference is the mean of the control cells, not of the rows."""
+    cells = sim.adata.copy()
+    control = np.flatnonzero(cells.obs["is_control"].to_numpy())
+    labels = cells.obs["perturbation"].astype(str).to_numpy().copy()
+    labels[control[: len(control) // 4]] = "control_few"  # 1/4 of the controls
+    cells.obs["perturbation"] = labels
+    observed = cc.data.pseudobulk(cells)
+    n_cells = observed.obs.loc[observed.obs["is_control"], "n_cells"].to_numpy()
+    assert len(n_cells) == 2
+    assert n_cells[0] != n_cells[1]
+    aligned = align(profiles, observed)
+    cell_mean = np.asarray(cells.X[control], dtype=np.float64).mean(axis=0)
+    np.testing.assert_allclose(aligned.reference, cell_mean, rtol=1e-10)
+    np.testing.assert_allclose(aligned.reference, align(profiles, cells).reference, rtol=1e-10)
 
 
 def test_align_perturbed_mean_reference(sim, profiles):
@@ -305,7 +323,7 @@ def test_mission_a_constant_predictor():
     under "query" each query's own huge target effect is removed from its true
     match only, so the true match looks closest.
     """
-    sim = cc.datasets.simulate(seed=0, kind="knockdown")
+    sim = cc.datasets.simulate(random_state=0, kind="knockdown")
     pb = cc.data.pseudobulk(sim.adata)
     perturbed = pb[~pb.obs["is_control"].to_numpy()]
     mean = np.asarray(perturbed.X).mean(axis=0)

@@ -172,9 +172,9 @@ def test_levels_column_dtype_and_record_levels() -> None:
 
 
 def test_reproducible_with_seed() -> None:
-    a = simulate(seed=5)
-    b = simulate(seed=5)
-    c = simulate(seed=6)
+    a = simulate(random_state=5)
+    b = simulate(random_state=5)
+    c = simulate(random_state=6)
     np.testing.assert_array_equal(a.adata.X, b.adata.X)
     np.testing.assert_array_equal(a.truth.X, b.truth.X)
     assert nx.utils.graphs_equal(a.network, b.network)
@@ -183,12 +183,19 @@ def test_reproducible_with_seed() -> None:
     assert not np.allclose(a.truth.X, c.truth.X)
     assert set(a.network.edges) != set(c.network.edges)
     # The network does not depend on the design or the number of cells.
-    d = simulate(seed=5, perturbations=["TF03"], n_cells_per_perturbation=3, n_control_cells=3)
+    d = simulate(random_state=5, perturbations=["TF03"], n_cells_per_perturbation=3,
+                 n_control_cells=3)
     assert nx.utils.graphs_equal(a.network, d.network)
     np.testing.assert_array_equal(a.truth.X[0], d.truth.X[0])
-    fresh = simulate(n_genes=20, n_tfs=4, seed=None, n_cells_per_perturbation=2)
-    again = simulate(n_genes=20, n_tfs=4, seed=fresh.params["seed"], n_cells_per_perturbation=2)
+    fresh = simulate(n_genes=20, n_tfs=4, random_state=None, n_cells_per_perturbation=2)
+    again = simulate(n_genes=20, n_tfs=4, random_state=fresh.params["random_state"],
+                     n_cells_per_perturbation=2)
     np.testing.assert_array_equal(fresh.adata.X, again.adata.X)
+    # The old name works for one release, with a FutureWarning naming the new one.
+    with pytest.warns(FutureWarning, match="seed= is renamed random_state="):
+        old = simulate(n_genes=20, n_tfs=4, seed=fresh.params["random_state"],
+                       n_cells_per_perturbation=2)
+    np.testing.assert_array_equal(old.adata.X, again.adata.X)
 
 
 def test_repr_and_params(default_sim: Simulation) -> None:
@@ -214,7 +221,7 @@ def test_empty_design_gives_controls_only() -> None:
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_knocked_down_gene_has_the_largest_change(seed: int) -> None:
-    sim = simulate(seed=seed)
+    sim = simulate(random_state=seed)
     names = list(sim.adata.var_names)
     first_cells, first_truth = [], []
     for row in single_rows(sim):
@@ -261,7 +268,8 @@ MIXED = [
 
 @pytest.mark.parametrize("feedback", [False, True])
 def test_linear_truth_equals_naive_solve(feedback: bool) -> None:
-    sim = simulate(perturbations=MIXED, feedback=feedback, n_cells_per_perturbation=2, seed=2)
+    sim = simulate(perturbations=MIXED, feedback=feedback, n_cells_per_perturbation=2,
+                   random_state=2)
     obs = sim.truth.obs
     x0 = sim.truth.X[0]
     names = list(sim.adata.var_names)
@@ -362,13 +370,14 @@ def test_combination_clamps_both_targets_and_adds_up() -> None:
 
 @pytest.mark.parametrize("feedback", [False, True])
 def test_saturating_truth_is_a_fixed_point(feedback: bool) -> None:
-    sim = simulate(regulation="saturating", feedback=feedback, perturbations=MIXED, seed=3)
+    sim = simulate(regulation="saturating", feedback=feedback, perturbations=MIXED, random_state=3)
     names = list(sim.adata.var_names)
     n_tfs = 20
     W = weight_matrix(sim.network, names)
     x0 = sim.truth.X[0]
     basal = x0 - W.T @ x0
-    linear = simulate(feedback=feedback, perturbations=MIXED, seed=3, n_cells_per_perturbation=2)
+    linear = simulate(feedback=feedback, perturbations=MIXED, random_state=3,
+                      n_cells_per_perturbation=2)
     assert np.all(np.isfinite(sim.adata.X))
     for row in sim.truth.obs_names[1:]:
         x = sim.truth[row].X[0]
@@ -444,7 +453,7 @@ def test_truth_properties_on_random_networks(
         mean_regulators=mean_regulators,
         n_cells_per_perturbation=2,
         n_control_cells=2,
-        seed=seed,
+        random_state=seed,
     )
     validate(sim.adata)
     truth = sim.truth.X
@@ -483,7 +492,7 @@ def test_truth_properties_on_random_networks(
         ({"noise_sd": -0.1}, "noise_sd"),
         ({"mean_regulators": math.nan}, "mean_regulators"),
         ({"library_size": 0}, "library_size"),
-        ({"seed": -1}, "seed"),
+        ({"random_state": -1}, "random_state"),
         ({"perturbations": "TF01"}, "perturbations"),
     ],
 )

@@ -1,5 +1,7 @@
-"""Tests of causalcell.models.solvers: the batched exact per-gene solver and the
-linear propagation, against naive per-gene scikit-learn / numpy references."""
+"""Tests of the batched exact per-gene solver (causalcell.models._solve), the
+design-matrix engine it runs on (causalcell.data._design / _moments) and the linear
+propagation (causalcell.models._propagate), against naive scikit-learn / numpy
+references."""
 
 from __future__ import annotations
 
@@ -7,20 +9,17 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import statsmodels.api as sm
+from _helpers import interventions_from_mask as ivs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.linear_model import LinearRegression, Ridge
 
+from causalcell.data._design import Design
+from causalcell.data._moments import moments
 from causalcell.errors import ParameterError, PredictionError
-from causalcell.models import solvers
-from causalcell.models.solvers import (
-    SteadyState,
-    cross_products,
-    dense_block,
-    fit_linear,
-    propagate_linear,
-    regulator_values,
-)
+from causalcell.models import _propagate, _solve
+from causalcell.models._propagate import SteadyState, propagate_linear
+from causalcell.models._solve import fit_linear
 
 # ---------------------------------------------------------------------------
 # a small design with singles, combinations, knockouts and unknown levels
@@ -97,8 +96,7 @@ def test_fit_linear_equals_per_gene_sklearn(sparse, mode, alpha):
     if mode == "network":
         fit = fit_linear(
             Xin,
-            mask,
-            levels,
+            ivs(mask, levels),
             parents=sp.csc_array(parents),
             method=method,
             alpha=alpha,
@@ -109,7 +107,9 @@ def test_fit_linear_equals_per_gene_sklearn(sparse, mode, alpha):
             return np.flatnonzero(parents[:, g])
     else:
         pool = np.array([0, 1, 2, 3, 4, 9, 11, 17, 20])
-        fit = fit_linear(Xin, mask, levels, pool=pool, method=method, alpha=alpha, block_rows=41)
+        fit = fit_linear(
+            Xin, ivs(mask, levels), pool=pool, method=method, alpha=alpha, block_rows=41
+        )
 
         def regs_of(g):
             return pool[pool != g]
@@ -122,9 +122,9 @@ def test_fit_linear_equals_per_gene_sklearn(sparse, mode, alpha):
 def test_dense_and_sparse_input_and_blocks_agree():
     Xin, X, mask, levels, parents = make_problem(sparse=True)
     P = sp.csc_array(parents)
-    a = fit_linear(Xin, mask, levels, parents=P, alpha=1.0)
-    b = fit_linear(X, mask, levels, parents=P, alpha=1.0, block_rows=7)
-    c = fit_linear(sp.csr_matrix(X), mask, levels, parents=P, alpha=1.0, block_rows=1000)
+    a = fit_linear(Xin, ivs(mask, levels), parents=P, alpha=1.0)
+    b = fit_linear(X, ivs(mask, levels), parents=P, alpha=1.0, block_rows=7)
+    c = fit_linear(sp.csr_matrix(X), ivs(mask, levels), parents=P, alpha=1.0, block_rows=1000)
     for other in (b, c):
         np.testing.assert_allclose(other.coef.toarray(), a.coef.toarray(), rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(other.intercept, a.intercept, rtol=1e-10)
@@ -153,8 +153,7 @@ def test_property_random_designs_match_sklearn(seed, n, p, alpha, density):
     np.fill_diagonal(parents, False)
     fit = fit_linear(
         X,
-        mask,
-        levels,
+        ivs(mask, levels),
         parents=sp.csc_array(parents),
         alpha=alpha,
         block_rows=int(rng.integers(1, n + 1)),
@@ -182,14 +181,14 @@ def test_exclusion_is_bit_exact(sparse, mode):
     Xin, X, mask, levels, parents = make_problem(sparse=sparse)
     levels = np.full(mask.nnz, np.nan)  # unknown T: regulators use measured values
     kwargs = {"parents": sp.csc_array(parents)} if mode == "network" else {"pool": np.arange(12)}
-    before = fit_linear(Xin, mask, levels, alpha=1.0, **kwargs)
+    before = fit_linear(Xin, ivs(mask, levels), alpha=1.0, **kwargs)
     M = mask.toarray()
     changed = 0.0
     for g in (0, 1, 9):  # single, combination member, combination-only target
         corrupted = X.copy()
         corrupted[M[:, g], g] = 1e6 * (1 + np.arange(M[:, g].sum()))
         Xc = sp.csr_array(corrupted) if sparse else corrupted
-        after = fit_linear(Xc, mask, levels, alpha=1.0, **kwargs)
+        after = fit_linear(Xc, ivs(mask, levels), alpha=1.0, **kwargs)
         np.testing.assert_array_equal(before.coef[:, [g]].toarray(), after.coef[:, [g]].toarray())
         assert before.intercept[g] == after.intercept[g]
         # ... while the corruption is visible where g regulates other genes.
@@ -223,13 +222,13 @@ def test_gcv_choice_equals_brute_force(mode):
     X = X + (X[:, :3] @ rng.normal(size=(3, 14))) * np.linspace(0, 0.3, 14)
     alphas = np.array([0.01, 1.0, 10.0, 100.0, 1000.0])
     if mode == "network":
-        fit = fit_linear(X, mask, levels, parents=sp.csc_array(parents), alphas=alphas)
+        fit = fit_linear(X, ivs(mask, levels), parents=sp.csc_array(parents), alphas=alphas)
 
         def regs_of(g):
             return np.flatnonzero(parents[:, g])
     else:
         pool = np.arange(14) if mode == "pool" else np.array([0, 1, 2, 3])
-        fit = fit_linear(X, mask, levels, pool=pool, alphas=alphas)
+        fit = fit_linear(X, ivs(mask, levels), pool=pool, alphas=alphas)
 
         def regs_of(g):
             return pool[pool != g]
@@ -255,14 +254,14 @@ def test_ols_inference_equals_statsmodels(mode):
     _Xin, X, mask, levels, parents = make_problem(seed=4)
     if mode == "network":
         fit = fit_linear(
-            X, mask, levels, parents=sp.csc_array(parents), method="ols", inference=True
+            X, ivs(mask, levels), parents=sp.csc_array(parents), method="ols", inference=True
         )
 
         def regs_of(g):
             return np.flatnonzero(parents[:, g])
     else:
         pool = np.arange(10) if mode == "pool" else np.array([12, 13, 14])
-        fit = fit_linear(X, mask, levels, pool=pool, method="ols", inference=True)
+        fit = fit_linear(X, ivs(mask, levels), pool=pool, method="ols", inference=True)
 
         def regs_of(g):
             return pool[pool != g]
@@ -286,25 +285,25 @@ def test_ols_singular_system_raises():
     parents[[0, 1], 2] = True
     mask = sp.csr_array((50, 3), dtype=bool)
     with pytest.raises(ParameterError, match="singular"):
-        fit_linear(X, mask, np.zeros(0), parents=sp.csc_array(parents), method="ols")
+        fit_linear(X, ivs(mask, np.zeros(0)), parents=sp.csc_array(parents), method="ols")
 
 
 def test_infeasible_size_fails_early(monkeypatch):
-    monkeypatch.setattr(solvers, "physical_memory", lambda: 1e6)
+    monkeypatch.setattr(_solve, "physical_memory", lambda: 1e6)
     X = np.zeros((10, 30))
     with pytest.raises(ParameterError, match="memory.*network"):
-        fit_linear(X, sp.csr_array((10, 30), dtype=bool), np.zeros(0), pool=np.arange(30))
+        fit_linear(X, ivs(sp.csr_array((10, 30), dtype=bool)), pool=np.arange(30))
 
 
 def test_bad_arguments():
     X = np.zeros((5, 3))
     mask = sp.csr_array((5, 3), dtype=bool)
     with pytest.raises(ParameterError, match="exactly one"):
-        fit_linear(X, mask, np.zeros(0))
+        fit_linear(X, ivs(mask, np.zeros(0)))
     with pytest.raises(ParameterError, match="alpha"):
-        fit_linear(X, mask, np.zeros(0), pool=np.arange(3), alpha=-1.0)
+        fit_linear(X, ivs(mask, np.zeros(0)), pool=np.arange(3), alpha=-1.0)
     with pytest.raises(ParameterError, match="alphas"):
-        fit_linear(X, mask, np.zeros(0), pool=np.arange(3), alphas=[])
+        fit_linear(X, ivs(mask, np.zeros(0)), pool=np.arange(3), alphas=[])
 
 
 def test_value_helpers_substitute_known_levels_only():
@@ -313,19 +312,20 @@ def test_value_helpers_substitute_known_levels_only():
     rng = np.random.default_rng(1)
     r = rng.integers(0, X.shape[0], 500)
     c = rng.integers(0, X.shape[1], 500)
-    np.testing.assert_array_equal(regulator_values(Xin, mask, levels, r, c), Z[r, c])
+    design = Design(Xin, ivs(mask, levels))
+    np.testing.assert_array_equal(design.values(r, c), Z[r, c])
     rows = np.arange(100, 160)
     cols = np.array([0, 1, 2, 9, 5])
-    np.testing.assert_array_equal(dense_block(Xin, mask, levels, rows, cols), Z[np.ix_(rows, cols)])
+    np.testing.assert_array_equal(design.block(rows, cols), Z[np.ix_(rows, cols)])
     np.testing.assert_array_equal(
-        dense_block(sp.csc_array(X), mask, levels, rows, cols), Z[np.ix_(rows, cols)]
+        design.with_values(sp.csc_array(X)).block(rows, cols), Z[np.ix_(rows, cols)]
     )
 
 
 def test_cross_products_match_definition():
     _Xin, X, mask, levels, _ = make_problem()
     U = np.array([0, 1, 3, 9])
-    cp = cross_products(X, mask, levels, U, block_rows=50)
+    cp = moments(Design(X, ivs(mask, levels)), U, block_rows=50)
     W = substituted(X, mask, levels) - cp.shift
     Y = np.where(mask.toarray(), 0.0, W)
     np.testing.assert_allclose(cp.cross, W[:, U].T @ Y, rtol=1e-10, atol=1e-8)
@@ -381,7 +381,7 @@ def test_steady_state_equals_naive_solve_and_clamps_exactly():
     values = [rng.normal(size=len(s)) for s in sets]
     mask, levels = request(p, sets, values)
     start = rng.normal(2.0, 0.3, (len(sets), p))
-    out = propagate_linear(sp.csr_array(W), mask, levels, start, "steady_state")
+    out = propagate_linear(sp.csr_array(W), ivs(mask, levels), start, "steady_state")
     for i, (tgts, vals) in enumerate(zip(sets, values, strict=True)):
         np.testing.assert_allclose(
             out[i], naive_steady(W, start[i], tgts, vals), rtol=1e-10, atol=1e-12
@@ -395,15 +395,15 @@ def test_steps_converge_to_steady_state_and_steps_zero_is_the_clamp():
     W = sp.csr_array(random_weights(p, 1))
     mask, levels = request(p, [[1], [2, 6]], [[0.0], [3.0, -1.0]])
     start = np.full((2, p), 2.0)
-    steady = propagate_linear(W, mask, levels, start, "steady_state")
-    many = propagate_linear(W, mask, levels, start, 400)
+    steady = propagate_linear(W, ivs(mask, levels), start, "steady_state")
+    many = propagate_linear(W, ivs(mask, levels), start, 400)
     np.testing.assert_allclose(many, steady, atol=1e-10)
-    zero = propagate_linear(W, mask, levels, start, 0)
+    zero = propagate_linear(W, ivs(mask, levels), start, 0)
     expected = start.copy()
     expected[0, 1] = 0.0
     expected[1, [2, 6]] = [3.0, -1.0]
     np.testing.assert_array_equal(zero, expected)
-    one = propagate_linear(W, mask, levels, start, 1)
+    one = propagate_linear(W, ivs(mask, levels), start, 1)
     delta = zero - start
     np.testing.assert_allclose(one[0], start[0] + (W.T @ delta[0]) * (np.arange(p) != 1) + delta[0])
 
@@ -414,15 +414,14 @@ def test_unstable_feedback_raises_and_intervention_can_stabilize():
     W[0, 1] = W[1, 2] = W[2, 0] = 1.5
     W[2, 3] = 1.0
     steady = SteadyState(sp.csr_array(W), names=["A", "B", "C", "D"])
-    mask, levels = request(4, [[3]], [[0.0]])
+    W, start = sp.csr_array(W), np.ones((1, 4))
+    downstream = ivs(*request(4, [[3]], [[0.0]]))
     with pytest.raises(PredictionError, match="spectral radius.*steps=k"):
-        propagate_linear(sp.csr_array(W), mask, levels, np.ones((1, 4)), "steady_state", steady)
-    mask, levels = request(4, [[1]], [[0.0]])
-    out = propagate_linear(sp.csr_array(W), mask, levels, np.ones((1, 4)), "steady_state", steady)
-    np.testing.assert_allclose(out[0], naive_steady(W, np.ones(4), [1], [0.0]))
+        propagate_linear(W, downstream, start, "steady_state", steady)
+    out = propagate_linear(W, ivs(*request(4, [[1]], [[0.0]])), start, "steady_state", steady)
+    np.testing.assert_allclose(out[0], naive_steady(W.toarray(), np.ones(4), [1], [0.0]))
     # Finite steps are always allowed.
-    mask, levels = request(4, [[3]], [[0.0]])
-    assert np.isfinite(propagate_linear(sp.csr_array(W), mask, levels, np.ones((1, 4)), 5)).all()
+    assert np.isfinite(propagate_linear(W, downstream, start, 5)).all()
 
 
 def test_spectral_radius_large_and_perron_bound():
@@ -431,10 +430,10 @@ def test_spectral_radius_large_and_perron_bound():
     A = sp.csr_array(A - sp.diags(A.diagonal()))
     signed = sp.csr_array(A.multiply(np.where(rng.random(A.shape) < 0.5, -1.0, 1.0)))
     exact = np.max(np.abs(np.linalg.eigvals(signed.toarray())))
-    assert solvers._spectral_radius(signed) == pytest.approx(exact, rel=1e-6)
-    bound = solvers._perron_bound(abs(signed))
+    assert _propagate._spectral_radius(signed) == pytest.approx(exact, rel=1e-6)
+    bound = _propagate._perron_bound(abs(signed))
     assert bound >= np.max(np.abs(np.linalg.eigvals(abs(signed).toarray()))) - 1e-9
-    assert solvers._perron_bound(sp.csr_array(0.1 * abs(signed))) < 1.0
+    assert _propagate._perron_bound(sp.csr_array(0.1 * abs(signed))) < 1.0
 
 
 @pytest.mark.parametrize(("scale", "stable"), [(0.3, True), (0.8, True), (1.3, False)])
@@ -450,9 +449,9 @@ def test_stability_of_large_dense_models(scale, stable):
     start = np.full((2, p), 1.0)
     if not stable:
         with pytest.raises(PredictionError, match="spectral radius"):
-            propagate_linear(sp.csr_array(W), mask, levels, start, "steady_state")
+            propagate_linear(sp.csr_array(W), ivs(mask, levels), start, "steady_state")
         return
-    out = propagate_linear(sp.csr_array(W), mask, levels, start, "steady_state")
+    out = propagate_linear(sp.csr_array(W), ivs(mask, levels), start, "steady_state")
     np.testing.assert_allclose(out[0], naive_steady(W, start[0], [3], [0.0]), atol=1e-9)
     np.testing.assert_allclose(out[1], naive_steady(W, start[1], [5, 7], [1.0, 2.0]), atol=1e-9)
 
@@ -463,10 +462,49 @@ def test_ols_with_too_few_samples_names_the_gene():
     with pytest.raises(ParameterError, match="gene 'g0' has 5 regulators but only 4 samples"):
         fit_linear(
             X,
-            mask,
-            np.zeros(0),
+            ivs(mask, np.zeros(0)),
             pool=np.arange(6),
             method="ols",
             inference=True,
             names=[f"g{i}" for i in range(6)],
         )
+
+
+@pytest.mark.parametrize("mode", ["network", "pool", "shared"])
+def test_gcv_counts_the_intercept_at_small_n(mode):
+    """With ~15 samples the intercept's degree of freedom moves the GCV choice:
+    the batched choice must equal brute force with the intercept in the hat matrix."""
+    rng = np.random.default_rng(11)
+    n, p = 15, 8
+    X = rng.normal(size=(n, p))
+    X[:, 4:] += X[:, :4] @ rng.normal(0.0, 0.6, size=(4, 4))
+    M = np.zeros((n, p), dtype=bool)
+    M[[0, 1], 0] = M[2, 5] = True  # a few targeted samples (downdates)
+    mask = sp.csr_array(M)
+    levels = np.array([0.0, np.nan, 0.3])
+    alphas = np.geomspace(0.05, 50.0, 25)
+    parents = np.zeros((p, p), dtype=bool)
+    parents[:4, 4:] = True
+    parents[[1, 2], 0] = parents[[0, 3], 1] = True
+    if mode == "network":
+        fit = fit_linear(X, ivs(mask, levels), parents=sp.csc_array(parents), alphas=alphas)
+
+        def regs_of(g):
+            return np.flatnonzero(parents[:, g])
+    else:
+        pool = np.arange(p) if mode == "pool" else np.arange(3)
+        fit = fit_linear(X, ivs(mask, levels), pool=pool, alphas=alphas)
+
+        def regs_of(g):
+            return pool[pool != g]
+
+    Z = substituted(X, mask, levels)
+    checked = 0
+    for g in range(p):
+        regs = regs_of(g)
+        if len(regs) == 0:
+            continue
+        keep = ~M[:, g]
+        assert fit.alpha[g] == brute_gcv(Z[np.ix_(keep, regs)], X[keep, g], alphas)
+        checked += 1
+    assert checked >= 4

@@ -1,7 +1,11 @@
 """Perturbation data: the obs contract, `Interventions`, pseudobulk, splits, files."""
 
 from causalcell.data._conventions import CONVENTIONS, standardize, to_convention
+from causalcell.data._interventions import Interventions
+from causalcell.data._io import read_h5ad, write_h5ad
+from causalcell.data._pseudobulk import changes, control_mean, pseudobulk
 from causalcell.data._sampling import sample_cells
+from causalcell.data._split import split_by_perturbation
 from causalcell.data._tidy import tidy_obs
 from causalcell.data.contract import (
     COMBINATION_SEPARATOR,
@@ -11,11 +15,7 @@ from causalcell.data.contract import (
     PERTURBATION_TYPE,
     validate,
 )
-from causalcell.data.interventions import Interventions
-from causalcell.data.io import read_h5ad, write_h5ad
 from causalcell.data.lazy import read_lazy
-from causalcell.data.pseudobulk import changes, control_mean, pseudobulk
-from causalcell.data.split import split_by_perturbation
 
 __all__ = [
     "COMBINATION_SEPARATOR",

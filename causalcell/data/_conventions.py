@@ -446,7 +446,7 @@ def to_convention(
     if key == "causalcell":
         validate(adata, check_expression=False)
         return adata.copy()
-    from causalcell.data.interventions import Interventions
+    from causalcell.data._interventions import Interventions
 
     spec = _CONVENTIONS[key]
     iv = Interventions.from_adata(adata, warn_unmeasured=False)

@@ -45,6 +45,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from causalcell.data._interventions import Interventions
 from causalcell.data._tidy import tidy_obs
 from causalcell.data.contract import (
     IS_CONTROL,
@@ -53,7 +54,6 @@ from causalcell.data.contract import (
     PERTURBATION_TYPE,
     expression_matrix,
 )
-from causalcell.data.interventions import Interventions
 from causalcell.errors import CausalCellWarning, DataContractError, ParameterError
 
 __all__ = ["sample_cells"]

@@ -26,16 +26,31 @@ says otherwise.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from causalcell.data._interventions import Interventions
+from causalcell.data._schema import (
+    COMBINATION_SEPARATOR,
+    IS_CONTROL,
+    KNOWN_KINDS,
+    LEVEL,
+    PERTURBATION,
+    PERTURBATION_TYPE,
+    REQUIRED_COLUMNS,
+    check_columns,
+    check_is_control,
+    parse_levels,
+    split_label,
+)
+from causalcell.data._sparse import entry_rows
 from causalcell.data.lazy import is_dask_array
 from causalcell.errors import DataContractError
 
+# The column names and the parsing of one value live in the private schema
+# module (shared with Interventions); they are re-exported here, where the
+# contract is documented.
 __all__ = [
     "COMBINATION_SEPARATOR",
     "IS_CONTROL",
@@ -46,123 +61,16 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "check_columns",
     "check_is_control",
+    "checked_interventions",
     "expression_matrix",
     "parse_levels",
     "split_label",
     "validate",
 ]
 
-PERTURBATION = "perturbation"
-IS_CONTROL = "is_control"
-PERTURBATION_TYPE = "perturbation_type"
-LEVEL = "expression_level_after_perturbation"
-REQUIRED_COLUMNS = (PERTURBATION, IS_CONTROL, PERTURBATION_TYPE)
-COMBINATION_SEPARATOR = ","
-KNOWN_KINDS = ("knockout", "knockdown", "overexpression")
-
 # Rows of X checked per block when scanning a dense matrix for NaN / inf, so
 # that validation never allocates a boolean copy of the whole matrix.
 _FINITE_BLOCK_ROWS = 8192
-
-
-def split_label(label: str) -> tuple[str, ...]:
-    """Split a perturbation label into its targeted genes.
-
-    Parameters
-    ----------
-    label
-        A ``perturbation`` value such as ``"STAT1"`` or ``"STAT1,JAK2"``.
-
-    Returns
-    -------
-    tuple of str
-        The gene symbols in the order given, surrounding white space removed.
-        Empty parts (``"A,,B"``, a trailing comma) are dropped.
-    """
-    return tuple(p for p in (s.strip() for s in str(label).split(COMBINATION_SEPARATOR)) if p)
-
-
-def parse_levels(value: object, n_genes: int, *, row: object = None) -> tuple[float, ...]:
-    """Parse one ``expression_level_after_perturbation`` value.
-
-    Parameters
-    ----------
-    value
-        A float, NaN, None, an empty string or a comma-separated string of
-        floats (``"0.2,1.5"``; ``"nan"`` parts are allowed).
-    n_genes
-        Number of genes targeted in this sample.
-    row
-        The obs name of the sample, used in error messages.
-
-    Returns
-    -------
-    tuple of float
-        ``n_genes`` levels; NaN where unknown. A single NaN / empty value is
-        broadcast to every gene.
-
-    Raises
-    ------
-    DataContractError
-        If a part is not a number, or the number of levels differs from the
-        number of targeted genes.
-    """
-    where = f" in row {row!r}" if row is not None else ""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return (math.nan,) * n_genes
-    if isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool):
-        parts: list[str] = [str(value)]
-    else:
-        text = str(value).strip()
-        if text == "" or text.lower() in {"nan", "na", "none"}:
-            return (math.nan,) * n_genes
-        parts = [p.strip() for p in text.split(COMBINATION_SEPARATOR)]
-    try:
-        levels = tuple(float(p) if p.lower() not in {"", "nan", "na"} else math.nan for p in parts)
-    except ValueError:
-        raise DataContractError(
-            f"Column {LEVEL!r}{where} holds {value!r}, which is not a number or a "
-            f"comma-separated list of numbers. Write one float per targeted gene, "
-            f"e.g. '0.1,2.5', or NaN when the level is unknown."
-        ) from None
-    if len(levels) != n_genes:
-        raise DataContractError(
-            f"Column {LEVEL!r}{where} holds {len(levels)} level(s) ({value!r}) but the "
-            f"perturbation targets {n_genes} gene(s). Give one level per targeted gene, "
-            f"in the order of the 'perturbation' label, or NaN when unknown."
-        )
-    return levels
-
-
-def check_columns(obs: pd.DataFrame) -> None:
-    """Raise :class:`DataContractError` if a required obs column is missing."""
-    missing = [c for c in REQUIRED_COLUMNS if c not in obs.columns]
-    if missing:
-        raise DataContractError(
-            f"obs is missing the column(s) {missing}. causalcell expects "
-            f"{list(REQUIRED_COLUMNS)} (and optionally {LEVEL!r}). Data in GEARS, cell-eval "
-            f"or scPerturb layout can be converted with "
-            f"causalcell.data.standardize(adata, convention=...)."
-        )
-
-
-def check_is_control(obs: pd.DataFrame) -> np.ndarray:
-    """Return ``is_control`` as a numpy bool array, or raise if it is not boolean."""
-    col = obs[IS_CONTROL]
-    if not pd.api.types.is_bool_dtype(col.dtype):
-        example = col.iloc[0] if len(col) else None
-        raise DataContractError(
-            f"Column {IS_CONTROL!r} has dtype {col.dtype} (first value {example!r}); it must "
-            f"be boolean. Convert it, e.g. obs['is_control'] = obs['perturbation'] == "
-            f"'non-targeting'."
-        )
-    if col.isna().any():
-        row = col.index[col.isna().to_numpy()][0]
-        raise DataContractError(
-            f"Column {IS_CONTROL!r} is missing in row {row!r}; every sample must be marked "
-            f"True (control) or False."
-        )
-    return col.to_numpy(dtype=bool)
 
 
 def expression_matrix(adata: AnnData, layer: str | None = None, *, what: str = "the data"):
@@ -203,7 +111,7 @@ def _check_expression(adata: AnnData, layer: str | None) -> None:
             # Locate the first offending row for the message.
             csr = sp.csr_matrix(X)
             bad = ~np.isfinite(csr.data)
-            rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))[bad]
+            rows = entry_rows(csr.indptr)[bad]
             raise _nonfinite_error(adata, where, int(rows[0]), int(bad.sum()))
         return
     if not hasattr(X, "shape") or not hasattr(X, "dtype") or is_dask_array(X):
@@ -267,28 +175,36 @@ def validate(adata: AnnData, *, layer: str | None = None, check_expression: bool
     Examples
     --------
     >>> import causalcell as cc
-    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, seed=0)
+    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, random_state=0)
     >>> cc.data.validate(sim.adata)
+    """
+    checked_interventions(adata, layer=layer, check_expression=check_expression)
+
+
+def checked_interventions(
+    adata: AnnData, *, layer: str | None = None, check_expression: bool = True
+) -> Interventions:
+    """:func:`validate` ``adata`` and return its :class:`Interventions`, parsed once.
+
+    The entry point of every function that takes contract data: the
+    checks of :func:`validate`, and the parse they need, in one pass.
+    Unmeasured targets are reported once (an
+    :class:`~causalcell.errors.UnmeasuredTargetWarning`).
+
+    Raises
+    ------
+    DataContractError
+        As :func:`validate`.
     """
     if not isinstance(adata, AnnData):
         raise DataContractError(
             f"Expected an AnnData object, got {type(adata).__name__}. "
             f"Read files with causalcell.data.read_h5ad(path)."
         )
-    # Labels, kinds and levels are parsed by Interventions: one copy of that logic.
-    from causalcell.data.interventions import Interventions
-
     _check_var_names(adata)
-    Interventions.from_adata(adata, warn_unmeasured=True)
+    # Labels, kinds and levels are parsed by Interventions: one copy of that logic.
+    interventions = Interventions.from_adata(adata, warn_unmeasured=True)
     if check_expression:
         _check_expression(adata, layer)
+    return interventions
 
-
-def __getattr__(name: str):
-    # standardize moved to causalcell.data._conventions; importing it from here keeps
-    # working (lazily, because _conventions itself imports this module).
-    if name == "standardize":
-        from causalcell.data._conventions import standardize
-
-        return standardize
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -37,6 +37,7 @@ __all__ = [
     "active_client",
     "check_row_chunks",
     "compute_if_small",
+    "format_bytes",
     "is_dask_array",
     "map_row_blocks",
     "physical_memory",
@@ -211,6 +212,11 @@ def physical_memory() -> float:
         return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
         return float("inf")
+
+
+def format_bytes(n_bytes: float) -> str:
+    """A size for messages: ``"1.5 GiB"`` or ``"12 MiB"``."""
+    return f"{n_bytes / 2**30:.1f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.0f} MiB"
 
 
 def compute_if_small(X: Any, what: str, *, fraction: float = 0.25) -> Any:

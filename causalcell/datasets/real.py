@@ -5,7 +5,7 @@ Every loader reads the files under ``causalcell/datasets/data/`` (located with
 object on every call: mutating a result never changes the next one.
 
 The shipped files are produced once, by developers, with
-``python -m causalcell.datasets._build /path/to/source/data``; their sources,
+``python tools/build_datasets.py /path/to/source/data``; their sources,
 licences and the exact processing are described in
 ``causalcell/datasets/data/README.md``.
 
@@ -50,8 +50,8 @@ __all__ = [
 ]
 
 # ---------------------------------------------------------------------------
-# Shared constants (also used by ``_build``, so the shipped files and the
-# documentation of the loaders cannot drift apart).
+# Shared constants (also used by ``tools/build_datasets.py``, so the shipped
+# files and the documentation of the loaders cannot drift apart).
 
 PAPALEXI_CONTROL = "non-targeting"
 # A cell is assigned its dominant guide when that guide holds strictly more
@@ -89,7 +89,7 @@ SACHS_CONDITIONS: dict[str, tuple[str, str]] = {
 _DATA_PACKAGE = "causalcell.datasets"
 _REBUILD_HINT = (
     "The file ships with causalcell; reinstall the package, or rebuild the data "
-    "with `python -m causalcell.datasets._build /path/to/source/data`."
+    "with `python tools/build_datasets.py /path/to/source/data`."
 )
 
 _PAPALEXI_CITATION = (

@@ -94,6 +94,7 @@ from anndata import AnnData
 from scipy import stats
 from scipy.special import roots_jacobi
 
+from causalcell._validation import DEPRECATED, renamed
 from causalcell.data.contract import (
     COMBINATION_SEPARATOR,
     IS_CONTROL,
@@ -180,7 +181,7 @@ class Simulation:
             f"Simulation({self.adata.n_obs} cells x {self.adata.n_vars} genes, "
             f"{p['n_tfs']} TFs, {self.network.number_of_edges()} edges, "
             f"{self.truth.n_obs - 1} perturbations, regulation={p['regulation']!r}, "
-            f"feedback={p['feedback']}, seed={p['seed']})"
+            f"feedback={p['feedback']}, random_state={p['random_state']})"
         )
 
 
@@ -230,14 +231,15 @@ def simulate(
     noise_sd: float = 0.1,
     library_size: float = 10_000,
     record_levels: bool = True,
-    seed: int | None = 0,
+    random_state: int | None = 0,
+    seed: Any = DEPRECATED,
 ) -> Simulation:
     """Simulate a perturbation screen on a random gene regulatory network.
 
     The model (network, regulation, interventions, counts, truth) is described
     in the docstring of :mod:`causalcell.datasets.simulation`. The network
     depends only on ``n_genes``, ``n_tfs``, ``mean_regulators``, ``feedback``
-    and ``seed``, so screens of different designs can share one network.
+    and ``random_state``, so screens of different designs can share one network.
 
     Parameters
     ----------
@@ -281,9 +283,12 @@ def simulate(
         (knockouts record 0). The column is float when no perturbation is a
         combination, otherwise strings such as ``"0.31"``, ``"0.2,0.5"`` and
         ``"nan"`` (controls). With False the column is left out.
-    seed
+    random_state
         Seed of the numpy random generator. ``None`` draws a fresh seed and
-        records it in ``params["seed"]``.
+        records it in ``params["random_state"]``.
+    seed
+        Deprecated name of ``random_state`` (a ``FutureWarning``; removed in
+        the next release).
 
     Returns
     -------
@@ -311,12 +316,13 @@ def simulate(
     Examples
     --------
     >>> from causalcell.datasets import simulate
-    >>> sim = simulate(n_genes=30, n_tfs=5, seed=0)
+    >>> sim = simulate(n_genes=30, n_tfs=5, random_state=0)
     >>> sim.adata.shape
     (1300, 30)
     >>> sim.truth.obs_names[:3].tolist()
     ['control', 'TF01', 'TF02']
     """
+    random_state = renamed("simulate", "seed", seed, "random_state", random_state, 0)
     params = {
         "n_genes": n_genes,
         "n_tfs": n_tfs,
@@ -335,17 +341,18 @@ def simulate(
         "noise_sd": noise_sd,
         "library_size": library_size,
         "record_levels": record_levels,
-        "seed": seed,
+        "random_state": random_state,
     }
     _check_arguments(params)
     params["perturbations"] = _normalize_items(perturbations, kind)
-    if seed is None:
+    if random_state is None:
         # Draw a seed and record it so that the simulation can be reproduced.
-        seed = params["seed"] = int(np.random.SeedSequence().generate_state(1)[0])
+        random_state = int(np.random.SeedSequence().generate_state(1)[0])
+        params["random_state"] = random_state
     # Independent streams: the network does not depend on the design or on
     # the number of cells.
     rng_network, rng_design, rng_cells, rng_counts = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)
+        np.random.default_rng(s) for s in np.random.SeedSequence(random_state).spawn(4)
     )
     net = _make_network(rng_network, n_genes, n_tfs, mean_regulators, feedback, regulation)
     design = _make_design(params, net.names, n_tfs, rng_design)
@@ -412,8 +419,9 @@ def _check_arguments(p: dict[str, Any]) -> None:
     for name, ok, valid in checks:
         if not _is_real(p[name]) or not ok(p[name]):
             raise _fail(name, p[name], f"a finite number {valid}")
-    if p["seed"] is not None and (not _is_int(p["seed"]) or p["seed"] < 0):
-        raise _fail("seed", p["seed"], "a non-negative integer or None")
+    if p["random_state"] is not None and (not _is_int(p["random_state"])
+                                          or p["random_state"] < 0):
+        raise _fail("random_state", p["random_state"], "a non-negative integer or None")
 
 
 def _normalize_items(

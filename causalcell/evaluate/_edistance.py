@@ -75,8 +75,8 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from causalcell.data._interventions import Interventions
 from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE, expression_matrix
-from causalcell.data.interventions import Interventions
 from causalcell.data.lazy import is_dask_array
 from causalcell.errors import DataContractError, ParameterError
 from causalcell.evaluate.align import Aligned, align

@@ -30,6 +30,9 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from causalcell.data import Interventions, pseudobulk
+from causalcell.data._pseudobulk import row_weights
+from causalcell.data._stats import weighted_mean
 from causalcell.data.contract import (
     IS_CONTROL,
     PERTURBATION,
@@ -37,8 +40,6 @@ from causalcell.data.contract import (
     expression_matrix,
     validate,
 )
-from causalcell.data.interventions import Interventions
-from causalcell.data.pseudobulk import pseudobulk
 from causalcell.errors import DataContractError, ParameterError
 from causalcell.evaluate.de import control_rows
 from causalcell.evaluate.metrics import _nonfinite_rows
@@ -216,22 +217,15 @@ def _reference(
 ) -> np.ndarray:
     X = _expression(profiles, layer, "observed")
     if kind == "control":
-        rows = np.flatnonzero(control)
-        weights = (profiles.obs["n_cells"].to_numpy(dtype=float)[rows]
-                   if "n_cells" in profiles.obs.columns else np.ones(len(rows)))
-    else:
-        rows = np.flatnonzero(~profiles.obs[IS_CONTROL].to_numpy(dtype=bool))
-        if not len(rows):
-            raise DataContractError(
-                "reference='perturbed_mean' needs perturbed samples in the observed data; "
-                "it has only controls."
-            )
-        weights = np.ones(len(rows))  # every perturbation counts once, as in Systema
-    weights = weights / weights.sum()
-    sub = X[rows]
-    if sp.issparse(sub):
-        return np.asarray(sp.csr_array(sub).T @ weights, dtype=np.float64).ravel()
-    return np.asarray(sub, dtype=np.float64).T @ weights
+        # The control rows, each weighing its n_cells: the shared control mean.
+        return weighted_mean(X, np.where(control, row_weights(profiles), 0.0))
+    perturbed = ~profiles.obs[IS_CONTROL].to_numpy(dtype=bool)
+    if not perturbed.any():
+        raise DataContractError(
+            "reference='perturbed_mean' needs perturbed samples in the observed data; "
+            "it has only controls."
+        )
+    return weighted_mean(X, perturbed.astype(np.float64))  # each perturbation once (Systema)
 
 
 def align(
@@ -297,7 +291,7 @@ def align(
     Examples
     --------
     >>> import causalcell as cc
-    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, seed=0)
+    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, random_state=0)
     >>> aligned = align(sim.truth, sim.adata)
     >>> aligned.predicted.shape
     (20, 30)

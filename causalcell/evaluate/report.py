@@ -180,7 +180,7 @@ def evaluate(
     Examples
     --------
     >>> import causalcell as cc
-    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, seed=0)
+    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, random_state=0)
     >>> table = evaluate(sim.truth, sim.adata, top_k=[5])
     >>> sorted(table["conditioning"].unique())
     ['none', 'targeted excluded']
@@ -287,7 +287,7 @@ def compare(
     Examples
     --------
     >>> import causalcell as cc
-    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, seed=0)
+    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, random_state=0)
     >>> table = compare({"truth": sim.truth}, sim.adata, top_k=[5])
     >>> table.columns[:4].tolist()
     ['metric', 'model', 'higher_is_better', 'value [targeted excluded]']

@@ -206,7 +206,7 @@ def retrieval(
     Examples
     --------
     >>> import causalcell as cc
-    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, seed=0)
+    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, random_state=0)
     >>> table = retrieval(sim.truth, sim.adata, exclusion=["pair", "query"])
     >>> sorted(table["exclusion"].unique())
     ['pair', 'query']

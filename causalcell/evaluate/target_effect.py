@@ -11,9 +11,8 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from causalcell.data import Interventions, changes
 from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE
-from causalcell.data.interventions import Interventions
-from causalcell.data.pseudobulk import changes
 from causalcell.errors import DataContractError
 
 __all__ = ["target_effect"]
@@ -31,7 +30,7 @@ def _target_entries(
 
     Shared by :func:`target_effect` and :func:`causalcell.plot.target_effect`, so that
     both rank the same changes. Returns the changes (one row per perturbation, obs
-    with ``n_cells``), their :class:`~causalcell.data.interventions.Interventions`,
+    with ``n_cells``), their :class:`~causalcell.data.Interventions`,
     and the row and gene column of every targeted entry (row-major, as in
     ``Interventions.mask``; empty when no target is measured: the caller says why
     that is an error).
@@ -80,7 +79,7 @@ def target_effect(
     Examples
     --------
     >>> import causalcell as cc
-    >>> sim = cc.datasets.simulate(n_genes=40, n_tfs=6, seed=0)
+    >>> sim = cc.datasets.simulate(n_genes=40, n_tfs=6, random_state=0)
     >>> table = cc.evaluate.target_effect(sim.adata)
     >>> bool((table["rank"] == 1).mean() > 0.9)
     True

@@ -6,8 +6,8 @@ A network is a :class:`networkx.DiGraph` of gene symbols with a float
 ``weight`` on each ``regulator -> target`` edge.
 """
 
-from causalcell.graph.intervene import intervene
-from causalcell.graph.io import (
+from causalcell.graph._intervene import intervene
+from causalcell.graph._io import (
     find_cycle_edges,
     from_pgmpy,
     network_to_frame,
@@ -16,7 +16,8 @@ from causalcell.graph.io import (
     to_pgmpy,
     write_network,
 )
-from causalcell.graph.learn import learn_network, learn_pc
+from causalcell.graph._lasso import learn_network
+from causalcell.graph._pc import learn_pc
 
 __all__ = [
     "find_cycle_edges",

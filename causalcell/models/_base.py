@@ -13,64 +13,70 @@ learned state in attributes ending in ``_``, ``fit`` returns ``self``,
 
 The helpers here are the one place where a request's levels T are resolved
 (knockout: 0; given: as given; missing: the mean level observed in training
-for that perturbation), where requests are checked against the model's genes,
-and where models are saved and loaded without executing code.
+for that perturbation), and where requests are checked against the model's genes. How models are
+saved and loaded without executing code is in :mod:`causalcell.models._model_file`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-import zipfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from anndata import AnnData
 from sklearn.base import BaseEstimator
 
-from causalcell._version import __version__
 from causalcell.data import tidy_obs
-from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE, validate
-from causalcell.data.interventions import Interventions
-from causalcell.errors import DataFileError, NotFittedError, PredictionError
+from causalcell.data._interventions import Interventions
+from causalcell.data._sparse import gather_entries
+from causalcell.data.contract import (
+    PERTURBATION,
+    PERTURBATION_TYPE,
+    checked_interventions,
+    expression_matrix,
+)
+from causalcell.errors import NotFittedError, PredictionError
 
 __all__ = [
-    "MODEL_FORMAT",
-    "MODEL_FORMAT_VERSION",
     "PerturbationModel",
     "check_fitted",
-    "entry_rows",
-    "gather_entries",
-    "level_array_names",
-    "levels_from_arrays",
-    "levels_to_arrays",
-    "load_arrays",
     "make_prediction",
     "observed_target_levels",
     "prediction_request",
     "resolve_levels",
-    "save_arrays",
     "training_data",
 ]
-
-MODEL_FORMAT = "causalcell-model"
-MODEL_FORMAT_VERSION = 1
-_META = "__meta__"
 
 
 class PerturbationModel(BaseEstimator):
     """Base class of causalcell models (see the module docstring for the protocol).
 
     Subclasses implement ``fit`` and ``predict``; this class only provides
-    scikit-learn's parameter handling and a uniform not-fitted check.
+    scikit-learn's parameter handling, a uniform not-fitted check and the
+    names of the fitted genes.
+
+    Attributes
+    ----------
+    genes_ : pandas.Index
+        The genes the model was fitted on (training ``var_names``), in the
+        order of its predictions' columns.
+    n_features_in_ : int
+        Number of genes (scikit-learn's name).
+    feature_names_in_ : numpy.ndarray of str
+        The genes (scikit-learn's name).
+    control_mean_ : numpy.ndarray
+        The training control mean, which every model predicts for control
+        rows (NaN where the training data had no controls).
     """
 
     def _check_fitted(self) -> None:
         check_fitted(self, "genes_")
+
+    def _set_genes(self, genes: pd.Index) -> None:
+        """The fitted genes under every name scikit-learn's conventions expect."""
+        self.genes_ = pd.Index(genes, dtype=str)
+        self.n_features_in_ = len(self.genes_)
+        self.feature_names_in_ = self.genes_.to_numpy(dtype=object)
 
     def fit(self, adata: AnnData, network: Any = None) -> PerturbationModel:  # pragma: no cover
         raise NotImplementedError
@@ -115,9 +121,8 @@ def training_data(adata: AnnData, layer: str | None = None) -> tuple[Any, Interv
     DataContractError
         If ``adata`` breaks the contract.
     """
-    validate(adata, layer=layer)
-    X = adata.X if layer is None else adata.layers[layer]
-    return X, Interventions.from_adata(adata, warn_unmeasured=False)
+    interventions = checked_interventions(adata, layer=layer)
+    return expression_matrix(adata, layer), interventions
 
 
 def prediction_request(
@@ -170,24 +175,6 @@ def prediction_request(
     return obs, iv
 
 
-def entry_rows(mask: sp.csr_array) -> np.ndarray:
-    """Row index of every stored entry of a CSR matrix (e.g. ``Interventions.mask``).
-
-    Aligned with ``mask.indices`` and ``Interventions.levels``: entry ``i``
-    sits at ``(entry_rows(mask)[i], mask.indices[i])``.
-    """
-    return np.repeat(np.arange(mask.shape[0]), np.diff(mask.indptr))
-
-
-def gather_entries(X: Any, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """``X[rows[i], cols[i]]`` as a float64 vector, dense or sparse, without densifying."""
-    if len(rows) == 0:  # scipy returns a 2-D sparse result for empty index arrays
-        return np.zeros(0)
-    if sp.issparse(X):
-        return np.asarray(sp.csr_array(X)[rows, cols], dtype=np.float64).ravel()
-    return np.asarray(np.asarray(X)[rows, cols], dtype=np.float64)
-
-
 def observed_target_levels(X: Any, interventions: Interventions) -> pd.DataFrame:
     """Mean level of each measured target per training condition.
 
@@ -209,7 +196,7 @@ def observed_target_levels(X: Any, interventions: Interventions) -> pd.DataFrame
         ``gene``, ``level``, ``n_samples``.
     """
     mask = interventions.mask
-    rows, cols = entry_rows(mask), mask.indices
+    rows, cols = interventions.entry_rows, mask.indices
     measured = gather_entries(X, rows, cols)
     level = np.where(np.isnan(interventions.levels), measured, interventions.levels)
     cond = interventions.conditions
@@ -258,7 +245,7 @@ def resolve_levels(interventions: Interventions, known: pd.DataFrame) -> np.ndar
     if len(missing) == 0:
         return levels
     mask = interventions.mask
-    rows = entry_rows(mask)[missing]
+    rows = interventions.entry_rows[missing]
     cond = interventions.conditions
     query = pd.DataFrame(
         {
@@ -293,179 +280,3 @@ def make_prediction(obs: pd.DataFrame, genes: pd.Index, values: np.ndarray) -> A
     obs = tidy_obs(obs.copy())  # categorical labels: scanpy can group by them
     obs.index = obs.index.astype(str)  # AnnData requires string names
     return AnnData(X=values, obs=obs, var=pd.DataFrame(index=pd.Index(genes, dtype=str)))
-
-
-# ---------------------------------------------------------------- persistence
-def save_arrays(
-    path: str | os.PathLike[str], model: object, arrays: dict[str, np.ndarray],
-    meta: dict[str, Any],
-) -> Path:
-    """Save a model as one ``.npz`` file: numeric / string arrays plus JSON metadata.
-
-    No pickle is involved: :func:`load_arrays` reads with
-    ``allow_pickle=False``, so loading a model never executes code. The file
-    is written atomically.
-
-    Parameters
-    ----------
-    path
-        Destination (``.npz`` is appended by numpy if missing; the returned
-        path is the real one).
-    model
-        The estimator (its class name and ``get_params()`` are stored).
-    arrays
-        Named arrays; object arrays must hold strings only.
-    meta
-        JSON-serializable extra metadata.
-
-    Returns
-    -------
-    pathlib.Path
-    """
-    dest = Path(path)
-    if dest.suffix != ".npz":
-        dest = dest.with_name(dest.name + ".npz")
-    if not dest.parent.is_dir():
-        raise DataFileError(f"Directory {str(dest.parent)!r} does not exist; create it first.")
-    params = model.get_params(deep=False) if hasattr(model, "get_params") else {}
-    header = {
-        "format": MODEL_FORMAT,
-        "format_version": MODEL_FORMAT_VERSION,
-        "causalcell_version": __version__,
-        "class": type(model).__name__,
-        "params": {k: v for k, v in params.items() if _jsonable(v)},
-        "meta": meta,
-    }
-    payload: dict[str, np.ndarray] = {}
-    for name, arr in arrays.items():
-        arr = np.asarray(arr)
-        if arr.dtype == object:
-            arr = arr.astype(str)
-        payload[name] = arr
-    payload[_META] = np.array(json.dumps(header))
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as handle:
-            np.savez_compressed(handle, **payload)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return dest
-
-
-def load_arrays(
-    path: str | os.PathLike[str], expected_class: str
-) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Read a file written by :func:`save_arrays`; never executes code.
-
-    Returns
-    -------
-    arrays : dict of numpy.ndarray
-    header : dict
-        ``format``, ``format_version``, ``causalcell_version``, ``class``,
-        ``params``, ``meta``.
-
-    Raises
-    ------
-    DataFileError
-        Missing file, not a causalcell model (or truncated / corrupt), a
-        model of another class, or a format version this release cannot read.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise DataFileError(f"Model file not found: {str(p)!r}.")
-    try:
-        with np.load(p, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataFileError(
-            f"{str(p)!r} is not a readable causalcell model file (truncated or not an "
-            f".npz written by save()): {exc}"
-        ) from exc
-    if _META not in arrays:
-        raise DataFileError(f"{str(p)!r} is an .npz file but not a causalcell model.")
-    try:
-        header = json.loads(str(arrays.pop(_META)))
-    except json.JSONDecodeError as exc:
-        raise DataFileError(f"{str(p)!r}: the model header is corrupt ({exc}).") from exc
-    if header.get("format") != MODEL_FORMAT:
-        raise DataFileError(f"{str(p)!r} is not a causalcell model file.")
-    if header.get("format_version") != MODEL_FORMAT_VERSION:
-        raise DataFileError(
-            f"{str(p)!r} was written in model format {header.get('format_version')} by "
-            f"causalcell {header.get('causalcell_version')}; this causalcell "
-            f"({__version__}) reads format {MODEL_FORMAT_VERSION}. Refit the model, or load "
-            f"it with the causalcell version that wrote it."
-        )
-    if header.get("class") != expected_class:
-        raise DataFileError(
-            f"{str(p)!r} holds a {header.get('class')}, not a {expected_class}; load it with "
-            f"{header.get('class')}.load()."
-        )
-    return arrays, header
-
-
-# Array name -> string column of the table of observed target levels. The
-# levels go to "levels_level"; the n_samples column's array name is chosen by
-# each model (see levels_to_arrays).
-_LEVEL_LABELS = {
-    "levels_perturbation": PERTURBATION,
-    "levels_type": PERTURBATION_TYPE,
-    "levels_gene": "gene",
-}
-
-
-def level_array_names(n_samples_key: str) -> tuple[str, ...]:
-    """Names of the arrays :func:`levels_to_arrays` writes (to check a file for them)."""
-    return (*_LEVEL_LABELS, "levels_level", n_samples_key)
-
-
-def levels_to_arrays(table: pd.DataFrame, n_samples_key: str) -> dict[str, np.ndarray]:
-    """A table of observed target levels as named arrays for :func:`save_arrays`.
-
-    Parameters
-    ----------
-    table
-        As returned by :func:`observed_target_levels`.
-    n_samples_key
-        Array name of the ``n_samples`` column. Models wrote it under
-        different names before this helper existed; each keeps its own so
-        that files already saved still load.
-
-    Returns
-    -------
-    dict of numpy.ndarray
-        String arrays for the labels and genes, float64 levels, int64
-        counts, named by :func:`level_array_names`.
-    """
-    arrays = {name: table[col].to_numpy(dtype=str) for name, col in _LEVEL_LABELS.items()}
-    arrays["levels_level"] = table["level"].to_numpy(dtype=np.float64)
-    arrays[n_samples_key] = table["n_samples"].to_numpy(dtype=np.int64)
-    return arrays
-
-
-def levels_from_arrays(arrays: dict[str, np.ndarray], n_samples_key: str) -> pd.DataFrame:
-    """Inverse of :func:`levels_to_arrays`.
-
-    Raises
-    ------
-    KeyError
-        If an array is missing (callers turn it into a
-        :class:`~causalcell.errors.DataFileError` naming the file).
-    """
-    table = pd.DataFrame(
-        {col: arrays[name].astype(str).astype(object) for name, col in _LEVEL_LABELS.items()}
-    )
-    table["level"] = arrays["levels_level"].astype(np.float64)
-    table["n_samples"] = arrays[n_samples_key].astype(np.int64)
-    return table
-
-
-def _jsonable(value: Any) -> bool:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return False
-    return True

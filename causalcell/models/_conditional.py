@@ -5,7 +5,7 @@ Fit: for each gene g, regress x_g on its regulators (its parents in a
 network, or every gene of a regulator list) using only the samples in which g
 is *not* targeted (combinations containing g are left out too); a targeted
 regulator enters at its level T (knockout: 0; unknown T: its measured value).
-Ridge and OLS use the batched exact solver of :mod:`causalcell.models.solvers`;
+Ridge and OLS use the batched exact solver (``causalcell.models._solve``);
 any scikit-learn regressor goes through a per-gene path.
 
 Predict: start from a state (the training control mean by default), clamp
@@ -17,10 +17,8 @@ of steps or to the steady state (closed form for linear models).
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
-from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,14 +27,14 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
-from joblib import Parallel, delayed
 from scipy import stats
-from sklearn.base import clone
-from tqdm.auto import tqdm
 
+from causalcell._validation import is_int, is_real
+from causalcell.data._design import Design
+from causalcell.data._pseudobulk import control_weights
+from causalcell.data._stats import bh_qvalues, weighted_column_sums
 from causalcell.data.contract import PERTURBATION
 from causalcell.data.lazy import is_dask_array
-from causalcell.data.pseudobulk import control_mean, control_weights
 from causalcell.errors import (
     CausalCellWarning,
     DataFileError,
@@ -44,21 +42,25 @@ from causalcell.errors import (
     ParameterError,
     PredictionError,
 )
-from causalcell.graph.io import to_adjacency
-from causalcell.models.base import (
+from causalcell.graph._io import to_adjacency
+from causalcell.models._base import (
     PerturbationModel,
-    entry_rows,
-    levels_from_arrays,
-    levels_to_arrays,
-    load_arrays,
     make_prediction,
     observed_target_levels,
     prediction_request,
     resolve_levels,
-    save_arrays,
     training_data,
 )
-from causalcell.models.solvers import SteadyState, dense_block, fit_linear, propagate_linear
+from causalcell.models._generic import fit_per_gene, regulator_lists
+from causalcell.models._model_file import (
+    CONDITIONAL_LEVELS_N,
+    levels_from_arrays,
+    levels_to_arrays,
+    load_arrays,
+    save_arrays,
+)
+from causalcell.models._propagate import SteadyState, clamp, propagate
+from causalcell.models._solve import fit_linear
 
 __all__ = ["DEFAULT_ALPHAS", "ConditionalGRNRegressor"]
 
@@ -81,11 +83,7 @@ DEFAULT_ALPHAS: tuple[float, ...] = (
     100000.0,
 )
 _STRING_REGRESSORS = ("ridge", "ols", "lasso")
-_GENES_PER_TASK = 64
 _MAX_CELL_STARTS = 1 << 24  # start-state values built at once when averaging over cells
-# Array name of the n_samples column of the saved target levels (the baselines
-# use "levels_n_samples"; each keeps its name so saved files still load).
-_LEVELS_N = "levels_n"
 
 
 class ConditionalGRNRegressor(PerturbationModel):
@@ -96,7 +94,7 @@ class ConditionalGRNRegressor(PerturbationModel):
     regressor : {"ridge", "ols", "lasso"} or scikit-learn regressor, default "ridge"
         ``"ridge"`` and ``"ols"`` use the batched exact solver (one pass over
         the samples, exact per-gene exclusion by downdating; see
-        :mod:`causalcell.models.solvers`); ``"ols"`` also gives statistical
+        ``causalcell.models._solve``); ``"ols"`` also gives statistical
         inference (:meth:`coef_table`). ``"lasso"`` fits
         :class:`sklearn.linear_model.Lasso` per gene; any other scikit-learn
         regressor instance is cloned and fitted per gene (parallel with
@@ -126,7 +124,7 @@ class ConditionalGRNRegressor(PerturbationModel):
         Relative convergence tolerance of a non-linear steady state.
     n_jobs : int, optional
         Parallel workers for the per-gene path (joblib; ``None``: 1).
-    verbose : bool, default True
+    verbose : bool, default False
         Progress bars for long work.
 
     Attributes
@@ -134,6 +132,8 @@ class ConditionalGRNRegressor(PerturbationModel):
     genes_ : pandas.Index
         The genes (training ``var_names``).
     n_features_in_ : int
+    feature_names_in_ : numpy.ndarray of str
+        The genes, as scikit-learn names the input features.
     coef_ : scipy.sparse.csr_array or None
         (n_genes, n_genes) regulator x target coefficients; the stored entries
         are the fitted edges. ``None`` for non-linear regressors.
@@ -147,7 +147,7 @@ class ConditionalGRNRegressor(PerturbationModel):
     target_levels_ : pandas.DataFrame
         Mean observed level per training perturbation and target (used when
         a request gives no level), from
-        :func:`~causalcell.models.base.observed_target_levels`.
+        ``causalcell.models._base.observed_target_levels``.
     network_ : networkx.DiGraph
         The fitted model as a weighted network.
     estimators_ : list or None
@@ -156,9 +156,9 @@ class ConditionalGRNRegressor(PerturbationModel):
     Examples
     --------
     >>> import causalcell as cc
-    >>> from causalcell.models.conditional import ConditionalGRNRegressor
-    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, seed=0)
-    >>> model = ConditionalGRNRegressor(verbose=False).fit(sim.adata, sim.network)
+    >>> from causalcell.models import ConditionalGRNRegressor
+    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, random_state=0)
+    >>> model = ConditionalGRNRegressor().fit(sim.adata, sim.network)
     >>> pred = model.predict(sim.truth.obs)
     >>> pred.shape == sim.truth.shape
     True
@@ -175,7 +175,7 @@ class ConditionalGRNRegressor(PerturbationModel):
         max_iter: int = 1000,
         tol: float = 1e-9,
         n_jobs: int | None = None,
-        verbose: bool = True,
+        verbose: bool = False,
     ) -> None:
         self.regressor = regressor
         self.alpha = alpha
@@ -217,9 +217,7 @@ class ConditionalGRNRegressor(PerturbationModel):
         kind = self._check_params()
         X, iv = training_data(adata, self.layer)
         genes = pd.Index(adata.var_names).astype(str)
-        p = len(genes)
         parents, pool = self._structure(genes, network)
-        levels = iv.levels
         self._reset()
         lazy = is_dask_array(X)
         if lazy and kind not in ("ridge", "ols"):
@@ -228,32 +226,10 @@ class ConditionalGRNRegressor(PerturbationModel):
                 f"regressor='ridge' or 'ols' (exact, one pass over the blocks), or load X with "
                 f"adata.X = adata.X.compute() if it fits in memory."
             )
-        weights = control_weights(adata, iv) if lazy else None
+        samples = None
         if kind in ("ridge", "ols"):
-            gcv = isinstance(self.alpha, str)
-            fit = fit_linear(
-                X,
-                iv.mask,
-                levels,
-                parents=parents,
-                pool=pool,
-                method=kind,
-                alpha=0.0 if gcv or kind == "ols" else float(self.alpha),
-                alphas=np.asarray(self.alphas, dtype=float) if gcv and kind == "ridge" else None,
-                inference=kind == "ols",
-                row_weights=weights,
-                verbose=self.verbose,
-                names=genes,
-            )
-            self.coef_ = fit.coef
-            self.intercept_ = fit.intercept
-            self.alpha_ = fit.alpha
-            self.n_samples_ = fit.n_samples
-            if kind == "ols":
-                self.stderr_ = fit.stderr
-                self.dof_ = fit.dof
-                self.rss_ = fit.rss
-            self.estimators_ = None
+            samples = self._fit_linear(X, iv, parents, pool, kind, genes,
+                                       control_weights(adata, iv) if lazy else None)
         else:
             self._fit_generic(X, iv, parents, pool, kind)
         n_lost = int(np.sum(self.n_samples_ == 0))
@@ -266,21 +242,52 @@ class ConditionalGRNRegressor(PerturbationModel):
                 CausalCellWarning,
                 stacklevel=2,
             )
-        self.genes_ = genes
-        self.n_features_in_ = p
-        if lazy:
-            # The pass over the blocks already summed the controls and read the
-            # targeted entries: no second pass over out-of-core data.
-            self.control_mean_ = (
-                fit.samples.weighted_sum if iv.is_control.any() else np.full(p, np.nan)
-            )
-            self.target_levels_ = observed_target_levels(fit.samples.gathered, iv)
-            return self
-        self.control_mean_ = (
-            control_mean(adata, layer=self.layer) if iv.is_control.any() else np.full(p, np.nan)
-        )
-        self.target_levels_ = observed_target_levels(X, iv)
+        self._set_genes(genes)
+        self._summarize_training(adata, X, iv, samples)
         return self
+
+    def _fit_linear(
+        self, X: Any, iv: Any, parents: sp.csc_array | None, pool: np.ndarray | None,
+        kind: str, genes: pd.Index, control: np.ndarray | None,
+    ) -> Any:
+        """The batched exact ridge / OLS fit; returns the pass over a Dask X (else None)."""
+        gcv = isinstance(self.alpha, str)
+        fit = fit_linear(
+            X,
+            iv,
+            parents=parents,
+            pool=pool,
+            method=kind,
+            alpha=0.0 if gcv or kind == "ols" else float(self.alpha),
+            alphas=np.asarray(self.alphas, dtype=float) if gcv and kind == "ridge" else None,
+            inference=kind == "ols",
+            row_weights=control,
+            verbose=self.verbose,
+            names=genes,
+        )
+        self.coef_ = fit.coef
+        self.intercept_ = fit.intercept
+        self.alpha_ = fit.alpha
+        self.n_samples_ = fit.n_samples
+        if kind == "ols":
+            self.stderr_ = fit.stderr
+            self.dof_ = fit.dof
+            self.rss_ = fit.rss
+        self.estimators_ = None
+        self._regulators = None
+        return fit.samples
+
+    def _summarize_training(self, adata: AnnData, X: Any, iv: Any, samples: Any) -> None:
+        """The training control mean and the mean level of each training target."""
+        p = len(self.genes_)
+        if samples is not None:
+            # The pass over the Dask blocks already summed the controls and read
+            # the targeted entries: no second pass over out-of-core data.
+            control, measured = samples.weighted_sum, samples.gathered
+        else:
+            control, measured = weighted_column_sums(X, control_weights(adata, iv)), X
+        self.control_mean_ = control if iv.is_control.any() else np.full(p, np.nan)
+        self.target_levels_ = observed_target_levels(measured, iv)
 
     def _reset(self) -> None:
         for name in ("stderr_", "dof_", "rss_"):
@@ -317,18 +324,13 @@ class ConditionalGRNRegressor(PerturbationModel):
             alphas = np.asarray(self.alphas, dtype=float).ravel()
             if alphas.size == 0 or not np.all(np.isfinite(alphas)) or np.any(alphas < 0):
                 raise ParameterError(f"alphas must be finite numbers >= 0; got {self.alphas!r}.")
-        elif (
-            not isinstance(alpha, Real)
-            or isinstance(alpha, bool)
-            or not math.isfinite(alpha)
-            or alpha < 0
-        ):
+        elif not is_real(alpha) or alpha < 0:
             raise ParameterError(f"alpha must be a number >= 0 or 'gcv'; got {alpha!r}.")
         elif kind == "lasso" and alpha <= 0:
             raise ParameterError("regressor='lasso' needs alpha > 0 (e.g. 0.01).")
-        if not isinstance(self.max_iter, Integral) or self.max_iter < 1:
+        if not is_int(self.max_iter) or self.max_iter < 1:
             raise ParameterError(f"max_iter must be an integer >= 1; got {self.max_iter!r}.")
-        if not isinstance(self.tol, Real) or not self.tol > 0:
+        if not is_real(self.tol) or not self.tol > 0:
             raise ParameterError(f"tol must be a number > 0; got {self.tol!r}.")
         return kind
 
@@ -394,66 +396,22 @@ class ConditionalGRNRegressor(PerturbationModel):
     ) -> None:
         from sklearn.linear_model import Lasso
 
-        _n, p = X.shape
+        p = X.shape[1]
         estimator = Lasso(alpha=float(self.alpha)) if kind == "lasso" else self.regressor
-        if sp.issparse(X):
-            X = sp.csc_array(X)  # per-gene column access
-        mask = sp.csr_array(iv.mask)
-        excl = mask.tocsc()
-        regs = _regulator_lists(parents, pool, p)
-        chunks = [np.arange(s, min(s + _GENES_PER_TASK, p)) for s in range(0, p, _GENES_PER_TASK)]
-        tasks = (
-            delayed(_fit_genes)(
-                X, mask, iv.levels, excl.indptr, excl.indices, c, [regs[g] for g in c], estimator
-            )
-            for c in chunks
-        )
-        results: list[tuple[Any, float, int]] = []
-        parallel = Parallel(n_jobs=self.n_jobs, return_as="generator")
-        for part in tqdm(
-            parallel(tasks),
-            total=len(chunks),
-            desc="Fitting genes",
-            unit="chunk",
-            disable=not self.verbose,
-            leave=False,
-        ):
-            results.extend(part)
-        estimators = [r[0] for r in results]
-        self.intercept_ = np.array([r[1] for r in results], dtype=float)
-        self.n_samples_ = np.array([r[2] for r in results], dtype=np.int64)
+        fit = fit_per_gene(Design(X, iv), regulator_lists(parents, pool, p), estimator,
+                           n_jobs=self.n_jobs, verbose=self.verbose)
+        self.n_samples_ = fit.n_samples
         self.alpha_ = np.full(p, float(self.alpha) if kind == "lasso" else np.nan)
-        self._regs = regs
-        linear = all(
-            e is None
-            or (
-                np.ndim(getattr(e, "coef_", None)) == 1
-                and np.size(e.coef_) == len(regs[g])
-                and np.ndim(getattr(e, "intercept_", None)) == 0
-            )
-            for g, e in enumerate(estimators)
-        )
-        if linear:
-            rows = np.concatenate([regs[g] for g in range(p)]) if p else np.zeros(0, np.int64)
-            cols = np.repeat(np.arange(p), [len(r) for r in regs])
-            vals = [np.asarray(e.coef_, dtype=float) for e in estimators if e is not None]
-            data = np.zeros(len(rows))
-            lens = np.array(
-                [len(r) if e is not None else 0 for r, e in zip(regs, estimators, strict=True)]
-            )
-            if vals:
-                data[np.repeat(lens > 0, [len(r) for r in regs])] = np.concatenate(vals)
-            self.coef_ = sp.csr_array((data, (rows, cols)), shape=(p, p))
-            self.intercept_ = np.array(
-                [
-                    float(e.intercept_) if e is not None else c
-                    for e, c in zip(estimators, self.intercept_, strict=True)
-                ]
-            )
+        self._regulators = fit.regulators
+        linear = fit.linear()
+        if linear is not None:
+            self.coef_, self.intercept_ = linear
             self.estimators_ = None
         else:
             self.coef_ = None
-            self.estimators_ = estimators
+            self.intercept_ = fit.intercept
+            self.estimators_ = fit.estimators
+            self._generic = fit
 
     # ================================================================== predict
     def predict(
@@ -508,11 +466,11 @@ class ConditionalGRNRegressor(PerturbationModel):
         """
         self._check_fitted()
         obs, iv = prediction_request(perturbations, self.genes_)
-        levels = resolve_levels(iv, self.target_levels_)
+        iv = iv.with_levels(resolve_levels(iv, self.target_levels_))
         n, p = len(obs), len(self.genes_)
         if not (
             steps == "steady_state"
-            or (isinstance(steps, Integral) and steps >= 0 and not isinstance(steps, bool))
+            or (is_int(steps) and steps >= 0)
         ):
             raise ParameterError(f"steps must be 'steady_state' or an integer >= 0; got {steps!r}.")
         labels = iv.conditions[PERTURBATION].to_numpy()[iv.codes]
@@ -522,24 +480,23 @@ class ConditionalGRNRegressor(PerturbationModel):
                 start_state = np.broadcast_to(cells.mean(axis=0), (n, p)).copy()
             else:
                 return make_prediction(
-                    obs, self.genes_, self._average_over_cells(iv, levels, cells, steps, labels)
+                    obs, self.genes_, self._average_over_cells(iv, cells, steps, labels)
                 )
         else:
             start_state = self._start_state(start, n)
-        values = self._propagate(iv.mask, levels, start_state, steps, labels)
+        values = self._propagate(iv, start_state, steps, labels)
         return make_prediction(obs, self.genes_, values)
 
-    def _propagate(
-        self, mask: sp.csr_array, levels: np.ndarray, start: np.ndarray, steps: Any, labels: Any
-    ) -> np.ndarray:
-        if self.coef_ is not None:
-            steady = None
-            if steps == "steady_state":
-                steady = getattr(self, "_steady", None)
-                if steady is None:
-                    steady = self._steady = SteadyState(self.coef_, self.genes_)
-            return propagate_linear(self.coef_, mask, levels, start, steps, steady, labels)
-        return self._propagate_generic(mask, levels, start, steps)
+    def _propagate(self, iv: Any, start: np.ndarray, steps: Any, labels: Any) -> np.ndarray:
+        """Clamp and propagate with the fitted regulation (linear or per-gene)."""
+        if self.coef_ is None:
+            regulation = self._generic.predict
+        else:
+            regulation = self.coef_
+            if steps == "steady_state" and getattr(self, "_steady", None) is None:
+                self._steady = SteadyState(self.coef_, self.genes_)  # cached factorization
+        return propagate(regulation, iv, start, steps, steady=getattr(self, "_steady", None),
+                         labels=labels, max_iter=self.max_iter, tol=self.tol)
 
     def _start_state(self, start: np.ndarray | None, n: int) -> np.ndarray:
         p = len(self.genes_)
@@ -581,59 +538,21 @@ class ConditionalGRNRegressor(PerturbationModel):
         return X
 
     def _average_over_cells(
-        self, iv: Any, levels: np.ndarray, cells: np.ndarray, steps: Any, labels: Any
+        self, iv: Any, cells: np.ndarray, steps: Any, labels: Any
     ) -> np.ndarray:
         """Non-linear models: predict every request from every cell, then average."""
-        n, p = iv.mask.shape
+        n, p = iv.shape
         c = cells.shape[0]
         out = np.zeros((n, p))
         rows_per = max(1, _MAX_CELL_STARTS // max(1, c * p))
         for s in range(0, n, rows_per):
             rows = np.arange(s, min(s + rows_per, n))
             rep = np.repeat(rows, c)
-            sub = iv[rep]
-            lv = _gather_levels(iv, levels, rep)
             start = np.tile(cells, (len(rows), 1))
-            pred = self._propagate(sub.mask, lv, start, steps, labels[rep])
+            pred = self._propagate(iv.take(rep), start, steps, labels[rep])
             out[rows] = pred.reshape(len(rows), c, p).mean(axis=1)
-        # Averaging can move a clamped value by rounding: targets are exactly T.
-        m = sp.csr_array(iv.mask)
-        out[entry_rows(m), m.indices] = levels
+        clamp(out, iv)  # averaging can move a clamped value by rounding: targets are exactly T
         return out
-
-    def _propagate_generic(
-        self, mask: sp.csr_array, levels: np.ndarray, start: np.ndarray, steps: Any
-    ) -> np.ndarray:
-        mask = sp.csr_array(mask)
-        p = start.shape[1]
-        rows, cols = entry_rows(mask), mask.indices
-        active = [g for g in range(p) if self.estimators_[g] is not None]
-        base = {g: self.estimators_[g].predict(start[:, self._regs[g]]) for g in active}
-        x = start.copy()
-        x[rows, cols] = levels
-        limit = self.max_iter if steps == "steady_state" else int(steps)
-        converged = steps != "steady_state"
-        change = 0.0
-        for _ in range(limit):
-            new = start.copy()
-            for g in active:  # one scikit-learn model per gene: no matrix form
-                new[:, g] += self.estimators_[g].predict(x[:, self._regs[g]]) - base[g]
-            new[rows, cols] = levels
-            change = float(np.max(np.abs(new - x), initial=0.0))
-            x = new
-            if not math.isfinite(change):
-                break
-            if steps == "steady_state" and change <= self.tol * (1.0 + np.max(np.abs(x))):
-                converged = True
-                break
-        if not converged:
-            raise PredictionError(
-                f"The propagation did not reach a steady state within max_iter="
-                f"{self.max_iter} steps (last change {change:.3g}): the fitted regulation may "
-                f"be unstable. Predict a finite number of steps (steps=k), raise max_iter, or "
-                f"use a more regularized regressor."
-            )
-        return x
 
     # ================================================================== outputs
     @property
@@ -663,7 +582,7 @@ class ConditionalGRNRegressor(PerturbationModel):
             )
         else:
             G.add_edges_from(
-                (names[r], names[g]) for g, regs in enumerate(self._regs) for r in regs
+                (names[r], names[g]) for g, regs in enumerate(self._regulators) for r in regs
             )
         self._network = G
         return G
@@ -680,8 +599,6 @@ class ConditionalGRNRegressor(PerturbationModel):
         -------
         pandas.DataFrame
         """
-        from statsmodels.stats.multitest import multipletests
-
         self._check_fitted()
         if self.coef_ is None:
             raise ParameterError(
@@ -710,11 +627,7 @@ class ConditionalGRNRegressor(PerturbationModel):
             table["se"] = se_val
             table["t"] = t
             table["p_value"] = pval
-            q = np.full(len(pval), np.nan)
-            ok = np.isfinite(pval)
-            if ok.any():
-                q[ok] = multipletests(pval[ok], method="fdr_bh")[1]
-            table["q_value"] = q
+            table["q_value"] = bh_qvalues(pval)  # one family: every edge
         return table
 
     # ================================================================== persistence
@@ -750,7 +663,7 @@ class ConditionalGRNRegressor(PerturbationModel):
             "alpha": self.alpha_,
             "n_samples": self.n_samples_,
             "control_mean": self.control_mean_,
-            **levels_to_arrays(self.target_levels_, _LEVELS_N),
+            **levels_to_arrays(self.target_levels_, CONDITIONAL_LEVELS_N),
         }
         inference = hasattr(self, "stderr_")
         if inference:
@@ -792,14 +705,13 @@ class ConditionalGRNRegressor(PerturbationModel):
                 (arrays["coef_data"].astype(float), arrays["coef_indices"], arrays["coef_indptr"]),
                 shape=(p, p),
             )
-            model.genes_ = genes
-            model.n_features_in_ = p
+            model._set_genes(genes)
             model.coef_ = coef
             model.intercept_ = _vector(arrays["intercept"], p)
             model.alpha_ = _vector(arrays["alpha"], p)
             model.n_samples_ = _vector(arrays["n_samples"], p).astype(np.int64)
             model.control_mean_ = _vector(arrays["control_mean"], p)
-            model.target_levels_ = levels_from_arrays(arrays, _LEVELS_N)
+            model.target_levels_ = levels_from_arrays(arrays, CONDITIONAL_LEVELS_N)
             if header.get("meta", {}).get("inference"):
                 model.stderr_ = sp.csr_array(
                     (arrays["se_data"].astype(float), arrays["se_indices"], arrays["se_indptr"]),
@@ -814,6 +726,7 @@ class ConditionalGRNRegressor(PerturbationModel):
                 f"({type(exc).__name__}: {exc}); save the model again."
             ) from exc
         model.estimators_ = None
+        model._regulators = None
         model._steady = None
         model._network = None
         return model
@@ -825,60 +738,3 @@ def _vector(arr: np.ndarray, p: int) -> np.ndarray:
     if arr.shape != (p,):
         raise ValueError(f"expected an array of shape ({p},), got {arr.shape}")
     return arr.astype(float) if arr.dtype.kind in "fiu" else arr
-
-
-def _regulator_lists(
-    parents: sp.csc_array | None, pool: np.ndarray | None, p: int
-) -> list[np.ndarray]:
-    """Sorted regulator indices of every gene."""
-    if parents is not None:
-        P = sp.csc_array(parents)
-        P.sort_indices()
-        return [P.indices[P.indptr[g] : P.indptr[g + 1]].astype(np.int64) for g in range(p)]
-    assert pool is not None
-    return [pool[pool != g] for g in range(p)]
-
-
-def _gather_levels(iv: Any, levels: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Levels of the mask entries of ``rows`` (in the order of ``iv[rows].mask``)."""
-    m = sp.csr_array(iv.mask)
-    counts = np.diff(m.indptr)[rows]
-    total = int(counts.sum())
-    starts = np.repeat(m.indptr[rows], counts)
-    offset = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-    return levels[starts + offset]
-
-
-def _fit_genes(
-    X: Any,
-    mask: sp.csr_array,
-    levels: np.ndarray,
-    excl_indptr: np.ndarray,
-    excl_rows: np.ndarray,
-    genes: np.ndarray,
-    regs: list[np.ndarray],
-    estimator: Any,
-) -> list[tuple[Any, float, int]]:
-    """Fit a chunk of genes (joblib task): (fitted estimator or None, intercept, n_samples)."""
-    n = X.shape[0]
-    out = []
-    for g, r in zip(genes, regs, strict=True):
-        keep = np.ones(n, dtype=bool)
-        keep[excl_rows[excl_indptr[g] : excl_indptr[g + 1]]] = False
-        rows = np.flatnonzero(keep)
-        if rows.size == 0:
-            out.append((None, 0.0, 0))
-            continue
-        y = (
-            X[:, [g]][rows].toarray().ravel()
-            if sp.issparse(X)
-            else np.asarray(X[rows, g], dtype=np.float64)
-        )
-        y = y.astype(np.float64)
-        if len(r) == 0:
-            out.append((None, float(y.mean()), rows.size))
-            continue
-        Z = dense_block(X, mask, levels, rows, r)
-        est = clone(estimator).fit(Z, y)
-        out.append((est, float(y.mean()), rows.size))
-    return out

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import networkx as nx
 
-from causalcell.graph.io import _require_digraph
+from causalcell.graph._io import require_digraph
 
 __all__ = ["intervene"]
 
@@ -122,7 +122,7 @@ def intervene(G: G_, targets: Hashable | Iterable[Hashable]) -> G_:
     >>> list(H.edges(data="weight")), sorted(H.nodes)
     ([('B', 'C', -1.0)], ['A', 'B', 'C'])
     """
-    _require_digraph(G, "intervene")
+    require_digraph(G, "intervene")
     cut = _as_target_set(targets)
     H = G.__class__()
     _copy_instance_state(G, H)

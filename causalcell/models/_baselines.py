@@ -1,6 +1,6 @@
 """Baselines that any model of P(X | T) has to beat.
 
-All four follow the estimator protocol of :mod:`causalcell.models.base`
+All four follow the estimator protocol of :mod:`causalcell.models._base`
 (``fit(adata, network=None)`` returns ``self``; ``predict(perturbations)``
 returns an AnnData with the request's obs and the model's genes; ``save`` /
 ``load`` through a pickle-free ``.npz`` file). None of them uses a network:
@@ -30,35 +30,36 @@ pseudobulk give the same baselines.
 
 from __future__ import annotations
 
-import math
-import numbers
 import os
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from anndata import AnnData
 from scipy.sparse.linalg import svds
 
-from causalcell.data.interventions import Interventions
-from causalcell.data.pseudobulk import changes, control_mean, row_weights
+from causalcell._validation import check_choice, is_int, is_real
+from causalcell.data._design import Design
+from causalcell.data._interventions import Interventions
+from causalcell.data._pseudobulk import changes, control_mean, row_weights
 from causalcell.errors import DataContractError, DataFileError, ParameterError
-from causalcell.models.base import (
+from causalcell.models._base import (
     PerturbationModel,
-    entry_rows,
-    gather_entries,
-    level_array_names,
-    levels_from_arrays,
-    levels_to_arrays,
-    load_arrays,
     make_prediction,
     observed_target_levels,
     prediction_request,
     resolve_levels,
-    save_arrays,
     training_data,
+)
+from causalcell.models._model_file import (
+    BASELINE_LEVELS_N,
+    level_array_names,
+    levels_from_arrays,
+    levels_to_arrays,
+    load_arrays,
+    save_arrays,
 )
 
 __all__ = [
@@ -71,56 +72,9 @@ __all__ = [
 # Above this size of the smaller side of the change matrix, the top
 # components come from a truncated (ARPACK) SVD instead of a full one.
 _FULL_SVD_MAX = 1000
-# A gene whose remaining weight after exclusion is below this share of the
-# total weight has no sample left to average (the difference is rounding).
-_EMPTY_WEIGHT = 1e-12
-# Rows of a dense non-float64 matrix converted to float64 at a time.
-_BLOCK_ROWS = 8192
 
 
 # --------------------------------------------------------------------------- helpers
-def _weighted_column_sums(X: Any, weights: np.ndarray) -> np.ndarray:
-    """``weights @ X`` as a float64 vector, accumulated in float64.
-
-    A dense float32 ``X`` is converted block by block: numpy would otherwise
-    make a float64 copy of the whole matrix for the mixed-type product.
-    """
-    if sp.issparse(X):
-        return np.asarray(sp.csr_array(X).T @ weights, dtype=np.float64).ravel()
-    X = np.asarray(X)
-    if X.dtype == np.float64:
-        return X.T @ weights
-    out = np.zeros(X.shape[1])
-    for start in range(0, X.shape[0], _BLOCK_ROWS):
-        block = slice(start, start + _BLOCK_ROWS)
-        out += X[block].astype(np.float64).T @ weights[block]
-    return out
-
-
-def _excluded_means(
-    X: Any, weights: np.ndarray, mask: sp.csr_array, fallback: np.ndarray
-) -> np.ndarray:
-    """Per gene g, the weighted mean of column g over the rows that do not target g.
-
-    Computed as the weighted column sums minus the contributions of the
-    targeted entries (the stored entries of ``mask``), so the cost is one
-    pass over ``X`` plus one gather of the few targeted entries. A gene
-    targeted in every row of positive weight takes ``fallback[g]``.
-    """
-    n_genes = X.shape[1]
-    rows, cols = entry_rows(mask), mask.indices
-    entry_weights = weights[rows]
-    measured = gather_entries(X, rows, cols)
-    removed = np.bincount(cols, weights=entry_weights * measured, minlength=n_genes)
-    removed_weight = np.bincount(cols, weights=entry_weights, minlength=n_genes)
-    total_weight = float(weights.sum())
-    numerator = _weighted_column_sums(X, weights) - removed
-    denominator = total_weight - removed_weight
-    empty = denominator <= _EMPTY_WEIGHT * total_weight
-    safe = np.where(empty, 1.0, denominator)
-    return np.where(empty, fallback, numerator / safe)
-
-
 def _mean_profile(
     adata: AnnData,
     X: Any,
@@ -139,25 +93,12 @@ def _mean_profile(
         )
     if over == "samples":
         weights = np.where(perturbed, row_weights(adata), 0.0)
-        return _excluded_means(X, weights, interventions.mask, control)
+        return Design(X, interventions).included_means(weights, control)
     # over == "perturbations": one profile per perturbation, each weighing 1.
     delta = changes(adata, layer=layer)
     delta_iv = Interventions.from_adata(delta, warn_unmeasured=False)
     zero = np.zeros(delta.n_vars)
-    return control + _excluded_means(delta.X, np.ones(delta.n_obs), delta_iv.mask, zero)
-
-
-def _check_choice(model: object, name: str, value: object, choices: tuple[str, ...]) -> None:
-    if not isinstance(value, str) or value not in choices:
-        raise ParameterError(
-            f"{type(model).__name__}: {name}={value!r} is invalid; choose one of "
-            f"{', '.join(repr(c) for c in choices)}."
-        )
-
-
-# Array name of the n_samples column of the saved target levels (files
-# written by ConditionalGRNRegressor use "levels_n").
-_LEVELS_N = "levels_n_samples"
+    return control + Design(delta.X, delta_iv).included_means(np.ones(delta.n_obs), zero)
 
 
 # --------------------------------------------------------------------------- base class
@@ -167,10 +108,10 @@ class _Baseline(PerturbationModel):
     Subclasses set ``_vectors`` (fitted per-gene vectors, saved as arrays),
     implement ``_fit(adata, X, interventions)`` and ``_perturbed(interventions)``
     (the predicted rows of the request; control rows are overwritten by
-    ``control_`` afterwards).
+    ``control_mean_`` afterwards).
     """
 
-    _vectors: ClassVar[tuple[str, ...]] = ("control_",)
+    _vectors: ClassVar[tuple[str, ...]] = ("control_mean_",)
     _matrices: ClassVar[tuple[str, ...]] = ()
 
     def fit(self, adata: AnnData, network: Any = None) -> Self:
@@ -201,7 +142,7 @@ class _Baseline(PerturbationModel):
         state = self._fit(adata, X, interventions)
         for name, value in state.items():
             setattr(self, name, value)
-        self.genes_ = pd.Index(adata.var_names, dtype=str)
+        self._set_genes(adata.var_names)
         return self
 
     def predict(self, perturbations: AnnData | pd.DataFrame) -> AnnData:
@@ -234,7 +175,7 @@ class _Baseline(PerturbationModel):
         self._check_fitted()
         obs, interventions = prediction_request(perturbations, self.genes_)
         values = self._perturbed(interventions)
-        values[interventions.is_control] = self.control_
+        values[interventions.is_control] = self.control_mean_
         return make_prediction(obs, self.genes_, values)
 
     # -- persistence
@@ -302,8 +243,19 @@ class _Baseline(PerturbationModel):
         for name in cls._matrices:
             setattr(model, name, np.asarray(arrays[name], dtype=np.float64))
         model._restore_extra(arrays, path)
-        model.genes_ = genes
+        model._set_genes(genes)
         return model
+
+    @property
+    def control_(self) -> np.ndarray:
+        """Deprecated name of :attr:`control_mean_` (removed in the next release)."""
+        warnings.warn(
+            f"{type(self).__name__}.control_ is renamed control_mean_ (the name every "
+            f"causalcell model uses); control_ will stop working in the next release.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return self.control_mean_
 
     # -- hooks
     def _check_params(self) -> None:
@@ -342,14 +294,14 @@ class ControlBaseline(_Baseline):
     ----------
     genes_ : pandas.Index
         The genes of the training data.
-    control_ : numpy.ndarray
+    control_mean_ : numpy.ndarray
         The training control mean (weighted by ``obs["n_cells"]`` for
         pseudobulk rows).
 
     Examples
     --------
     >>> from causalcell.datasets import simulate
-    >>> sim = simulate(n_genes=30, n_tfs=5, seed=0)
+    >>> sim = simulate(n_genes=30, n_tfs=5, random_state=0)
     >>> model = ControlBaseline().fit(sim.adata)
     >>> model.predict(sim.adata.obs.iloc[:3]).shape
     (3, 30)
@@ -359,10 +311,10 @@ class ControlBaseline(_Baseline):
         self.layer = layer
 
     def _fit(self, adata: AnnData, X: Any, interventions: Interventions) -> dict[str, Any]:
-        return {"control_": control_mean(adata, layer=self.layer)}
+        return {"control_mean_": control_mean(adata, layer=self.layer)}
 
     def _perturbed(self, interventions: Interventions) -> np.ndarray:
-        return np.tile(self.control_, (interventions.n_samples, 1))
+        return np.tile(self.control_mean_, (interventions.n_samples, 1))
 
 
 class MeanBaseline(_Baseline):
@@ -393,7 +345,7 @@ class MeanBaseline(_Baseline):
     Attributes
     ----------
     genes_ : pandas.Index
-    control_ : numpy.ndarray
+    control_mean_ : numpy.ndarray
         Training control mean (predicted for control rows of a request).
     mean_ : numpy.ndarray
         The predicted profile of every perturbed request.
@@ -415,13 +367,13 @@ class MeanBaseline(_Baseline):
     Examples
     --------
     >>> from causalcell.datasets import simulate
-    >>> sim = simulate(n_genes=30, n_tfs=5, seed=0)
+    >>> sim = simulate(n_genes=30, n_tfs=5, random_state=0)
     >>> model = MeanBaseline(over="perturbations").fit(sim.adata)
     >>> model.mean_.shape
     (30,)
     """
 
-    _vectors: ClassVar[tuple[str, ...]] = ("control_", "mean_")
+    _vectors: ClassVar[tuple[str, ...]] = ("control_mean_", "mean_")
 
     def __init__(self, over: str = "samples", layer: str | None = None) -> None:
         self.over = over
@@ -429,12 +381,12 @@ class MeanBaseline(_Baseline):
 
     def _check_params(self) -> None:
         super()._check_params()
-        _check_choice(self, "over", self.over, ("samples", "perturbations"))
+        check_choice("over", self.over, ("samples", "perturbations"), type(self).__name__)
 
     def _fit(self, adata: AnnData, X: Any, interventions: Interventions) -> dict[str, Any]:
         control = control_mean(adata, layer=self.layer)
         mean = _mean_profile(adata, X, interventions, self.over, self.layer, control)
-        return {"control_": control, "mean_": mean}
+        return {"control_mean_": control, "mean_": mean}
 
     def _perturbed(self, interventions: Interventions) -> np.ndarray:
         return np.tile(self.mean_, (interventions.n_samples, 1))
@@ -448,7 +400,7 @@ class TargetOnlyBaseline(_Baseline):
     reward it for reproducing the intervention itself, which is how much an
     unconditioned metric credits a model for P(T) alone.
 
-    T is resolved by :func:`causalcell.models.base.resolve_levels`:
+    T is resolved by ``causalcell.models._base.resolve_levels``:
     knockouts 0, a level given in the request as given, otherwise the mean
     level of that gene observed in the training samples of the same
     perturbation.
@@ -472,19 +424,19 @@ class TargetOnlyBaseline(_Baseline):
     Attributes
     ----------
     genes_ : pandas.Index
-    control_ : numpy.ndarray
+    control_mean_ : numpy.ndarray
         Training control mean (predicted for control rows of a request).
     start_ : numpy.ndarray
         The profile the targeted genes are set in.
     target_levels_ : pandas.DataFrame
         Mean observed level per training perturbation and targeted gene
-        (:func:`causalcell.models.base.observed_target_levels`).
+        (``causalcell.models._base.observed_target_levels``).
 
     Examples
     --------
     >>> import pandas as pd
     >>> from causalcell.datasets import simulate
-    >>> sim = simulate(n_genes=30, n_tfs=5, seed=0)
+    >>> sim = simulate(n_genes=30, n_tfs=5, random_state=0)
     >>> model = TargetOnlyBaseline().fit(sim.adata)
     >>> request = pd.DataFrame({"perturbation": ["TF01"], "is_control": [False],
     ...                         "perturbation_type": ["knockout"]}, index=["q1"])
@@ -492,7 +444,7 @@ class TargetOnlyBaseline(_Baseline):
     0.0
     """
 
-    _vectors: ClassVar[tuple[str, ...]] = ("control_", "start_")
+    _vectors: ClassVar[tuple[str, ...]] = ("control_mean_", "start_")
 
     def __init__(
         self, start: str = "control", over: str = "samples", layer: str | None = None
@@ -503,8 +455,8 @@ class TargetOnlyBaseline(_Baseline):
 
     def _check_params(self) -> None:
         super()._check_params()
-        _check_choice(self, "start", self.start, ("control", "mean"))
-        _check_choice(self, "over", self.over, ("samples", "perturbations"))
+        check_choice("start", self.start, ("control", "mean"), type(self).__name__)
+        check_choice("over", self.over, ("samples", "perturbations"), type(self).__name__)
 
     def _fit(self, adata: AnnData, X: Any, interventions: Interventions) -> dict[str, Any]:
         control = control_mean(adata, layer=self.layer)
@@ -514,7 +466,7 @@ class TargetOnlyBaseline(_Baseline):
             else _mean_profile(adata, X, interventions, self.over, self.layer, control)
         )
         return {
-            "control_": control,
+            "control_mean_": control,
             "start_": start,
             "target_levels_": observed_target_levels(X, interventions),
         }
@@ -522,17 +474,17 @@ class TargetOnlyBaseline(_Baseline):
     def _perturbed(self, interventions: Interventions) -> np.ndarray:
         levels = resolve_levels(interventions, self.target_levels_)
         values = np.tile(self.start_, (interventions.n_samples, 1))
-        values[entry_rows(interventions.mask), interventions.mask.indices] = levels
+        values[interventions.entry_rows, interventions.mask.indices] = levels
         return values
 
     def _extra_arrays(self) -> dict[str, np.ndarray]:
-        return levels_to_arrays(self.target_levels_, _LEVELS_N)
+        return levels_to_arrays(self.target_levels_, BASELINE_LEVELS_N)
 
     def _extra_names(self) -> tuple[str, ...]:
-        return level_array_names(_LEVELS_N)
+        return level_array_names(BASELINE_LEVELS_N)
 
     def _restore_extra(self, arrays: dict[str, np.ndarray], path: object) -> None:
-        self.target_levels_ = levels_from_arrays(arrays, _LEVELS_N)
+        self.target_levels_ = levels_from_arrays(arrays, BASELINE_LEVELS_N)
 
 
 class LinearEmbeddingBaseline(_Baseline):
@@ -590,7 +542,7 @@ class LinearEmbeddingBaseline(_Baseline):
     Attributes
     ----------
     genes_ : pandas.Index
-    control_ : numpy.ndarray
+    control_mean_ : numpy.ndarray
         Training control mean.
     offset_ : numpy.ndarray
         b, the mean change over the training perturbations.
@@ -610,13 +562,13 @@ class LinearEmbeddingBaseline(_Baseline):
     Examples
     --------
     >>> from causalcell.datasets import simulate
-    >>> sim = simulate(n_genes=30, n_tfs=5, seed=0)
+    >>> sim = simulate(n_genes=30, n_tfs=5, random_state=0)
     >>> model = LinearEmbeddingBaseline(n_components=5).fit(sim.adata)
     >>> model.gene_embedding_.shape, model.coef_.shape
     ((30, 5), (5, 5))
     """
 
-    _vectors: ClassVar[tuple[str, ...]] = ("control_", "offset_")
+    _vectors: ClassVar[tuple[str, ...]] = ("control_mean_", "offset_")
     _matrices: ClassVar[tuple[str, ...]] = ("gene_embedding_", "coef_")
 
     def __init__(
@@ -629,17 +581,12 @@ class LinearEmbeddingBaseline(_Baseline):
     def _check_params(self) -> None:
         super()._check_params()
         k = self.n_components
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        if not is_int(k) or k < 1:
             raise ParameterError(
                 f"LinearEmbeddingBaseline: n_components={k!r} must be an integer >= 1."
             )
         lam = self.ridge
-        if (
-            isinstance(lam, bool)
-            or not isinstance(lam, numbers.Real)
-            or not math.isfinite(lam)
-            or lam < 0
-        ):
+        if not is_real(lam) or lam < 0:
             raise ParameterError(
                 f"LinearEmbeddingBaseline: ridge={lam!r} must be a finite number >= 0."
             )
@@ -663,7 +610,7 @@ class LinearEmbeddingBaseline(_Baseline):
         # K = left P (PᵀP + λI)⁻¹; the inverse is symmetric, so solve for Kᵀ.
         coef = _ridge_solve(P.T @ P, (left @ P).T, float(self.ridge)).T
         return {
-            "control_": np.asarray(delta.uns["control_mean"], dtype=np.float64),
+            "control_mean_": np.asarray(delta.uns["control_mean"], dtype=np.float64),
             "offset_": offset,
             "gene_embedding_": G,
             "coef_": coef,
@@ -672,7 +619,8 @@ class LinearEmbeddingBaseline(_Baseline):
 
     def _perturbed(self, interventions: Interventions) -> np.ndarray:
         embedding = interventions.mask.astype(np.float64) @ self.gene_embedding_
-        return self.control_ + self.offset_ + (embedding @ self.coef_.T) @ self.gene_embedding_.T
+        change = (embedding @ self.coef_.T) @ self.gene_embedding_.T
+        return self.control_mean_ + self.offset_ + change
 
     def _restore_extra(self, arrays: dict[str, np.ndarray], path: object) -> None:
         G, K = self.gene_embedding_, self.coef_

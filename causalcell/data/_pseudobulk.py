@@ -9,6 +9,9 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from causalcell.data._interventions import Interventions
+from causalcell.data._schema import format_levels
+from causalcell.data._stats import group_moments, normalized, weighted_column_sums
 from causalcell.data._tidy import tidy_obs
 from causalcell.data.contract import (
     IS_CONTROL,
@@ -17,73 +20,10 @@ from causalcell.data.contract import (
     PERTURBATION_TYPE,
     expression_matrix,
 )
-from causalcell.data.interventions import Interventions, format_levels
-from causalcell.data.lazy import check_row_chunks, is_dask_array, map_row_blocks
+from causalcell.data.lazy import is_dask_array
 from causalcell.errors import DataContractError
 
 __all__ = ["changes", "control_mean", "control_weights", "pseudobulk", "row_weights"]
-
-_ROW_BLOCK = 4096  # rows of dense X converted to float64 at a time
-
-
-def _block_sums(
-    block, start: int, stop: int, groups: np.ndarray, weights: np.ndarray, n_groups: int
-) -> np.ndarray:
-    """Weighted sums of the rows of one row block per group, dense float64 (n_groups, genes).
-
-    ``groups`` / ``weights`` are the codes and weights of the block's rows
-    (code -1: the row is not counted). The one per-block kernel of the
-    in-memory and the Dask passes, so both add the same products.
-    """
-    rows = np.flatnonzero(groups >= 0)
-    indicator = sp.csr_array(
-        (weights[rows], (groups[rows], rows)), shape=(n_groups, stop - start)
-    )
-    if sp.issparse(block):
-        return np.asarray((indicator @ sp.csr_array(block).astype(np.float64)).todense())
-    # Dense blocks (often float32) are converted to float64 one block at a time.
-    return indicator @ np.asarray(block).astype(np.float64, copy=False)
-
-
-def _weighted_group_sums(
-    X, groups: np.ndarray, weights: np.ndarray, n_groups: int, what: str = "X"
-) -> np.ndarray:
-    """Sum of ``weights[c] * X[c]`` over the cells c of each group, dense float64.
-
-    In memory: one sparse indicator product (a sparse X is never densified;
-    a dense X is converted to float64 in blocks of ``_ROW_BLOCK`` rows). A
-    Dask X is read in its row blocks on the active Dask client (else the
-    threaded scheduler) and the per-block sums are added in block order.
-    """
-    if is_dask_array(X):
-        check_row_chunks(X, what)
-        return map_row_blocks(
-            _block_sums,
-            X,
-            block_args=lambda a, b: (groups[a:b], weights[a:b], n_groups),
-            combine=np.add,
-            desc="Group sums",
-        )
-    n = X.shape[0]
-    if sp.issparse(X):
-        return _block_sums(X, 0, n, groups, weights, n_groups)
-    X = np.asarray(X)
-    out = np.zeros((n_groups, X.shape[1]))
-    for start in range(0, n, _ROW_BLOCK):
-        stop = min(start + _ROW_BLOCK, n)
-        out += _block_sums(X[start:stop], start, stop, groups[start:stop],
-                           weights[start:stop], n_groups)
-    return out
-
-
-def _group_means(X, groups: np.ndarray, n_groups: int, what: str = "X") -> np.ndarray:
-    """Mean of the rows of ``X`` per group, as a dense float64 array.
-
-    Works on dense, sparse and Dask ``X`` without a loop over groups.
-    """
-    counts = np.bincount(groups, minlength=n_groups).astype(float)
-    weights = np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0)[groups]
-    return _weighted_group_sums(X, groups, weights, n_groups, what)
 
 
 def _where(layer: str | None) -> str:
@@ -137,7 +77,7 @@ def pseudobulk(
     Examples
     --------
     >>> import causalcell as cc
-    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, seed=0)
+    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, random_state=0)
     >>> pb = cc.data.pseudobulk(sim.adata)
     >>> int(pb.obs["n_cells"].sum()) == sim.adata.n_obs
     True
@@ -154,7 +94,9 @@ def pseudobulk(
     groups, uniques = pd.factorize(pd.MultiIndex.from_arrays(keys))
     n_groups = len(uniques)
     n_cells = np.bincount(groups, minlength=n_groups)
-    means = _group_means(X, groups, n_groups, _where(layer))
+    # Weights 1 / n_cells: the group sums are the means.
+    weights = 1.0 / n_cells[groups]
+    means = group_moments(X, groups, n_groups, weights=weights, what=_where(layer)).sums
 
     cond_codes = np.asarray(uniques.get_level_values(0), dtype=np.int64)
     cond = interventions.conditions.iloc[cond_codes]
@@ -188,10 +130,12 @@ def _mean_levels(
 ) -> np.ndarray:
     """Per group and measured target, the mean of the known levels, formatted
     in canonical target order ("nan" for unknown or unmeasured targets)."""
-    mask = interventions.mask
-    entry_rows = np.repeat(np.arange(mask.shape[0]), np.diff(mask.indptr))
     frame = pd.DataFrame(
-        {"group": groups[entry_rows], "gene": mask.indices, "level": interventions.levels}
+        {
+            "group": groups[interventions.entry_rows],
+            "gene": interventions.mask.indices,
+            "level": interventions.levels,
+        }
     )
     means = frame.groupby(["group", "gene"], sort=False)["level"].mean()
     lookup = {(int(g), int(j)): float(v) for (g, j), v in means.items()}
@@ -257,9 +201,7 @@ def control_weights(adata: AnnData, interventions: Interventions) -> np.ndarray:
     numpy.ndarray
         Shape ``(n_obs,)``, float64.
     """
-    w = np.where(interventions.is_control, row_weights(adata), 0.0)
-    total = w.sum()
-    return w / total if total > 0 else w
+    return normalized(np.where(interventions.is_control, row_weights(adata), 0.0))
 
 
 def control_mean(adata: AnnData, *, layer: str | None = None) -> np.ndarray:
@@ -291,18 +233,7 @@ def control_mean(adata: AnnData, *, layer: str | None = None) -> np.ndarray:
             f"non-targeting / untreated samples with is_control=True."
         )
     X = expression_matrix(adata, layer)
-    full = control_weights(adata, interventions)
-    rows = np.flatnonzero(full)
-    weights = full[rows]
-    if is_dask_array(X):
-        # One pass over the row blocks; rows other than the controls weigh 0.
-        codes = np.full(X.shape[0], -1, dtype=np.int64)
-        codes[rows] = 0
-        return _weighted_group_sums(X, codes, full, 1, _where(layer))[0]
-    sub = X[rows]
-    if sp.issparse(sub):
-        return np.asarray(sp.csr_array(sub).T @ weights).ravel()
-    return np.asarray(sub, dtype=np.float64).T @ weights
+    return weighted_column_sums(X, control_weights(adata, interventions), _where(layer))
 
 
 def changes(adata: AnnData, *, layer: str | None = None, min_cells: int = 1) -> AnnData:

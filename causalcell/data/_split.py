@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
 import numpy as np
 from anndata import AnnData
 
+from causalcell._validation import DEPRECATED, check_random_state, renamed
+from causalcell.data._interventions import Interventions
 from causalcell.data.contract import PERTURBATION
-from causalcell.data.interventions import Interventions
 from causalcell.errors import DataContractError
 
 __all__ = ["split_by_perturbation"]
@@ -17,9 +19,10 @@ __all__ = ["split_by_perturbation"]
 def split_by_perturbation(
     adata: AnnData,
     test_size: float | int = 0.2,
-    seed: int | None = 0,
+    random_state: int | np.random.Generator | None = 0,
     *,
     measured_only: bool = False,
+    seed: Any = DEPRECATED,
 ) -> tuple[AnnData, AnnData]:
     """Split samples so that every perturbation lies wholly in train or in test.
 
@@ -38,14 +41,18 @@ def split_by_perturbation(
         Fraction (0 < f < 1) of the perturbations to hold out, or their
         number (int). At least one perturbation is held out and at least one
         trains.
-    seed
-        Seed of the random choice (``numpy.random.default_rng``).
+    random_state
+        Seed of the random choice (``numpy.random.default_rng``): an integer,
+        None or a Generator.
     measured_only
         Hold out only perturbations whose every targeted gene is measured
         (among ``var_names``); the others always train. A model can clamp
         only measured genes at their level T, so held-out perturbations of
         unmeasured genes could not be predicted. ``test_size`` then counts
         the eligible perturbations.
+    seed
+        Deprecated name of ``random_state`` (a ``FutureWarning``; removed in
+        the next release).
 
     Returns
     -------
@@ -62,11 +69,13 @@ def split_by_perturbation(
     Examples
     --------
     >>> import causalcell as cc
-    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, seed=0)
-    >>> train, test = cc.data.split_by_perturbation(sim.adata, test_size=0.25, seed=1)
+    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, random_state=0)
+    >>> train, test = cc.data.split_by_perturbation(sim.adata, test_size=0.25, random_state=1)
     >>> bool(test.obs["is_control"].any())
     False
     """
+    random_state = renamed("split_by_perturbation", "seed", seed, "random_state", random_state, 0)
+    random_state = check_random_state(random_state)
     interventions = Interventions.from_adata(adata, warn_unmeasured=False)
     # Group by canonical target set, ignoring the kind.
     target_sets = interventions.conditions[PERTURBATION].to_numpy()[interventions.codes]
@@ -99,14 +108,14 @@ def split_by_perturbation(
                 f"number of perturbations."
             )
         n_test = min(max(round(float(test_size) * n), 1), n - 1)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     held_out = np.sort(rng.choice(names, size=n_test, replace=False))
     in_test = perturbed & np.isin(target_sets.astype(str), held_out)
     train = adata[~in_test].copy()
     test = adata[in_test].copy()
     info: dict[str, object] = {"test_perturbations": held_out.tolist(), "n_test": n_test}
-    if seed is not None:
-        info["seed"] = int(seed)
+    if random_state is not None and not isinstance(random_state, np.random.Generator):
+        info["random_state"] = int(random_state)
     train.uns["split"] = dict(info)
     test.uns["split"] = dict(info)
     return train, test

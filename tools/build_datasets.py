@@ -2,7 +2,10 @@
 
 A one-off conversion run by developers, never at user run time::
 
-    python -m causalcell.datasets._build /path/to/source/data [--out DIR]
+    python tools/build_datasets.py /path/to/source/data [--out DIR]
+
+It lives outside the installed package (developer tooling does not ship in
+the wheel) and imports the installed ``causalcell`` for the shared constants.
 
 The source folder holds the files described in its README (``papalexi2021/``,
 ``sachs2005/``, ``priors/``). The output is small, readable with the runtime
@@ -54,7 +57,7 @@ __all__ = [
     "main",
 ]
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "data"
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "causalcell" / "datasets" / "data"
 
 # Shapes and counts documented by the sources; a different source file is a
 # different data set and must not be converted silently.
@@ -560,7 +563,7 @@ def build_all(source: Path | str, out: Path | str = DEFAULT_OUT) -> dict[str, An
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point; prints a summary of what was built."""
     parser = argparse.ArgumentParser(
-        prog="python -m causalcell.datasets._build",
+        prog="python tools/build_datasets.py",
         description="Convert the real source data into causalcell's shipped data files.",
     )
     parser.add_argument("source", type=Path, help="folder with papalexi2021/, sachs2005/, priors/")

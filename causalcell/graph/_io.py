@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from causalcell._validation import DEPRECATED
 from causalcell.errors import DataFileError, NetworkError, NetworkWarning
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ __all__ = [
     "from_pgmpy",
     "network_to_frame",
     "read_network",
+    "require_digraph",
     "to_adjacency",
     "to_pgmpy",
     "write_network",
@@ -223,10 +225,9 @@ def _examples(regs: np.ndarray, tgts: np.ndarray, mask: np.ndarray) -> str:
     return text + (", ..." if mask.sum() > _N_EXAMPLES else "")
 
 
-def _warn(message: str, verbose: bool) -> None:
-    if verbose:
-        # stacklevel 3: _warn <- read_network <- the caller's line.
-        warnings.warn(message, NetworkWarning, stacklevel=3)
+def _warn(message: str, stacklevel: int = 4) -> None:
+    # stacklevel 4: _warn <- _drop_edges <- read_network <- the caller's line.
+    warnings.warn(message, NetworkWarning, stacklevel=stacklevel)
 
 
 def read_network(
@@ -235,7 +236,7 @@ def read_network(
     genes: Iterable[str] | None = None,
     sep: str | None = None,
     weight_default: float = 1.0,
-    verbose: bool = True,
+    verbose: Any = DEPRECATED,
 ) -> nx.DiGraph:
     """Read a regulator → target edge list into a weighted DiGraph.
 
@@ -256,10 +257,12 @@ def read_network(
     weight_default : float, default 1.0
         Weight of edges without one: every edge when there is no weight
         column, and edges whose weight cell is empty or ``NA``.
-    verbose : bool, default True
-        Issue a :class:`~causalcell.errors.NetworkWarning` for each category
-        of dropped edges. The counts are stored in ``G.graph["read_report"]``
-        either way.
+    verbose
+        Deprecated and ignored (a ``FutureWarning``; removed in the next
+        release). Every category of dropped edges is reported by one
+        :class:`~causalcell.errors.NetworkWarning` (silence them with
+        ``warnings.filterwarnings("ignore", category=NetworkWarning)``); the
+        counts are in ``G.graph["read_report"]`` either way.
 
     Returns
     -------
@@ -308,6 +311,15 @@ def read_network(
     >>> sorted(G.edges(data="weight"))
     [('A', 'B', 1.0), ('A', 'C', -1.0)]
     """
+    if verbose is not DEPRECATED:
+        warnings.warn(
+            "read_network: verbose= is deprecated and ignored, and will stop working in the "
+            "next release: dropped edges are always reported as NetworkWarning (counts in "
+            "G.graph['read_report']); silence them with "
+            "warnings.filterwarnings('ignore', category=NetworkWarning).",
+            FutureWarning,
+            stacklevel=2,
+        )
     if isinstance(source, pd.DataFrame):
         frame, path = source, None
     elif isinstance(source, (str, os.PathLike)):
@@ -318,7 +330,31 @@ def read_network(
             f"source must be a file path or a pandas DataFrame, not {type(source).__name__}"
         )
     loc = _Locator(frame, path)
+    regs, tgts = _edge_columns(frame, loc)
+    weights, n_missing_weight = _edge_weights(frame, weight_default, loc)
+    keep, report = _drop_edges(regs, tgts, weights, genes, loc)
+    if n_missing_weight:
+        _warn(
+            f"{n_missing_weight} edge(s) in {loc.name} have no weight value and were given "
+            f"weight_default={weight_default}",
+            stacklevel=3,
+        )
+    G = nx.DiGraph()
+    # tolist() gives Python str / float, which is what users expect to find in the graph.
+    G.add_weighted_edges_from(
+        zip(regs[keep].tolist(), tgts[keep].tolist(), weights[keep].tolist(), strict=True)
+    )
+    G.graph["read_report"] = {
+        "n_rows": len(frame),
+        **report,
+        "n_missing_weight": n_missing_weight,
+        "n_edges": G.number_of_edges(),
+    }
+    return G
 
+
+def _edge_columns(frame: pd.DataFrame, loc: _Locator) -> tuple[np.ndarray, np.ndarray]:
+    """The regulator and target gene names (found case-insensitively)."""
     reg_col = _find_column(frame, REGULATOR_COLUMNS)
     tgt_col = _find_column(frame, TARGET_COLUMNS)
     if reg_col is None or tgt_col is None:
@@ -329,25 +365,35 @@ def read_network(
             f"accepted names (any case): {list(accepted)}. An edge list needs "
             "regulator,target[,weight] (PEREGGRN), source,target[,weight] (CollecTRI) or "
             "TF,Target[,Regulation] (TRRUST) columns: rename yours"
-            + ("; if the file has no header row, add one" if path is not None else "")
+            + ("; if the file has no header row, add one" if loc.path is not None else "")
         )
+    return _gene_column(frame, reg_col, loc), _gene_column(frame, tgt_col, loc)
 
-    regs = _gene_column(frame, reg_col, loc)
-    tgts = _gene_column(frame, tgt_col, loc)
-    n_missing_weight = 0
+
+def _edge_weights(
+    frame: pd.DataFrame, weight_default: float, loc: _Locator
+) -> tuple[np.ndarray, int]:
+    """Weights from the weight column, else TRRUST's sign column, else the default;
+    and the number of empty weight cells."""
     weight_col = _find_column(frame, WEIGHT_COLUMNS)
-    sign_col = _find_column(frame, SIGN_COLUMNS) if weight_col is None else None
     if weight_col is not None:
-        weights, n_missing_weight = _weight_column(frame, weight_col, weight_default, loc)
-    elif sign_col is not None:
+        return _weight_column(frame, weight_col, weight_default, loc)
+    weights = np.full(len(frame), float(weight_default))
+    sign_col = _find_column(frame, SIGN_COLUMNS)
+    if sign_col is not None:
         signs = frame[sign_col].astype("string").str.strip().str.lower()
         signs = signs.to_numpy(dtype=object, na_value="")
-        weights = np.full(len(frame), float(weight_default))
         for sign, value in SIGN_WEIGHTS.items():
             weights[signs == sign] = value
-    else:
-        weights = np.full(len(frame), float(weight_default))
+    return weights, 0
 
+
+def _drop_edges(
+    regs: np.ndarray, tgts: np.ndarray, weights: np.ndarray,
+    genes: Iterable[str] | None, loc: _Locator,
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Edges kept (duplicates, self-loops and absent genes dropped, each category
+    reported once) and the counts."""
     # 1. Duplicates: keep the first occurrence of each (regulator, target) pair.
     pairs = pd.MultiIndex.from_arrays([regs, tgts])
     dup = pairs.duplicated(keep="first")
@@ -370,17 +416,14 @@ def read_network(
                 f"; {n_conflict} of the duplicated pairs have disagreeing weights "
                 "(the first occurrence's weight is kept)"
             )
-        _warn(message, verbose)
+        _warn(message)
     keep = ~dup
 
     # 2. Self-loops.
     loops = keep & (regs == tgts)
     n_loops = int(loops.sum())
     if n_loops:
-        _warn(
-            f"{n_loops} self-loop(s) in {loc.name} dropped (e.g. {_examples(regs, tgts, loops)})",
-            verbose,
-        )
+        _warn(f"{n_loops} self-loop(s) in {loc.name} dropped (e.g. {_examples(regs, tgts, loops)})")
         keep &= ~loops
 
     # 3. Edges touching genes absent from the data.
@@ -394,32 +437,15 @@ def read_network(
             _warn(
                 f"{n_absent} edge(s) in {loc.name} dropped because their regulator or target "
                 f"is not among the {len(gene_index)} given genes "
-                f"(e.g. {_examples(regs, tgts, absent)})",
-                verbose,
+                f"(e.g. {_examples(regs, tgts, absent)})"
             )
             keep &= ~absent
-    if n_missing_weight:
-        _warn(
-            f"{n_missing_weight} edge(s) in {loc.name} have no weight value and were given "
-            f"weight_default={weight_default}",
-            verbose,
-        )
-
-    G = nx.DiGraph()
-    # tolist() gives Python str / float, which is what users expect to find in the graph.
-    G.add_weighted_edges_from(
-        zip(regs[keep].tolist(), tgts[keep].tolist(), weights[keep].tolist(), strict=True)
-    )
-    G.graph["read_report"] = {
-        "n_rows": len(frame),
+    return keep, {
         "n_duplicates": n_dup,
         "n_duplicates_conflicting": n_conflict,
         "n_self_loops": n_loops,
         "n_absent_gene": n_absent,
-        "n_missing_weight": n_missing_weight,
-        "n_edges": G.number_of_edges(),
     }
-    return G
 
 
 # ---------------------------------------------------------------------------
@@ -427,7 +453,7 @@ def read_network(
 # ---------------------------------------------------------------------------
 
 
-def _require_digraph(G: Any, what: str) -> None:
+def require_digraph(G: Any, what: str) -> None:
     """NetworkError unless G is a directed simple graph (a DiGraph, not a MultiDiGraph)."""
     if not isinstance(G, nx.DiGraph) or G.is_multigraph():
         raise NetworkError(
@@ -516,7 +542,7 @@ def network_to_frame(G: nx.DiGraph) -> pd.DataFrame:
     >>> network_to_frame(G).to_dict("records")
     [{'regulator': 'A', 'target': 'B', 'weight': 2.0, 'source_db': 'x'}]
     """
-    _require_digraph(G, "network_to_frame")
+    require_digraph(G, "network_to_frame")
     nodes, degrees, targets, attrs = _edge_arrays(G)
     sources = np.repeat(np.asarray(nodes, dtype=object), degrees)
     weights = _weights_to_float(
@@ -667,7 +693,7 @@ def to_adjacency(
            [ 0.,  0.,  1.],
            [ 0.,  0.,  0.]])
     """
-    _require_digraph(G, "to_adjacency")
+    require_digraph(G, "to_adjacency")
     index = _as_index(genes)
     if not index.is_unique:
         dups = index[index.duplicated()].unique()[:_N_EXAMPLES].tolist()
@@ -724,7 +750,7 @@ def find_cycle_edges(G: nx.DiGraph) -> list[tuple[Any, Any]] | None:
     >>> find_cycle_edges(nx.DiGraph([("A", "B")])) is None
     True
     """
-    _require_digraph(G, "find_cycle_edges")
+    require_digraph(G, "find_cycle_edges")
     try:
         cycle = nx.find_cycle(G, orientation="original")
     except nx.NetworkXNoCycle:
@@ -769,7 +795,7 @@ def to_pgmpy(G: nx.DiGraph) -> DAG:
     """
     from pgmpy.base import DAG
 
-    _require_digraph(G, "to_pgmpy")
+    require_digraph(G, "to_pgmpy")
     cycle = find_cycle_edges(G)
     if cycle is not None:
         u, v = cycle[-1]
@@ -813,7 +839,7 @@ def from_pgmpy(dag: nx.DiGraph) -> nx.DiGraph:
     >>> type(G).__name__, list(G.edges(data=True))
     ('DiGraph', [('A', 'B', {})])
     """
-    _require_digraph(dag, "from_pgmpy")
+    require_digraph(dag, "from_pgmpy")
     G = nx.DiGraph()
     G.graph.update(dag.graph)
     G.add_nodes_from((n, copy.deepcopy(d)) for n, d in dag.nodes(data=True))

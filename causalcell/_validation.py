@@ -1,0 +1,154 @@
+"""Argument checks shared by every module: one copy of each rule and of its wording.
+
+Also the one way a public parameter is renamed: the old name keeps working
+for one release with a :class:`FutureWarning` that names the new one
+(:func:`renamed`).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from anndata import AnnData
+
+from causalcell.errors import DataContractError, ParameterError
+
+__all__ = [
+    "DEPRECATED",
+    "check_anndata",
+    "check_choice",
+    "check_fraction",
+    "check_n_jobs",
+    "check_random_state",
+    "is_int",
+    "is_real",
+    "renamed",
+]
+
+
+class _Deprecated:
+    """Default of a renamed parameter's old name: tells "not given" from any value."""
+
+    def __repr__(self) -> str:
+        return "<deprecated>"
+
+
+#: Default value of a deprecated (renamed) parameter.
+DEPRECATED: Any = _Deprecated()
+
+
+def renamed(where: str, old: str, old_value: Any, new: str, new_value: Any, default: Any) -> Any:
+    """The value of a renamed parameter, accepting its old name for one release.
+
+    Parameters
+    ----------
+    where
+        The function, for the messages (``"learn_network"``).
+    old, new
+        The old and the new parameter name.
+    old_value, new_value
+        What the caller passed under each name (``old_value`` is
+        :data:`DEPRECATED` when the old name was not used).
+    default
+        The new parameter's default, to tell whether both names were given.
+
+    Returns
+    -------
+    The value to use.
+
+    Raises
+    ------
+    ParameterError
+        If both names were given different values.
+
+    Warns
+    -----
+    FutureWarning
+        When the old name is used.
+    """
+    if old_value is DEPRECATED:
+        return new_value
+    if new_value is not default and new_value != old_value:
+        raise ParameterError(
+            f"{where}: {old}= is the old name of {new}=; give only {new}= (got {old}="
+            f"{old_value!r} and {new}={new_value!r})."
+        )
+    warnings.warn(
+        f"{where}: the parameter {old}= is renamed {new}=; {old}= will stop working in the "
+        f"next release. Write {new}={old_value!r}.",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return old_value
+
+
+def is_int(value: object) -> bool:
+    """An integer that is not a bool (numpy integers included)."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def is_real(value: object) -> bool:
+    """A finite real number that is not a bool (numpy numbers included)."""
+    return (
+        isinstance(value, int | float | np.integer | np.floating)
+        and not isinstance(value, bool | np.bool_)
+        and math.isfinite(float(value))
+    )
+
+
+def check_fraction(name: str, value: object, *, closed_right: bool = False) -> float:
+    """``value`` as a float in (0, 1) (or (0, 1] with ``closed_right``), else ParameterError."""
+    right = "]" if closed_right else ")"
+    if not is_real(value) or not (0 < float(value) < 1 or (closed_right and value == 1)):
+        raise ParameterError(
+            f"{name}={value!r} is invalid; {name} must be a number in (0, 1{right}."
+        )
+    return float(value)
+
+
+def check_n_jobs(n_jobs: object) -> int:
+    """A joblib ``n_jobs``: a positive number of processes, or -1 (all cores)."""
+    if not is_int(n_jobs) or n_jobs == 0:
+        raise ParameterError(
+            f"n_jobs={n_jobs!r} is invalid; use a positive number of processes, or -1 for all "
+            f"cores."
+        )
+    return int(n_jobs)
+
+
+def check_random_state(value: object, name: str = "random_state") -> Any:
+    """A seed for :func:`numpy.random.default_rng`: a non-negative integer, None, or a
+    :class:`numpy.random.Generator`."""
+    if value is None or isinstance(value, np.random.Generator):
+        return value
+    if not is_int(value) or value < 0:
+        raise ParameterError(
+            f"{name}={value!r} is invalid; use a non-negative integer, None or a "
+            f"numpy.random.Generator."
+        )
+    return int(value)
+
+
+def check_choice(name: str, value: object, choices: Sequence[str], owner: str = "") -> str:
+    """``value`` if it is one of ``choices``, else a ParameterError listing them."""
+    if not isinstance(value, str) or value not in choices:
+        prefix = f"{owner}: " if owner else ""
+        raise ParameterError(
+            f"{prefix}{name}={value!r} is invalid; choose one of "
+            f"{', '.join(repr(c) for c in choices)}."
+        )
+    return value
+
+
+def check_anndata(adata: object, what: str = "") -> None:
+    """DataContractError unless ``adata`` is an AnnData (the message says how to read one)."""
+    if not isinstance(adata, AnnData):
+        side = f"{what} must be an AnnData object" if what else "Expected an AnnData object"
+        raise DataContractError(
+            f"{side}, got {type(adata).__name__}. Read files with "
+            f"causalcell.data.read_h5ad(path)."
+        )

@@ -1,0 +1,629 @@
+"""One pass over the samples, and the exact per-gene leave-out: the engine of every
+regression on the design matrix under intervention (:mod:`causalcell.data._design`).
+
+**The pass** (:func:`moments`) reads X once, in row blocks, and forms with ``Z``
+the substituted expression, ``W = Z - 1 shift^T`` (a per-gene shift that only
+improves conditioning: the mean of the first row block over the samples not
+targeting the gene; 0 for sparse X) and ``Y`` equal to ``W`` with every
+targeted entry set to 0:
+
+- ``cross = W_U^T Y`` (regulators x all genes, U = the union of all regulator
+  sets): the regulator / target cross-products *already without* the samples
+  in which each target is targeted; computed as ``Y_U^T Y + S_U^T Y`` with S
+  the (sparse) targeted entries of W, so no copy of ``W_U`` is made;
+- ``W_U^T W_V`` for the targeted regulators V (where ``Y != W``), so that the
+  regulator Gram ``W_U^T W_U`` is available (:meth:`Moments.gram`);
+- the column sums of ``W_U`` and of ``Y``, and ``sum Y**2``.
+
+Dense X is read in row blocks (a float64 copy of one block at a time); sparse
+X uses sparse products per block (sparse X denser than 15 % is read as dense
+blocks); a Dask X is read block by block where Dask computes, and only the
+statistics (plus, on request, the values the leave-out will need) come back.
+
+**The leave-out** (:class:`LeftOut`): gene g's statistics over the samples
+that do not target it are the totals minus the few excluded rows: the
+regulator Gram and sums are downdated by ``V``, the regulator values in those
+rows; the target side needs no downdate (``Y`` is already zero there), so a
+gene's statistics never read its own values where it is targeted: the
+exclusion is exact, bit for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+from causalcell.data._design import Design
+from causalcell.data._sparse import as_csr, entry_rows, gather_entries, ragged_gather
+from causalcell.data.lazy import (
+    check_row_chunks,
+    format_bytes,
+    is_dask_array,
+    map_row_blocks,
+    physical_memory,
+    row_blocks,
+)
+from causalcell.errors import DataContractError, ParameterError
+
+__all__ = ["BLOCK_VALUES", "LeftOut", "Moments", "check_gather", "left_out", "moments"]
+
+#: Row blocks of the pass over the samples hold about this many float64 values.
+BLOCK_VALUES = 1 << 22
+# Sparse X denser than this is read as dense blocks: BLAS beats sparse products.
+_SPARSE_DENSITY = 0.15
+# Up to this many values (u x u regulators), the regulator Gram matrix is
+# assembled once and then indexed (the leave-outs read it many times).
+_GRAM_VALUES = 1 << 24
+# Largest share of this machine's memory the values gathered for the leave-out may take.
+_GATHER_MEMORY_FRACTION = 0.4
+
+
+# --------------------------------------------------------------------------- results
+@dataclass
+class Moments:
+    """Sufficient statistics of every per-gene regression (see the module docstring).
+
+    Regulator quantities are indexed by position in :attr:`regulators`,
+    target quantities by gene.
+    """
+
+    n: int
+    regulators: np.ndarray  # (u,) gene indices
+    position: np.ndarray  # (p,) position of a gene in `regulators`, -1 if none
+    shift: np.ndarray  # (p,)
+    n_included: np.ndarray  # (p,) samples in which the gene is not targeted
+    regulator_sums: np.ndarray  # (u,) sum_i W[i, U]
+    target_sums: np.ndarray  # (p,) sum_i Y[i, g]
+    target_squares: np.ndarray  # (p,) sum_i Y[i, g]^2
+    cross: np.ndarray  # (u, p) W_U^T Y
+    targeted_gram: np.ndarray  # (u, v) W_U^T W_V for the targeted regulators V
+    targeted_column: np.ndarray  # (p,) column of a targeted regulator in targeted_gram
+    gathered: sp.csr_array | None = None  # measured X at the `gather` pattern
+    weighted_sum: np.ndarray | None = None  # row_weights @ X
+    _full_gram: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def gram(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Regulator Gram entries ``W_U[a]^T W_U[b]`` (a, b: broadcastable positions)."""
+        u = len(self.regulators)
+        if u * u <= _GRAM_VALUES:
+            if self._full_gram is None:  # read many times: assemble it once
+                every = np.arange(u)
+                self._full_gram = self._gram(every[:, None], every[None, :])
+            return self._full_gram[a, b]
+        return self._gram(a, b)
+
+    def _gram(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        a, b = np.broadcast_arrays(a, b)
+        genes_b = self.regulators[b]
+        out = self.cross[a, genes_b]
+        col = self.targeted_column[genes_b]
+        hit = np.nonzero(col >= 0)
+        if hit[0].size:
+            # Y differs from W only in the columns of targeted genes.
+            out[hit] = self.targeted_gram[a[hit], col[hit]]
+        return out
+
+    def without(self, part: Moments) -> Moments:
+        """The moments of the samples counted here but not in ``part`` (same layout)."""
+        return Moments(
+            n=self.n - part.n,
+            regulators=self.regulators,
+            position=self.position,
+            shift=self.shift,
+            n_included=self.n_included - part.n_included,
+            regulator_sums=self.regulator_sums - part.regulator_sums,
+            target_sums=self.target_sums - part.target_sums,
+            target_squares=self.target_squares - part.target_squares,
+            cross=self.cross - part.cross,
+            targeted_gram=self.targeted_gram - part.targeted_gram,
+            targeted_column=self.targeted_column,
+        )
+
+
+class LeftOut:
+    """Genes (m,) regressed on regulators (m, r) over the samples that do not target them.
+
+    Parameters
+    ----------
+    moments
+        The pass over the samples.
+    genes
+        Target genes.
+    regs
+        Regulator gene indices of each target.
+    excluded
+        ``(m, k, r)``: the regulator values (``W``, i.e. Z minus the shift)
+        in the ``k`` samples each gene leaves out, zero-padded; None when no
+        gene leaves a sample out. See :func:`left_out`.
+    """
+
+    def __init__(
+        self, moments: Moments, genes: np.ndarray, regs: np.ndarray,
+        excluded: np.ndarray | None,
+    ) -> None:
+        self.moments = moments
+        self.genes = np.asarray(genes, dtype=np.int64)
+        self.regs = np.asarray(regs, dtype=np.int64)
+        self.position = moments.position[self.regs]
+        self.excluded = excluded
+        sums = moments.regulator_sums[self.position]
+        if excluded is not None:
+            sums = sums - excluded.sum(axis=1)
+        self.regulator_sums = sums
+        self.target_sums = moments.target_sums[self.genes]
+        self.n = moments.n_included[self.genes].astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.inv_n = np.where(self.n > 0, 1.0 / self.n, 0.0)
+
+    def gram(self, a: Any = slice(None), b: Any = slice(None)) -> np.ndarray:
+        """``(m, |a|, |b|)`` uncentred products of regulators a and b (positions in
+        ``regs``) over the included samples."""
+        pos = self.position
+        gram = self.moments.gram(pos[:, a][:, :, None], pos[:, b][:, None, :])
+        if self.excluded is not None:
+            V = self.excluded
+            gram = gram - np.einsum("mki,mkj->mij", V[:, :, a], V[:, :, b], optimize=True)
+        return gram
+
+    def scatter(self, a: Any = slice(None), b: Any = slice(None)) -> np.ndarray:
+        """Centred products (scatter matrix) of regulators a and b, ``(m, |a|, |b|)``."""
+        s = self.regulator_sums
+        outer = s[:, a][:, :, None] * s[:, b][:, None, :]
+        return self.gram(a, b) - outer * self.inv_n[:, None, None]
+
+    def target_scatter(self) -> np.ndarray:
+        """Centred products of each regulator with the target, ``(m, r)``."""
+        cross = self.moments.cross[self.position, self.genes[:, None]]
+        return cross - self.regulator_sums * (self.target_sums * self.inv_n)[:, None]
+
+    def target_sum_of_squares(self) -> np.ndarray:
+        """Centred sum of squares of each target, ``(m,)``."""
+        return self.moments.target_squares[self.genes] - self.target_sums**2 * self.inv_n
+
+    def regulator_sum_of_squares(self) -> np.ndarray:
+        """Centred sums of squares of the regulators, ``(m, r)`` (the scatter diagonal)."""
+        pos = self.position
+        squares = self.moments.gram(pos, pos)
+        if self.excluded is not None:
+            squares = squares - np.einsum("mki,mki->mi", self.excluded, self.excluded)
+        return squares - self.regulator_sums**2 * self.inv_n[:, None]
+
+    def regulator_means(self) -> np.ndarray:
+        """Means of the regulators over the included samples, ``(m, r)``."""
+        return self.moments.shift[self.regs] + self.regulator_sums * self.inv_n[:, None]
+
+    def target_means(self) -> np.ndarray:
+        """Means of the targets over their included samples, ``(m,)``."""
+        return self.moments.shift[self.genes] + self.target_sums * self.inv_n
+
+
+def left_out(moments: Moments, design: Design, genes: np.ndarray, regs: np.ndarray) -> LeftOut:
+    """:class:`LeftOut` of genes (m,) on regulators (m, r), reading the excluded values
+    from ``design`` (elementwise: each gene's own rows and regulators)."""
+    genes = np.asarray(genes, dtype=np.int64)
+    regs = np.asarray(regs, dtype=np.int64)
+    rows, counts = design.excluded(genes)
+    if not counts.any():
+        return LeftOut(moments, genes, regs, None)
+    valid = np.broadcast_to((rows >= 0)[:, :, None], (*rows.shape, regs.shape[1]))
+    rr = np.broadcast_to(rows[:, :, None], valid.shape)
+    cc = np.broadcast_to(regs[:, None, :], valid.shape)
+    V = np.zeros(valid.shape)
+    V[valid] = design.values(rr[valid], cc[valid])
+    V[valid] -= np.broadcast_to(moments.shift[regs][:, None, :], valid.shape)[valid]
+    return LeftOut(moments, genes, regs, V)
+
+
+# --------------------------------------------------------------------------- the pass
+@dataclass
+class _Entries:
+    """The targeted entries of one row block: block-local rows, genes, levels."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    levels: np.ndarray
+    known: np.ndarray
+
+    @classmethod
+    def of(cls, design: Design, start: int, stop: int) -> _Entries:
+        """The entries of the contiguous rows ``start:stop``."""
+        indptr = design.mask.indptr
+        lo, hi = indptr[start], indptr[stop]
+        rows = entry_rows(indptr[start : stop + 1] - lo)
+        lv = design.levels[lo:hi]
+        return cls(rows, design.mask.indices[lo:hi].astype(np.int64), lv, ~np.isnan(lv))
+
+    @classmethod
+    def of_rows(cls, design: Design, rows: np.ndarray) -> _Entries:
+        """The entries of the (sorted) rows ``rows``."""
+        indptr, cols = ragged_gather(design.mask.indptr, design.mask.indices, rows)
+        _, lv = ragged_gather(design.mask.indptr, design.levels, rows)
+        return cls(entry_rows(indptr), cols.astype(np.int64), lv, ~np.isnan(lv))
+
+
+@dataclass
+class _Layout:
+    """What every block's statistics are indexed by (shared by all blocks)."""
+
+    regulators: np.ndarray  # U
+    position: np.ndarray  # position of a gene in U, -1 if none
+    targeted_regs: np.ndarray  # V
+    shift: np.ndarray  # (p,); zeros on the sparse path
+
+
+@dataclass
+class _Sums:
+    """Additive statistics of some rows (one block, or all blocks summed)."""
+
+    regulator_sums: np.ndarray
+    target_sums: np.ndarray
+    target_squares: np.ndarray
+    cross: np.ndarray
+    targeted_gram: np.ndarray
+
+    def __iadd__(self, other: _Sums) -> _Sums:
+        self.regulator_sums += other.regulator_sums
+        self.target_sums += other.target_sums
+        self.target_squares += other.target_squares
+        self.cross += other.cross
+        self.targeted_gram += other.targeted_gram
+        return self
+
+
+def _as_dense(block: Any) -> np.ndarray:
+    """A block of rows (NumPy or SciPy sparse) as a new float64 array."""
+    if sp.issparse(block):
+        return block.toarray().astype(np.float64, copy=False)
+    return np.array(block, dtype=np.float64)
+
+
+def _first_block_shift(Z: np.ndarray, e: _Entries) -> np.ndarray:
+    """Per gene, the mean over the block's samples that do not target it.
+
+    Conditioning only; it never reads a gene's values where it is targeted.
+    """
+    n, p = Z.shape
+    Z = Z.copy()
+    Z[e.rows, e.cols] = 0.0
+    counts = n - np.bincount(e.cols, minlength=p).astype(np.float64)
+    return np.divide(Z.sum(axis=0), counts, out=np.zeros(p), where=counts > 0)
+
+
+def _dense_sums(Z: np.ndarray, e: _Entries, lay: _Layout) -> _Sums:
+    """Statistics of one dense block; ``Z`` (float64, raw values) is overwritten."""
+    r, c, k = e.rows, e.cols, e.known
+    Z[r[k], c[k]] = e.levels[k]
+    Z -= lay.shift
+    # W = Y + S with S the targeted entries only (sparse), so that
+    # W_U^T Y = Y_U^T Y + S_U^T Y without a copy of W_U.
+    values = Z[r, c]
+    WV = Z[:, lay.targeted_regs]
+    Z[r, c] = 0.0  # Z is now Y
+    U = lay.regulators
+    YU = Z if len(U) == Z.shape[1] else Z[:, U]  # U = every gene: Y_U is Y itself
+    in_u = lay.position[c] >= 0
+    S_U = sp.csr_array(
+        (values[in_u], (lay.position[c[in_u]], r[in_u])), shape=(len(U), Z.shape[0])
+    )
+    cross = YU.T @ Z
+    cross += S_U @ Z
+    tg = YU.T @ WV
+    tg += S_U @ WV
+    reg_sums = YU.sum(axis=0)
+    reg_sums += np.bincount(lay.position[c[in_u]], weights=values[in_u], minlength=len(U))
+    return _Sums(reg_sums, Z.sum(axis=0), np.einsum("ij,ij->j", Z, Z), cross, tg)
+
+
+def _sparse_sums(Xb: Any, e: _Entries, lay: _Layout) -> _Sums:
+    """Statistics of one sparse block (no shift: it would densify)."""
+    Xb = sp.csr_array(Xb).astype(np.float64)
+    p = Xb.shape[1]
+    Mb = sp.csr_array((np.ones(len(e.rows)), (e.rows, e.cols)), shape=Xb.shape)
+    # Y: the measured values with every targeted entry removed.
+    Yb = (Xb - Xb * Mb).tocsr()
+    Yb.eliminate_zeros()
+    # Z: Y plus the regulator value of each targeted entry: T when known,
+    # otherwise the measured value.
+    measured = (
+        np.asarray(Xb[e.rows, e.cols], dtype=np.float64).ravel() if len(e.rows) else np.zeros(0)
+    )
+    value = np.where(e.known, e.levels, measured)
+    Zb = (Yb + sp.csr_array((value, (e.rows, e.cols)), shape=Xb.shape)).tocsr()
+    ZU = Zb[:, lay.regulators]
+    ZUt = ZU.T.tocsr()
+    v = len(lay.targeted_regs)
+    return _Sums(
+        np.asarray(ZU.sum(axis=0)).ravel(),
+        np.bincount(Yb.indices, weights=Yb.data, minlength=p),
+        np.bincount(Yb.indices, weights=Yb.data**2, minlength=p),
+        (ZUt @ Yb).toarray(),
+        (ZUt @ Zb[:, lay.targeted_regs]).toarray() if v else np.zeros((len(lay.regulators), 0)),
+    )
+
+
+def _block_sums(block: Any, e: _Entries, lay: _Layout, sparse_path: bool) -> _Sums:
+    if sparse_path:
+        return _sparse_sums(block, e, lay)
+    return _dense_sums(_as_dense(block), e, lay)
+
+
+def _finite_block(block: Any, start: int) -> None:
+    values = block.data if sp.issparse(block) else block
+    if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+        if sp.issparse(block):
+            coo = sp.coo_array(block)
+            row = int(coo.row[~np.isfinite(coo.data)][0])
+        else:
+            row = int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
+        raise DataContractError(
+            f"X contains NaN or infinite values, first in sample {start + row} (row index). "
+            f"Expression must be finite: impute or drop those cells / genes first."
+        )
+
+
+def _density(X: Any) -> float:
+    n, p = X.shape
+    return X.nnz / max(1, n * p)
+
+
+def _block_rows(n_cols: int, block_rows: int | None) -> int:
+    if block_rows is not None:
+        return max(1, int(block_rows))
+    return max(64, BLOCK_VALUES // max(1, n_cols))
+
+
+def moments(
+    design: Design,
+    regulators: np.ndarray,
+    *,
+    rows: np.ndarray | None = None,
+    shift: np.ndarray | None = None,
+    block_rows: int | None = None,
+    gather: sp.csr_array | None = None,
+    row_weights: np.ndarray | None = None,
+    verbose: bool = False,
+) -> Moments:
+    """One pass over the samples: the statistics every per-gene regression needs.
+
+    Parameters
+    ----------
+    design
+        X and its interventions. X may be a NumPy array, a SciPy sparse
+        matrix, or a Dask array chunked along samples (its blocks are
+        processed where Dask computes, see
+        :func:`causalcell.data.lazy.map_row_blocks`; only the statistics come
+        back).
+    regulators
+        Sorted gene indices of every gene that regulates some gene (U).
+    rows
+        Sorted samples to count (default: all). With a ``shift`` taken from
+        a pass over all samples, :meth:`Moments.without` then gives the
+        moments of the other samples (e.g. the halves of stability selection).
+    shift
+        The per-gene shift (default: from the first row block; always 0 for
+        sparse X read as sparse blocks).
+    block_rows
+        Rows per block of in-memory X (default: about 4M values per block;
+        a Dask array's own chunks are its blocks).
+    gather
+        Sparse (samples x genes) pattern whose measured values are collected
+        during the pass into :attr:`Moments.gathered` (for out-of-core X,
+        where reading single entries later would cost a pass each).
+    row_weights
+        Per-sample weights; :attr:`Moments.weighted_sum` is then
+        ``row_weights @ X`` (e.g. the control mean), computed in the pass.
+    verbose
+        Show a progress bar.
+
+    Returns
+    -------
+    Moments
+
+    Raises
+    ------
+    DataContractError
+        If X holds NaN or infinite values (checked per block for Dask X), or
+        a Dask X is chunked along genes.
+    """
+    X = design.X
+    p = X.shape[1]
+    regulators = np.asarray(regulators, dtype=np.int64)
+    position = np.full(p, -1, dtype=np.int64)
+    position[regulators] = np.arange(len(regulators))
+    # The targeted regulators of the whole design, so that passes over subsets
+    # of the samples share one layout (and can be subtracted).
+    targeted_regs = regulators[design.n_targeted[regulators] > 0]
+    lay = _Layout(regulators, position, targeted_regs, np.zeros(p))
+    if rows is not None:
+        if gather is not None or row_weights is not None:
+            raise ValueError("moments: gather / row_weights are for passes over every sample.")
+        rows = np.asarray(rows, dtype=np.int64)
+        if is_dask_array(X):  # a Dask X is subset lazily, then read like any other
+            design, rows = Design(X[rows], design.interventions.take(rows)), None
+    return _pass(design, lay, rows=rows, shift=shift, block_rows=block_rows, gather=gather,
+                 row_weights=row_weights, verbose=verbose)
+
+
+def _pass(
+    design: Design, lay: _Layout, *, rows: np.ndarray | None, shift: np.ndarray | None,
+    block_rows: int | None, gather: sp.csr_array | None, row_weights: np.ndarray | None,
+    verbose: bool,
+) -> Moments:
+    """:func:`moments` once the layout is fixed."""
+    X = design.X
+    n, p = X.shape
+    targeted_column = np.full(p, -1, dtype=np.int64)
+    targeted_column[lay.targeted_regs] = np.arange(len(lay.targeted_regs))
+    if is_dask_array(X):
+        sparse_path = sp.issparse(X._meta)  # each block then decides for itself
+    else:
+        sparse_path = sp.issparse(X) and _density(X) <= _SPARSE_DENSITY
+    if shift is not None and not sparse_path:
+        lay.shift = np.asarray(shift, dtype=np.float64)
+    visited = n if rows is None else len(rows)
+    entries = design.mask.indices if rows is None else _Entries.of_rows(design, rows).cols
+    gathered = weighted = None
+    if is_dask_array(X):
+        sums, gathered, weighted = _dask_pass(design, lay, sparse_path, shift is None, gather,
+                                              row_weights, verbose)
+    else:
+        step = _block_rows(p, block_rows)
+        if shift is None and not sparse_path:
+            first = np.arange(min(step, visited)) if rows is None else rows[:step]
+            lay.shift = _first_block_shift(_as_dense(X[first]), _Entries.of_rows(design, first))
+        sums = _memory_pass(design, lay, step, sparse_path, rows, verbose)
+        if gather is not None:
+            g = sp.csr_array(gather, dtype=bool)
+            g.sort_indices()
+            values = gather_entries(X, entry_rows(g.indptr), g.indices)
+            gathered = sp.csr_array((values, g.indices, g.indptr), shape=(n, p))
+        if row_weights is not None:
+            weighted = np.asarray(as_csr(X).T @ row_weights if sp.issparse(X)
+                                  else np.asarray(X, dtype=np.float64).T @ row_weights).ravel()
+    return Moments(
+        n=visited,
+        regulators=lay.regulators,
+        position=lay.position,
+        shift=lay.shift,
+        n_included=visited - np.bincount(entries, minlength=p),
+        regulator_sums=sums.regulator_sums,
+        target_sums=sums.target_sums,
+        target_squares=sums.target_squares,
+        cross=sums.cross,
+        targeted_gram=sums.targeted_gram,
+        targeted_column=targeted_column,
+        gathered=gathered,
+        weighted_sum=weighted,
+    )
+
+
+def _empty_sums(lay: _Layout, p: int) -> _Sums:
+    u = len(lay.regulators)
+    return _Sums(np.zeros(u), np.zeros(p), np.zeros(p), np.zeros((u, p)),
+                 np.zeros((u, len(lay.targeted_regs))))
+
+
+def _memory_pass(
+    design: Design, lay: _Layout, step: int, sparse_path: bool, rows: np.ndarray | None,
+    verbose: bool,
+) -> _Sums:
+    X = design.X
+    n, p = X.shape
+    if sparse_path:
+        X = as_csr(X)
+    sums = _empty_sums(lay, p)
+    count = n if rows is None else len(rows)
+    for start in tqdm(
+        range(0, count, step), desc="Gram (samples)", unit="block", disable=not verbose,
+        leave=False,
+    ):
+        stop = min(start + step, count)
+        if rows is None:  # contiguous rows: a view of dense X, no copy
+            block, entries = X[start:stop], _Entries.of(design, start, stop)
+        else:
+            idx = rows[start:stop]
+            block, entries = X[idx], _Entries.of_rows(design, idx)
+        sums += _block_sums(block, entries, lay, sparse_path)
+    return sums
+
+
+@dataclass
+class _DaskPart:
+    """What one Dask block sends back: its sums, gathered values, weighted row sum."""
+
+    sums: _Sums
+    gathered: list[np.ndarray]
+    weighted: np.ndarray | None
+
+    def combine(self, other: _DaskPart) -> _DaskPart:
+        self.sums += other.sums
+        self.gathered.extend(other.gathered)
+        if self.weighted is not None:
+            self.weighted += other.weighted
+        return self
+
+
+def _dask_block(
+    block: Any, start: int, stop: int, e: _Entries, lay: _Layout, g_rows: np.ndarray,
+    g_cols: np.ndarray, w_rows: np.ndarray | None, w: np.ndarray | None,
+) -> _DaskPart:
+    """Statistics of one Dask block, computed on the worker that holds it."""
+    _finite_block(block, start)
+    sparse = sp.issparse(block)
+    if sparse:
+        block = sp.csr_array(block)
+    gathered = gather_entries(block, g_rows, g_cols)
+    weighted = None
+    if w is not None:
+        sub = block[w_rows]
+        weighted = np.asarray(sub.T @ w if sparse else np.asarray(sub, np.float64).T @ w).ravel()
+    sparse_path = sparse and block.nnz <= _SPARSE_DENSITY * max(1, block.shape[0] * block.shape[1])
+    return _DaskPart(_block_sums(block, e, lay, sparse_path), [gathered], weighted)
+
+
+def _dask_pass(
+    design: Design, lay: _Layout, sparse_path: bool, first_block_shift: bool,
+    gather: sp.csr_array | None, row_weights: np.ndarray | None, verbose: bool,
+) -> tuple[_Sums, sp.csr_array | None, np.ndarray | None]:
+    """The pass over a Dask array: one task per row block, statistics folded in order."""
+    X = design.X
+    check_row_chunks(X)
+    n, p = X.shape
+    # Sparse blocks keep shift 0 (a shift would densify them); dense blocks are
+    # centred on the first block, as in memory.
+    if first_block_shift and not sparse_path:
+        first = row_blocks(X)[0]
+        block = X.blocks[0].compute()
+        _finite_block(block, 0)
+        lay.shift = _first_block_shift(_as_dense(block), _Entries.of(design, *first))
+    g = sp.csr_array((n, p), dtype=bool) if gather is None else sp.csr_array(gather, dtype=bool)
+    g.sort_indices()
+    w = None if row_weights is None else np.asarray(row_weights, dtype=np.float64)
+
+    def block_args(start: int, stop: int) -> tuple[Any, ...]:
+        lo, hi = g.indptr[start], g.indptr[stop]
+        g_rows = entry_rows(g.indptr[start : stop + 1] - lo)
+        if w is None:
+            w_rows, w_b = None, None
+        else:
+            w_rows = np.flatnonzero(w[start:stop])
+            w_b = w[start:stop][w_rows]
+        return (_Entries.of(design, start, stop), lay, g_rows, g.indices[lo:hi], w_rows, w_b)
+
+    total = map_row_blocks(_dask_block, X, block_args=block_args, combine=_DaskPart.combine,
+                           verbose=verbose, desc="Gram (sample blocks)")
+    gathered = None
+    if gather is not None:
+        data = np.concatenate(total.gathered) if total.gathered else np.zeros(0)
+        gathered = sp.csr_array((data, g.indices, g.indptr), shape=(n, p))
+    return total.sums, gathered, total.weighted
+
+
+def check_gather(nnz: int, what: str, fix: str) -> None:
+    """Refuse an out-of-core fit whose gathered leave-out values would not fit in memory.
+
+    Parameters
+    ----------
+    nnz
+        Values to gather (stored entries of the gather pattern).
+    what
+        The function, for the message.
+    fix
+        What the user can do instead.
+
+    Raises
+    ------
+    ParameterError
+    """
+    need = 16.0 * nnz  # value + column index
+    budget = _GATHER_MEMORY_FRACTION * physical_memory()
+    if need > budget:
+        raise ParameterError(
+            f"{what}: the samples that target a gene need their regulators' values for "
+            f"the exact leave-out ({nnz:,} values, {format_bytes(need)}), more than this "
+            f"machine can hold ({format_bytes(budget)}). {fix}"
+        )

@@ -1,0 +1,914 @@
+"""Structure learning by sparse regression: :func:`learn_network`.
+
+It returns a weighted :class:`networkx.DiGraph` of gene symbols
+(``regulator -> target``, float ``weight``) that every causalcell model
+accepts as its network. Each gene is regressed on its candidate regulators
+with the lasso, on the samples in which it is **not** targeted (a targeted
+gene's level is set by the tool, not by its regulators: Pearl's
+do-operator); optionally with stability selection (Meinshausen & Bühlmann
+2010), and with edge orientation from the interventional samples. For small
+variable sets, see :func:`causalcell.graph.learn_pc` (``_pc.py``).
+
+How :func:`learn_network` computes
+----------------------------------
+The expression matrix is read once, in row blocks (in memory, or a Dask
+array's blocks wherever Dask computes), to form the sufficient statistics
+shared by all genes: the cross-products of every gene with every candidate
+regulator, column sums and sums of squares. Targeted regulators enter at
+their level T where it is known (knockouts: 0), the convention of the
+causalcell models. A gene's own statistics are these totals without the few
+samples that target it (an exact leave-out), centred and scaled to
+correlations. The pass and the leave-out are the engine the conditional
+model's solver runs on too (:mod:`causalcell.data._moments`), so the two
+cannot disagree about which samples a gene is fitted on. The lasso on
+standardized variables,
+
+    minimize_w  1/(2 n_g) ||y - X w||^2 + alpha ||w||_1,
+
+is then solved from those statistics alone by scikit-learn's LARS
+(:func:`sklearn.linear_model.lars_path_gram`), so ``alpha`` is on the
+correlation scale: a regulator enters only where its partial correlation with
+the target exceeds ``alpha``. To keep each solve small when there are many
+candidates, it is solved on a working set (the candidates most correlated with
+the target) and the lasso optimality conditions (KKT) are checked on all other
+candidates; violators join the working set and the solve is repeated, so the
+result is the exact lasso on all candidates.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+from causalcell._validation import (
+    DEPRECATED,
+    check_anndata,
+    check_fraction,
+    check_n_jobs,
+    check_random_state,
+    is_int,
+    renamed,
+)
+from causalcell.data._design import Design
+from causalcell.data._interventions import Interventions
+from causalcell.data._moments import LeftOut, Moments, check_gather, moments
+from causalcell.data._stats import (
+    GroupMoments,
+    bh_qvalues,
+    group_moments,
+    mean_and_variance,
+    welch,
+)
+from causalcell.data._stats import significant as is_significant
+from causalcell.data.contract import IS_CONTROL, checked_interventions, expression_matrix
+from causalcell.data.lazy import is_dask_array
+from causalcell.errors import CausalCellWarning, ParameterError
+
+__all__ = ["learn_network"]
+
+# Variance (log-expression scale) below which a gene counts as constant.
+_TINY_VARIANCE = 1e-12
+# Lasso KKT check: violations below this (correlation scale) are rounding.
+_KKT_TOLERANCE = 1e-6
+# Smallest working set of the lasso solve; the default cap sizes it otherwise.
+_MIN_WORKING_SET = 64
+_LARS_MAX_ITER = 500
+# Genes per parallel task, at most (smaller chunks when there are few genes).
+_MAX_CHUNK = 64
+
+
+# ---------------------------------------------------------------------------
+# The design matrix and its moments
+# ---------------------------------------------------------------------------
+
+
+def _design(adata: AnnData, layer: str | None) -> Design:
+    """The data under intervention (targeted entries at T), validated and parsed once."""
+    check_anndata(adata)
+    X = expression_matrix(adata, layer)
+    iv = checked_interventions(adata, layer=layer)
+    if sp.issparse(X):
+        # Row blocks are read many times: CSR makes that cheap (a CSC matrix is
+        # converted once).
+        X = sp.csr_array(X)
+    return Design(X, iv)
+
+
+def _first_pass(design: Design, reg_idx: np.ndarray, verbose: bool) -> tuple[Moments, Design]:
+    """The moments of all samples, and the design the per-gene leave-outs read from.
+
+    In memory that is the design itself. Out of core (a Dask X) single rows
+    cannot be read cheaply later, so the pass also collects the regulator
+    values of every targeted sample (the only rows a leave-out reads).
+    """
+    if not is_dask_array(design.X):
+        return moments(design, reg_idx, verbose=verbose), design
+    targeted = np.flatnonzero(np.diff(design.mask.indptr))
+    n, p = design.shape
+    gather = sp.csr_array(
+        (np.ones(len(targeted) * len(reg_idx), dtype=bool),
+         (np.repeat(targeted, len(reg_idx)), np.tile(reg_idx, len(targeted)))),
+        shape=(n, p),
+    )
+    check_gather(gather.nnz, "learn_network",
+                 "Restrict the candidates (regulators=, e.g. the transcription factors), or "
+                 "learn from pseudobulk profiles (causalcell.data.pseudobulk).")
+    mom = moments(design, reg_idx, gather=gather, verbose=verbose)
+    return mom, design.with_values(mom.gathered)
+
+
+# ---------------------------------------------------------------------------
+# One gene's regression from the moments
+# ---------------------------------------------------------------------------
+
+
+class _GeneProblem:
+    """The standardized regression of one gene on its candidate regulators.
+
+    Built from the shared moments minus the samples that target the gene
+    (:class:`~causalcell.data._moments.LeftOut`, given their regulator values
+    ``excluded``): exact, without touching the other samples again.
+
+    Attributes
+    ----------
+    cand : numpy.ndarray
+        Candidate regulator positions (into ``reg_idx``): every regulator but
+        the gene itself with non-zero variance on the included samples.
+    rho : numpy.ndarray
+        Correlation of the gene with each candidate on the included samples.
+    """
+
+    def __init__(self, mom: Moments, excluded: np.ndarray, gene: int, reg_idx: np.ndarray) -> None:
+        shifted = (excluded - mom.shift[reg_idx])[None] if len(excluded) else None
+        self.left_out = LeftOut(mom, np.array([gene]), reg_idx[None, :], shifted)
+        n = float(self.left_out.n[0])
+        self.n = n
+        self.ok = n >= 3
+        if not self.ok:
+            return
+        var = self.left_out.regulator_sum_of_squares()[0] / n
+        var_gene = float(self.left_out.target_sum_of_squares()[0]) / n
+        self.sd = np.sqrt(np.maximum(var, 0.0))
+        self.sd_gene = math.sqrt(max(var_gene, 0.0))
+        if var_gene <= _TINY_VARIANCE:
+            self.ok = False
+            return
+        cand = np.flatnonzero((reg_idx != gene) & (var > _TINY_VARIANCE))
+        self.cand = cand
+        centred = self.left_out.target_scatter()[0, cand]
+        self.rho = centred / (n * self.sd_gene * self.sd[cand])
+
+    def gram(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Correlations between candidates ``a`` and ``b`` (indices into ``cand``)."""
+        ra, rb = self.cand[a], self.cand[b]
+        centred = self.left_out.scatter(ra, rb)[0]
+        return centred / (self.n * np.outer(self.sd[ra], self.sd[rb]))
+
+    def to_data_scale(self, idx: np.ndarray, coef: np.ndarray) -> np.ndarray:
+        """Standardized coefficients of candidates ``idx`` to the expression scale."""
+        return coef * self.sd_gene / self.sd[self.cand[idx]]
+
+    def lasso(self, alpha: float, max_regulators: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Exact lasso at ``alpha`` (or at the largest penalty where at most
+        ``max_regulators`` regulators are active), working set + KKT check.
+
+        Returns candidate indices (into ``cand``) and standardized coefficients.
+        """
+        from sklearn.linear_model import lars_path_gram
+
+        rho = self.rho
+        p = len(rho)
+        empty = (np.zeros(0, dtype=np.int64), np.zeros(0))
+        if p == 0 or np.max(np.abs(rho)) <= alpha:
+            return empty
+        size = max(_MIN_WORKING_SET, 4 * (max_regulators or _MIN_WORKING_SET // 4))
+        order = np.argsort(-np.abs(rho), kind="stable")
+        work = np.sort(order[: min(p, size)])
+        for _ in range(p + 1):  # each round adds a candidate: at most p rounds
+            with warnings.catch_warnings():
+                # Collinear candidates (e.g. two genes with the same profile)
+                # make LARS warn and drop one of them, which is what we want.
+                warnings.simplefilter("ignore")
+                alphas, _, coefs = lars_path_gram(
+                    Xy=rho[work].copy(),
+                    Gram=self.gram(work, work),
+                    n_samples=1,  # rho and the Gram are already divided by n
+                    alpha_min=alpha,
+                    method="lasso",
+                    max_iter=_LARS_MAX_ITER,
+                    return_path=True,
+                )
+            col = coefs.shape[1] - 1
+            if max_regulators is not None:
+                n_active = np.count_nonzero(coefs, axis=0)
+                col = int(np.flatnonzero(n_active <= max_regulators)[-1])
+            level = max(float(alphas[col]), alpha)
+            w = coefs[:, col]
+            active = np.flatnonzero(w)
+            rest = np.setdiff1d(np.arange(p), work, assume_unique=True)
+            if len(rest) == 0:
+                break
+            grad = rho[rest]
+            if len(active):
+                grad = grad - self.gram(rest, work[active]) @ w[active]
+            violators = rest[np.abs(grad) > level + _KKT_TOLERANCE]
+            if len(violators) == 0:
+                break
+            work = np.union1d(work, violators)
+        return work[active], w[active]
+
+    def refit(self, idx: np.ndarray) -> np.ndarray:
+        """Least-squares standardized coefficients on candidates ``idx``."""
+        if len(idx) == 0:
+            return np.zeros(0)
+        sol, *_ = np.linalg.lstsq(self.gram(idx, idx), self.rho[idx], rcond=None)
+        return sol
+
+
+@dataclass(frozen=True)
+class _Task:
+    """What to compute for each gene of a chunk."""
+
+    mode: Literal["lasso", "select", "refit"]
+    alpha: float = 0.0
+    max_regulators: int | None = None
+    # For "refit": regulator positions (into reg_idx) per gene.
+    fixed: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+def _run_chunk(
+    genes: Sequence[int],
+    local_rows: Sequence[np.ndarray],
+    block: np.ndarray,
+    mom: Moments,
+    reg_idx: np.ndarray,
+    task: _Task,
+) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """Solve the genes of one chunk.
+
+    Returns per gene ``(gene, regulator positions into reg_idx, coefficients
+    on the expression scale)``; for ``mode="select"`` the coefficients are the
+    standardized ones (only the selection is used).
+    """
+    from sklearn import config_context
+
+    out = []
+    # scikit-learn's argument validation costs about as much as a small LARS
+    # solve; the arguments are built here and known to be valid.
+    with config_context(skip_parameter_validation=True):
+        for gene, loc in zip(genes, local_rows, strict=True):
+            out.append(_solve_one(gene, block[loc], mom, reg_idx, task))
+    return out
+
+
+def _solve_one(
+    gene: int, excluded: np.ndarray, mom: Moments, reg_idx: np.ndarray, task: _Task
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """One gene of :func:`_run_chunk`."""
+    prob = _GeneProblem(mom, excluded, gene, reg_idx)
+    if not prob.ok:
+        return gene, np.zeros(0, dtype=np.int64), np.zeros(0)
+    if task.mode == "refit":
+        wanted = task.fixed.get(gene, np.zeros(0, dtype=np.int64))
+        idx = np.flatnonzero(np.isin(prob.cand, wanted))
+        coef = prob.to_data_scale(idx, prob.refit(idx))
+    else:
+        idx, coef = prob.lasso(task.alpha, task.max_regulators)
+        if task.mode == "lasso":
+            coef = prob.to_data_scale(idx, coef)
+    return gene, prob.cand[idx], coef
+
+
+def _chunks(genes: np.ndarray, n_jobs: int) -> list[np.ndarray]:
+    workers = n_jobs if n_jobs > 0 else 8
+    size = int(np.clip(math.ceil(len(genes) / (4 * workers)), 1, _MAX_CHUNK))
+    return [genes[i : i + size] for i in range(0, len(genes), size)]
+
+
+def _solve_genes(
+    design: Design,
+    mom: Moments,
+    reg_idx: np.ndarray,
+    genes: np.ndarray,
+    task: _Task,
+    *,
+    subsample: np.ndarray | None,
+    runner: Any,
+    progress: Any,
+) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """Run ``task`` for every gene, in chunks dispatched by ``runner`` (a
+    :class:`joblib.Parallel` returning an unordered generator).
+
+    ``subsample`` (boolean over samples) restricts each gene's excluded
+    samples to those in the subsample (the moments must be of that subsample).
+    """
+    from joblib import delayed
+
+    def jobs() -> Iterator[Any]:
+        for chunk in _chunks(genes, runner.n_jobs):
+            per_gene = [design.excluded_rows(int(g)) for g in chunk]
+            if subsample is not None:
+                per_gene = [r[subsample[r]] for r in per_gene]
+            union = np.unique(np.concatenate(per_gene)) if per_gene else np.zeros(0, np.int64)
+            # The regulator values of the rows the chunk's genes leave out, read once.
+            block = design.block(union, reg_idx) if len(union) else np.zeros((0, len(reg_idx)))
+            local = [np.searchsorted(union, r) for r in per_gene]
+            sub_task = task
+            if task.mode == "refit":
+                sub_task = _Task(
+                    mode="refit",
+                    fixed={int(g): task.fixed.get(int(g)) for g in chunk if int(g) in task.fixed},
+                )
+            yield delayed(_run_chunk)([int(g) for g in chunk], local, block, mom, reg_idx, sub_task)
+
+    results: list[tuple[int, np.ndarray, np.ndarray]] = []
+    for part in runner(jobs()):
+        results.extend(part)
+        progress.update(len(part))
+    return results
+
+
+def _edges_from(
+    results: list[tuple[int, np.ndarray, np.ndarray]], reg_idx: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Concatenate per-gene results into (source gene, target gene, value) arrays."""
+    if not results:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    counts = np.array([len(r[1]) for r in results], dtype=np.int64)
+    target = np.repeat(np.array([r[0] for r in results], dtype=np.int64), counts)
+    source = reg_idx[np.concatenate([r[1] for r in results]).astype(np.int64)]
+    value = np.concatenate([r[2] for r in results]).astype(np.float64)
+    order = np.lexsort((source, target))
+    return source[order], target[order], value[order]
+
+
+# ---------------------------------------------------------------------------
+# Orientation from interventions
+# ---------------------------------------------------------------------------
+
+
+def _single_target_groups(iv: Interventions) -> tuple[np.ndarray, np.ndarray]:
+    """Group of each sample for the Welch tests: 0 for controls, 1 + k for the
+    k-th single-gene condition (one measured target, no other), -1 otherwise.
+
+    Returns the per-sample groups and the target gene of each group (-1 for
+    the control group).
+    """
+    cond = iv.conditions
+    single = (
+        (~cond[IS_CONTROL].to_numpy(dtype=bool))
+        & (cond["n_targets"].to_numpy() == 1)
+        & (cond["n_measured"].to_numpy() == 1)
+    )
+    cond_group = np.full(len(cond), -1, dtype=np.int64)
+    cond_group[single] = 1 + np.arange(int(single.sum()))
+    groups = cond_group[iv.codes]
+    groups[iv.is_control] = 0
+    # Target gene of each single-gene condition, from the one mask entry of its samples.
+    indptr = iv.mask.indptr
+    one = np.diff(indptr) == 1
+    sample_gene = np.full(len(groups), -1, dtype=np.int64)
+    sample_gene[one] = iv.mask.indices[indptr[:-1][one]]
+    group_gene = np.full(1 + int(single.sum()), -1, dtype=np.int64)
+    has = groups > 0
+    group_gene[groups[has]] = sample_gene[has]
+    return groups, group_gene
+
+
+def _welch_pvalues(sums: GroupMoments, group: np.ndarray, gene: np.ndarray) -> np.ndarray:
+    """Two-sided Welch t-test p-values: gene ``gene[i]`` in group ``group[i]``
+    versus the control group 0 (the shared rule of :func:`welch`: NaN where a
+    side has fewer than 2 samples or both are constant and equal)."""
+    n1, n0 = sums.count[group], sums.count[0]
+    m1, v1 = mean_and_variance(n1, sums.sums[group, gene], sums.squares[group, gene])
+    m0, v0 = mean_and_variance(n0, sums.sums[0, gene], sums.squares[0, gene])
+    return welch(m1 - m0, v1, n1, v0, n0)[1]
+
+
+def _edge_evidence(
+    source: np.ndarray, target: np.ndarray, sums: GroupMoments, group_gene: np.ndarray
+) -> np.ndarray:
+    """p-value that perturbing ``source[e]`` alone changes ``target[e]``.
+
+    Over the single-gene conditions of the source (a gene may be knocked down
+    and overexpressed), the smallest Welch p-value, Bonferroni-corrected for
+    the number of conditions. NaN where the source has no such condition.
+    """
+    n_edges = len(source)
+    out = np.full(n_edges, np.nan)
+    groups = np.flatnonzero(group_gene >= 0)
+    if n_edges == 0 or len(groups) == 0:
+        return out
+    order = groups[np.argsort(group_gene[groups], kind="stable")]
+    genes_sorted = group_gene[order]
+    start = np.searchsorted(genes_sorted, source, side="left")
+    count = np.searchsorted(genes_sorted, source, side="right") - start
+    edge = np.repeat(np.arange(n_edges), count)
+    if len(edge) == 0:
+        return out
+    offset = np.arange(len(edge)) - np.repeat(np.cumsum(count) - count, count)
+    group = order[np.repeat(start, count) + offset]
+    p = _welch_pvalues(sums, group, target[edge])
+    np.fmin.at(out, edge, p)
+    return np.minimum(out * np.maximum(count, 1), 1.0)
+
+
+def _orient(
+    source: np.ndarray, target: np.ndarray, qvalue: np.ndarray, fdr: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Orientation of pairs selected in both directions.
+
+    For a pair a <-> b: if perturbing a significantly changes b (q < fdr) and
+    perturbing b does not significantly change a (q >= fdr, or b was not
+    perturbed alone), keep a -> b and drop b -> a. Otherwise keep both.
+
+    Returns the boolean mask of edges kept and, for kept edges, ``oriented``:
+    False where both directions of the pair are kept.
+    """
+    n_genes = int(max(source.max(initial=-1), target.max(initial=-1))) + 1
+    key = source * n_genes + target
+    reverse = target * n_genes + source
+    order = np.argsort(key)
+    pos = np.searchsorted(key[order], reverse)
+    pos = np.minimum(pos, len(key) - 1)
+    has_reverse = key[order][pos] == reverse if len(key) else np.zeros(0, bool)
+    rev_index = order[pos]
+    significant = is_significant(qvalue, fdr)
+    rev_significant = np.where(has_reverse, significant[rev_index], False)
+    drop = has_reverse & rev_significant & ~significant
+    keep = ~drop
+    oriented = ~(has_reverse & ~(significant ^ rev_significant))
+    return keep, oriented
+
+
+# ---------------------------------------------------------------------------
+# learn_network
+# ---------------------------------------------------------------------------
+
+
+def _regulator_index(regulators: Iterable[str] | None, genes: pd.Index) -> np.ndarray:
+    if regulators is None:
+        return np.arange(len(genes))
+    if isinstance(regulators, str | bytes):
+        raise ParameterError(
+            f"regulators must be a collection of gene symbols, got the single string "
+            f"{regulators!r}; wrap it in a list: regulators=[{regulators!r}]."
+        )
+    try:
+        names = pd.Index([str(r) for r in regulators])
+    except TypeError:
+        raise ParameterError(
+            f"regulators must be an iterable of gene symbols (list, set, pandas.Index), got "
+            f"{type(regulators).__name__}."
+        ) from None
+    idx = genes.get_indexer(names.unique())
+    idx = np.unique(idx[idx >= 0])
+    if len(idx) == 0:
+        example = names[:3].tolist()
+        raise ParameterError(
+            f"None of the {len(names)} regulators (e.g. {example}) is among the "
+            f"{len(genes)} genes of the data (var_names, e.g. {genes[:3].tolist()}). Use the "
+            f"same gene symbols, or regulators=None for all genes."
+        )
+    return idx
+
+
+def learn_network(
+    adata: AnnData,
+    *,
+    regulators: Iterable[str] | None = None,
+    method: Literal["lasso", "stability"] = "lasso",
+    alpha: float = 0.05,
+    n_bootstrap: int = 50,
+    threshold: float = 0.6,
+    max_regulators: int | None = 20,
+    layer: str | None = None,
+    use_interventions: bool = True,
+    orient_fdr: float = 0.05,
+    n_jobs: int = 1,
+    verbose: bool = False,
+    random_state: int | np.random.Generator | None = 0,
+    seed: Any = DEPRECATED,
+) -> nx.DiGraph:
+    """Learn a gene regulatory network by sparse regression (lasso).
+
+    For each gene g, x_g is regressed on the candidate regulators on the
+    samples in which g is **not** targeted (alone or in a combination): a
+    targeted gene's level is set by the tool, so those samples carry no
+    information about its regulators. Targeted regulators enter at their level
+    T where it is known (knockouts: 0). The lasso (``method="lasso"``) or
+    stability selection (``method="stability"``) chooses the edges, and
+    interventional samples orient pairs selected in both directions
+    (``use_interventions``). See the module docstring for the computation:
+    one pass over the data, then an exact lasso per gene from shared
+    sufficient statistics.
+
+    Parameters
+    ----------
+    adata : anndata.AnnData
+        Cells or pseudobulk rows following the data contract
+        (:mod:`causalcell.data.contract`). Not modified. ``X`` (or the layer)
+        may be a Dask array chunked along cells (e.g. from
+        :func:`causalcell.data.read_lazy`): it is read in row blocks on the
+        active Dask client (else the threaded scheduler), once for the lasso
+        and once per split for stability selection; the pass also collects
+        the candidates' values in the targeted cells, which must fit in memory.
+    regulators : iterable of str, optional
+        Candidate regulators, e.g. ``causalcell.datasets.load_tf_names()``;
+        names absent from ``var_names`` are ignored. Default: every gene.
+        A gene is never its own regulator.
+    method : {"lasso", "stability"}, default "lasso"
+        ``"lasso"``: one lasso fit per gene on all its samples; ``weight`` is
+        the lasso coefficient (shrunk towards 0). ``"stability"``: stability
+        selection (Meinshausen & Bühlmann 2010) with complementary pairs
+        (Shah & Samworth 2013): the samples are split at random into two
+        halves ``n_bootstrap / 2`` times, the lasso is fitted on every half,
+        and an edge is kept if it is selected in at least ``threshold`` of
+        the ``n_bootstrap`` fits; ``weight`` is then the least-squares
+        coefficient of the gene on its kept regulators over all its samples.
+    alpha : float, default 0.05
+        Lasso penalty on the standardized scale, in (0, 1): a regulator can
+        enter only where its (partial) correlation with the gene exceeds
+        ``alpha``. With ~1e4 cells, correlations from noise are ~0.01.
+    n_bootstrap : int, default 50
+        Number of half-sample fits for stability selection (even, >= 2).
+    threshold : float, default 0.6
+        Stability selection: smallest selection frequency of a kept edge, in
+        (0, 1]. Meinshausen & Bühlmann recommend 0.6 to 0.9.
+    max_regulators : int or None, default 20
+        At most this many regulators per gene (per fit): when the lasso at
+        ``alpha`` selects more, the solution at the larger penalty where
+        ``max_regulators`` are active is used (the regulators entering the
+        lasso path first). ``None``: no cap.
+    layer : str, optional
+        Layer holding log-normalized expression; ``None`` uses ``X``.
+    use_interventions : bool, default True
+        Orient pairs of genes selected in both directions (a -> b and
+        b -> a) from the interventional samples; see Notes. Targeted samples
+        are excluded from each gene's own regression whatever this setting.
+    orient_fdr : float, default 0.05
+        False discovery rate (Benjamini-Hochberg, over the tested edges) of
+        the interventional evidence used for orientation.
+    n_jobs : int, default 1
+        Processes for the per-gene fits (joblib; -1: all cores). Starting
+        the processes takes a second or two, so this pays off only when the
+        fits dominate (many candidate regulators, stability selection).
+    verbose : bool, default False
+        Show a tqdm progress bar over genes.
+    random_state : int, numpy.random.Generator or None, default 0
+        Seed of the random halves of stability selection.
+    seed
+        Deprecated name of ``random_state`` (a ``FutureWarning``; removed in
+        the next release).
+
+    Returns
+    -------
+    networkx.DiGraph
+        Every gene of ``adata`` is a node; edges ``regulator -> target`` carry
+
+        - ``weight``: the regression coefficient on the expression scale;
+        - ``stability`` (stability selection only): selection frequency;
+        - ``intervention_q``: BH q-value of "perturbing the regulator alone
+          changes the target" (Welch test against the controls; NaN when the
+          regulator has no single-gene perturbation, the data have no
+          controls, or ``use_interventions=False``);
+        - ``oriented``: False when both directions of the pair are kept (the
+          direction is undetermined), True otherwise.
+
+        ``G.graph`` records the method, its parameters, ``n_samples``,
+        ``n_regulators``, ``n_oriented`` (pairs resolved by interventions)
+        and, for stability selection with ``threshold > 0.5``,
+        ``expected_false_edges_bound``: the sum over genes of the
+        Meinshausen-Bühlmann bound q^2 / ((2 threshold - 1) p) on the
+        expected number of falsely selected regulators (q: mean number of
+        regulators selected per fit, p: number of candidates), valid under
+        their exchangeability assumption.
+
+    Raises
+    ------
+    DataContractError
+        ``adata`` breaks the data contract, or ``layer`` is missing.
+    ParameterError
+        An argument outside its range, or ``regulators`` sharing no gene with
+        ``var_names``.
+
+    Notes
+    -----
+    **Orientation.** The lasso of g on all other genes selects g's Markov
+    blanket: its regulators but also its targets, so a regulator a of b is
+    often selected in both directions, a -> b and b -> a. Interventions break
+    the symmetry: if perturbing a changes b, a is upstream of b. For every
+    selected edge a -> b whose regulator a has single-gene perturbations, the
+    mean of b in those samples is compared with the control samples by a
+    Welch t-test (the smallest p-value over a's single-gene conditions,
+    Bonferroni-corrected for their number; combinations are not used), and
+    p-values are turned into BH q-values over all tested edges. For a pair
+    selected in both directions, the edge a -> b is kept and b -> a dropped
+    when q(a -> b) < ``orient_fdr`` and b -> a is not significant (or b was
+    not perturbed); symmetrically; otherwise both are kept with
+    ``oriented=False``. Edges selected in one direction only are never
+    reversed. With pseudobulk input (one row per perturbation) there are no
+    replicates to test, and nothing is oriented.
+
+    **Cost.** One pass over the data costs O(n p r) for n samples, p genes
+    and r candidate regulators, and the moments take O(p r) memory (restrict
+    ``regulators`` to transcription factors for tens of thousands of genes).
+    Each gene's fit then costs O(k r) for its k targeted samples plus a LARS
+    solve on a working set of about ``4 * max_regulators`` candidates.
+    Stability selection repeats the pass and the fits ``n_bootstrap`` times
+    (the second half of each split is the total minus the first).
+
+    References
+    ----------
+    .. [1] Meinshausen N, Bühlmann P. Stability selection. J R Stat Soc B 72,
+       417-473 (2010).
+    .. [2] Shah RD, Samworth RJ. Variable selection with error control:
+       another look at stability selection. J R Stat Soc B 75, 55-80 (2013).
+    .. [3] Efron B, Hastie T, Johnstone I, Tibshirani R. Least angle
+       regression. Ann Stat 32, 407-499 (2004).
+
+    Examples
+    --------
+    >>> import causalcell as cc
+    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, random_state=0)
+    >>> from causalcell.graph import learn_network
+    >>> tfs = sim.adata.var_names[sim.adata.var["is_tf"]]
+    >>> G = learn_network(sim.adata, regulators=tfs, verbose=False)
+    >>> sorted(G.nodes) == sorted(sim.adata.var_names)
+    True
+    """
+    random_state = renamed("learn_network", "seed", seed, "random_state", random_state, 0)
+    options = _Options.checked(method, alpha, n_bootstrap, threshold, max_regulators,
+                               orient_fdr, n_jobs, random_state)
+    design = _design(adata, layer)
+    genes = pd.Index(adata.var_names).astype(str)
+    reg_idx = _regulator_index(regulators, genes)
+    mom, reads = _first_pass(design, reg_idx, verbose)
+    edges = _select_edges(design, reads, mom, reg_idx, options, verbose)
+    qvalue = np.full(len(edges.source), np.nan)
+    if use_interventions:
+        qvalue = _intervention_qvalues(design, edges)
+    keep, oriented = _orient(edges.source, edges.target, qvalue, options.orient_fdr)
+    params: dict[str, Any] = {
+        "method": method,
+        "alpha": options.alpha,
+        "max_regulators": max_regulators,
+        "n_samples": design.shape[0],
+        "n_regulators": len(reg_idx),
+        "use_interventions": bool(use_interventions),
+        "orient_fdr": options.orient_fdr,
+    }
+    if method == "stability":
+        params.update(
+            n_bootstrap=int(n_bootstrap),
+            threshold=options.threshold,
+            random_state=random_state if not isinstance(random_state, np.random.Generator)
+            else repr(random_state),
+            expected_false_edges_bound=edges.bound,
+        )
+    params["n_oriented"] = int((~keep).sum())
+    return _network(genes, edges, qvalue, keep, oriented, params)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The checked options of :func:`learn_network`."""
+
+    method: str
+    alpha: float
+    n_bootstrap: int
+    threshold: float
+    max_regulators: int | None
+    orient_fdr: float
+    n_jobs: int
+    random_state: Any
+
+    @classmethod
+    def checked(
+        cls, method: object, alpha: object, n_bootstrap: object, threshold: object,
+        max_regulators: object, orient_fdr: object, n_jobs: object, random_state: object,
+    ) -> _Options:
+        if method not in ("lasso", "stability"):
+            raise ParameterError(f"method={method!r} is invalid; use 'lasso' or 'stability'.")
+        alpha = check_fraction("alpha", alpha)
+        orient_fdr = check_fraction("orient_fdr", orient_fdr)
+        threshold = check_fraction("threshold", threshold, closed_right=True)
+        if not is_int(n_bootstrap) or n_bootstrap < 2 or n_bootstrap % 2:
+            raise ParameterError(
+                f"n_bootstrap={n_bootstrap!r} is invalid; use an even number >= 2 (the samples "
+                f"are split into complementary halves n_bootstrap / 2 times)."
+            )
+        if max_regulators is not None and (not is_int(max_regulators) or max_regulators < 1):
+            raise ParameterError(
+                f"max_regulators={max_regulators!r} is invalid; use a positive integer or None."
+            )
+        return cls(
+            method=str(method),
+            alpha=alpha,
+            n_bootstrap=int(n_bootstrap),
+            threshold=threshold,
+            max_regulators=None if max_regulators is None else int(max_regulators),
+            orient_fdr=orient_fdr,
+            n_jobs=check_n_jobs(n_jobs),
+            random_state=check_random_state(random_state),
+        )
+
+
+@dataclass(frozen=True)
+class _Edges:
+    """Selected edges (gene indices) with their weights, and stability selection's extras."""
+
+    source: np.ndarray
+    target: np.ndarray
+    weight: np.ndarray
+    stability: np.ndarray | None = None
+    bound: float = float("nan")
+
+
+def _select_edges(
+    design: Design, reads: Design, mom: Moments, reg_idx: np.ndarray, options: _Options,
+    verbose: bool,
+) -> _Edges:
+    """The lasso (or stability selection) of every gene on its candidate regulators."""
+    from joblib import Parallel
+    from tqdm.auto import tqdm
+
+    all_genes = np.arange(design.shape[1])
+    # One pool for every dispatch (stability selection dispatches 2 per split).
+    with Parallel(n_jobs=options.n_jobs, return_as="generator_unordered") as runner:
+        if options.method == "stability":
+            return _Edges(*_stability(
+                design, reads, mom, reg_idx, all_genes,
+                alpha=options.alpha,
+                max_regulators=options.max_regulators,
+                n_bootstrap=options.n_bootstrap,
+                threshold=options.threshold,
+                runner=runner,
+                verbose=verbose,
+                random_state=options.random_state,
+            ))
+        with tqdm(total=len(all_genes), desc="lasso", disable=not verbose, unit="gene") as bar:
+            results = _solve_genes(
+                reads, mom, reg_idx, all_genes, _Task("lasso", options.alpha,
+                                                      options.max_regulators),
+                subsample=None, runner=runner, progress=bar,
+            )
+    return _Edges(*_edges_from(results, reg_idx))
+
+
+def _intervention_qvalues(design: Design, edges: _Edges) -> np.ndarray:
+    """BH q-value of "perturbing the regulator alone changes the target", per edge
+    (NaN for all, with a warning, when there are fewer than 2 controls)."""
+    groups, group_gene = _single_target_groups(design.interventions)
+    sums = group_moments(design.X, groups, len(group_gene), squares=True)
+    n_controls = int(sums.count[0])
+    if n_controls >= 2:
+        return bh_qvalues(_edge_evidence(edges.source, edges.target, sums, group_gene))
+    if len(edges.source):
+        warnings.warn(
+            f"learn_network: {n_controls} control sample(s) (is_control); at least 2 are "
+            f"needed to test the effects of perturbations (pseudobulk data has one row per "
+            f"condition: pass the cells instead). Edges are not oriented by interventions.",
+            CausalCellWarning,
+            stacklevel=3,
+        )
+    return np.full(len(edges.source), np.nan)
+
+
+def _network(
+    genes: pd.Index, edges: _Edges, qvalue: np.ndarray, keep: np.ndarray,
+    oriented: np.ndarray, params: dict[str, Any],
+) -> nx.DiGraph:
+    """The kept edges as a DiGraph over every gene, with their attributes."""
+    G = nx.DiGraph(**params)
+    G.add_nodes_from(genes.tolist())
+    names = genes.to_numpy(dtype=object)
+    kept = np.flatnonzero(keep)
+    attrs: list[dict[str, Any]] = [
+        {
+            "weight": float(edges.weight[i]),
+            "intervention_q": float(qvalue[i]),
+            "oriented": bool(oriented[i]),
+        }
+        for i in kept
+    ]
+    if edges.stability is not None:
+        for d, i in zip(attrs, kept, strict=True):
+            d["stability"] = float(edges.stability[i])
+    G.add_edges_from(
+        (names[s], names[t], d)
+        for s, t, d in zip(edges.source[kept], edges.target[kept], attrs, strict=True)
+    )
+    return G
+
+
+def _stability(
+    design: Design,
+    reads: Design,
+    full: Moments,
+    reg_idx: np.ndarray,
+    genes: np.ndarray,
+    *,
+    alpha: float,
+    max_regulators: int | None,
+    n_bootstrap: int,
+    threshold: float,
+    runner: Any,
+    verbose: bool,
+    random_state: Any,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """Complementary-pairs stability selection, then a least-squares refit.
+
+    Each half's moments come from a pass over its samples (with the full
+    pass's shift); the other half's are the full moments minus those. The
+    excluded rows' values are read from ``reads``.
+
+    Returns source, target, weight, selection frequency and the summed
+    Meinshausen-Bühlmann error bound (NaN for ``threshold <= 0.5``).
+    """
+    from tqdm.auto import tqdm
+
+    rng = np.random.default_rng(random_state)
+    n, p_genes = design.shape
+    task = _Task("select", alpha, max_regulators)
+    selected: list[np.ndarray] = []  # flattened (target * p + source) keys per fit
+    n_selected = np.zeros(p_genes)
+    with tqdm(
+        total=len(genes) * n_bootstrap,
+        desc="stability selection",
+        disable=not verbose,
+        unit="fit",
+    ) as bar:
+        for _ in range(n_bootstrap // 2):
+            in_half = np.zeros(n, dtype=bool)
+            in_half[rng.permutation(n)[: n // 2]] = True
+            half = moments(design, reg_idx, rows=np.flatnonzero(in_half), shift=full.shift)
+            for part, members in ((half, in_half), (full.without(half), ~in_half)):
+                results = _solve_genes(
+                    reads,
+                    part,
+                    reg_idx,
+                    genes,
+                    task,
+                    subsample=members,
+                    runner=runner,
+                    progress=bar,
+                )
+                src, tgt, _ = _edges_from(results, reg_idx)
+                selected.append(tgt * p_genes + src)
+                n_selected += np.bincount(tgt, minlength=p_genes)
+    keys, counts = np.unique(np.concatenate(selected), return_counts=True)
+    frequency = counts / n_bootstrap
+    stable = frequency >= threshold - 1e-12
+    keys, frequency = keys[stable], frequency[stable]
+    target, source = np.divmod(keys, p_genes)
+
+    # Refit each gene on its stable regulators over all its samples.
+    reg_position = np.full(p_genes, -1, dtype=np.int64)
+    reg_position[reg_idx] = np.arange(len(reg_idx))
+    fixed: dict[int, np.ndarray] = {}
+    if len(target):
+        bounds = np.flatnonzero(np.diff(target)) + 1
+        for tg, src in zip(target[np.r_[0, bounds]], np.split(source, bounds), strict=True):
+            fixed[int(tg)] = reg_position[src]
+    refit_genes = np.array(sorted(fixed), dtype=np.int64)
+    results = _solve_genes(
+        reads,
+        full,
+        reg_idx,
+        refit_genes,
+        _Task("refit", fixed=fixed),
+        subsample=None,
+        runner=runner,
+        progress=tqdm(disable=True),
+    )
+    r_src, r_tgt, r_weight = _edges_from(results, reg_idx)
+    # Align the refit coefficients with the stable edges (same sort order).
+    weight_of = pd.Series(r_weight, index=r_tgt * p_genes + r_src)
+    weight = weight_of.reindex(target * p_genes + source).to_numpy(dtype=float)
+    keep = np.isfinite(weight)  # a regulator that became constant cannot be refitted
+    source, target, weight, frequency = source[keep], target[keep], weight[keep], frequency[keep]
+
+    bound = float("nan")
+    if threshold > 0.5:
+        # Candidates per gene: all regulators but itself (before variance checks).
+        is_reg = np.zeros(p_genes, dtype=bool)
+        is_reg[reg_idx] = True
+        n_candidates = len(reg_idx) - is_reg.astype(float)
+        q = n_selected / n_bootstrap
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per_gene = np.where(n_candidates > 0, q**2 / ((2 * threshold - 1) * n_candidates), 0)
+        bound = float(per_gene.sum())
+    order = np.lexsort((source, target))
+    return source[order], target[order], weight[order], frequency[order], bound
+
+
