@@ -96,7 +96,8 @@ def test_summaries_count_undefined_correlations_as_no_skill():
     table = _long({"full": [0.5, 0.5, 0.5, 0.5], "half": [0.9, 0.9, nan, nan]})
     zero = summarize(table).set_index("model")
     assert zero.loc["half", "mean"] == pytest.approx(0.45)
-    assert zero.loc["half", "n"] == 4 and zero.loc["half", "n_undefined"] == 2
+    assert zero.loc["half", "n"] == 4
+    assert zero.loc["half", "n_undefined"] == 2
     assert zero.loc["full", "n_undefined"] == 0
     # Skipping: both models on the two perturbations where both are defined.
     skip = summarize(table, undefined="skip").set_index("model")
@@ -114,7 +115,8 @@ def test_undefined_by_the_data_is_left_out_for_every_model():
     table = _long({"a": [0.5, nan, 0.7], "b": [0.1, nan, 0.2]})
     table.loc[table["perturbation"] == "p1", "scorable"] = False  # no significant gene
     summary = summarize(table).set_index("model")
-    assert (summary["n"] == 2).all() and (summary["n_undefined"] == 0).all()
+    assert (summary["n"] == 2).all()
+    assert (summary["n_undefined"] == 0).all()
     assert summary.loc["a", "mean"] == pytest.approx(0.6)
 
 
@@ -138,7 +140,8 @@ def test_control_baseline_correlations_are_undefined_and_count_zero(sim, profile
                       & (long["metric"] == "de_overlap_top5")]
         np.testing.assert_allclose(scored["value"], 5 / scored["n_genes_scored"])
     raw = long[(long["model"] == "control") & (long["metric"] == "pearson_delta")]
-    assert raw["value"].isna().all() and (raw["scored"] == 0.0).all()
+    assert raw["value"].isna().all()
+    assert (raw["scored"] == 0.0).all()
 
 
 # ------------------------------------------------------------------ intervals and tests
@@ -159,9 +162,11 @@ def test_intervals_differences_and_p_values(sim, profiles):
     assert (values <= table[f"ci_high [{cond}]"] + 1e-12).all()
     assert (table[f"n [{cond}]"].loc["mse"] == profiles.n_obs).all()
     same = table.xs("copy of mean", level="model")
-    assert (same[f"diff [{cond}]"] == 0).all() and (same[f"p_value [{cond}]"] == 1).all()
+    assert (same[f"diff [{cond}]"] == 0).all()
+    assert (same[f"p_value [{cond}]"] == 1).all()
     good = table.loc[("pearson_delta", "good")]
-    assert good[f"diff_ci_low [{cond}]"] > 0 and good[f"p_value [{cond}]"] < 0.01
+    assert good[f"diff_ci_low [{cond}]"] > 0
+    assert good[f"p_value [{cond}]"] < 0.01
     # The same seed gives the same intervals; another seed slightly different ones.
     again = compare(predictions, sim.adata, top_k=[5]).set_index(["metric", "model"])
     pd.testing.assert_frame_equal(table, again)

@@ -253,7 +253,8 @@ def test_constant_prediction_scores_chance_and_keeps_its_direction():
     observed = rng.normal(scale=0.3, size=(3, g))
     constant = 0.5 + rng.normal(scale=1e-16, size=(3, g))
     out = perturbation_metrics(constant, observed, [[0], [], [5]], top_k=[4, 10])
-    assert out["pearson_delta"].isna().all() and out["spearman_delta"].isna().all()
+    assert out["pearson_delta"].isna().all()
+    assert out["spearman_delta"].isna().all()
     np.testing.assert_allclose(out["de_overlap_top4"], 4 / out["n_genes_scored"])
     np.testing.assert_allclose(out["de_overlap_top10"], 10 / out["n_genes_scored"])
     # A constant non-zero change is a prediction ("every gene goes up"): the
@@ -269,7 +270,8 @@ def test_no_skill_values():
 
     assert no_skill("pearson_delta") == no_skill("de_pearson_top20") == 0.0
     assert no_skill("direction_agreement") == 0.5
-    assert no_skill("mae") is None and no_skill("de_overlap_top20") is None
+    assert no_skill("mae") is None
+    assert no_skill("de_overlap_top20") is None
     assert no_skill("retrieval_rank") is None
 
 

@@ -45,6 +45,7 @@ from causalcell.evaluate.retrieval_table import retrieval_ranks
 __all__ = [
     "CONDITIONING",
     "UNDEFINED",
+    "check_exclude",
     "compare",
     "evaluate",
     "observed_de",
@@ -60,7 +61,7 @@ _ID_COLUMNS = [PERTURBATION, PERTURBATION_TYPE, "conditioning", "n_genes_scored"
 UNDEFINED = ("zero", "skip")
 
 
-def _check_exclude(exclude: str | Sequence[str | None] | None) -> tuple[str | None, ...]:
+def check_exclude(exclude: str | Sequence[str | None] | None) -> tuple[str | None, ...]:
     values = (exclude,) if exclude is None or isinstance(exclude, str) else tuple(exclude)
     if not values or any(v not in EXCLUDE for v in values) or len(set(values)) != len(values):
         raise ParameterError(
@@ -223,7 +224,7 @@ def evaluate(
     >>> sorted(table["conditioning"].unique())
     ['none', 'targeted excluded']
     """
-    settings = _check_exclude(exclude)
+    settings = check_exclude(exclude)
     aligned = align(predicted, observed, reference=reference, join=join,
                     control_label=control_label, layer=layer, predicted_layer=predicted_layer,
                     aggregate_predicted=aggregate_predicted)
@@ -472,7 +473,7 @@ def compare(
     for name in predictions:
         if not isinstance(name, str) or not name:
             raise ParameterError(f"Model names must be non-empty strings, got {name!r}.")
-    settings = _check_exclude(exclude)
+    settings = check_exclude(exclude)
     _check_undefined(undefined)
     if isinstance(n_resamples, bool) or not isinstance(n_resamples, numbers.Integral) \
             or n_resamples < 1:
