@@ -464,7 +464,7 @@ def compare(
     --------
     >>> import causalcell as cc
     >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, seed=0)
-    >>> table = compare({"truth": sim.truth}, sim.adata, baseline=None, top_k=[5])
+    >>> table = compare({"expected": sim.expected}, sim.adata, baseline=None, top_k=[5])
     >>> table.columns[2:5].tolist()
     ['higher_is_better', 'value [targeted excluded]', 'ci_low [targeted excluded]']
     """
