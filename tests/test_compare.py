@@ -182,9 +182,11 @@ def test_reversal_needs_more_than_a_rank_swap(sim, profiles):
         rng = np.random.default_rng(seed)
         predictions = {"a": _prediction(profiles, X + rng.normal(0, 0.1, X.shape)),
                        "b": _prediction(profiles, X + rng.normal(0, 0.1, X.shape))}
-        table = compare(predictions, sim.adata, top_k=[5], baseline="a")
+        table = compare(predictions, sim.adata, top_k=[5], baseline="a", n_resamples=500)
         assert not table["reversal"].any()
         found |= bool(table["rank_changed"].any())
+        if found and seed >= 4:
+            break
     assert found  # some seed swapped a ranking between conditionings
 
 

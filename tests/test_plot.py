@@ -64,7 +64,7 @@ def predictions(sim):
     """The truth and three baselines, predicted for every observed perturbation."""
     import warnings
 
-    from causalcell.demo import observed_request
+    from causalcell.benchmark import observed_request
     from causalcell.models import ControlBaseline, MeanBaseline, TargetOnlyBaseline
 
     request = observed_request(sim.adata[~sim.adata.obs["is_control"].to_numpy()])

@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 NetworkSource = nx.DiGraph | Callable[[AnnData], nx.DiGraph] | None
+Networks = NetworkSource | Mapping[str, NetworkSource]
 
 
 @dataclass(frozen=True, repr=False)
@@ -64,8 +65,8 @@ class CrossValidation:
     fit_seconds : dict of str to float
         Fit and predict time of each model, summed over folds.
     networks : dict of str to networkx.DiGraph
-        For each model that takes a network: the network it was given (a
-        callable's output on the first fold's training split).
+        For each model that was given a network: that network (a callable's
+        output on the first fold's training split).
     fold_networks : dict of str to list of networkx.DiGraph
         The same, one per fold.
     fitted : dict of str to list
@@ -206,10 +207,21 @@ class CrossPrediction:
                 f"perturbations in {self.folds['fold'].nunique()} folds)")
 
 
+def _per_model(network: Networks, models: Mapping[str, Any]) -> dict[str, NetworkSource]:
+    """The network source of each model (a mapping names the models it serves)."""
+    if isinstance(network, Mapping):
+        unknown = sorted(set(network) - set(models))
+        if unknown:
+            raise ParameterError(f"network names models {unknown} that are not among the "
+                                 f"models {list(models)}.")
+        return {name: network.get(name) for name in models}
+    return dict.fromkeys(models, network)
+
+
 def cross_predict(
     models: Mapping[str, Any],
     adata: AnnData,
-    network: NetworkSource = None,
+    network: Networks = None,
     *,
     folds: int = 5,
     random_state: int | None = 0,
@@ -232,6 +244,7 @@ def cross_predict(
         As :func:`cross_validate`.
     """
     models = check_models(models)
+    sources = _per_model(network, models)
     cell_fold, fold_table = perturbation_folds(adata, folds, random_state=random_state,
                                                measured_only=measured_only)
     predictions: dict[str, list[AnnData]] = {name: [] for name in models}
@@ -240,7 +253,8 @@ def cross_predict(
     fitted: dict[str, list[Any]] = {name: [] for name in models}
     steps = [(k, name) for k in range(int(folds)) for name in models]
     bar = tqdm(steps, desc="cross-validate", unit="fit", disable=not verbose, leave=False)
-    current, train, request, graph = -1, None, None, None
+    current, train, request = -1, None, None
+    graphs: dict[int, nx.DiGraph | None] = {}  # per source, computed once per fold
     with warnings.catch_warnings():
         # Unmeasured targets always train; they are reported by Interventions once.
         warnings.simplefilter("ignore", UnmeasuredTargetWarning)
@@ -250,13 +264,16 @@ def cross_predict(
                 current = k
                 train = adata[cell_fold != k].copy()
                 request = observed_request(adata[cell_fold == k])
-                graph = None
+                graphs = {}
             start = time.perf_counter()
             model = clone(models[name])
             if takes_network(model):
-                if graph is None:
-                    graph = resolve_network(network, train)
-                fold_networks.setdefault(name, []).append(graph)
+                source = sources[name]
+                if id(source) not in graphs:
+                    graphs[id(source)] = resolve_network(source, train)
+                graph = graphs[id(source)]
+                if graph is not None:
+                    fold_networks.setdefault(name, []).append(graph)
                 model.fit(train, graph)
             else:
                 model.fit(train)
@@ -277,7 +294,7 @@ def cross_predict(
 def cross_validate(
     models: Mapping[str, Any],
     adata: AnnData,
-    network: NetworkSource = None,
+    network: Networks = None,
     *,
     folds: int = 5,
     random_state: int | None = 0,
@@ -316,7 +333,8 @@ def cross_validate(
         Given to every model whose ``fit`` takes a ``network``: a graph, or a
         function of the training cells returning one (e.g.
         :func:`causalcell.graph.learn_network`), called once per fold on
-        that fold's training split only.
+        that fold's training split only. A mapping ``{"model name": graph or
+        function}`` gives each model its own (models not named get None).
     folds
         Number of folds, 2 to the number of scorable perturbations.
     random_state
@@ -350,7 +368,8 @@ def cross_validate(
     ParameterError
         ``models`` that is not a mapping of names to estimator instances;
         ``folds`` below 2 or above the number of scorable perturbations; a
-        ``network`` that is neither a graph nor a callable; a ``baseline``
+        ``network`` that is neither a graph nor a callable (or a mapping
+        naming unknown models); a ``baseline``
         that is not among the models; and every error of
         :func:`~causalcell.evaluate.compare`.
     DataContractError
