@@ -268,3 +268,14 @@ def test_pseudobulk_rows_cross_validate_without_a_ceiling(sim):
     assert result.ceiling is None
     assert not any(c.startswith("calibrated") for c in result.table.columns)
     assert isinstance(result.table, pd.DataFrame)
+
+
+def test_cross_validate_leaves_the_callers_data_alone():
+    sim = cc.datasets.simulate(n_genes=40, n_tfs=6, n_combinations=2, seed=5)
+    obs, X = sim.adata.obs.copy(), np.asarray(sim.adata.X).copy()
+    edges = sorted(sim.network.edges(data=True))
+    cross_validate({"grn": ConditionalGRNRegressor(verbose=False), "mean": MeanBaseline()},
+                   sim.adata, sim.network, folds=3, top_k=[5], verbose=False)
+    pd.testing.assert_frame_equal(sim.adata.obs, obs)
+    np.testing.assert_array_equal(np.asarray(sim.adata.X), X)
+    assert sorted(sim.network.edges(data=True)) == edges

@@ -262,7 +262,8 @@ def cross_predict(
             bar.set_postfix_str(f"fold {k + 1}/{folds}: {name}")
             if k != current:
                 current = k
-                train = adata[cell_fold != k].copy()
+                # A view: models read their training data and never write to it.
+                train = adata[cell_fold != k]
                 request = observed_request(adata[cell_fold == k])
                 graphs = {}
             start = time.perf_counter()
