@@ -75,7 +75,9 @@ def naive_metrics(P, T, targets, exclude, top_k, de_score=None, significant=None
             "pearson_delta": _corr(p, o, tol=tol),
             "spearman_delta": np.nan if flat else _corr(p, o, "spearman"),
             "cosine_delta": np.nan if zero else p @ o / np.sqrt((p @ p) * (o @ o)),
-            "direction_agreement": np.nan if zero else np.mean(np.sign(p) == np.sign(o)),
+            "direction_agreement": np.nan if zero else np.mean(
+                [1.0 if a == b else 0.0 if a * b < 0 else 0.5
+                 for a, b in zip(np.sign(p), np.sign(o), strict=True)]),
         }
         full_p = np.zeros(g)
         full_p[keep], full_o = p, np.zeros(g)
@@ -279,3 +281,10 @@ def test_scale_must_be_a_finite_non_negative_number():
     P = np.ones((1, 3))
     with pytest.raises(ParameterError, match="scale"):
         perturbation_metrics(P, P, exclude=None, scale=-1.0)
+
+
+def test_direction_agreement_counts_a_one_sided_zero_as_a_coin_flip():
+    observed = np.array([[1.0, -1.0, 2.0, 0.0, -0.5]])
+    sparse = np.array([[0.7, 0.0, 0.0, 0.0, 0.4]])  # right, no change x2, both 0, wrong
+    out = perturbation_metrics(sparse, observed, exclude=None, top_k=[])
+    assert out["direction_agreement"][0] == pytest.approx((1 + 0.5 + 0.5 + 1 + 0) / 5)

@@ -14,6 +14,7 @@ Metrics (one value per perturbation):
 ``spearman_delta``          Spearman correlation of the changes
 ``cosine_delta``            cosine similarity of the changes
 ``direction_agreement``     share of genes whose change has the observed sign
+                            (a zero on one side only counts half)
 ``de_overlap_top{k}``       share of the observed top-k DE genes that are among
                             the k genes with the largest predicted |change|
 ``de_pearson_top{k}``       Pearson of the changes on the observed top-k DE genes
@@ -343,7 +344,12 @@ def _block_metrics(
                         * np.where(keep, obs * obs, 0.0).sum(axis=1))
         zero = pred_zero | obs_zero
         out["cosine_delta"] = np.where(zero, np.nan, np.clip(dot / norms, -1.0, 1.0))
-        agree = (np.sign(pred) == np.sign(obs)) & keep
+        # Same sign: 1; opposite signs: 0; a zero on one side only (no change
+        # predicted, or none observed): 0.5, a coin flip, so that predicting
+        # "no change" is never worse than predicting noise.
+        sp, so = np.sign(pred), np.sign(obs)
+        agree = np.where(sp == so, 1.0, np.where(sp * so < 0, 0.0, 0.5))
+        agree = np.where(keep, agree, 0.0)
         out["direction_agreement"] = np.where(zero, np.nan, agree.sum(axis=1) / n_keep)
     for name in ("mae", "mse", "direction_agreement"):
         out[name][n_keep == 0] = np.nan
