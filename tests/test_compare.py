@@ -9,6 +9,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 import causalcell as cc
@@ -218,3 +220,37 @@ def test_exact_test_enumerates_every_pattern():
         warnings.simplefilter("error")
         assert np.isnan(sign_flip_pvalues(np.full((3, 1), np.nan), 100,
                                           np.random.default_rng(0))[0])
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 8), shift=st.floats(-1.0, 1.0),
+       ties=st.booleans())
+def test_sign_flip_equals_scipy_on_any_small_sample(seed, n, shift, ties):
+    rng = np.random.default_rng(seed)
+    d = rng.normal(shift, 1.0, size=n)
+    if ties:  # repeated magnitudes: many sign patterns reach the observed sum
+        d = np.round(d)
+    ours = sign_flip_pvalues(d[:, None], 1000, rng)[0]
+    theirs = stats.permutation_test(
+        (d, np.zeros(n)), lambda x, y, axis: np.mean(x - y, axis=axis),
+        permutation_type="samples", n_resamples=np.inf, vectorized=True).pvalue
+    assert ours == pytest.approx(theirs, rel=1e-9, abs=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 15), k=st.integers(1, 4))
+def test_bootstrap_means_property(seed, n, k):
+    """Every resampled mean is the mean of the drawn perturbations; with every
+    count 1 (the original sample) it is the plain mean."""
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=(n, k))
+    values[rng.random((n, k)) < 0.2] = np.nan
+    counts = np.vstack([np.ones((1, n), dtype=np.int64), resample_counts(n, 5, rng)])
+    means = bootstrap_means(values, counts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        np.testing.assert_allclose(means[0], np.nanmean(values, axis=0), rtol=1e-12)
+        for b in range(1, 6):
+            drawn = np.repeat(np.arange(n), counts[b])
+            np.testing.assert_allclose(means[b], np.nanmean(values[drawn], axis=0),
+                                       rtol=1e-12)
