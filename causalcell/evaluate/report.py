@@ -598,13 +598,15 @@ class _Cube:
     def _reversal(self, boot: np.ndarray, confidence_level: float) -> np.ndarray:
         """(metric, model): a significant order against some other model that
         flips between conditionings."""
-        pairwise = boot[..., :, None] - boot[..., None, :]  # (B, c, m, j, j)
-        low, high = interval(pairwise, confidence_level)
-        oriented_low = np.where(self.better[None, :, None, None] > 0, low, -high)
-        oriented_high = np.where(self.better[None, :, None, None] > 0, high, -low)
-        order = np.where(oriented_low > 0, 1, np.where(oriented_high < 0, -1, 0))
-        flips = (order[:, None] * order[None, :] < 0).any(axis=(0, 1))  # (m, j, j)
-        return flips.any(axis=2)
+        flips = np.zeros(boot.shape[2:], dtype=bool)  # (m, j)
+        for m, better in enumerate(self.better):  # one metric at a time: bounded memory
+            pairwise = boot[:, :, m, :, None] - boot[:, :, m, None, :]  # (B, c, j, j)
+            low, high = interval(pairwise, confidence_level)
+            if better < 0:
+                low, high = -high, -low
+            order = np.where(low > 0, 1, np.where(high < 0, -1, 0))  # (c, j, j)
+            flips[m] = (order[:, None] * order[None, :] < 0).any(axis=(0, 1, 3))
+        return flips
 
     def _calibration(self, ceiling: pd.DataFrame, b: int, counts: np.ndarray,
                      confidence_level: float) -> dict[str, np.ndarray]:
