@@ -12,13 +12,14 @@ from types import ModuleType
 
 # _progress first (the names are imported in this order): it imports tqdm.auto without
 # tqdm's notebook warning, before any module that shows progress bars.
-from causalcell import _progress, data, datasets, errors, evaluate, graph, models  # noqa: F401
+from causalcell import _progress, benchmark, data, datasets, errors, evaluate, graph, models  # noqa: F401
 from causalcell._version import __version__
 from causalcell.data import Interventions
 
 __all__ = [
     "Interventions",
     "__version__",
+    "benchmark",
     "data",
     "datasets",
     "errors",

@@ -1,91 +1,125 @@
-"""causalcell.demo: the Sachs graph comparison, the verdict line and the demo figures."""
+"""causalcell.demo: cross-validated comparisons and verdicts computed from the numbers."""
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
+
 import matplotlib.pyplot as plt
-import networkx as nx
-import pandas as pd
+import numpy as np
 import pytest
 
+import causalcell as cc
 from causalcell import plot
-from causalcell.demo import ModelComparison, compare_models, demo_comparison, graph_verdict
-from causalcell.errors import ParameterError
-
-A, B = "conditional GRN (a)", "conditional GRN (b)"
-
-
-def _result(mse: dict, pearson: dict) -> ModelComparison:
-    rows = [{"metric": "mse", "model": m, "higher_is_better": False,
-             "value [targeted excluded]": v} for m, v in mse.items()]
-    rows += [{"metric": "pearson_delta", "model": m, "higher_is_better": True,
-              "value [targeted excluded]": v} for m, v in pearson.items()]
-    return ModelComparison(table=pd.DataFrame(rows), held_out=["p1", "p2", "p3"],
-                           fit_seconds={})
-
-
-def test_verdict_names_the_winner_and_the_margin():
-    line = graph_verdict(_result({A: 0.8, B: 1.0, "mean": 0.9}, {A: 0.5, B: 0.2, "mean": 0.1}),
-                         A, B)
-    assert line.startswith("Verdict on 3 held-out interventions (targeted excluded): the a ")
-    assert "mse a 0.800 vs b 1.000 (20% lower)" in line
-    assert "pearson_delta a 0.500 vs b 0.200 (+0.300)" in line
-    assert "on each metric the better of the two graphs beats the best baseline" in line
-
-
-def test_verdict_says_when_no_graph_beats_the_baseline():
-    line = graph_verdict(_result({A: 1.1, B: 1.0, "mean": 0.5}, {A: 0.1, B: 0.2, "mean": 0.3}),
-                         A, B)
-    assert "the b predicts better on every metric" in line
-    assert "neither graph beats the best baseline" in line
-    mixed = graph_verdict(_result({A: 0.9, B: 1.0, "mean": 0.5}, {A: 0.1, B: 0.2, "mean": 0.3}),
-                          A, B)
-    assert "mixed" in mixed
-
-
-def test_verdict_rejects_unknown_models():
-    with pytest.raises(ParameterError, match="not in the comparison"):
-        graph_verdict(_result({A: 1.0}, {A: 0.1}), A, B)
+from causalcell.demo import (
+    SELECTED,
+    demo_comparison,
+    format_comparison,
+    graph_verdict,
+    target_verdict,
+    verdicts,
+)
+from causalcell.errors import ParameterError, UnmeasuredTargetWarning
 
 
 @pytest.fixture(scope="module")
-def sachs() -> ModelComparison:
-    result, _ = demo_comparison("sachs", verbose=False)
-    return result
+def papalexi():
+    return demo_comparison("papalexi", verbose=False)[0]
 
 
-def test_sachs_has_both_graphs_and_learns_on_training_only(sachs):
-    assert {"conditional GRN (consensus graph)", "conditional GRN (learned graph)"} <= set(
-        sachs.predictions)
-    assert len(sachs.held_out) == 4
-    learned = sachs.networks["conditional GRN (learned graph)"]
-    assert learned.number_of_edges() > 0
-    values = sachs.table.set_index(["metric", "model"])["value [targeted excluded]"]
-    assert values["mse", "conditional GRN (consensus graph)"] != values[
-        "mse", "conditional GRN (learned graph)"]
+@pytest.fixture(scope="module")
+def simulated():
+    return demo_comparison("simulated", verbose=False)[0]
 
 
-def test_learned_network_never_sees_held_out_perturbations():
-    from causalcell import datasets
-
-    sim = datasets.simulate(n_genes=40, n_tfs=6, n_cells_per_perturbation=20, random_state=1)
-    seen = {}
-
-    def learner(train):
-        seen["labels"] = set(train.obs["perturbation"])
-        return sim.network
-
-    result = compare_models(sim.adata, sim.network, extra_networks={"learned": learner},
-                            verbose=False)
-    held = {key.split(" [")[0] for key in result.held_out}
-    assert held
-    assert not held & seen["labels"]
-    assert result.networks["conditional GRN (learned)"] is sim.network
-    with pytest.raises(ParameterError, match="used twice"):
-        compare_models(sim.adata, sim.network, network_name="x",
-                       extra_networks={"x": nx.DiGraph()}, verbose=False)
+@pytest.fixture(scope="module")
+def sachs():
+    return demo_comparison("sachs", verbose=False)[0]
 
 
-def test_demo_figures_have_the_expected_artists(sachs):
+def test_papalexi_is_cross_validated_over_its_nine_measurable_perturbations(papalexi):
+    assert papalexi.held_out == ["CMTM6", "IFNGR2", "JAK2", "NFKBIA", "STAT1", "STAT2",
+                                 "STAT3", "TNFRSF14", "UBE2L6"]
+    assert papalexi.folds["fold"].nunique() == 5
+    table = papalexi.table
+    assert (table["n [targeted excluded]"][table["metric"] == "mse"] == 9).all()
+    text = format_comparison(papalexi)
+    assert "pearson_delta (n=9)" in text
+    assert "calibrated (0 = mean baseline, 1 = replicate ceiling" in text
+    row = table[(table["metric"] == "mse") & (table["model"] == "mean")].iloc[0]
+    shown = f"{row['value [none]']:.3f} [{row['ci_low [none]']:.3f}, {row['ci_high [none]']:.3f}]"
+    assert shown in text
+
+
+def test_every_verdict_line_changes_when_the_numbers_change(papalexi, simulated):
+    """Real data where nothing beats the mean baseline once the targets are
+    excluded, and a simulation with the true network where the GRN does: the
+    same sentences, each with other words or numbers."""
+    real, sim = verdicts(papalexi), verdicts(simulated)
+    assert len(real) == len(sim)
+    for a, b in zip(real, sim, strict=True):
+        assert a != b
+    conditioned = "=> targeted genes excluded (conditioned, causalcell)"
+    real_summary = next(line for line in real if line.startswith(conditioned))
+    sim_summary = next(line for line in sim if line.startswith(conditioned))
+    assert "nothing beats the mean baseline" in real_summary
+    assert "conditional GRN on pearson_delta" in sim_summary
+    # Doctored numbers: the GRN made equal to the mean baseline loses its verdict.
+    table = simulated.table.copy()
+    grn = table["model"] == "conditional GRN"
+    for column in [c for c in table.columns if c.startswith(("diff", "p_value"))]:
+        table.loc[grn, column] = 0.0 if column.startswith("diff") else 1.0
+    doctored = verdicts(dataclasses.replace(simulated, table=table))
+    assert doctored != sim
+    assert any("nothing beats the mean baseline" in line for line in doctored)
+
+
+def test_target_verdict_follows_the_data():
+    sim = cc.datasets.simulate(random_state=0)
+    dominated = target_verdict("simulated", cc.evaluate.target_effect(sim.adata))
+    assert "45 of 45" in dominated
+    assert "it dominates" in dominated
+    sachs = cc.datasets.load_sachs2005()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnmeasuredTargetWarning)  # ICAM2
+        table = cc.evaluate.target_effect(sachs)
+    line = target_verdict("sachs2005", table)
+    first = int((table["rank"] == 1).sum())
+    assert f"in {first} of {len(table)} perturbed targets" in line
+    assert "does not dominate" in line
+
+
+def test_sachs_graph_verdict_comes_from_nested_selection(sachs):
+    fitted = sachs.fitted[SELECTED]
+    assert len(fitted) == 5
+    choices = [f.selected_ for f in fitted]
+    line = graph_verdict(sachs)
+    for graph in ("consensus graph", "learned graph"):
+        assert f"the {graph} in {choices.count(graph)} of 5 folds" in line
+    mse = sachs.table.set_index(["metric", "model"]).loc[("mse", SELECTED),
+                                                          "value [targeted excluded]"]
+    assert f"mse {mse:.3f}" in line
+    # Other choices, other sentence.
+    other = {"consensus graph": "learned graph", "learned graph": "consensus graph"}
+    try:
+        for f in fitted:
+            f.selected_ = other[f.selected_]
+        assert graph_verdict(sachs) != line
+    finally:
+        for f, choice in zip(fitted, choices, strict=True):
+            f.selected_ = choice
+    with pytest.raises(ParameterError, match="not a fitted selection"):
+        graph_verdict(sachs, "mean")
+
+
+def test_sachs_models_and_figures(sachs):
+    assert {"conditional GRN (consensus graph)", "conditional GRN (learned graph)",
+            SELECTED} <= set(sachs.predictions)
+    assert set(sachs.networks) == {"conditional GRN (consensus graph)",
+                                   "conditional GRN (learned graph)"}
+    learned = sachs.fold_networks["conditional GRN (learned graph)"]
+    assert len(learned) == 5
+    assert all(g.number_of_edges() > 0 for g in learned)
     fig = plot.conditioning_comparison(sachs.table)
     panels = [ax for ax in fig.axes if ax.get_visible()]
     assert len(panels) == 3  # pearson_delta, mse, retrieval_rank on Sachs (no top-k DE)
@@ -96,3 +130,10 @@ def test_demo_figures_have_the_expected_artists(sachs):
     assert len(ax.collections[0].get_offsets()) == 10  # 11 proteins, pkc is the target
     assert len(ax.collections[1].get_offsets()) == 1
     plt.close(ax.figure)
+
+
+def test_verdicts_need_a_baseline(simulated):
+    table = simulated.table[simulated.table["model"] != "mean"]
+    with pytest.raises(ParameterError, match="no baseline 'mean'"):
+        verdicts(dataclasses.replace(simulated, table=table))
+    assert np.isfinite(simulated.table["p_value [targeted excluded]"]).all()

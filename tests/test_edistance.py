@@ -165,7 +165,7 @@ def test_duplicated_cells_are_exact():
 # ------------------------------------------------------------------ AnnData level
 @pytest.fixture(scope="module")
 def simulated():
-    sim = cc.datasets.simulate(n_genes=30, n_tfs=5, seed=0)
+    sim = cc.datasets.simulate(n_genes=30, n_tfs=5, random_state=0)
     truth = sim.truth[~sim.truth.obs["is_control"].to_numpy()]
     return sim, truth
 

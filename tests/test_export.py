@@ -33,7 +33,7 @@ def papalexi(tmp_path_factory):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", cc.errors.UnmeasuredTargetWarning)
         adata = cc.datasets.load_papalexi2021()
-        train, test = cc.data.split_by_perturbation(adata, test_size=0.5, seed=0,
+        train, test = cc.data.split_by_perturbation(adata, test_size=0.5, random_state=0,
                                                     measured_only=True)
         model = cc.models.ConditionalGRNRegressor().fit(train,
                                                         network=cc.datasets.load_collectri())

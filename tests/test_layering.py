@@ -98,3 +98,14 @@ def test_no_import_cycles():
         graph.add_edges_from((module, m) for m in imports if m != module)
     cycles = list(nx.simple_cycles(graph))
     assert not cycles, f"import cycles: {cycles[:5]}"
+
+
+def test_benchmark_imports_no_private_names():
+    """The top layer uses the public API of the layers below (and of its own
+    private modules): no ``_name`` crosses a module line."""
+    for path in sorted((PACKAGE / "benchmark").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("causalcell"):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, f"{path.name} imports {private} from {node.module}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import numpy as np
@@ -14,6 +15,7 @@ from scipy import stats
 from causalcell.errors import DataContractError, ParameterError
 from causalcell.evaluate import metrics as metrics_module
 from causalcell.evaluate.metrics import (
+    CONSTANT_RTOL,
     higher_is_better,
     metric_names,
     perturbation_metrics,
@@ -21,8 +23,8 @@ from causalcell.evaluate.metrics import (
 )
 
 
-def _corr(a, b, kind="pearson"):
-    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+def _corr(a, b, kind="pearson", tol=0.0):
+    if len(a) < 2 or np.std(a) <= tol or np.std(b) <= tol:
         return np.nan
     if kind == "spearman":
         return stats.spearmanr(a, b).statistic
@@ -36,39 +38,69 @@ def _top(score, keep, k):
     return set(order[:k])
 
 
+def _valid_top_sets(score, keep, k):
+    """Every k-set of kept genes that some tie-breaking order makes the top k."""
+    idx = np.flatnonzero(keep)
+    return [set(c) for c in itertools.combinations(idx, k)
+            if min(score[list(c)]) >= max(score[sorted(set(idx) - set(c))], default=-np.inf)]
+
+
+def _settled(x, tol):
+    """One side under the tolerance rules: tiny entries are 0, a flat side is its mean."""
+    x = np.where(np.abs(x) <= tol, 0.0, x)
+    if len(x) and np.std(x) <= tol:
+        mean = x.mean()
+        x = np.full_like(x, 0.0 if abs(mean) <= tol else mean)
+    return x
+
+
 def naive_metrics(P, T, targets, exclude, top_k, de_score=None, significant=None):
-    """One perturbation at a time, with plain numpy / scipy calls."""
+    """One perturbation at a time, with plain numpy / scipy calls; top-k overlaps
+    averaged over every tie-breaking (all valid k-sets of both sides)."""
     n, g = P.shape
+    tol = CONSTANT_RTOL * np.abs(T).max()
     rows = []
     for i in range(n):
         keep = np.ones(g, dtype=bool)
         if exclude == "targeted":
             keep[list(targets[i])] = False
-        p, o = P[i, keep], T[i, keep]
-        score = np.abs(T[i]) if de_score is None else de_score[i]
+        p, o = _settled(P[i, keep], tol), _settled(T[i, keep], tol)
+        zero = (len(p) == 0 or np.sqrt(np.mean(p * p)) <= tol
+                or np.sqrt(np.mean(o * o)) <= tol)
+        flat = len(p) > 0 and (np.std(p) <= tol or np.std(o) <= tol)
         row = {
             "n_genes_scored": keep.sum(),
-            "mae": np.mean(np.abs(p - o)),
-            "mse": np.mean((p - o) ** 2),
-            "pearson_delta": _corr(p, o),
-            "spearman_delta": _corr(p, o, "spearman"),
-            "cosine_delta": (p @ o / np.sqrt((p @ p) * (o @ o))
-                             if (p @ p) * (o @ o) > 0 else np.nan),
-            "direction_agreement": np.mean(np.sign(p) == np.sign(o)),
+            "mae": np.mean(np.abs(P[i, keep] - T[i, keep])),
+            "mse": np.mean((P[i, keep] - T[i, keep]) ** 2),
+            "pearson_delta": _corr(p, o, tol=tol),
+            "spearman_delta": np.nan if flat else _corr(p, o, "spearman"),
+            "cosine_delta": np.nan if zero else p @ o / np.sqrt((p @ p) * (o @ o)),
+            "direction_agreement": np.nan if zero else np.mean(
+                [1.0 if a == b else 0.0 if a * b < 0 else 0.5
+                 for a, b in zip(np.sign(p), np.sign(o), strict=True)]),
         }
+        full_p = np.zeros(g)
+        full_p[keep], full_o = p, np.zeros(g)
+        full_o[keep] = o
+        score = np.abs(T[i]) if de_score is None else de_score[i]
         ks = [(f"top{k}", k) for k in top_k if k < g]
         if significant is not None:
-            ks.append(("n_sig", int((significant[i] & keep).sum())))
+            ks.append(("sig", int((significant[i] & keep).sum())))
         for name, k in ks:
             if k == 0 or k > keep.sum():
                 row[f"de_overlap_{name}"] = row[f"de_pearson_{name}"] = np.nan
                 continue
-            top_o = (set(np.flatnonzero(significant[i] & keep)) if name == "n_sig"
-                     else _top(score, keep, k))
-            top_p = _top(np.abs(P[i]), keep, k)
-            row[f"de_overlap_{name}"] = len(top_o & top_p) / k
+            if name == "sig":
+                observed_sets = [set(np.flatnonzero(significant[i] & keep))]
+                top_o = observed_sets[0]
+            else:
+                observed_sets = _valid_top_sets(score, keep, k)
+                top_o = _top(score, keep, k)
+            predicted_sets = _valid_top_sets(np.abs(full_p), keep, k)
+            row[f"de_overlap_{name}"] = np.mean(
+                [len(a & b) / k for a in observed_sets for b in predicted_sets])
             cols = sorted(top_o)
-            row[f"de_pearson_{name}"] = _corr(P[i, cols], T[i, cols])
+            row[f"de_pearson_{name}"] = _corr(full_p[cols], full_o[cols], tol=tol)
         rows.append(row)
     return rows
 
@@ -143,19 +175,19 @@ def test_targeted_gene_is_removed_before_top_k():
     assert (on["n_genes_scored"] == g - 1).all()
 
 
-def test_n_sig_metrics_and_undefined_values():
+def test_significant_metrics_and_undefined_values():
     P = np.array([[1.0, 2.0, 3.0, 4.0], [1.0, 1.0, 1.0, 1.0]])
     T = np.array([[1.0, 2.5, 2.0, 5.0], [0.5, 1.0, 1.5, 2.0]])
     significant = np.array([[True, False, True, True], [False, False, False, False]])
     out = perturbation_metrics(P, T, [[0], []], significant=significant, top_k=[2, 4, 10])
     assert "de_overlap_top4" not in out.columns  # k >= n_genes: "top" would be everything
-    assert list(out.columns) == ["n_genes_scored", *metric_names([2], n_sig=True)]
+    assert list(out.columns) == ["n_genes_scored", *metric_names([2], significant=True)]
     # Row 0: gene 0 is targeted; the significant genes left are {2, 3}; the two
     # largest predicted changes among genes 1-3 are genes 3 and 2.
-    assert out.loc[0, "de_overlap_n_sig"] == 1.0
+    assert out.loc[0, "de_overlap_sig"] == 1.0
     # The observed top-2 by |change| is {1, 3}: half of it is predicted.
     assert out.loc[0, "de_overlap_top2"] == 0.5
-    assert np.isnan(out.loc[1, "de_overlap_n_sig"])  # no significant gene
+    assert np.isnan(out.loc[1, "de_overlap_sig"])  # no significant gene
     assert np.isnan(out.loc[1, "pearson_delta"])  # constant prediction
 
 
@@ -163,7 +195,7 @@ def test_metric_registry():
     assert not higher_is_better("mae")
     assert not higher_is_better("retrieval_rank")
     assert higher_is_better("de_overlap_top20")
-    assert metric_names([20], n_sig=False)[-2:] == ["de_overlap_top20", "de_pearson_top20"]
+    assert metric_names([20], significant=False)[-2:] == ["de_overlap_top20", "de_pearson_top20"]
 
 
 def test_targets_matrix_forms():
@@ -196,3 +228,63 @@ def test_bad_input():
     bad[[0, 2], 1] = np.nan
     with pytest.raises(DataContractError, match=r"predicted has NaN .* 2 row\(s\) \[0, 2\]"):
         perturbation_metrics(bad, P, exclude=None)
+
+
+def test_rounding_noise_is_not_a_correlation():
+    """A zero change computed as the difference of one mean summed in two orders
+    (|change| ~ 1e-15) is undefined for every correlation-type metric, and its
+    top-k sets are all ties: exactly the chance overlap."""
+    rng = np.random.default_rng(0)
+    g = 50
+    X = rng.normal(2.0, 0.5, size=(301, g))
+    reference = X.mean(axis=0)
+    other_order = X[::-1].sum(axis=0) / len(X)
+    zero = np.tile(other_order - reference, (4, 1))
+    assert np.abs(zero).max() > 0  # rounding noise, not an exact zero
+    observed = rng.normal(scale=0.3, size=(4, g))
+    out = perturbation_metrics(zero, observed, [[0], [1], [], [2, 3]], top_k=[5])
+    for name in ("pearson_delta", "spearman_delta", "cosine_delta", "direction_agreement",
+                 "de_pearson_top5"):
+        assert out[name].isna().all(), name
+    np.testing.assert_allclose(out["de_overlap_top5"], 5 / out["n_genes_scored"], rtol=1e-12)
+
+
+def test_constant_prediction_scores_chance_and_keeps_its_direction():
+    rng = np.random.default_rng(1)
+    g = 40
+    observed = rng.normal(scale=0.3, size=(3, g))
+    constant = 0.5 + rng.normal(scale=1e-16, size=(3, g))
+    out = perturbation_metrics(constant, observed, [[0], [], [5]], top_k=[4, 10])
+    assert out["pearson_delta"].isna().all()
+    assert out["spearman_delta"].isna().all()
+    np.testing.assert_allclose(out["de_overlap_top4"], 4 / out["n_genes_scored"])
+    np.testing.assert_allclose(out["de_overlap_top10"], 10 / out["n_genes_scored"])
+    # A constant non-zero change is a prediction ("every gene goes up"): the
+    # cosine and the direction agreement are defined.
+    keep = [np.delete(np.arange(g), t) for t in ([0], [], [5])]
+    up = [np.mean(observed[i, k] > 0) for i, k in enumerate(keep)]
+    np.testing.assert_allclose(out["direction_agreement"], up)
+    assert out["cosine_delta"].notna().all()
+
+
+def test_no_skill_values():
+    from causalcell.evaluate.metrics import no_skill
+
+    assert no_skill("pearson_delta") == no_skill("de_pearson_top20") == 0.0
+    assert no_skill("direction_agreement") == 0.5
+    assert no_skill("mae") is None
+    assert no_skill("de_overlap_top20") is None
+    assert no_skill("retrieval_rank") is None
+
+
+def test_scale_must_be_a_finite_non_negative_number():
+    P = np.ones((1, 3))
+    with pytest.raises(ParameterError, match="scale"):
+        perturbation_metrics(P, P, exclude=None, scale=-1.0)
+
+
+def test_direction_agreement_counts_a_one_sided_zero_as_a_coin_flip():
+    observed = np.array([[1.0, -1.0, 2.0, 0.0, -0.5]])
+    sparse = np.array([[0.7, 0.0, 0.0, 0.0, 0.4]])  # right, no change x2, both 0, wrong
+    out = perturbation_metrics(sparse, observed, exclude=None, top_k=[])
+    assert out["direction_agreement"][0] == pytest.approx((1 + 0.5 + 0.5 + 1 + 0) / 5)

@@ -241,7 +241,7 @@ def evaluate_inputs(tmp_path_factory):
     import causalcell as cc
 
     root = tmp_path_factory.mktemp("kill-inputs")
-    sim = cc.datasets.simulate(n_genes=40, n_tfs=6, seed=3)
+    sim = cc.datasets.simulate(n_genes=40, n_tfs=6, random_state=3)
     pb = cc.data.pseudobulk(sim.adata)
     pb = pb[~pb.obs["is_control"].to_numpy()]
     obs = pb.obs[["perturbation", "is_control", "perturbation_type"]].copy()

@@ -69,7 +69,7 @@ def test_no_tqdm_warning_in_a_notebook_without_ipywidgets():
 
 def test_cli_shows_each_warning_once_in_one_line(tmp_path, capsys):
     """Targets that are not measured: one 'causalcell: warning:' line, no source line."""
-    sim = cc.datasets.simulate(n_genes=30, n_tfs=5, seed=0)
+    sim = cc.datasets.simulate(n_genes=30, n_tfs=5, random_state=0)
     observed = sim.adata[:, sim.adata.var_names != "TF01"].copy()  # TF01 not measured
     pb = cc.data.pseudobulk(observed)
     predicted = pb[~pb.obs["is_control"].to_numpy()].copy()

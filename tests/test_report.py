@@ -176,12 +176,12 @@ def test_align_bad_arguments(sim, profiles):
 def test_evaluate_table(sim, profiles):
     table = evaluate(profiles, sim.adata, top_k=[5, 20])
     assert list(table.columns) == ["perturbation", "perturbation_type", "conditioning",
-                                   "metric", "value", "n_genes_scored"]
+                                   "metric", "value", "n_genes_scored", "scorable"]
     assert set(table["conditioning"]) == {"targeted excluded", "none"}
     n = profiles.n_obs
     per = table.groupby(["conditioning", "metric"]).size()
     assert (per == n).all()
-    assert {"de_overlap_n_sig", "retrieval_rank", "spearman_delta"} <= set(table["metric"])
+    assert {"de_overlap_sig", "retrieval_rank", "spearman_delta"} <= set(table["metric"])
 
     def values(conditioning, metric):
         rows = (table["conditioning"] == conditioning) & (table["metric"] == metric)
@@ -202,7 +202,7 @@ def test_evaluate_on_pseudobulk_observations_ranks_by_change(sim, profiles):
     observed = cc.data.pseudobulk(sim.adata)
     table = evaluate(profiles, observed, top_k=[5], retrieval=False)
     assert table.attrs["de"] == "absolute change"
-    assert "de_overlap_n_sig" not in set(table["metric"])
+    assert "de_overlap_sig" not in set(table["metric"])
     assert "retrieval_rank" not in set(table["metric"])
     only = evaluate(profiles, sim.adata, exclude="targeted", top_k=[5], de_method="wilcoxon")
     assert set(only["conditioning"]) == {"targeted excluded"}
@@ -241,17 +241,25 @@ def test_compare_shows_a_reversal(sim, profiles):
     downstream = np.where(mask, -observed, downstream) + reference
     result = compare({"target_only": _prediction(profiles, target_only),
                       "downstream": _prediction(profiles, downstream)},
-                     sim.adata, top_k=[5])
+                     sim.adata, top_k=[5], baseline="target_only")
     pearson = result[result["metric"] == "pearson_delta"].set_index("model")
     assert pearson.loc["target_only", "rank [none]"] == 1
     assert pearson.loc["downstream", "rank [targeted excluded]"] == 1
     assert pearson["rank_changed"].all()
-    assert pd.isna(pearson.loc["target_only", "value [targeted excluded]"])
+    # Off its targets the target-only prediction is zero: undefined correlations,
+    # counted as no skill on every perturbation.
+    assert pearson.loc["target_only", "value [targeted excluded]"] == 0.0
+    assert pearson.loc["target_only", "n_undefined [targeted excluded]"] == profiles.n_obs
+    assert pearson.loc["downstream", "n_undefined [targeted excluded]"] == 0
+    # The swap is far beyond the intervals: a reversal for both models.
+    assert pearson["reversal"].all()
+    assert pearson.loc["downstream", "p_value [targeted excluded]"] < 0.01
     retrieval_rows = result[result["metric"] == "retrieval_rank"].set_index("model")
     assert retrieval_rows.loc["downstream", "rank [targeted excluded]"] == 1
-    table, long = compare({"a": profiles}, sim.adata, top_k=[5], details=True)
+    table, long = compare({"a": profiles}, sim.adata, top_k=[5], details=True, baseline=None)
     assert set(long["model"]) == {"a"}
     assert not table["rank_changed"].any()  # one model: nothing can change
+    assert not table["reversal"].any()
 
 
 def test_compare_bad_input(sim, profiles):
@@ -261,7 +269,7 @@ def test_compare_bad_input(sim, profiles):
         compare({"": profiles}, sim.adata)
     subset = profiles[:-2].copy()
     with pytest.raises(DataContractError, match="cover different perturbations"):
-        compare({"a": profiles, "b": subset}, sim.adata)
+        compare({"a": profiles, "b": subset}, sim.adata, baseline=None)
 
 
 # ------------------------------------------------------------------ retrieval

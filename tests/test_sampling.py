@@ -47,7 +47,7 @@ def test_shift_to_mean_is_exact(values, target):
 
 
 def _data(sparse: bool = False, seed: int = 0):
-    sim = cc.datasets.simulate(n_genes=30, n_tfs=5, n_combinations=2, seed=seed)
+    sim = cc.datasets.simulate(n_genes=30, n_tfs=5, n_combinations=2, random_state=seed)
     truth = sim.truth[~sim.truth.obs["is_control"].to_numpy()].copy()
     observed = sim.adata.copy()
     if sparse:

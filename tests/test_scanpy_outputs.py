@@ -15,7 +15,7 @@ sc = pytest.importorskip("scanpy")  # in the dev extra
 def replicated():
     """Simulated cells in two replicates, and their pseudobulk per replicate (scanpy's
     rank_genes_groups needs two samples per group)."""
-    sim = cc.datasets.simulate(n_genes=30, n_tfs=5, n_combinations=2, seed=0)
+    sim = cc.datasets.simulate(n_genes=30, n_tfs=5, n_combinations=2, random_state=0)
     adata = sim.adata.copy()
     adata.obs["replicate"] = np.where(np.arange(adata.n_obs) % 2 == 0, "r1", "r2")
     return sim, adata, cc.data.pseudobulk(adata, groupby="replicate")

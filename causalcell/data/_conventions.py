@@ -432,7 +432,7 @@ def to_convention(
     Examples
     --------
     >>> import causalcell as cc
-    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, seed=0)
+    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, random_state=0)
     >>> out = to_convention(sim.adata, "gears")
     >>> out.obs["condition"].iloc[[0, -1]].tolist()
     ['ctrl', 'G024+ctrl']

@@ -229,7 +229,7 @@ def sample_cells(
     Examples
     --------
     >>> import numpy as np, causalcell as cc
-    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, seed=0)
+    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, random_state=0)
     >>> truth = sim.truth[~sim.truth.obs["is_control"]]  # known do() means
     >>> cells = cc.data.sample_cells(truth, sim.adata, random_state=0, dtype=np.float64)
     >>> cells.obs["source"].value_counts().to_dict()

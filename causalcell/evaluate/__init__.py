@@ -7,6 +7,7 @@ default. This package never imports :mod:`causalcell.models`: it scores any
 predictor's output.
 """
 
+from causalcell.evaluate._ceiling import replicate_ceiling
 from causalcell.evaluate._edistance import (
     CellGroups,
     edistance,
@@ -21,7 +22,12 @@ from causalcell.evaluate.de import (
     rank_sum_test,
     welch_ttest,
 )
-from causalcell.evaluate.metrics import higher_is_better, metric_names, perturbation_metrics
+from causalcell.evaluate.metrics import (
+    higher_is_better,
+    metric_names,
+    no_skill,
+    perturbation_metrics,
+)
 from causalcell.evaluate.report import compare, evaluate, summarize
 from causalcell.evaluate.retrieval import pairwise_retrieval
 from causalcell.evaluate.retrieval_table import retrieval
@@ -40,10 +46,12 @@ __all__ = [
     "group_edistances",
     "higher_is_better",
     "metric_names",
+    "no_skill",
     "pairwise_edistances",
     "pairwise_retrieval",
     "perturbation_metrics",
     "rank_sum_test",
+    "replicate_ceiling",
     "retrieval",
     "summarize",
     "target_effect",

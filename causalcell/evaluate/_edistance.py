@@ -700,7 +700,7 @@ def edistance(
     Examples
     --------
     >>> import causalcell as cc
-    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, seed=0)
+    >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, random_state=0)
     >>> truth = sim.truth[~sim.truth.obs["is_control"]]
     >>> cells = cc.data.sample_cells(truth, sim.adata, random_state=0)
     >>> table = cc.evaluate.edistance(cells, sim.adata, exclude="targeted")

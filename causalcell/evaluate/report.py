@@ -15,6 +15,8 @@ The two conditionings:
 
 from __future__ import annotations
 
+import numbers
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -23,25 +25,43 @@ from anndata import AnnData
 
 from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE
 from causalcell.errors import DataContractError, ParameterError
+from causalcell.evaluate._uncertainty import (
+    bootstrap_means,
+    interval,
+    resample_counts,
+    sign_flip_pvalues,
+)
 from causalcell.evaluate.align import Aligned, align, is_pseudobulk
 from causalcell.evaluate.de import DEResult, differential_expression
 from causalcell.evaluate.metrics import (
     DEFAULT_TOP_K,
     EXCLUDE,
     higher_is_better,
+    no_skill,
     perturbation_metrics,
 )
 from causalcell.evaluate.retrieval_table import retrieval_ranks
 
-__all__ = ["CONDITIONING", "compare", "evaluate", "summarize"]
+__all__ = [
+    "CONDITIONING",
+    "UNDEFINED",
+    "check_exclude",
+    "compare",
+    "evaluate",
+    "observed_de",
+    "score_aligned",
+    "scored_values",
+    "summarize",
+]
 
 # exclude= value -> conditioning label, and the retrieval exclusion it implies.
 CONDITIONING = {"targeted": "targeted excluded", None: "none"}
 _RETRIEVAL_EXCLUSION = {"targeted": "pair", None: "none"}
 _ID_COLUMNS = [PERTURBATION, PERTURBATION_TYPE, "conditioning", "n_genes_scored"]
+UNDEFINED = ("zero", "skip")
 
 
-def _check_exclude(exclude: str | Sequence[str | None] | None) -> tuple[str | None, ...]:
+def check_exclude(exclude: str | Sequence[str | None] | None) -> tuple[str | None, ...]:
     values = (exclude,) if exclude is None or isinstance(exclude, str) else tuple(exclude)
     if not values or any(v not in EXCLUDE for v in values) or len(set(values)) != len(values):
         raise ParameterError(
@@ -51,7 +71,7 @@ def _check_exclude(exclude: str | Sequence[str | None] | None) -> tuple[str | No
     return values
 
 
-def _observed_de(
+def observed_de(
     observed: AnnData, de: DEResult | None, de_method: str | None, layer: str | None,
     control_label: str | None,
 ) -> DEResult | None:
@@ -66,7 +86,7 @@ def _observed_de(
                                    control_label=control_label)
 
 
-def _score(
+def score_aligned(
     aligned: Aligned,
     de: DEResult | None,
     *,
@@ -76,27 +96,41 @@ def _score(
     retrieval: bool,
     distance: str,
 ) -> pd.DataFrame:
+    """The long table of :func:`evaluate` for aligned changes (see there)."""
     de_score = significant = None
     if de is not None:
         selected = de.select(aligned.perturbations, aligned.genes)
         de_score = np.abs(selected.score)
         significant = selected.significant(alpha)
+    # Rounding errors of a change scale with the expression values it is the
+    # difference of, not with the change.
+    scale = float(np.abs(aligned.observed + aligned.reference).max()) if aligned.observed.size \
+        else 0.0
+    options = {"de_score": de_score, "significant": significant, "top_k": top_k, "scale": scale}
     frames = []
     for setting in exclude:
         wide = perturbation_metrics(aligned.predicted, aligned.observed, aligned.targets,
-                                    exclude=setting, de_score=de_score,
-                                    significant=significant, top_k=top_k)
+                                    exclude=setting, **options)
+        # Where even the observed changes themselves get no value, the data
+        # leave the metric undefined (for every model); elsewhere a NaN is
+        # the prediction's doing.
+        perfect = perturbation_metrics(aligned.observed, aligned.observed, aligned.targets,
+                                       exclude=setting, **options)
         if retrieval and len(aligned) >= 2:
             ranks = retrieval_ranks(aligned, distance=distance,
                                     exclusion=_RETRIEVAL_EXCLUSION[setting])
             wide["retrieval_rank"] = ranks["rank"].to_numpy()
-        wide.insert(0, PERTURBATION, aligned.perturbations.to_numpy())
-        wide.insert(1, PERTURBATION_TYPE, aligned.perturbation_type)
-        wide.insert(2, "conditioning", CONDITIONING[setting])
-        frames.append(wide.melt(id_vars=_ID_COLUMNS, var_name="metric", value_name="value"))
+            perfect["retrieval_rank"] = 0.0
+        for frame in (wide, perfect):
+            frame.insert(0, PERTURBATION, aligned.perturbations.to_numpy())
+            frame.insert(1, PERTURBATION_TYPE, aligned.perturbation_type)
+            frame.insert(2, "conditioning", CONDITIONING[setting])
+        long = wide.melt(id_vars=_ID_COLUMNS, var_name="metric", value_name="value")
+        long["scorable"] = perfect.melt(id_vars=_ID_COLUMNS)["value"].notna().to_numpy()
+        frames.append(long)
     table = pd.concat(frames, ignore_index=True)
     table = table[[PERTURBATION, PERTURBATION_TYPE, "conditioning", "metric", "value",
-                   "n_genes_scored"]]
+                   "n_genes_scored", "scorable"]]
     table["value"] = table["value"].astype(np.float64)
     table.attrs.update({
         "reference": aligned.reference_kind,
@@ -163,7 +197,12 @@ def evaluate(
     -------
     pandas.DataFrame
         Long table: ``perturbation``, ``perturbation_type``,
-        ``conditioning``, ``metric``, ``value``, ``n_genes_scored``. ``attrs``
+        ``conditioning``, ``metric``, ``value`` (NaN: undefined),
+        ``n_genes_scored`` and ``scorable`` (False where the observed data
+        leave the metric undefined for any prediction: no scored gene, no
+        significant gene, fewer scored genes than k, a constant observed
+        change; a NaN where ``scorable`` is True is the prediction's doing,
+        e.g. a constant predicted change). ``attrs``
         records the reference, the DE method, ``alpha``, the distance and
         the observed perturbations without prediction.
 
@@ -185,35 +224,98 @@ def evaluate(
     >>> sorted(table["conditioning"].unique())
     ['none', 'targeted excluded']
     """
-    settings = _check_exclude(exclude)
+    settings = check_exclude(exclude)
     aligned = align(predicted, observed, reference=reference, join=join,
                     control_label=control_label, layer=layer, predicted_layer=predicted_layer,
                     aggregate_predicted=aggregate_predicted)
-    de = _observed_de(observed, de, de_method, layer, control_label)
-    return _score(aligned, de, exclude=settings, top_k=top_k, alpha=alpha,
+    de = observed_de(observed, de, de_method, layer, control_label)
+    return score_aligned(aligned, de, exclude=settings, top_k=top_k, alpha=alpha,
                   retrieval=retrieval, distance=distance)
 
 
-def summarize(table: pd.DataFrame) -> pd.DataFrame:
+def _check_undefined(undefined: str) -> str:
+    if undefined not in UNDEFINED:
+        raise ParameterError(f"undefined={undefined!r} is unknown; use 'zero' (an undefined "
+                             f"correlation counts as no skill) or 'skip'.")
+    return undefined
+
+
+def scored_values(table: pd.DataFrame, undefined: str = "zero") -> tuple[pd.Series, pd.Series]:
+    """The value each row of a long table contributes to a summary, and its NaN flag.
+
+    With ``undefined="zero"`` a NaN counts as
+    :func:`~causalcell.evaluate.metrics.no_skill` of its metric where that
+    is defined (correlation-type metrics) and the row is ``scorable`` (the
+    NaN is the prediction's doing, see :func:`evaluate`); every other NaN is
+    not scored. Where a ``model`` column stacks several
+    predictors, a perturbation that is not scored for one of them is not
+    scored for any (per metric and conditioning): means are always taken
+    over one set of perturbations.
+
+    Returns
+    -------
+    (pandas.Series, pandas.Series)
+        The scored values (NaN: left out) and whether the prediction left
+        the metric undefined on that row (NaN although ``scorable``).
+    """
+    value = table["value"].astype(np.float64)
+    missing = value.isna()
+    if "scorable" in table.columns:
+        missing &= table["scorable"].astype(bool)
+    if undefined == "zero":
+        fill = {m: no_skill(m) for m in table["metric"].unique()}
+        fill_values = table["metric"].map(fill).astype(np.float64)
+        if "scorable" in table.columns:
+            fill_values = fill_values.where(table["scorable"].astype(bool))
+        value = value.fillna(fill_values)
+    keys = [c for c in (PERTURBATION, PERTURBATION_TYPE) if c in table.columns]
+    if "model" in table.columns and keys:
+        group = [table[c] for c in ("metric", "conditioning", *keys)]
+        value = value.mask(value.isna().groupby(group, sort=False).transform("any"))
+    return value, missing
+
+
+def summarize(table: pd.DataFrame, *, undefined: str = "zero") -> pd.DataFrame:
     """Average a long table of :func:`evaluate` (or :func:`compare`) over perturbations.
 
     Parameters
     ----------
     table
         Columns ``conditioning``, ``metric``, ``value`` (and ``model`` when
-        several predictors are stacked).
+        several predictors are stacked, with ``perturbation`` and
+        ``perturbation_type`` to match their rows).
+    undefined
+        ``"zero"`` (default): an undefined correlation-type value counts as
+        no skill (:func:`~causalcell.evaluate.metrics.no_skill`: 0 for
+        correlations, 0.5 for direction agreement), so that a model cannot
+        raise its mean by predicting nothing where it has nothing to say;
+        other undefined values (no scored gene, no significant gene) are left
+        out. ``"skip"``: every undefined value is left out. Either way,
+        stacked models are averaged over the same perturbations (those scored
+        for all of them).
 
     Returns
     -------
     pandas.DataFrame
         One row per (model,) metric and conditioning, in the order they
-        appear: ``mean``, ``median``, ``sd``, ``n`` (perturbations with a
-        defined value) and ``higher_is_better``.
+        appear: ``mean``, ``median``, ``sd`` of the scored values, ``n``
+        (perturbations scored), ``n_undefined`` (perturbations where this
+        model's prediction left the metric undefined although the data
+        define it: counted as no skill, or left out with ``"skip"``) and
+        ``higher_is_better``.
 
     Raises
     ------
     ParameterError
-        If a required column is missing.
+        If a required column is missing or ``undefined`` is unknown.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> table = pd.DataFrame({"conditioning": "none", "metric": "pearson_delta",
+    ...                       "value": [0.5, float("nan"), 0.7]})
+    >>> summarize(table)[["mean", "n", "n_undefined"]].round(2).to_dict("records")
+    [{'mean': 0.4, 'n': 3, 'n_undefined': 1}]
     """
     required = {"conditioning", "metric", "value"}
     if not isinstance(table, pd.DataFrame) or not required <= set(table.columns):
@@ -222,9 +324,16 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
             f"summarize() takes the table of evaluate(); it needs the columns "
             f"{sorted(required)}, got {cols}."
         )
+    _check_undefined(undefined)
+    value, missing = scored_values(table, undefined)
     keys = (["model"] if "model" in table.columns else []) + ["metric", "conditioning"]
-    grouped = table.groupby(keys, sort=False)["value"]
-    out = grouped.agg(mean="mean", median="median", sd="std", n="count").reset_index()
+    frame = table[keys].assign(value=value, undefined=missing)
+    grouped = frame.groupby(keys, sort=False)
+    out = grouped["value"].agg(mean="mean", median="median", sd="std", n="count")
+    out["n_undefined"] = grouped["undefined"].sum()
+    out = out.reset_index()
+    out["n"] = out["n"].astype(np.int64)
+    out["n_undefined"] = out["n_undefined"].astype(np.int64)
     out["higher_is_better"] = [higher_is_better(m) for m in out["metric"]]
     return out
 
@@ -233,6 +342,12 @@ def compare(
     predictions: Mapping[str, AnnData],
     observed: AnnData,
     *,
+    baseline: str | None = "mean",
+    ceiling: pd.DataFrame | None = None,
+    undefined: str = "zero",
+    n_resamples: int = 2000,
+    confidence_level: float = 0.95,
+    random_state: int | np.random.Generator | None = 0,
     details: bool = False,
     exclude: str | Sequence[str | None] | None = ("targeted", None),
     top_k: Sequence[int] = DEFAULT_TOP_K,
@@ -248,7 +363,14 @@ def compare(
     predicted_layer: str | None = None,
     aggregate_predicted: bool = False,
 ) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
-    """Rank several predictors on every metric, under each conditioning side by side.
+    """Rank several predictors on every metric, with intervals, under each conditioning.
+
+    Every model is scored on the same perturbations; each mean carries a
+    bootstrap interval over perturbations, each model is compared with the
+    ``baseline`` perturbation by perturbation (paired), and, given the
+    data's own :func:`~causalcell.evaluate.replicate_ceiling`, every score is
+    placed on a calibrated scale: 0 = the baseline, 1 = as good as a
+    replicate of the data.
 
     Parameters
     ----------
@@ -258,9 +380,32 @@ def compare(
         comparison).
     observed
         The observed data, shared by all predictors; DE is computed once.
+    baseline
+        The name of the prediction every model is compared with (paired
+        differences, p-values, calibration): by default ``"mean"``, e.g.
+        :class:`causalcell.models.MeanBaseline` (the mean perturbation
+        profile of the training data, a predictor that knows nothing about
+        the perturbation). ``None``: no comparison columns.
+    ceiling
+        The table of :func:`~causalcell.evaluate.replicate_ceiling` on the
+        observed cells (computed with the same ``exclude``, ``top_k``,
+        ``de_method``, ``retrieval`` and ``distance``). Adds the calibrated
+        scores; needs ``baseline``.
+    undefined
+        How an undefined value counts, see :func:`summarize`: ``"zero"``
+        (default; an undefined correlation is no skill) or ``"skip"``. Either
+        way every model is averaged over the same perturbations.
+    n_resamples
+        Bootstrap resamples of the perturbations (shared by every model and
+        metric), and random sign patterns of the paired test.
+    confidence_level
+        Of the intervals, in (0, 1).
+    random_state
+        Seed (or numpy Generator) of the resampling.
     details
         Also return the long per-perturbation table of all models (the
-        table of :func:`evaluate` with a ``model`` column).
+        table of :func:`evaluate` with a ``model`` column and a ``scored``
+        column: the value counted in the means, NaN where left out).
     exclude, top_k, de_method, alpha, de, retrieval, distance
         As in :func:`evaluate`.
     reference, join, control_label, layer, predicted_layer, aggregate_predicted
@@ -269,35 +414,86 @@ def compare(
     Returns
     -------
     pandas.DataFrame
-        One row per (metric, model): ``higher_is_better``, then for each
-        conditioning c the columns ``value [c]`` (mean over perturbations)
-        and ``rank [c]`` (1 = best), and ``rank_changed`` (True on every row
-        of a metric whose ranking of models differs between conditionings).
-        With ``details=True``, the pair (that table, the long table).
+        One row per (metric, model): ``metric``, ``model``,
+        ``higher_is_better``, then for each conditioning ``c``
+        (``"targeted excluded"``, ``"none"``):
+
+        - ``value [c]``: mean over the scored perturbations;
+        - ``ci_low [c]``, ``ci_high [c]``: its percentile bootstrap interval
+          at ``confidence_level``;
+        - ``n [c]``: perturbations scored (the same for every model of a
+          metric), ``n_undefined [c]``: perturbations where this model's
+          prediction left the metric undefined although the data define it
+          (counted as no skill with ``undefined="zero"``, left out for
+          every model with ``"skip"``);
+        - ``rank [c]``: 1 = best, ties share the lower rank;
+        - with a ``baseline``: ``diff [c]`` = value minus the baseline's
+          (not oriented: negative is better for errors), its interval
+          ``diff_ci_low [c]``, ``diff_ci_high [c]``, and ``p_value [c]`` of
+          the paired sign-flip test of that difference (two-sided);
+        - with a ``ceiling``: ``calibrated [c]`` =
+          (value - baseline) / (ceiling - baseline), oriented so that higher
+          is better for every metric (0: no better than the baseline, 1: as
+          good as a replicate of the data, above 1 possible), its interval
+          ``calibrated_ci_low [c]``, ``calibrated_ci_high [c]``, and
+          ``n_calibrated [c]`` (perturbations with a ceiling). NaN when the
+          ceiling does not beat the baseline; the interval is NaN when it
+          fails to in more than half the tail share of the resamples.
+
+        Then ``rank_changed`` (True on every row of a metric whose ranking
+        differs between conditionings, ties included) and ``reversal`` (True
+        for a model whose order against another model is significantly one
+        way under one conditioning and significantly the other way under
+        another: both paired difference intervals exclude 0). ``attrs``
+        records the baseline, the undefined rule, the resampling and the
+        settings of :func:`evaluate`. With ``details=True``, the pair (that
+        table, the long table).
 
     Raises
     ------
     ParameterError
-        No predictor, a name that is not a non-empty string, and every
-        parameter error of :func:`evaluate`.
+        No predictor, a name that is not a non-empty string, a ``baseline``
+        that is not a prediction, a ``ceiling`` without a baseline or that is
+        not a ceiling table, a bad ``undefined``, ``n_resamples`` or
+        ``confidence_level``, and every parameter error of :func:`evaluate`.
     DataContractError
-        Predictors covering different perturbations, and every error of
-        :func:`evaluate`.
+        Predictors covering different perturbations, a ceiling covering none
+        of them, and every error of :func:`evaluate`.
 
     Examples
     --------
     >>> import causalcell as cc
     >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, random_state=0)
-    >>> table = compare({"truth": sim.truth}, sim.adata, top_k=[5])
-    >>> table.columns[:4].tolist()
-    ['metric', 'model', 'higher_is_better', 'value [targeted excluded]']
+    >>> table = compare({"expected": sim.expected}, sim.adata, baseline=None, top_k=[5])
+    >>> table.columns[2:5].tolist()
+    ['higher_is_better', 'value [targeted excluded]', 'ci_low [targeted excluded]']
     """
     if not isinstance(predictions, Mapping) or not predictions:
         raise ParameterError("compare() takes a non-empty mapping {'name': predicted AnnData}.")
     for name in predictions:
         if not isinstance(name, str) or not name:
             raise ParameterError(f"Model names must be non-empty strings, got {name!r}.")
-    settings = _check_exclude(exclude)
+    settings = check_exclude(exclude)
+    _check_undefined(undefined)
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, numbers.Integral) \
+            or n_resamples < 1:
+        raise ParameterError(f"n_resamples={n_resamples!r} must be a positive integer "
+                             f"(e.g. 2000).")
+    if not (isinstance(confidence_level, numbers.Real) and 0 < confidence_level < 1):
+        raise ParameterError(f"confidence_level={confidence_level!r} must be in (0, 1), "
+                             f"e.g. 0.95.")
+    if baseline is not None and baseline not in predictions:
+        raise ParameterError(
+            f"baseline={baseline!r} is not among the predictions {list(predictions)}. Add the "
+            f"know-nothing reference every score is judged against (e.g. "
+            f"causalcell.models.MeanBaseline as 'mean'), name another prediction, or pass "
+            f"baseline=None for no comparison."
+        )
+    if ceiling is not None:
+        if baseline is None:
+            raise ParameterError("A ceiling calibrates scores between the baseline (0) and "
+                                 "the ceiling (1): give baseline= too.")
+        _check_ceiling(ceiling)
     aligned = {
         name: align(pred, observed, reference=reference, join=join,
                     control_label=control_label, layer=layer,
@@ -316,34 +512,177 @@ def compare(
                 f"Compare predictors on the same perturbations: subset the predictions to "
                 f"the common ones."
             )
-    de = _observed_de(observed, de, de_method, layer, control_label)
+    de = observed_de(observed, de, de_method, layer, control_label)
     frames = []
     for name, item in aligned.items():
-        table = _score(item, de, exclude=settings, top_k=top_k, alpha=alpha,
-                       retrieval=retrieval, distance=distance)
+        table = score_aligned(item, de, exclude=settings, top_k=top_k, alpha=alpha,
+                              retrieval=retrieval, distance=distance)
         table.insert(0, "model", name)
         frames.append(table)
     long = pd.concat(frames, ignore_index=True)
-    table = _side_by_side(summarize(long), [CONDITIONING[s] for s in settings])
-    return (table, long) if details else table
+    scored, missing = scored_values(long, undefined)
+    cube = _Cube(long, scored, missing, models=list(predictions),
+                 conditionings=[CONDITIONING[s] for s in settings])
+    rng = np.random.default_rng(random_state)
+    table = cube.table(baseline=baseline, ceiling=ceiling, n_resamples=int(n_resamples),
+                       confidence_level=float(confidence_level), rng=rng)
+    table.attrs.update({
+        "baseline": baseline,
+        "undefined": undefined,
+        "n_resamples": int(n_resamples),
+        "confidence_level": float(confidence_level),
+        "random_state": random_state if not isinstance(random_state, np.random.Generator)
+        else None,
+        "ceiling": ceiling is not None,
+        **{k: v for k, v in long.attrs.items() if k != "unpredicted"},
+        "n_perturbations": len(first),
+    })
+    if details:
+        long["scored"] = scored.to_numpy()
+        return table, long
+    return table
 
 
-def _side_by_side(summary: pd.DataFrame, conditionings: list[str]) -> pd.DataFrame:
-    metrics = list(dict.fromkeys(summary["metric"]))
-    models = list(dict.fromkeys(summary["model"]))
-    index = pd.MultiIndex.from_product([metrics, models], names=["metric", "model"])
-    out = pd.DataFrame(index=index)
-    out["higher_is_better"] = [higher_is_better(m) for m in index.get_level_values(0)]
-    for cond in conditionings:
-        part = summary[summary["conditioning"] == cond].set_index(["metric", "model"])["mean"]
-        values = part.reindex(index)
-        out[f"value [{cond}]"] = values.to_numpy()
-        # Rank within each metric: 1 = best in that metric's direction.
-        signed = np.where(out["higher_is_better"], -values.to_numpy(), values.to_numpy())
-        out[f"rank [{cond}]"] = (
-            pd.Series(signed, index=index).groupby(level="metric").rank(method="min")
+_CEILING_COLUMNS = (PERTURBATION, PERTURBATION_TYPE, "conditioning", "metric", "value")
+
+
+def _check_ceiling(ceiling: object) -> None:
+    if not isinstance(ceiling, pd.DataFrame) or not set(_CEILING_COLUMNS) <= set(
+            ceiling.columns):
+        got = list(ceiling.columns) if isinstance(ceiling, pd.DataFrame) else \
+            type(ceiling).__name__
+        raise ParameterError(
+            f"ceiling must be the table of causalcell.evaluate.replicate_ceiling(observed "
+            f"cells) (columns {list(_CEILING_COLUMNS)}), got {got}."
         )
-    rank_cols = [f"rank [{c}]" for c in conditionings]
-    changed = out[rank_cols].nunique(axis=1) > 1
-    out["rank_changed"] = changed.groupby(level="metric").transform("any").to_numpy()
-    return out.reset_index()
+
+
+class _Cube:
+    """Scored values as a (perturbation, conditioning, metric, model) array, and
+    everything :func:`compare` derives from it."""
+
+    def __init__(self, long: pd.DataFrame, scored: pd.Series, missing: pd.Series, *,
+                 models: list[str], conditionings: list[str]) -> None:
+        self.models = models
+        self.conditionings = conditionings
+        self.metrics = list(dict.fromkeys(long["metric"]))
+        self.keys = pd.MultiIndex.from_frame(
+            long.loc[long["model"] == models[0], [PERTURBATION, PERTURBATION_TYPE]]
+        ).unique()
+        columns = pd.MultiIndex.from_product([conditionings, self.metrics, models])
+        index = [PERTURBATION, PERTURBATION_TYPE]
+        shape = (len(self.keys), len(conditionings), len(self.metrics), len(models))
+        frame = long[[*index, "conditioning", "metric", "model"]].assign(
+            scored=scored.to_numpy(), missing=missing.to_numpy(dtype=np.float64))
+        wide = frame.pivot_table(index=index, columns=["conditioning", "metric", "model"],
+                                 values=["scored", "missing"], aggfunc="first", dropna=False)
+        self.values = (wide["scored"].reindex(index=self.keys, columns=columns)
+                       .to_numpy(dtype=np.float64).reshape(shape))
+        self.missing = (wide["missing"].reindex(index=self.keys, columns=columns)
+                        .fillna(0.0).to_numpy().reshape(shape).sum(axis=0).astype(np.int64))
+        self.better = np.array([1.0 if higher_is_better(m) else -1.0 for m in self.metrics])
+
+    # ------------------------------------------------------------------ pieces
+    def _ranks(self, point: np.ndarray) -> np.ndarray:
+        signed = -point * self.better[None, :, None]  # smaller = better
+        flat = signed.reshape(-1, signed.shape[-1])
+        return pd.DataFrame(flat).rank(axis=1, method="min").to_numpy().reshape(point.shape)
+
+    def _rank_changed(self, ranks: np.ndarray) -> np.ndarray:
+        """(metric,) True where the order of any two models (ties included)
+        differs between conditionings."""
+        order = np.sign(ranks[:, :, :, None] - ranks[:, :, None, :])  # (c, m, j, j)
+        order = np.nan_to_num(order, nan=2.0)
+        return (order != order[:1]).any(axis=(0, 2, 3))
+
+    def _reversal(self, boot: np.ndarray, confidence_level: float) -> np.ndarray:
+        """(metric, model): a significant order against some other model that
+        flips between conditionings."""
+        flips = np.zeros(boot.shape[2:], dtype=bool)  # (m, j)
+        for m, better in enumerate(self.better):  # one metric at a time: bounded memory
+            pairwise = boot[:, :, m, :, None] - boot[:, :, m, None, :]  # (B, c, j, j)
+            low, high = interval(pairwise, confidence_level)
+            if better < 0:
+                low, high = -high, -low
+            order = np.where(low > 0, 1, np.where(high < 0, -1, 0))  # (c, j, j)
+            flips[m] = (order[:, None] * order[None, :] < 0).any(axis=(0, 1, 3))
+        return flips
+
+    def _calibration(self, ceiling: pd.DataFrame, b: int, counts: np.ndarray,
+                     confidence_level: float) -> dict[str, np.ndarray]:
+        n, C, M, J = self.values.shape
+        table = ceiling[ceiling["conditioning"].isin(self.conditionings)
+                        & ceiling["metric"].isin(self.metrics)]
+        wide = table.pivot_table(index=[PERTURBATION, PERTURBATION_TYPE],
+                                 columns=["conditioning", "metric"], values="value",
+                                 aggfunc="first", dropna=False)
+        covered = self.keys.isin(wide.index) if len(wide) else np.zeros(n, dtype=bool)
+        if not covered.any():
+            raise DataContractError(
+                f"The ceiling covers none of the {n} compared perturbations (e.g. "
+                f"{[k[0] for k in self.keys[:5]]}). Compute replicate_ceiling() on the "
+                f"observed cells of these perturbations."
+            )
+        columns = pd.MultiIndex.from_product([self.conditionings, self.metrics])
+        top = wide.reindex(index=self.keys, columns=columns).to_numpy(dtype=np.float64)
+        top = top.reshape(n, C, M)
+        usable = ~np.isnan(top) & ~np.isnan(self.values[..., b])
+        models = np.where(usable[..., None], self.values, np.nan)
+        top = np.where(usable, top, np.nan)
+
+        def ratio(model_means: np.ndarray, top_means: np.ndarray) -> np.ndarray:
+            base = model_means[..., b : b + 1]
+            gap = (top_means - base[..., 0])[..., None]
+            sign = self.better[:, None]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out = (model_means - base) / gap
+            return np.where(sign * gap > 0, out, np.nan)
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
+            point = ratio(np.nanmean(models, axis=0), np.nanmean(top, axis=0))
+        boot = ratio(bootstrap_means(models.reshape(n, -1), counts).reshape(-1, C, M, J),
+                     bootstrap_means(top.reshape(n, -1), counts).reshape(-1, C, M))
+        low, high = interval(boot, confidence_level)
+        # An interval needs the ceiling above the baseline in nearly every resample.
+        failed = np.isnan(boot).mean(axis=0) > (1.0 - confidence_level) / 4.0
+        low[failed] = high[failed] = np.nan
+        return {"calibrated": point, "calibrated_ci_low": low, "calibrated_ci_high": high,
+                "n_calibrated": np.broadcast_to(usable.sum(axis=0)[..., None], point.shape)}
+
+    # ------------------------------------------------------------------ table
+    def table(self, *, baseline: str | None, ceiling: pd.DataFrame | None, n_resamples: int,
+              confidence_level: float, rng: np.random.Generator) -> pd.DataFrame:
+        n, C, M, J = self.values.shape
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
+            point = np.nanmean(self.values, axis=0)
+        counts = resample_counts(n, n_resamples, rng)
+        boot = bootstrap_means(self.values.reshape(n, -1), counts).reshape(-1, C, M, J)
+        columns: dict[str, np.ndarray] = {"value": point}
+        columns["ci_low"], columns["ci_high"] = interval(boot, confidence_level)
+        columns["n"] = (~np.isnan(self.values)).sum(axis=0)
+        columns["n_undefined"] = self.missing
+        ranks = self._ranks(point)
+        columns["rank"] = ranks
+        if baseline is not None:
+            b = self.models.index(baseline)
+            columns["diff"] = point - point[..., b : b + 1]
+            columns["diff_ci_low"], columns["diff_ci_high"] = interval(
+                boot - boot[..., b : b + 1], confidence_level)
+            differences = self.values - self.values[..., b : b + 1]
+            columns["p_value"] = sign_flip_pvalues(differences.reshape(n, -1), n_resamples,
+                                                   rng).reshape(C, M, J)
+            if ceiling is not None:
+                columns.update(self._calibration(ceiling, b, counts, confidence_level))
+        out = pd.DataFrame({
+            "metric": np.repeat(self.metrics, J),
+            "model": np.tile(self.models, M),
+            "higher_is_better": np.repeat(self.better > 0, J),
+        })
+        for c, cond in enumerate(self.conditionings):
+            for name, array in columns.items():
+                out[f"{name} [{cond}]"] = array[c].reshape(-1)
+        out["rank_changed"] = np.repeat(self._rank_changed(ranks), J)
+        out["reversal"] = self._reversal(boot, confidence_level).reshape(-1)
+        return out

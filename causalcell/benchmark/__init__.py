@@ -1,0 +1,30 @@
+"""Benchmarks that hold: cross-validation over perturbations and nested selection.
+
+The top layer of causalcell: it fits :mod:`causalcell.models` (or any
+estimator with ``fit`` / ``predict``) and scores them with
+:mod:`causalcell.evaluate`. Every perturbation is predicted once, by models
+fitted without it; hyper-parameters and graphs are chosen inside training
+folds only (:func:`select`); every score carries its coverage, interval and
+place between the mean baseline and the data's replicate ceiling.
+"""
+
+from causalcell.benchmark._cross_validate import (
+    CrossPrediction,
+    CrossValidation,
+    cross_predict,
+    cross_validate,
+    perturbation_folds,
+)
+from causalcell.benchmark._request import observed_request
+from causalcell.benchmark._select import Selection, select
+
+__all__ = [
+    "CrossPrediction",
+    "CrossValidation",
+    "Selection",
+    "cross_predict",
+    "cross_validate",
+    "observed_request",
+    "perturbation_folds",
+    "select",
+]
