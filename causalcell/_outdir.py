@@ -95,8 +95,9 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
-    """Make a rename inside ``path`` durable (best effort: not every filesystem allows it)."""
+def _fsync(path: Path) -> None:
+    """Flush a file, or a directory's entries (making renames inside it durable), to disk.
+    Best effort: not every filesystem allows it."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -370,8 +371,12 @@ class OutputDirectory:
             previous = self.out if self.out.exists() else None
             if previous is not None:
                 self._keep_foreign_files(previous, scratch, set(files))
-                for path in (scratch, *(scratch / n for n in files)):
-                    _fsync_file(path)
+            # Everything new reaches the disk before the rename that publishes it.
+            for path in (*(scratch / n for n in files), scratch / MANIFEST, scratch):
+                _fsync(path)
+            if previous is None:
+                os.rename(scratch, self.out)
+            else:
                 if not _exchange(scratch, previous):
                     aside = Path(tempfile.mkdtemp(prefix=_sibling(self.out, _OLD) + ".",
                                                   dir=self.out.parent))
@@ -379,14 +384,9 @@ class OutputDirectory:
                     os.rename(previous, aside)
                     os.rename(scratch, previous)
                     scratch = aside
-                # ``scratch`` now names the old result: remove it.
-                _fsync_dir(self.out.parent)
+                # ``scratch`` now names the old result.
                 shutil.rmtree(scratch, ignore_errors=True)
-            else:
-                for path in (scratch, *(scratch / n for n in files)):
-                    _fsync_file(path)
-                os.rename(scratch, self.out)
-                _fsync_dir(self.out.parent)
+            _fsync(self.out.parent)
         except OSError as exc:
             raise self._error(
                 "could not be written; the previous result is unchanged. Check that the "
@@ -419,17 +419,3 @@ class OutputDirectory:
                 continue
             _bring_over(entry, scratch / entry.name)
 
-
-def _fsync_file(path: Path) -> None:
-    """Flush a file (or a directory's entries) to disk before it is swapped in."""
-    if path.is_dir():
-        _fsync_dir(path)
-        return
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
