@@ -115,6 +115,7 @@ def pseudobulk(
         obs[column] = values
         names = np.char.add(np.char.add(names, f" | {column}="), values.astype(str))
     obs.index = pd.Index(names, dtype=str)
+    _check_finite(means, obs.index, _where(layer))
     keep = n_cells >= min_cells
     if not keep.any():
         raise DataContractError(
@@ -123,6 +124,18 @@ def pseudobulk(
     out = AnnData(X=means[keep], obs=tidy_obs(obs.loc[keep].copy()), var=adata.var.copy())
     out.uns["pseudobulk"] = {"layer": layer, "groupby": extra, "min_cells": min_cells}
     return out
+
+
+def _check_finite(means: np.ndarray, groups: pd.Index, where: str) -> None:
+    """Refuse group means that are NaN or infinite: some cell of the group was (the
+    check costs one look at the means, not a pass over the cells)."""
+    bad = np.flatnonzero(~np.isfinite(means).all(axis=1))
+    if len(bad):
+        raise DataContractError(
+            f"{where} contains NaN or infinite values in the cells of {groups[bad[0]]!r} "
+            f"({len(bad)} group(s) in all). Expression must be finite: impute or drop those "
+            f"cells / genes first."
+        )
 
 
 def _mean_levels(
@@ -233,7 +246,9 @@ def control_mean(adata: AnnData, *, layer: str | None = None) -> np.ndarray:
             f"non-targeting / untreated samples with is_control=True."
         )
     X = expression_matrix(adata, layer)
-    return weighted_column_sums(X, control_weights(adata, interventions), _where(layer))
+    mean = weighted_column_sums(X, control_weights(adata, interventions), _where(layer))
+    _check_finite(mean[None, :], pd.Index(["the controls"]), _where(layer))
+    return mean
 
 
 def changes(adata: AnnData, *, layer: str | None = None, min_cells: int = 1) -> AnnData:

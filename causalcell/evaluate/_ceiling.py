@@ -52,7 +52,7 @@ import pandas as pd
 from anndata import AnnData
 
 from causalcell.data import Interventions, pseudobulk
-from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE, validate
+from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE, checked_interventions
 from causalcell.errors import CausalCellWarning, DataContractError, ParameterError
 from causalcell.evaluate.align import align, is_pseudobulk
 from causalcell.evaluate.metrics import DEFAULT_TOP_K
@@ -194,7 +194,7 @@ def replicate_ceiling(
             "into two halves. This data holds pseudobulk profiles (obs has 'n_cells'); pass "
             "the per-cell AnnData the profiles were averaged from."
         )
-    validate(observed, layer=layer)
+    checked_interventions(observed, layer=layer)  # Dask blocks are checked as they are read
     iv = Interventions.from_adata(observed, warn_unmeasured=False)
     keys = iv.condition_of().astype(str)
     perturbed = ~iv.is_control

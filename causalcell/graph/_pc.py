@@ -28,6 +28,7 @@ from causalcell._validation import (
     renamed,
 )
 from causalcell.data.contract import checked_interventions, expression_matrix
+from causalcell.data.lazy import compute_if_small
 from causalcell.errors import (
     CausalCellWarning,
     DataContractError,
@@ -319,7 +320,7 @@ def _pc_data(
     """The values PC tests (constant genes left out, with a warning) and the tested genes."""
     from pgmpy.ci_tests import get_ci_test
 
-    sub = X[rows][:, var_names.get_indexer(used)]
+    sub = compute_if_small(X[rows][:, var_names.get_indexer(used)], "learn_pc")
     values = sub.toarray() if sp.issparse(sub) else np.asarray(sub)
     values = np.asarray(values, dtype=np.float64)
     constant = values.std(axis=0) <= math.sqrt(_TINY_VARIANCE)
