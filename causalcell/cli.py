@@ -756,6 +756,8 @@ def in_cli_words(message: str, parser: argparse.ArgumentParser,
         def to_flag(match: re.Match, flag: str = flag, takes_value: bool = takes_value,
                     choices: bool = bool(action.choices)) -> str:
             value = match.group(1)
+            if value.startswith("None"):  # the default: the flag left out
+                return f"no {flag}{value[len('None'):]}"
             if takes_value and value:
                 if choices:  # a choice is typed bare: --join inner
                     value = re.sub(r"^'([\w.-]+)'", r"\1", value)

@@ -1028,3 +1028,20 @@ def test_the_corpus_is_large():
     assert n >= 150, n
     prefixes = {name.split("-")[0] for name in CASES}
     assert {"contract", "kind", "network", "fit", "model", "evaluate"} <= prefixes
+
+
+def test_cli_words_translate_parameters_sides_and_lines():
+    parser = cli.build_parser()
+    argv = ["export", "--predicted", "p.h5ad", "--observed", "o.h5ad", "--out", "x"]
+    args = parser.parse_args(argv)
+    command = cli._command_parser(parser, "export")
+    message = ("The observed data: control_label='NT' names no control; pass layer=None to use "
+               "X,\nor n_cells=5. The predicted data has join='inner' (not a flag of export).")
+    assert cli.in_cli_words(message, command, args) == (
+        "--observed 'o.h5ad': --control-label 'NT' names no control; pass no --layer to use "
+        "X, or --n-cells 5. --predicted 'p.h5ad' has join='inner' (not a flag of export).")
+    evaluate = cli._command_parser(parser, "evaluate")
+    args = parser.parse_args(["evaluate", "--predicted", "p", "--observed", "o", "--out", "x"])
+    assert cli.in_cli_words("pass join='inner' or aggregate_predicted=True; de_method='t'",
+                            evaluate, args) == (
+        "pass --join inner or --pseudobulk-predicted; --de-method t")
