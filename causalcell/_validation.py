@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,7 @@ __all__ = [
     "check_fraction",
     "check_layer",
     "check_n_jobs",
+    "check_path",
     "check_random_state",
     "is_int",
     "is_real",
@@ -153,6 +156,16 @@ def check_layer(layer: object, owner: str = "") -> None:
     if layer is not None and not isinstance(layer, str):
         prefix = f"{owner}: " if owner else ""
         raise ParameterError(f"{prefix}layer={layer!r} must be a layer name (str) or None.")
+
+
+def check_path(path: object, where: str) -> Path:
+    """``path`` as a Path, or a ParameterError (naming ``where``) when it is not a file path."""
+    if not isinstance(path, str | os.PathLike):
+        raise ParameterError(
+            f"{where}: path={path!r} is a {type(path).__name__}, not a file path; give a str "
+            f"or a pathlib.Path."
+        )
+    return Path(path)
 
 
 def check_anndata(adata: object, what: str = "") -> None:

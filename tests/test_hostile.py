@@ -848,6 +848,84 @@ case("cross-validate-folds", lambda tmp: {"adata": data()},
      ParameterError, "folds")
 
 
+# -- parameters of the data, graph and evaluation functions
+for _name, _call, _error, _words in [
+    ("evaluate-top-k-text", _evaluate(top_k="x"), ParameterError, ("top_k='x'",)),
+    ("evaluate-top-k-zero", _evaluate(top_k=[0]), ParameterError, ("top_k=[0]",)),
+    ("evaluate-alpha-text", _evaluate(alpha="x"), ParameterError, ("alpha='x'",)),
+    ("evaluate-alpha-above-one", _evaluate(alpha=2), ParameterError, ("alpha=2",)),
+    ("compare-top-k-text",
+     lambda pred, obs: cc.evaluate.compare({"mean": pred}, obs, top_k="x"), ParameterError,
+     ("top_k='x'",)),
+    ("compare-n-resamples", lambda pred, obs: cc.evaluate.compare({"mean": pred}, obs,
+                                                                  n_resamples=0),
+     ParameterError, ("n_resamples=0",)),
+    ("compare-prediction-not-anndata", lambda pred, obs: cc.evaluate.compare({"mean": 5}, obs),
+     DataContractError, ("predicted data must be an AnnData", "int")),
+]:
+    case(f"evaluate-param-{_name}", _pair(), _call, _error, *_words)
+
+for _name, _call, _error, _words in [
+    ("pseudobulk-groupby-number", lambda a: cc.data.pseudobulk(a, groupby=5), ParameterError,
+     ("groupby=5",)),
+    ("pseudobulk-groupby-missing", lambda a: cc.data.pseudobulk(a, groupby="batch"),
+     DataContractError, ("'batch'", "not in obs")),
+    ("pseudobulk-min-cells-text", lambda a: cc.data.pseudobulk(a, min_cells="x"),
+     ParameterError, ("min_cells='x'",)),
+    ("pseudobulk-min-cells-huge", lambda a: cc.data.pseudobulk(a, min_cells=10**6),
+     DataContractError, ("min_cells=1000000",)),
+    ("changes-min-cells-text", lambda a: cc.data.changes(a, min_cells=1.5), ParameterError,
+     ("min_cells=1.5",)),
+    ("target-effect-min-cells-text", lambda a: cc.evaluate.target_effect(a, min_cells="x"),
+     ParameterError, ("min_cells='x'",)),
+    ("split-test-size-text", lambda a: cc.data.split_by_perturbation(a, test_size="x"),
+     DataContractError, ("test_size",)),
+    ("split-random-state-text", lambda a: cc.data.split_by_perturbation(a, random_state="x"),
+     ParameterError, ("random_state='x'",)),
+    ("ceiling-random-state-text", lambda a: cc.evaluate.replicate_ceiling(a, random_state="x"),
+     ParameterError, ("random_state='x'",)),
+    ("ceiling-top-k-text", lambda a: cc.evaluate.replicate_ceiling(a, top_k="x"),
+     ParameterError, ("top_k='x'",)),
+    ("interventions-take-text", lambda a: cc.Interventions.from_adata(a).take("x"),
+     ParameterError, ("rows='x'",)),
+    ("write-h5ad-path-number", lambda a: cc.data.write_h5ad(a, 42), ParameterError,
+     ("path=42",)),
+    ("learn-pc-prior-padded",
+     lambda a: cc.graph.learn_pc(a, prior=nx.relabel_nodes(SIM.network, {"TF01": "TF01 "})),
+     NetworkError, ("prior", "white space")),
+    ("learn-pc-required-numbers",
+     lambda a: cc.graph.learn_pc(a, genes=["TF01", "G001"], required=[(1, 2)]),
+     NetworkError, ("required", "not all strings")),
+    ("learn-network-regulators-numbers", lambda a: cc.graph.learn_network(a, regulators=[1]),
+     ParameterError, ("regulators",)),
+    ("predict-start-text", lambda a: FITTED.predict(a.obs.iloc[:3], start="x"), ParameterError,
+     ("start='x'",)),
+]:
+    case(f"param-{_name}", lambda tmp: {"a": data()}, _call, _error, *_words)
+
+for _name, _call, _error, _words in [
+    ("read-h5ad-number", lambda: cc.data.read_h5ad(42), ParameterError, ("path=42",)),
+    ("read-h5ad-none", lambda: cc.data.read_h5ad(None), ParameterError, ("path=None",)),
+    ("read-lazy-number", lambda: cc.data.read_lazy(42), ParameterError, ("path=42",)),
+    ("write-h5ad-not-anndata", lambda: cc.data.write_h5ad(5, "x.h5ad"), DataContractError,
+     ("AnnData", "int")),
+    ("tidy-obs-number", lambda: cc.data.tidy_obs(5), DataContractError, ("DataFrame",)),
+    ("bh-qvalues-text", lambda: cc.evaluate.bh_qvalues(["a"]), ParameterError,
+     ("p-values",)),
+    ("adjacency-genes-none", lambda: cc.graph.to_adjacency(SIM.network, None),
+     ParameterError, ("genes=None",)),
+    ("read-network-genes-number",
+     lambda: cc.graph.read_network(_edges(), genes=5), ParameterError, ("genes=5",)),
+    ("read-network-weight-default-text",
+     lambda: cc.graph.read_network(_edges(), weight_default="x"), ParameterError,
+     ("weight_default='x'",)),
+    ("read-network-weight-default-nan",
+     lambda: cc.graph.read_network(_edges(), weight_default=float("nan")), ParameterError,
+     ("weight_default=nan",)),
+]:
+    case(f"param-{_name}", lambda tmp: {}, _call, _error, *_words)
+
+
 def _lower_genes(adata: ad.AnnData) -> ad.AnnData:
     adata.var_names = adata.var_names.str.lower()
     return adata
@@ -1045,3 +1123,25 @@ def test_cli_words_translate_parameters_sides_and_lines():
     assert cli.in_cli_words("pass join='inner' or aggregate_predicted=True; de_method='t'",
                             evaluate, args) == (
         "pass --join inner or --pseudobulk-predicted; --de-method t")
+
+
+def test_counts_heuristic_known_answers():
+    """Raw counts: non-negative whole numbers reaching 20. Log-normalized values, negative
+    values, non-whole values and NaN are not counts."""
+    from causalcell.data.contract import COUNTS_MAX, counts_maximum
+
+    counts = np.array([[0, 3, 25], [1, 0, 7]])
+    assert counts_maximum(counts) == 25.0
+    assert counts_maximum(counts.astype(np.float32)) == 25.0
+    assert counts_maximum(sp.csr_matrix(counts)) == 25.0
+    assert counts_maximum(np.log1p(counts)) is None
+    assert counts_maximum(counts - 1) is None  # a negative value
+    assert counts_maximum(counts + 0.5) is None  # not whole numbers
+    assert counts_maximum(np.where(counts == 7, np.nan, counts)) is None
+    assert counts_maximum(np.full((2, 2), COUNTS_MAX - 1)) is None
+    assert counts_maximum(np.full((2, 2), COUNTS_MAX)) == COUNTS_MAX
+    assert counts_maximum(np.zeros((0, 3))) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ExpressionScaleWarning)
+        cc.data.validate(data())  # the simulation's log-normalized X
+        cc.evaluate.evaluate(predicted(), data(), **FAST)  # predictions on its scale

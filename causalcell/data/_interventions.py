@@ -44,7 +44,7 @@ from causalcell.data._schema import (
     split_label,
 )
 from causalcell.data._sparse import entry_rows, ragged_gather
-from causalcell.errors import DataContractError, UnmeasuredTargetWarning
+from causalcell.errors import DataContractError, ParameterError, UnmeasuredTargetWarning
 
 __all__ = ["Interventions"]
 
@@ -337,7 +337,13 @@ class Interventions:
         Conditions keep their rows (``n_samples`` is recounted), so condition
         codes mean the same in the subset.
         """
-        rows = np.atleast_1d(np.arange(self.n_samples)[rows])  # type: ignore[index]
+        try:
+            rows = np.atleast_1d(np.arange(self.n_samples)[rows])  # type: ignore[index]
+        except (IndexError, TypeError, ValueError) as exc:
+            raise ParameterError(
+                f"take(): rows={rows!r} does not select samples of these {self.n_samples} "
+                f"({exc}); give a slice, integer positions or a boolean mask."
+            ) from None
         indptr, indices = ragged_gather(self.mask.indptr, self.mask.indices, rows)
         _, levels = ragged_gather(self.mask.indptr, self.levels, rows)
         codes = self.codes[rows]

@@ -9,6 +9,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from causalcell._validation import check_anndata, is_int
 from causalcell.data._interventions import Interventions
 from causalcell.data._schema import format_levels
 from causalcell.data._stats import group_moments, normalized, weighted_column_sums
@@ -21,9 +22,16 @@ from causalcell.data.contract import (
     expression_matrix,
 )
 from causalcell.data.lazy import is_dask_array
-from causalcell.errors import DataContractError
+from causalcell.errors import DataContractError, ParameterError
 
-__all__ = ["changes", "control_mean", "control_weights", "pseudobulk", "row_weights"]
+__all__ = [
+    "changes",
+    "check_min_cells",
+    "control_mean",
+    "control_weights",
+    "pseudobulk",
+    "row_weights",
+]
 
 
 def _where(layer: str | None) -> str:
@@ -82,8 +90,16 @@ def pseudobulk(
     >>> int(pb.obs["n_cells"].sum()) == sim.adata.n_obs
     True
     """
+    check_anndata(adata)
+    check_min_cells(min_cells)
     interventions = Interventions.from_adata(adata, warn_unmeasured=False)
     X = expression_matrix(adata, layer)
+    if groupby is not None and (not isinstance(groupby, str | Sequence) or not all(
+            isinstance(c, str) for c in ([groupby] if isinstance(groupby, str) else groupby))):
+        raise ParameterError(
+            f"groupby={groupby!r} must be an obs column name or a list of them (e.g. "
+            f"groupby='replicate')."
+        )
     extra = [groupby] if isinstance(groupby, str) else list(groupby or [])
     for column in extra:
         if column not in adata.obs.columns:
@@ -124,6 +140,15 @@ def pseudobulk(
     out = AnnData(X=means[keep], obs=tidy_obs(obs.loc[keep].copy()), var=adata.var.copy())
     out.uns["pseudobulk"] = {"layer": layer, "groupby": extra, "min_cells": min_cells}
     return out
+
+
+def check_min_cells(min_cells: object) -> int:
+    """``min_cells`` as an int >= 0, else a ParameterError naming it."""
+    if not is_int(min_cells) or min_cells < 0:
+        raise ParameterError(
+            f"min_cells={min_cells!r} must be a whole number of cells >= 0 (e.g. 1)."
+        )
+    return int(min_cells)
 
 
 def _check_finite(means: np.ndarray, groups: pd.Index, where: str) -> None:
@@ -282,6 +307,8 @@ def changes(adata: AnnData, *, layer: str | None = None, min_cells: int = 1) -> 
     DataContractError
         If there is no control sample, or a Dask ``X`` is chunked along genes.
     """
+    check_anndata(adata)
+    check_min_cells(min_cells)
     if "n_cells" in adata.obs.columns:
         pb = adata
         X = pb.X if layer is None else expression_matrix(pb, layer)

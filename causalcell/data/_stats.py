@@ -691,7 +691,13 @@ def bh_qvalues(pvalues: np.ndarray) -> np.ndarray:
     >>> bh_qvalues(np.array([[0.01, 0.04, np.nan, 0.03]])).round(3).tolist()
     [[0.03, 0.04, nan, 0.04]]
     """
-    p = np.atleast_2d(np.asarray(pvalues, dtype=np.float64))
+    try:
+        p = np.atleast_2d(np.asarray(pvalues, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise ParameterError(
+            f"bh_qvalues takes p-values (numbers in [0, 1], NaN for untested); got "
+            f"{np.asarray(pvalues, dtype=object).ravel()[:3].tolist()}..."
+        ) from None
     q = np.full_like(p, np.nan)
     finite = ~np.isnan(p)
     # One family per row; statsmodels works on 1-d arrays, so this loops over

@@ -95,6 +95,8 @@ COUNTS_MAX = 20.0
 # Predicted and observed profiles whose mean |value| differ by more than this
 # factor are not on one scale.
 SCALE_FACTOR = 10.0
+# Values read to tell raw counts from log-normalized expression (the first rows).
+_COUNTS_SAMPLE_VALUES = 1 << 20
 # dtype kinds of an expression matrix: real numbers (float, signed, unsigned).
 _NUMERIC_KINDS = "fiu"
 
@@ -215,11 +217,12 @@ def counts_maximum(X: Any) -> float | None:
     """The largest value of X when X looks like raw counts, else None.
 
     Raw counts: non-negative whole numbers reaching :data:`COUNTS_MAX`, which
-    log-normalized expression never does. Only the first rows are read (a
-    block of a Dask or backed matrix), so the check costs little at any size.
+    log-normalized expression never does. Only the first rows are read (about
+    a million values; a block of a Dask or backed matrix), so the check costs
+    little at any size.
     """
-    n = min(X.shape[0], _FINITE_BLOCK_ROWS)
-    if n == 0 or X.shape[1] == 0:
+    n = min(X.shape[0], max(1, _COUNTS_SAMPLE_VALUES // max(1, X.shape[1])))
+    if X.shape[0] == 0 or X.shape[1] == 0:
         return None
     sample = X[:n]
     if is_dask_array(sample):
@@ -227,13 +230,11 @@ def counts_maximum(X: Any) -> float | None:
     values = np.asarray(sample.data if sp.issparse(sample) else sample)
     if values.size == 0:
         return None
-    if values.dtype.kind == "f":
-        finite = values[np.isfinite(values)]
-        if finite.size == 0 or not np.array_equal(finite, np.round(finite)):
-            return None
-        values = finite
-    largest = float(values.max())
-    if float(values.min()) < 0 or largest < COUNTS_MAX:
+    largest, smallest = float(values.max()), float(values.min())
+    # NaN or inf fail these comparisons: such X is refused elsewhere, not called counts.
+    if not (COUNTS_MAX <= largest < np.inf and smallest >= 0):
+        return None
+    if values.dtype.kind == "f" and np.any(np.mod(values, 1)):
         return None
     return largest
 

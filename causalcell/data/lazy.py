@@ -36,6 +36,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 from tqdm.auto import tqdm
 
+from causalcell._validation import check_path
 from causalcell.errors import DataContractError, DataFileError, ParameterError
 
 __all__ = [
@@ -436,7 +437,7 @@ def read_lazy(
         from anndata.experimental import read_elem_lazy
     except ImportError as exc:  # pragma: no cover - anndata >= 0.12 has it
         raise DataFileError("read_lazy needs anndata >= 0.12.") from exc
-    p = Path(path)
+    p = check_path(path, "read_lazy")
     if not p.exists():
         raise DataFileError(
             f"Store not found: {str(p)!r}. Check the path (cwd: {os.getcwd()}); a zarr store "

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from causalcell._validation import check_choice
+from causalcell._validation import check_choice, check_fraction
 from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE
 from causalcell.errors import DataContractError, ParameterError
 from causalcell.evaluate._uncertainty import (
@@ -38,6 +38,7 @@ from causalcell.evaluate.de import DEResult, differential_expression
 from causalcell.evaluate.metrics import (
     DEFAULT_TOP_K,
     EXCLUDE,
+    check_top_k,
     higher_is_better,
     no_skill,
     perturbation_metrics,
@@ -49,6 +50,7 @@ __all__ = [
     "UNDEFINED",
     "check_de_method",
     "check_exclude",
+    "check_scoring",
     "compare",
     "evaluate",
     "observed_de",
@@ -78,6 +80,15 @@ def check_de_method(de_method: object) -> None:
     """ParameterError naming ``de_method`` unless it is a DE test or None."""
     if de_method is not None:
         check_choice("de_method", de_method, DE_METHODS)
+
+
+def check_scoring(top_k: object, de_method: object, alpha: object) -> None:
+    """The scoring options shared by :func:`evaluate`, :func:`compare` and
+    :func:`~causalcell.evaluate.replicate_ceiling`, checked before any work
+    (ParameterError naming the parameter)."""
+    check_top_k(top_k)
+    check_de_method(de_method)
+    check_fraction("alpha", alpha, closed_right=True)
 
 
 def observed_de(
@@ -235,7 +246,7 @@ def evaluate(
     ['none', 'targeted excluded']
     """
     settings = check_exclude(exclude)
-    check_de_method(de_method)
+    check_scoring(top_k, de_method, alpha)
     aligned = align(predicted, observed, reference=reference, join=join,
                     control_label=control_label, layer=layer, predicted_layer=predicted_layer,
                     aggregate_predicted=aggregate_predicted)
@@ -485,7 +496,7 @@ def compare(
         if not isinstance(name, str) or not name:
             raise ParameterError(f"Model names must be non-empty strings, got {name!r}.")
     settings = check_exclude(exclude)
-    check_de_method(de_method)
+    check_scoring(top_k, de_method, alpha)
     _check_undefined(undefined)
     if isinstance(n_resamples, bool) or not isinstance(n_resamples, numbers.Integral) \
             or n_resamples < 1:

@@ -178,6 +178,10 @@ def _as_index(genes: Iterable[Hashable]) -> pd.Index:
         return genes
     if isinstance(genes, str):
         genes = [genes]
+    if not isinstance(genes, Iterable):
+        raise ParameterError(
+            f"genes={genes!r} is not a list of gene names; give e.g. adata.var_names."
+        )
     return pd.Index(np.asarray(list(genes), dtype=object))
 
 
@@ -323,6 +327,13 @@ def read_network(
             "warnings.filterwarnings('ignore', category=NetworkWarning).",
             FutureWarning,
             stacklevel=2,
+        )
+    if isinstance(weight_default, bool) or not isinstance(
+            weight_default, int | float | np.integer | np.floating) or not np.isfinite(
+            weight_default):
+        raise ParameterError(
+            f"read_network: weight_default={weight_default!r} must be a finite number (the "
+            f"weight of edges without one, e.g. 1.0)."
         )
     if isinstance(source, pd.DataFrame):
         frame, path = source, None

@@ -511,7 +511,14 @@ class ConditionalGRNRegressor(PerturbationModel):
                     "state: pass start= (an array of n_genes values, or one row per request)."
                 )
             return np.tile(self.control_mean_, (n, 1))
-        arr = np.asarray(start, dtype=np.float64)
+        try:
+            arr = np.asarray(start, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ParameterError(
+                f"start={start!r} is not a start state: give None, an array of n_genes numbers "
+                f"(one state, genes in the model's order), one row per request, or an AnnData "
+                f"of control cells."
+            ) from None
         if arr.shape == (p,):
             arr = np.tile(arr, (n, 1))
         elif arr.shape != (n, p):
