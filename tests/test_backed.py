@@ -169,6 +169,11 @@ CALLS: dict[str, Callable[[ad.AnnData], Any]] = {
     "perturbation_folds": lambda a: cc.benchmark.perturbation_folds(a, 2),
     "plot_target_effect": lambda a: cc.plot.target_effect(a).get_ylim(),
     "plot_rank_matrix": lambda a: cc.plot.pairwise_rank_matrix(PREDICTED, a).get_title(),
+    "plot_predicted_vs_observed": lambda a: cc.plot.predicted_vs_observed(
+        PREDICTED, a, "TF01").get_title(),
+    "select": lambda a: _predictions(cc.benchmark.select(
+        {"ridge 1": ConditionalGRNRegressor(alpha=1.0),
+         "ridge 100": ConditionalGRNRegressor(alpha=100.0)}, folds=2).fit(a, SIM.network)),
 }
 
 

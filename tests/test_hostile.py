@@ -956,6 +956,10 @@ WARNING_CASES: dict[str, Case] = {
     "scales-differ": Case(_pair(pred=_pred_with(with_x(lambda X: np.expm1(X) * 100))),
                           _evaluate(), ExpressionScaleWarning,
                           ("clearly different scales", "predicted data", "observed data")),
+    "network-missing-weight": Case(
+        lambda tmp: {"frame": _edges(weight=[1.0, np.nan])},
+        lambda frame: cc.graph.read_network(frame), cc.errors.NetworkWarning,
+        ("no weight value", "weight_default=1.0")),
     "label-case": Case(lambda tmp: {"adata": with_obs("perturbation", "tf01",
                                                       rows=[FIRST_PERTURBED])(data())},
                        lambda adata: cc.data.validate(adata), UnmeasuredTargetWarning,
