@@ -7,25 +7,32 @@ for one release with a :class:`FutureWarning` that names the new one
 
 from __future__ import annotations
 
+import copy
 import math
+import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from anndata import AnnData
 
-from causalcell.errors import DataContractError, ParameterError
+from causalcell.errors import CausalCellError, DataContractError, ParameterError
 
 __all__ = [
     "DEPRECATED",
     "check_anndata",
     "check_choice",
     "check_fraction",
+    "check_layer",
     "check_n_jobs",
+    "check_path",
     "check_random_state",
     "is_int",
     "is_real",
+    "naming",
     "renamed",
 ]
 
@@ -144,11 +151,60 @@ def check_choice(name: str, value: object, choices: Sequence[str], owner: str = 
     return value
 
 
+def check_layer(layer: object, owner: str = "") -> None:
+    """ParameterError unless ``layer`` is a layer name (str) or None."""
+    if layer is not None and not isinstance(layer, str):
+        prefix = f"{owner}: " if owner else ""
+        raise ParameterError(f"{prefix}layer={layer!r} must be a layer name (str) or None.")
+
+
+def check_path(path: object, where: str) -> Path:
+    """``path`` as a Path, or a ParameterError (naming ``where``) when it is not a file path."""
+    if not isinstance(path, str | os.PathLike):
+        raise ParameterError(
+            f"{where}: path={path!r} is a {type(path).__name__}, not a file path; give a str "
+            f"or a pathlib.Path."
+        )
+    return Path(path)
+
+
 def check_anndata(adata: object, what: str = "") -> None:
     """DataContractError unless ``adata`` is an AnnData (the message says how to read one)."""
     if not isinstance(adata, AnnData):
-        side = f"{what} must be an AnnData object" if what else "Expected an AnnData object"
+        side = (f"{what[:1].upper()}{what[1:]} must be an AnnData object" if what
+                else "Expected an AnnData object")
         raise DataContractError(
             f"{side}, got {type(adata).__name__}. Read files with "
             f"causalcell.data.read_h5ad(path)."
         )
+
+
+@contextmanager
+def naming(what: str) -> Iterator[None]:
+    """Say which input a :class:`CausalCellError` raised inside is about.
+
+    Checks deep down (the obs contract, a layer, the expression) word their
+    message for "the data"; a function with several inputs wraps the checks
+    of each in ``naming("the observed data")`` so that the message starts
+    with the input at fault. The error keeps its class; a message that
+    already names the input is left as it is.
+
+    Examples
+    --------
+    >>> from causalcell.errors import DataContractError
+    >>> try:
+    ...     with naming("the predicted data"):
+    ...         raise DataContractError("obs is missing the column(s) ['perturbation'].")
+    ... except DataContractError as exc:
+    ...     print(exc)
+    The predicted data: obs is missing the column(s) ['perturbation'].
+    """
+    try:
+        yield
+    except CausalCellError as exc:
+        text = str(exc)
+        if what.lower() in text.lower():
+            raise
+        named = copy.copy(exc)
+        named.args = (f"{what[:1].upper()}{what[1:]}: {text}",)
+        raise named.with_traceback(exc.__traceback__) from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -423,15 +424,17 @@ def _run_demo(args: argparse.Namespace, write: _Writer) -> int:
 
 def _standardize_file(adata, args: argparse.Namespace, side: str):
     """Convert obs / var of another convention; prediction files need no controls."""
+    from causalcell._validation import naming
     from causalcell.data import standardize
 
-    return standardize(
-        adata,
-        args.convention,
-        perturbation_type=args.perturbation_type,
-        control_label=args.control_label,
-        require_controls=side != "predicted",
-    )
+    with naming(f"the {side} data"):
+        return standardize(
+            adata,
+            args.convention,
+            perturbation_type=args.perturbation_type,
+            control_label=args.control_label,
+            require_controls=side != "predicted",
+        )
 
 
 def _by_conditioning(summary: pd.DataFrame) -> pd.DataFrame:
@@ -495,7 +498,6 @@ def _print_evaluation(summary: pd.DataFrame, retrieval: pd.DataFrame | None,
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """``causalcell evaluate``: score predictions, write tables and a figure atomically."""
-    from causalcell.data import read_h5ad
     from causalcell.evaluate.report import evaluate, summarize
     from causalcell.evaluate.retrieval_table import retrieval
 
@@ -507,8 +509,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         )
     # --out is checked and locked before the inputs are read; its files appear all at once.
     with _output_directory(args) as target:
-        predicted = read_h5ad(args.predicted)
-        observed = read_h5ad(args.observed)
+        predicted, observed = _read_inputs(args)
         if args.convention is not None:
             predicted = _standardize_file(predicted, args, "predicted")
             observed = _standardize_file(observed, args, "observed")
@@ -532,6 +533,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
     _print_evaluation(summary, ranks, metrics)
     print(f"Tables and figure written to {args.out}/")
     return 0
+
+
+def _read_inputs(args: argparse.Namespace) -> tuple:
+    """The ``--predicted`` and ``--observed`` files; an error names the flag and the file."""
+    from causalcell._validation import naming
+    from causalcell.data import read_h5ad
+
+    sides = []
+    for side in ("predicted", "observed"):
+        with naming(f"the {side} data"):
+            sides.append(read_h5ad(getattr(args, side)))
+    return tuple(sides)
 
 
 def _summary_figure_file(tables: tuple, path: Path) -> None:
@@ -657,14 +670,13 @@ def _export_cells(predicted, observed_side, args: argparse.Namespace):
 
 def run_export(args: argparse.Namespace) -> int:
     """``causalcell export``: a predicted and an observed file in another tool's layout."""
-    from causalcell.data import read_h5ad, to_convention, write_h5ad
+    from causalcell.data import to_convention, write_h5ad
 
     out: Path = args.out
     # --out is checked and locked before the inputs are read; both files appear at once,
     # so a failure never leaves a partial file or a mismatched pair.
     with _output_directory(args) as target:
-        predicted = read_h5ad(args.predicted)
-        observed = read_h5ad(args.observed)
+        predicted, observed = _read_inputs(args)
         observed_side = _observed_side(predicted, observed, args)
         cells, sampled = _export_cells(predicted, observed_side, args)
         write = _Writer(target)
@@ -685,10 +697,11 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _one_line_warnings():
+def _one_line_warnings(words=str):
     """Show causalcell's warnings as ``causalcell: warning: ...`` lines, each text once per
-    command and without a source line (the CLI's errors look the same); other
-    libraries' warnings are shown as Python shows them."""
+    command and without a source line, in the command's words (``words``: see
+    :func:`in_cli_words`), as the CLI's errors are; other libraries' warnings are shown as
+    Python shows them."""
     from causalcell.errors import CausalCellWarning
 
     shown: set[str] = set()
@@ -699,13 +712,75 @@ def _one_line_warnings():
             original(message, category, filename, lineno, file, line)
         elif str(message) not in shown:
             shown.add(str(message))
-            print(f"causalcell: warning: {message}", file=sys.stderr)
+            print(f"causalcell: warning: {words(str(message))}", file=sys.stderr)
 
     warnings.showwarning = show
     try:
         yield
     finally:
         warnings.showwarning = original
+
+
+# Library parameters whose flag has another name (the rest: --name-with-dashes).
+_FLAG_OF_PARAMETER = {"aggregate_predicted": "pseudobulk_predicted"}
+# "The observed data" in a library message: the file of --observed in the CLI.
+_SIDE = re.compile(r"\b[Tt]he (predicted|observed) data\b")
+
+
+def in_cli_words(message: str, parser: argparse.ArgumentParser,
+                 args: argparse.Namespace) -> str:
+    """A library error message in the words of the command line, on one line.
+
+    The library names its parameters (``control_label='x'``, ``join='inner'``)
+    and its inputs (``the observed data``); the command has flags
+    (``--control-label x``) and files (``--observed 'obs.h5ad'``). This is the
+    one place that translates, so no message is written twice.
+
+    Parameters
+    ----------
+    message
+        The error message.
+    parser
+        The parser of the command that ran (its flags are looked up).
+    args
+        The parsed arguments (for the file of each side).
+    """
+    flags = {action.dest: action for action in parser._actions if action.option_strings}
+    names = {dest: dest for dest in flags} | {
+        name: dest for name, dest in _FLAG_OF_PARAMETER.items() if dest in flags}
+    for name in sorted(names, key=len, reverse=True):
+        action = flags[names[name]]
+        flag = max(action.option_strings, key=len)
+        takes_value = action.nargs != 0
+
+        def to_flag(match: re.Match, flag: str = flag, takes_value: bool = takes_value,
+                    choices: bool = bool(action.choices)) -> str:
+            value = match.group(1)
+            if value.startswith("None"):  # the default: the flag left out
+                return f"no {flag}{value[len('None'):]}"
+            if takes_value and value:
+                if choices:  # a choice is typed bare: --join inner
+                    value = re.sub(r"^'([\w.-]+)'", r"\1", value)
+                return f"{flag} {value}"
+            return flag + (value[len("True"):] if value.startswith("True") else "")
+
+        message = re.sub(rf"(?<![\w.-]){name}=(\S*)", to_flag, message)
+
+    def to_file(match: re.Match) -> str:
+        side = match.group(1)
+        path = getattr(args, side, None)
+        return f"--{side} {str(path)!r}" if path is not None else match.group(0)
+
+    message = _SIDE.sub(to_file, message)
+    return " ".join(message.split())
+
+
+def _command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The sub-parser of ``command`` (its flags)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices.get(command, parser)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -715,9 +790,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    command = _command_parser(parser, args.command)
     try:
         args.argv = list(sys.argv[1:] if argv is None else argv)
-        with _one_line_warnings():
+        with _one_line_warnings(lambda text: in_cli_words(text, command, args)):
             if args.command == "demo":
                 return run_demo(args)
             if args.command == "evaluate":
@@ -725,7 +801,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "export":
                 return run_export(args)
     except CausalCellError as exc:
-        print(f"causalcell: error: {exc}", file=sys.stderr)
+        words = in_cli_words(str(exc), command, args)
+        print(f"causalcell: error: {words}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("causalcell: interrupted", file=sys.stderr)

@@ -13,6 +13,7 @@ __all__ = [
     "CausalCellWarning",
     "DataContractError",
     "DataFileError",
+    "ExpressionScaleWarning",
     "NetworkError",
     "NetworkWarning",
     "NotFittedError",
@@ -90,3 +91,14 @@ class UnmeasuredTargetWarning(CausalCellWarning):
 class NetworkWarning(CausalCellWarning):
     """Edges were dropped while reading a network (duplicates, self-loops,
     genes absent from the data); the message counts them and gives examples."""
+
+
+class ExpressionScaleWarning(CausalCellWarning):
+    """Expression is probably not on the log-normalized scale causalcell expects.
+
+    Issued when a matrix looks like raw counts (non-negative whole numbers
+    reaching 20, which log-normalized values never do), and by the
+    evaluation when predicted and observed profiles are on clearly different
+    scales. The message says how to normalize (``sc.pp.normalize_total`` then
+    ``sc.pp.log1p``) or which layer to name.
+    """

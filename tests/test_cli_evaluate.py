@@ -119,7 +119,8 @@ def test_evaluate_cell_eval_convention(files, tmp_path, capsys):
     ("extra", "kind", "message"),
     [
         ([], "fewer_genes", "gene sets differ: 2 observed gene"),
-        (["--control-label", "non-targeting"], "predicted", "'non-targeting' not found"),
+        (["--control-label", "non-targeting"], "predicted",
+         "--control-label 'non-targeting' names no control"),
         (["--convention", "cell-eval"], "ce_predicted", "needs --perturbation-type"),
         (["--convention", "nope"], "predicted", "invalid choice: 'nope'"),
     ],

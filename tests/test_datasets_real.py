@@ -32,6 +32,7 @@ from causalcell.datasets.real import (
 from causalcell.errors import (
     DataContractError,
     DataFileError,
+    ExpressionScaleWarning,
     NetworkWarning,
     UnmeasuredTargetWarning,
 )
@@ -131,8 +132,11 @@ def test_papalexi_shape_and_counts(papalexi):
 
 @pytest.mark.filterwarnings("ignore::causalcell.errors.UnmeasuredTargetWarning")
 def test_papalexi_follows_contract(papalexi):
-    validate(papalexi)
-    validate(papalexi, layer="counts")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ExpressionScaleWarning)  # X is log-normalized
+        validate(papalexi)
+    with pytest.warns(ExpressionScaleWarning, match="layer 'counts' looks like raw counts"):
+        validate(papalexi, layer="counts")
     obs = papalexi.obs
     control = obs[IS_CONTROL].to_numpy()
     assert obs[IS_CONTROL].dtype == bool

@@ -135,7 +135,8 @@ def test_nan_predictions_name_the_rows(sim, profiles):
 
 
 def test_control_label_must_exist(sim, profiles):
-    with pytest.raises(DataContractError, match="'non-targeting' not found.*'control'"):
+    with pytest.raises(DataContractError,
+                       match="observed data: control_label='non-targeting' names no control"):
         align(profiles, sim.adata, control_label="non-targeting")
     aligned = align(profiles, sim.adata, control_label="control")
     assert len(aligned) == profiles.n_obs

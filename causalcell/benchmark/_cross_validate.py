@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from causalcell.benchmark._request import observed_request
 from causalcell.data import PERTURBATION, Interventions
+from causalcell.data.lazy import in_memory_copy
 from causalcell.errors import DataContractError, ParameterError, UnmeasuredTargetWarning
 from causalcell.evaluate import compare, replicate_ceiling
 
@@ -284,7 +285,7 @@ def cross_predict(
         bar.close()
         joined = {name: ad.concat(parts, merge="same") for name, parts in predictions.items()}
         controls = Interventions.from_adata(adata, warn_unmeasured=False).is_control
-    observed = adata[(cell_fold != -1) | controls].copy()
+    observed = in_memory_copy(adata[(cell_fold != -1) | controls])
     return CrossPrediction(
         predictions=joined, observed=observed, folds=fold_table.to_frame(),
         fit_seconds=seconds, networks={name: graphs[0] for name, graphs in fold_networks.items()},

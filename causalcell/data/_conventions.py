@@ -26,6 +26,7 @@ from causalcell.data.contract import (
     split_label,
     validate,
 )
+from causalcell.data.lazy import in_memory_copy
 from causalcell.errors import DataContractError, ParameterError
 
 __all__ = ["CONVENTIONS", "standardize", "to_convention"]
@@ -223,7 +224,7 @@ def standardize(
         key = _convention_key(convention)
         if key == "causalcell":
             validate(adata, check_expression=False)
-            return adata.copy()
+            return in_memory_copy(adata)
         spec = _CONVENTIONS[key]
     column = perturbation_key or str(spec["column"])
     control = control_label if control_label is not None else spec["control"]
@@ -266,7 +267,7 @@ def standardize(
                                is_control)
     levels = _standardize_levels(obs_in, level_key)
 
-    out = adata.copy()
+    out = in_memory_copy(adata)
     obs = out.obs
     new = {PERTURBATION: labels.astype(str), IS_CONTROL: is_control, PERTURBATION_TYPE: kinds,
            LEVEL: levels}
@@ -445,7 +446,7 @@ def to_convention(
     key = _convention_key(convention)
     if key == "causalcell":
         validate(adata, check_expression=False)
-        return adata.copy()
+        return in_memory_copy(adata)
     from causalcell.data._interventions import Interventions
 
     spec = _CONVENTIONS[key]
@@ -476,7 +477,7 @@ def to_convention(
         written[u] = sep.join(genes)
     labels = written[codes].astype(str)
 
-    out = adata.copy()
+    out = in_memory_copy(adata)
     obs = out.obs
     if column in obs.columns and column != PERTURBATION:
         obs[f"{column}_original"] = obs[column]

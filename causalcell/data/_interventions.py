@@ -36,13 +36,15 @@ from causalcell.data._schema import (
     PERTURBATION_TYPE,
     check_columns,
     check_is_control,
+    did_you_mean,
+    infinite_level_error,
     is_missing_text,
     normalize_kind,
     parse_levels,
     split_label,
 )
 from causalcell.data._sparse import entry_rows, ragged_gather
-from causalcell.errors import DataContractError, UnmeasuredTargetWarning
+from causalcell.errors import DataContractError, ParameterError, UnmeasuredTargetWarning
 
 __all__ = ["Interventions"]
 
@@ -230,6 +232,11 @@ class Interventions:
         """
         if not isinstance(obs, pd.DataFrame):
             raise DataContractError(f"obs must be a pandas DataFrame, got {type(obs).__name__}.")
+        if not len(obs):
+            raise DataContractError(
+                "obs has 0 rows (no samples): there is nothing to parse. Check the filter or "
+                "subset that produced it."
+            )
         genes = _gene_index(genes)
         columns = _read_columns(obs)
         raw = _raw_conditions(columns, obs.index)
@@ -243,7 +250,7 @@ class Interventions:
         is_knockout = np.asarray(columns.kind_values == KNOCKOUT)[columns.kind_codes]
         levels[is_knockout[entry_rows(indptr)]] = 0.0
         if cond.unmeasured and warn_unmeasured:
-            _warn_unmeasured(cond.unmeasured)
+            _warn_unmeasured(cond.unmeasured, genes)
         return cls(
             genes=genes,
             obs_names=pd.Index(obs.index).astype(str),
@@ -316,7 +323,8 @@ class Interventions:
         j = self.genes.get_indexer([gene])[0]
         if j < 0:
             raise DataContractError(
-                f"Gene {gene!r} is not among the {len(self.genes)} measured genes."
+                f"Gene {gene!r} is not among the {len(self.genes)} measured genes"
+                f"{did_you_mean([str(gene)], self.genes)}."
             )
         out = np.zeros(self.n_samples, dtype=bool)
         out[self.entry_rows[self.mask.indices == j]] = True
@@ -329,7 +337,13 @@ class Interventions:
         Conditions keep their rows (``n_samples`` is recounted), so condition
         codes mean the same in the subset.
         """
-        rows = np.atleast_1d(np.arange(self.n_samples)[rows])  # type: ignore[index]
+        try:
+            rows = np.atleast_1d(np.arange(self.n_samples)[rows])  # type: ignore[index]
+        except (IndexError, TypeError, ValueError) as exc:
+            raise ParameterError(
+                f"take(): rows={rows!r} does not select samples of these {self.n_samples} "
+                f"({exc}); give a slice, integer positions or a boolean mask."
+            ) from None
         indptr, indices = ragged_gather(self.mask.indptr, self.mask.indices, rows)
         _, levels = ragged_gather(self.mask.indptr, self.levels, rows)
         codes = self.codes[rows]
@@ -517,14 +531,15 @@ def _condition_keys(conditions: pd.DataFrame) -> list[str]:
     ]
 
 
-def _warn_unmeasured(unmeasured: tuple[str, ...]) -> None:
+def _warn_unmeasured(unmeasured: tuple[str, ...], genes: pd.Index) -> None:
     named = ", ".join(unmeasured[:_MAX_NAMED])
     n_more = len(unmeasured) - _MAX_NAMED
     more = f" and {n_more} more" if n_more > 0 else ""
     warnings.warn(
         f"{len(unmeasured)} targeted gene(s) are not among the measured genes: "
-        f"{named}{more}. They are kept as interventions (their downstream effects are "
-        f"measured) but cannot be clamped or excluded from scores.",
+        f"{named}{more}{did_you_mean(unmeasured, genes)}. They are kept as interventions "
+        f"(their downstream effects are measured) but cannot be clamped or excluded from "
+        f"scores.",
         UnmeasuredTargetWarning,
         stacklevel=4,
     )
@@ -555,6 +570,14 @@ class _LevelParser:
         levels = np.full(len(self.rows), np.nan)
         if LEVEL not in self.obs.columns or not len(self.rows):
             return levels
+        levels = self._parse(levels)
+        infinite = np.isinf(levels)
+        if infinite.any():  # "inf" parses as a number: a level must be finite (or NaN)
+            i = int(self.rows[np.flatnonzero(infinite)[0]])
+            raise infinite_level_error(self.obs[LEVEL].iloc[i], self.obs.index[i])
+        return levels
+
+    def _parse(self, levels: np.ndarray) -> np.ndarray:
         column = self.obs[LEVEL]
         numeric = pd.api.types.is_numeric_dtype(column.dtype) and not (
             pd.api.types.is_bool_dtype(column.dtype)

@@ -10,6 +10,7 @@ import anndata as ad
 import h5py
 from anndata import AnnData
 
+from causalcell._validation import check_anndata, check_path
 from causalcell.errors import DataFileError
 
 __all__ = ["read_h5ad", "write_h5ad"]
@@ -36,7 +37,7 @@ def read_h5ad(path: str | os.PathLike[str], *, backed: bool = False) -> AnnData:
         If the path does not exist, is a directory, or is not an HDF5 /
         h5ad file.
     """
-    p = Path(path)
+    p = check_path(path, "read_h5ad")
     if not p.exists():
         raise DataFileError(f"File not found: {str(p)!r}. Check the path (cwd: {os.getcwd()}).")
     if p.is_dir():
@@ -84,7 +85,8 @@ def write_h5ad(adata: AnnData, path: str | os.PathLike[str], *, compression: str
     DataFileError
         If the directory does not exist or is not writable.
     """
-    dest = Path(path)
+    check_anndata(adata)
+    dest = check_path(path, "write_h5ad")
     directory = dest.parent if str(dest.parent) else Path(".")
     if not directory.is_dir():
         raise DataFileError(f"Directory {str(directory)!r} does not exist; create it first.")

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from causalcell.data._design import Design
 from causalcell.data._sparse import as_csr, entry_rows, gather_entries, ragged_gather
 from causalcell.data.lazy import (
+    check_finite_block,
     check_row_chunks,
     format_bytes,
     is_dask_array,
@@ -47,7 +48,7 @@ from causalcell.data.lazy import (
     physical_memory,
     row_blocks,
 )
-from causalcell.errors import DataContractError, ParameterError
+from causalcell.errors import ParameterError
 
 __all__ = ["BLOCK_VALUES", "LeftOut", "Moments", "check_gather", "left_out", "moments"]
 
@@ -351,20 +352,6 @@ def _block_sums(block: Any, e: _Entries, lay: _Layout, sparse_path: bool) -> _Su
     return _dense_sums(_as_dense(block), e, lay)
 
 
-def _finite_block(block: Any, start: int) -> None:
-    values = block.data if sp.issparse(block) else block
-    if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
-        if sp.issparse(block):
-            coo = sp.coo_array(block)
-            row = int(coo.row[~np.isfinite(coo.data)][0])
-        else:
-            row = int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
-        raise DataContractError(
-            f"X contains NaN or infinite values, first in sample {start + row} (row index). "
-            f"Expression must be finite: impute or drop those cells / genes first."
-        )
-
-
 def _density(X: Any) -> float:
     n, p = X.shape
     return X.nnz / max(1, n * p)
@@ -552,7 +539,7 @@ def _dask_block(
     g_cols: np.ndarray, w_rows: np.ndarray | None, w: np.ndarray | None,
 ) -> _DaskPart:
     """Statistics of one Dask block, computed on the worker that holds it."""
-    _finite_block(block, start)
+    check_finite_block(block, start)
     sparse = sp.issparse(block)
     if sparse:
         block = sp.csr_array(block)
@@ -578,7 +565,7 @@ def _dask_pass(
     if first_block_shift and not sparse_path:
         first = row_blocks(X)[0]
         block = X.blocks[0].compute()
-        _finite_block(block, 0)
+        check_finite_block(block, 0)
         lay.shift = _first_block_shift(_as_dense(block), _Entries.of(design, *first))
     g = sp.csr_array((n, p), dtype=bool) if gather is None else sp.csr_array(gather, dtype=bool)
     g.sort_indices()

@@ -9,6 +9,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from causalcell._validation import check_anndata, is_int
 from causalcell.data._interventions import Interventions
 from causalcell.data._schema import format_levels
 from causalcell.data._stats import group_moments, normalized, weighted_column_sums
@@ -21,9 +22,16 @@ from causalcell.data.contract import (
     expression_matrix,
 )
 from causalcell.data.lazy import is_dask_array
-from causalcell.errors import DataContractError
+from causalcell.errors import DataContractError, ParameterError
 
-__all__ = ["changes", "control_mean", "control_weights", "pseudobulk", "row_weights"]
+__all__ = [
+    "changes",
+    "check_min_cells",
+    "control_mean",
+    "control_weights",
+    "pseudobulk",
+    "row_weights",
+]
 
 
 def _where(layer: str | None) -> str:
@@ -82,8 +90,16 @@ def pseudobulk(
     >>> int(pb.obs["n_cells"].sum()) == sim.adata.n_obs
     True
     """
+    check_anndata(adata)
+    check_min_cells(min_cells)
     interventions = Interventions.from_adata(adata, warn_unmeasured=False)
     X = expression_matrix(adata, layer)
+    if groupby is not None and (not isinstance(groupby, str | Sequence) or not all(
+            isinstance(c, str) for c in ([groupby] if isinstance(groupby, str) else groupby))):
+        raise ParameterError(
+            f"groupby={groupby!r} must be an obs column name or a list of them (e.g. "
+            f"groupby='replicate')."
+        )
     extra = [groupby] if isinstance(groupby, str) else list(groupby or [])
     for column in extra:
         if column not in adata.obs.columns:
@@ -115,6 +131,7 @@ def pseudobulk(
         obs[column] = values
         names = np.char.add(np.char.add(names, f" | {column}="), values.astype(str))
     obs.index = pd.Index(names, dtype=str)
+    _check_finite(means, obs.index, _where(layer))
     keep = n_cells >= min_cells
     if not keep.any():
         raise DataContractError(
@@ -123,6 +140,27 @@ def pseudobulk(
     out = AnnData(X=means[keep], obs=tidy_obs(obs.loc[keep].copy()), var=adata.var.copy())
     out.uns["pseudobulk"] = {"layer": layer, "groupby": extra, "min_cells": min_cells}
     return out
+
+
+def check_min_cells(min_cells: object) -> int:
+    """``min_cells`` as an int >= 0, else a ParameterError naming it."""
+    if not is_int(min_cells) or min_cells < 0:
+        raise ParameterError(
+            f"min_cells={min_cells!r} must be a whole number of cells >= 0 (e.g. 1)."
+        )
+    return int(min_cells)
+
+
+def _check_finite(means: np.ndarray, groups: pd.Index, where: str) -> None:
+    """Refuse group means that are NaN or infinite: some cell of the group was (the
+    check costs one look at the means, not a pass over the cells)."""
+    bad = np.flatnonzero(~np.isfinite(means).all(axis=1))
+    if len(bad):
+        raise DataContractError(
+            f"{where} contains NaN or infinite values in the cells of {groups[bad[0]]!r} "
+            f"({len(bad)} group(s) in all). Expression must be finite: impute or drop those "
+            f"cells / genes first."
+        )
 
 
 def _mean_levels(
@@ -233,7 +271,9 @@ def control_mean(adata: AnnData, *, layer: str | None = None) -> np.ndarray:
             f"non-targeting / untreated samples with is_control=True."
         )
     X = expression_matrix(adata, layer)
-    return weighted_column_sums(X, control_weights(adata, interventions), _where(layer))
+    mean = weighted_column_sums(X, control_weights(adata, interventions), _where(layer))
+    _check_finite(mean[None, :], pd.Index(["the controls"]), _where(layer))
+    return mean
 
 
 def changes(adata: AnnData, *, layer: str | None = None, min_cells: int = 1) -> AnnData:
@@ -267,6 +307,8 @@ def changes(adata: AnnData, *, layer: str | None = None, min_cells: int = 1) -> 
     DataContractError
         If there is no control sample, or a Dask ``X`` is chunked along genes.
     """
+    check_anndata(adata)
+    check_min_cells(min_cells)
     if "n_cells" in adata.obs.columns:
         pb = adata
         X = pb.X if layer is None else expression_matrix(pb, layer)

@@ -54,6 +54,7 @@ from causalcell.data.contract import (
     PERTURBATION_TYPE,
     expression_matrix,
 )
+from causalcell.data.lazy import compute_if_small
 from causalcell.errors import CausalCellWarning, DataContractError, ParameterError
 
 __all__ = ["sample_cells"]
@@ -267,7 +268,7 @@ def sample_cells(
     counts = _cell_counts(keys, obs_iv, n_cells)
     controls = _control_rows(observed, obs_iv, control_label)
     X_obs = expression_matrix(observed, layer, what="the observed data")
-    ctrl = X_obs[controls]
+    ctrl = compute_if_small(X_obs[controls], "sample_cells")  # the controls are drawn from
     ctrl = sp.csr_array(ctrl)[:, cols] if sp.issparse(ctrl) else np.asarray(ctrl)[:, cols]
     floor_value = _check_floor(floor, _lowest(ctrl))
     out_dtype = np.dtype(dtype) if dtype is not None else np.dtype(X_obs.dtype)
@@ -275,7 +276,7 @@ def sample_cells(
         out_dtype = np.dtype(np.float64)
 
     pred_X = expression_matrix(predicted, None, what="the predicted data")
-    mu = pred_X[rows]
+    mu = compute_if_small(pred_X[rows], "sample_cells")
     mu = mu.toarray() if sp.issparse(mu) else np.asarray(mu, dtype=np.float64)
     if not np.isfinite(mu).all():
         bad = np.flatnonzero(~np.isfinite(mu).all(axis=1))
@@ -302,7 +303,7 @@ def sample_cells(
         drawn = ctrl[take]
         drawn = drawn.toarray() if sp.issparse(drawn) else np.asarray(drawn, dtype=np.float64)
         blocks.append(_shifted(drawn.astype(np.float64, copy=False), mu[r], floor_value))
-    sampled = _stack(blocks, sparse=sp.issparse(X_obs), dtype=out_dtype, n_genes=len(genes))
+    sampled = _stack(blocks, sparse=sp.issparse(ctrl), dtype=out_dtype, n_genes=len(genes))
 
     src = predicted.obs.iloc[rows]
     repeat = np.repeat(np.arange(len(rows)), counts)

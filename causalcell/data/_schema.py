@@ -29,7 +29,10 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "check_columns",
     "check_is_control",
+    "did_you_mean",
     "format_levels",
+    "gene_name_problem",
+    "infinite_level_error",
     "is_missing_text",
     "normalize_kind",
     "parse_levels",
@@ -110,7 +113,7 @@ def parse_levels(value: object, n_genes: int, *, row: object = None) -> tuple[fl
         number of targeted genes.
     """
     where = f" in row {row!r}" if row is not None else ""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or (isinstance(value, float | np.floating) and math.isnan(value)):
         return (math.nan,) * n_genes
     if isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool):
         parts: list[str] = [str(value)]
@@ -127,6 +130,8 @@ def parse_levels(value: object, n_genes: int, *, row: object = None) -> tuple[fl
             f"comma-separated list of numbers. Write one float per targeted gene, "
             f"e.g. '0.1,2.5', or NaN when the level is unknown."
         ) from None
+    if any(math.isinf(v) for v in levels):
+        raise infinite_level_error(value, row)
     if len(levels) != n_genes:
         raise DataContractError(
             f"Column {LEVEL!r}{where} holds {len(levels)} level(s) ({value!r}) but the "
@@ -134,6 +139,17 @@ def parse_levels(value: object, n_genes: int, *, row: object = None) -> tuple[fl
             f"in the order of the {PERTURBATION!r} label, or NaN when unknown."
         )
     return levels
+
+
+def infinite_level_error(value: object, row: object = None) -> DataContractError:
+    """The error of a level that is infinite (``inf``, ``"-Infinity"``...)."""
+    where = f" in row {row!r}" if row is not None else ""
+    shown = repr(value) if isinstance(value, str) else str(value)
+    return DataContractError(
+        f"Column {LEVEL!r}{where} holds {shown}, which is infinite. A level T is the "
+        f"observed expression of the targeted gene after the perturbation: give a finite "
+        f"number, or NaN when it is unknown."
+    )
 
 
 def format_levels(levels: Sequence[float]) -> str:
@@ -170,3 +186,56 @@ def check_is_control(obs: pd.DataFrame) -> np.ndarray:
             f"True (control) or False."
         )
     return col.to_numpy(dtype=bool)
+
+
+def gene_name_problem(names: Sequence[object] | pd.Index) -> str | None:
+    """What is wrong with a set of gene names, in words, or None when nothing is.
+
+    Gene names are compared exactly everywhere (data, networks, requests), so
+    they must be non-empty strings without surrounding white space: ``"G01 "``
+    would silently never match ``"G01"``.
+    """
+    names = pd.Index(names)
+    if not len(names):
+        return None
+    if pd.api.types.infer_dtype(names, skipna=False) != "string":
+        odd = [n for n in names if not isinstance(n, str)][:3]  # error path only
+        kinds = sorted({type(n).__name__ for n in odd})
+        return (f"are not all strings (e.g. {odd!r}, of type {', '.join(kinds)}); gene "
+                f"names must be symbols (str)")
+    text = names.to_series().astype(str)
+    stripped = text.str.strip()
+    empty = (stripped == "").to_numpy()
+    if empty.any():
+        return f"include {int(empty.sum())} empty name(s); every gene needs a symbol"
+    padded = (stripped != text).to_numpy()
+    if padded.any():
+        shown = text[padded].iloc[:3].tolist()
+        return (f"include {int(padded.sum())} name(s) with surrounding white space (e.g. "
+                f"{shown!r}), which would never match the same symbol without it")
+    return None
+
+
+def did_you_mean(names: Sequence[str], known: Sequence[str] | pd.Index) -> str:
+    """A hint naming the known genes that ``names`` match up to case and white space.
+
+    Returns
+    -------
+    str
+        ``" (did you mean G01?)"``, ``" (did you mean: g01 -> G01, tf2 -> TF2)"``,
+        or ``""`` when no name has such a near match.
+    """
+    if not len(names) or not len(known):
+        return ""
+    known = pd.Index(known).astype(str)
+    key = known.str.strip().str.lower()
+    first = pd.Series(known, index=key)[~key.duplicated()]
+    names = pd.Index(names).astype(str)
+    match = first.reindex(names.str.strip().str.lower()).to_numpy(dtype=object)
+    pairs = [(n, m) for n, m in zip(names, match, strict=True)
+             if isinstance(m, str) and m != n][:5]
+    if not pairs:
+        return ""
+    if len(pairs) == 1:
+        return f" (did you mean {pairs[0][1]}?)"
+    return " (did you mean: " + ", ".join(f"{n} -> {m}" for n, m in pairs) + ")"

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from causalcell.data.lazy import is_dask_array, map_row_blocks
+
 __all__ = ["as_csr", "entry_rows", "gather_entries", "ragged_gather"]
 
 
@@ -49,9 +51,33 @@ def as_csr(X: Any) -> sp.csr_array:
 
 
 def gather_entries(X: Any, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """``X[rows[i], cols[i]]`` as a float64 vector, dense or sparse, without densifying."""
+    """``X[rows[i], cols[i]]`` as a float64 vector, dense or sparse, without densifying.
+
+    A Dask X is read once, in its row blocks (each block sends back only its
+    entries), on the active Dask client or the threaded scheduler.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
     if len(rows) == 0:  # scipy returns a 2-D sparse result for empty index arrays
         return np.zeros(0)
+    if is_dask_array(X):
+        order = np.argsort(rows, kind="stable")
+        r, c = rows[order], cols[order]
+
+        def block_args(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+            lo, hi = np.searchsorted(r, [start, stop])
+            return r[lo:hi] - start, c[lo:hi]
+
+        parts = map_row_blocks(_gather_block, X, block_args=block_args, desc="Entries")
+        out = np.empty(len(rows))
+        out[order] = np.concatenate(parts)
+        return out
     if sp.issparse(X):
         return np.asarray(as_csr(X)[rows, cols], dtype=np.float64).ravel()
     return np.asarray(np.asarray(X)[rows, cols], dtype=np.float64)
+
+
+def _gather_block(block: Any, start: int, stop: int, rows: np.ndarray,
+                  cols: np.ndarray) -> np.ndarray:
+    """The entries of one row block (block-local rows), for :func:`gather_entries`."""
+    return gather_entries(sp.csr_array(block) if sp.issparse(block) else block, rows, cols)

@@ -11,6 +11,7 @@ from anndata import AnnData
 from causalcell._validation import DEPRECATED, check_random_state, renamed
 from causalcell.data._interventions import Interventions
 from causalcell.data.contract import PERTURBATION
+from causalcell.data.lazy import in_memory_copy
 from causalcell.errors import DataContractError
 
 __all__ = ["split_by_perturbation"]
@@ -111,8 +112,8 @@ def split_by_perturbation(
     rng = np.random.default_rng(random_state)
     held_out = np.sort(rng.choice(names, size=n_test, replace=False))
     in_test = perturbed & np.isin(target_sets.astype(str), held_out)
-    train = adata[~in_test].copy()
-    test = adata[in_test].copy()
+    train = in_memory_copy(adata[~in_test])
+    test = in_memory_copy(adata[in_test])
     info: dict[str, object] = {"test_perturbations": held_out.tolist(), "n_test": n_test}
     if random_state is not None and not isinstance(random_state, np.random.Generator):
         info["random_state"] = int(random_state)

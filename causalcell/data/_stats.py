@@ -45,7 +45,12 @@ from scipy import special
 from statsmodels.stats.multitest import fdrcorrection
 
 from causalcell.data._sparse import as_csr
-from causalcell.data.lazy import check_row_chunks, is_dask_array, map_row_blocks
+from causalcell.data.lazy import (
+    check_finite_block,
+    check_row_chunks,
+    is_dask_array,
+    map_row_blocks,
+)
 from causalcell.errors import DataContractError, ParameterError
 
 __all__ = [
@@ -152,6 +157,16 @@ def _block_moments(
     return s1, s2
 
 
+def _checked_block_moments(
+    block: Any, start: int, stop: int, codes: np.ndarray, weights: np.ndarray | None,
+    n_groups: int, squares: bool, what: str,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`_block_moments` of an out-of-core block, after refusing NaN / inf in it
+    (an in-memory X is validated once, up front; a Dask X as each block is read)."""
+    check_finite_block(block, start, what)
+    return _block_moments(block, start, stop, codes, weights, n_groups, squares)
+
+
 def _add_moments(
     a: tuple[np.ndarray, np.ndarray | None], b: tuple[np.ndarray, np.ndarray | None]
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -201,10 +216,10 @@ def group_moments(
     if is_dask_array(X):
         check_row_chunks(X, what)
         s1, s2 = map_row_blocks(
-            _block_moments,
+            _checked_block_moments,
             X,
             block_args=lambda a, b: (
-                codes[a:b], None if weights is None else weights[a:b], n_groups, squares
+                codes[a:b], None if weights is None else weights[a:b], n_groups, squares, what
             ),
             combine=_add_moments,
             desc="Group sums",
@@ -676,7 +691,13 @@ def bh_qvalues(pvalues: np.ndarray) -> np.ndarray:
     >>> bh_qvalues(np.array([[0.01, 0.04, np.nan, 0.03]])).round(3).tolist()
     [[0.03, 0.04, nan, 0.04]]
     """
-    p = np.atleast_2d(np.asarray(pvalues, dtype=np.float64))
+    try:
+        p = np.atleast_2d(np.asarray(pvalues, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise ParameterError(
+            f"bh_qvalues takes p-values (numbers in [0, 1], NaN for untested); got "
+            f"{np.asarray(pvalues, dtype=object).ravel()[:3].tolist()}..."
+        ) from None
     q = np.full_like(p, np.nan)
     finite = ~np.isnan(p)
     # One family per row; statsmodels works on 1-d arrays, so this loops over

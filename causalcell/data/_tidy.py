@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from causalcell.data.contract import COMBINATION_SEPARATOR, LEVEL, PERTURBATION, PERTURBATION_TYPE
+from causalcell.errors import DataContractError
 
 __all__ = ["numeric_levels", "tidy_obs"]
 
@@ -50,7 +51,16 @@ def tidy_obs(obs: pd.DataFrame) -> pd.DataFrame:
         categoricals (categories in order of appearance), and
         ``expression_level_after_perturbation`` as float64 when every row has
         at most one target (text for combinations, ``"nan"`` where unknown).
+
+    Raises
+    ------
+    DataContractError
+        If ``obs`` is not a DataFrame.
     """
+    if not isinstance(obs, pd.DataFrame):
+        raise DataContractError(
+            f"tidy_obs() takes an obs DataFrame (adata.obs), got {type(obs).__name__}."
+        )
     for name in (PERTURBATION, PERTURBATION_TYPE):
         if name in obs.columns and not isinstance(obs[name].dtype, pd.CategoricalDtype):
             values = obs[name].astype(str)

@@ -12,8 +12,12 @@ The one layout requirement is that each block holds whole rows (cells x all
 genes): a statistic of a cell needs all its genes. :func:`check_row_chunks`
 says how to rechunk otherwise.
 
+A *backed* AnnData (``read_h5ad(path, backed=True)``) keeps X in its file;
+:func:`backed_matrix` reads it as a Dask array chunked along cells, so the
+same passes over row blocks serve both (one code path, not two).
+
 Dask is an optional dependency (``pip install "causalcell[dask]"``); nothing
-here imports it until a Dask array is actually met.
+here imports it until a Dask array (or a backed matrix) is actually met.
 """
 
 from __future__ import annotations
@@ -28,16 +32,23 @@ import anndata as ad
 import h5py
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from anndata import AnnData
 from tqdm.auto import tqdm
 
+from causalcell._validation import check_path
 from causalcell.errors import DataContractError, DataFileError, ParameterError
 
 __all__ = [
+    "LOAD_IN_MEMORY",
     "active_client",
+    "backed_matrix",
+    "check_finite_block",
     "check_row_chunks",
     "compute_if_small",
     "format_bytes",
+    "in_memory_copy",
+    "is_backed",
     "is_dask_array",
     "map_row_blocks",
     "physical_memory",
@@ -47,14 +58,115 @@ __all__ = [
 
 T = TypeVar("T")
 
+#: How to bring out-of-core expression into memory, for messages.
+LOAD_IN_MEMORY = ("load it first if it fits in memory: adata = adata.to_memory() for a backed "
+                  "file (read_h5ad(..., backed=True)), adata.X = adata.X.compute() for a Dask "
+                  "array")
+
 # Default rows per block when reading lazily: about 64 MB of float32 per block at 2,000 genes.
 _BLOCK_VALUES = 1 << 23
 
 
 def is_dask_array(X: Any) -> bool:
-    """True when ``X`` is a Dask array (checked without importing Dask)."""
-    cls = type(X)
-    return cls.__name__ == "Array" and cls.__module__.startswith("dask.array")
+    """True when ``X`` is a Dask array (checked without importing Dask).
+
+    Subclasses count: a view of an AnnData whose X is a Dask array holds an
+    ``anndata`` ``DaskArrayView``, a Dask array too.
+    """
+    return any(
+        cls.__name__ == "Array" and cls.__module__.startswith("dask.array")
+        for cls in type(X).__mro__
+    )
+
+
+def is_backed(X: Any) -> bool:
+    """True when ``X`` is the on-disk matrix of a backed AnnData (an h5py dataset, or
+    anndata's backed CSR / CSC dataset), which only reads what is sliced from it."""
+    from anndata.abc import CSCDataset, CSRDataset
+
+    return isinstance(X, h5py.Dataset | CSRDataset | CSCDataset)
+
+
+def backed_matrix(adata: AnnData, what: str = "X") -> Any:
+    """The backed X of ``adata`` as a Dask array chunked along cells (read lazily).
+
+    Every computation then reads the file in row blocks, as it reads any Dask
+    X; nothing is loaded until a pass asks for a block.
+
+    Parameters
+    ----------
+    adata
+        An AnnData opened with ``read_h5ad(path, backed=True)`` (not a view:
+        a view's X is read into memory by anndata).
+    what
+        How to call the data in messages (e.g. ``"the observed data"``).
+
+    Raises
+    ------
+    DataContractError
+        If Dask is not installed, or X is stored by gene (CSC): the message
+        says to call ``adata.to_memory()`` (or how to store it by cell).
+    """
+    X = adata.X
+    fix = "load it with adata = adata.to_memory() (it then must fit in memory)"
+    if getattr(X, "format", None) == "csc":
+        raise DataContractError(
+            f"{what} is backed and stored by gene (CSC): causalcell reads cells in row blocks, "
+            f"which a CSC file can only give by reading every gene. Either {fix}, or write "
+            f"it by cell once: adata.to_memory().X.tocsr(), then write_h5ad."
+        )
+    try:
+        import dask.array  # noqa: F401  (read_elem_lazy needs it)
+        from anndata.experimental import read_elem_lazy
+    except ImportError as exc:
+        raise DataContractError(
+            f"{what} is backed (read_h5ad(..., backed=True)); causalcell reads backed files "
+            f"in row blocks with Dask, which is not installed: pip install 'causalcell[dask]', "
+            f"or {fix}."
+        ) from exc
+    n_genes = adata.n_vars
+    rows = max(1, min(_BLOCK_VALUES // max(1, n_genes), adata.n_obs))
+    return read_elem_lazy(adata.file["X"], chunks=(rows, n_genes))
+
+
+def in_memory_copy(adata: AnnData) -> AnnData:
+    """A copy of ``adata`` (often a view of some rows) that owns its data.
+
+    ``AnnData.copy`` refuses a backed object (it would need a new file); a
+    backed one is read into memory instead (only the rows of a view).
+    """
+    return adata.to_memory() if adata.isbacked else adata.copy()
+
+
+def check_finite_block(block: Any, start: int, what: str = "X") -> None:
+    """Refuse a row block (NumPy or SciPy sparse) holding NaN or infinite values.
+
+    Parameters
+    ----------
+    block
+        Rows ``start:`` of X, as stored.
+    start
+        Row index of the block's first row, for the message.
+    what
+        Name of the matrix in the message.
+
+    Raises
+    ------
+    DataContractError
+        Naming the first row at fault.
+    """
+    values = block.data if sp.issparse(block) else np.asarray(block)
+    if values.dtype.kind not in "fc" or np.isfinite(values).all():
+        return
+    if sp.issparse(block):
+        coo = sp.coo_array(block)
+        row = int(coo.row[~np.isfinite(coo.data)][0])
+    else:
+        row = int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0])
+    raise DataContractError(
+        f"{what} contains NaN or infinite values, first in sample {start + row} (row index). "
+        f"Expression must be finite: impute or drop those cells / genes first."
+    )
 
 
 def check_row_chunks(X: Any, what: str = "X") -> None:
@@ -248,9 +360,9 @@ def compute_if_small(X: Any, what: str, *, fraction: float = 0.25) -> Any:
     budget = fraction * physical_memory()
     if need > budget:
         raise ParameterError(
-            f"{what} needs the expression in memory, but X is a Dask array of "
-            f"{X.shape[0]:,} x {X.shape[1]:,} ({need / 2**30:.1f} GiB as float64, more than "
-            f"{budget / 2**30:.1f} GiB here). Run it on pseudobulk profiles "
+            f"{what} needs the expression in memory, but X is out of core (a Dask array or a "
+            f"backed file) of {X.shape[0]:,} x {X.shape[1]:,} ({need / 2**30:.1f} GiB as "
+            f"float64, more than {budget / 2**30:.1f} GiB here). Run it on pseudobulk profiles "
             f"(causalcell.data.pseudobulk(adata)) or on a subsample of cells."
         )
     return X.compute()
@@ -325,7 +437,7 @@ def read_lazy(
         from anndata.experimental import read_elem_lazy
     except ImportError as exc:  # pragma: no cover - anndata >= 0.12 has it
         raise DataFileError("read_lazy needs anndata >= 0.12.") from exc
-    p = Path(path)
+    p = check_path(path, "read_lazy")
     if not p.exists():
         raise DataFileError(
             f"Store not found: {str(p)!r}. Check the path (cwd: {os.getcwd()}); a zarr store "

@@ -51,12 +51,13 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from causalcell._validation import check_random_state
 from causalcell.data import Interventions, pseudobulk
-from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE, validate
+from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE, checked_interventions
 from causalcell.errors import CausalCellWarning, DataContractError, ParameterError
 from causalcell.evaluate.align import align, is_pseudobulk
 from causalcell.evaluate.metrics import DEFAULT_TOP_K
-from causalcell.evaluate.report import check_exclude, observed_de, score_aligned
+from causalcell.evaluate.report import check_exclude, check_scoring, observed_de, score_aligned
 
 __all__ = ["CORRECTIONS", "replicate_ceiling"]
 
@@ -183,6 +184,8 @@ def replicate_ceiling(
     ['none', 'targeted excluded']
     """
     settings = check_exclude(exclude)
+    check_scoring(top_k, de_method, alpha)
+    check_random_state(random_state)
     if isinstance(n_splits, bool) or not isinstance(n_splits, numbers.Integral) or n_splits < 1:
         raise ParameterError(f"n_splits={n_splits!r} must be a positive integer (e.g. 5).")
     if not isinstance(observed, AnnData):
@@ -194,7 +197,7 @@ def replicate_ceiling(
             "into two halves. This data holds pseudobulk profiles (obs has 'n_cells'); pass "
             "the per-cell AnnData the profiles were averaged from."
         )
-    validate(observed, layer=layer)
+    checked_interventions(observed, layer=layer)  # Dask blocks are checked as they are read
     iv = Interventions.from_adata(observed, warn_unmeasured=False)
     keys = iv.condition_of().astype(str)
     perturbed = ~iv.is_control

@@ -77,7 +77,7 @@ from anndata import AnnData
 
 from causalcell.data._interventions import Interventions
 from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE, expression_matrix
-from causalcell.data.lazy import is_dask_array
+from causalcell.data.lazy import LOAD_IN_MEMORY, is_dask_array
 from causalcell.errors import DataContractError, ParameterError
 from causalcell.evaluate.align import Aligned, align
 from causalcell.evaluate.retrieval import EXCLUSIONS
@@ -616,13 +616,15 @@ def cell_groups(aligned: Aligned, predicted: AnnData, observed: AnnData, *,
         codes = _subsample(codes, n, max_cells, rng)
         cols = adata.var_names.get_indexer(aligned.genes)
         values = expression_matrix(adata, lay, what=f"the {side} data")
-        if is_dask_array(values):
+        if is_dask_array(values) and max_cells is None:
             raise DataContractError(
-                f"The E-distance compares cells pair by pair: load the {side} cells in memory "
-                f"(read_h5ad), or pass max_cells to work on a subsample."
+                f"The E-distance compares cells pair by pair and the {side} cells are out of "
+                f"core: {LOAD_IN_MEMORY}, or pass max_cells to work on a subsample."
             )
         rows = np.flatnonzero(codes >= 0)
         values = values[rows][:, cols]
+        if is_dask_array(values):  # the subsample only is read
+            values = values.compute()
         out.append(CellGroups.from_codes(values, codes[rows], n, names=aligned.perturbations,
                                          side=f"{side} cells"))
     return out[0], out[1]

@@ -30,16 +30,21 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from causalcell._validation import naming
 from causalcell.data import Interventions, pseudobulk
 from causalcell.data._pseudobulk import row_weights
+from causalcell.data._schema import did_you_mean
 from causalcell.data._stats import weighted_mean
 from causalcell.data.contract import (
     IS_CONTROL,
     PERTURBATION,
     PERTURBATION_TYPE,
+    check_samples_and_genes,
+    checked_interventions,
     expression_matrix,
-    validate,
+    warn_if_scales_differ,
 )
+from causalcell.data.lazy import is_dask_array
 from causalcell.errors import DataContractError, ParameterError
 from causalcell.evaluate.de import control_rows
 from causalcell.evaluate.metrics import _nonfinite_rows
@@ -134,6 +139,9 @@ def _expression(adata: AnnData, layer: str | None, side: str):
 
 
 def _dense_rows(X, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    if is_dask_array(X):  # out of core (e.g. a backed file): read these rows only
+        X = X[rows].compute()
+        rows = np.arange(len(rows))
     sub = X[rows][:, cols] if sp.issparse(X) else np.asarray(X)[np.ix_(rows, cols)]
     return sub.toarray() if sp.issparse(sub) else np.asarray(sub, dtype=np.float64)
 
@@ -160,9 +168,10 @@ def _genes(predicted: AnnData, observed: AnnData, join: str) -> tuple[pd.Index, 
             parts.append(f"{len(not_observed)} predicted gene(s) are not observed: "
                          f"{_names(not_observed)}")
         raise DataContractError(
-            "The predicted and observed gene sets differ: " + "; ".join(parts) + ". "
-            "Predict the observed genes, or pass join='inner' (CLI: --join inner) to "
-            "score only the genes both sides have."
+            "The predicted and observed gene sets differ: " + "; ".join(parts)
+            + did_you_mean(not_predicted, not_observed) + ". "
+            "Predict the observed genes, or pass join='inner' to score only the genes both "
+            "sides have."
         )
     genes = obs_genes[obs_genes.isin(pred_genes)]
     if not len(genes):
@@ -307,31 +316,36 @@ def align(
                 f"The {side} data must be an AnnData object, got {type(data).__name__}. "
                 f"Read files with causalcell.data.read_h5ad(path)."
             )
+    for side, data in (("observed", observed), ("predicted", predicted)):
+        with naming(f"the {side} data"):
+            check_samples_and_genes(data, f"the {side} data")
     genes, pred_cols = _genes(predicted, observed, join)
-    validate(observed, layer=layer)
-    profiles, profile_layer, control = _observed_profiles(observed, layer, control_label)
-
-    # --- observed rows: perturbations, one profile each
-    obs_iv = Interventions.from_adata(profiles, warn_unmeasured=False)
+    # --- observed rows: perturbations, one profile each. Errors of either side
+    # say which side they are about.
+    with naming("the observed data"):
+        checked_interventions(observed, layer=layer, what="the observed data")
+        profiles, profile_layer, control = _observed_profiles(observed, layer, control_label)
+        obs_iv = Interventions.from_adata(profiles, warn_unmeasured=False)
     obs_perturbed = np.flatnonzero(~obs_iv.is_control)
     obs_keys = _keys(obs_iv)[obs_perturbed]
     _check_unique(obs_keys, profiles.obs_names[obs_perturbed], "observed",
                   "pass the cells, or pseudobulk profiles without replicate splits.")
 
     # --- predicted rows
-    if aggregate_predicted:
-        _expression(predicted, predicted_layer, "predicted")
-        pred_data = pseudobulk(predicted, layer=predicted_layer)
-        pred_layer = None
-    else:
-        pred_data, pred_layer = predicted, predicted_layer
-        _expression(pred_data, pred_layer, "predicted")
-    pred_iv = Interventions.from_adata(pred_data, warn_unmeasured=False)
+    with naming("the predicted data"):
+        if aggregate_predicted:
+            _expression(predicted, predicted_layer, "predicted")
+            pred_data = pseudobulk(predicted, layer=predicted_layer)
+            pred_layer = None
+        else:
+            pred_data, pred_layer = predicted, predicted_layer
+            _expression(pred_data, pred_layer, "predicted")
+        pred_iv = Interventions.from_adata(pred_data, warn_unmeasured=False)
     pred_perturbed = np.flatnonzero(~pred_iv.is_control)
     pred_keys = _keys(pred_iv)[pred_perturbed]
     _check_unique(pred_keys, pred_data.obs_names[pred_perturbed], "predicted",
-                  "average the predicted cells (aggregate_predicted=True; CLI: "
-                  "--pseudobulk-predicted) or drop the duplicates.")
+                  "average the predicted cells (aggregate_predicted=True) or drop the "
+                  "duplicates.")
 
     where = obs_keys.get_indexer(pred_keys)
     missing = where < 0
@@ -369,6 +383,7 @@ def align(
     ref = _reference(profiles, profile_layer, control, reference)[obs_cols]
     obs_values = _dense_rows(_expression(profiles, profile_layer, "observed"), obs_rows,
                              obs_cols)
+    warn_if_scales_differ(pred_values, obs_values)
     targets = sp.csr_array(obs_iv.mask[obs_rows][:, obs_cols], dtype=bool)
     cond = obs_iv.conditions.iloc[obs_iv.codes[obs_rows]]
     n_cells = (profiles.obs["n_cells"].to_numpy()[obs_rows].astype(np.int64)

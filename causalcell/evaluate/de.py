@@ -33,7 +33,12 @@ from causalcell.data._stats import (
     significant,
     welch_ttest,
 )
-from causalcell.data.contract import IS_CONTROL, PERTURBATION, PERTURBATION_TYPE
+from causalcell.data.contract import (
+    IS_CONTROL,
+    PERTURBATION,
+    PERTURBATION_TYPE,
+    expression_matrix,
+)
 from causalcell.data.lazy import check_row_chunks, is_dask_array
 from causalcell.errors import DataContractError, ParameterError
 
@@ -182,9 +187,8 @@ def control_rows(interventions: Interventions, control_label: str | None) -> np.
             extra = (" (those samples are not marked is_control=True)"
                      if labelled.any() else "")
             raise DataContractError(
-                f"Control label {control_label!r} not found among the control samples"
-                f"{extra}; {hint}. Pass one of those labels, or leave the control label "
-                f"unset to use every control."
+                f"control_label={control_label!r} names no control sample{extra}; {hint}. "
+                f"Pass one of those labels, or no control_label= to use every control."
             )
         control = control & labelled
     if not control.any():
@@ -269,7 +273,7 @@ def differential_expression(
     cond_codes, keys = pd.factorize(iv.codes[perturbed])
     groups = np.full(iv.n_samples, -1, dtype=np.int64)
     groups[perturbed] = cond_codes
-    X = adata.X if layer is None else adata.layers[layer]
+    X = expression_matrix(adata, layer)  # a backed X is read in row blocks (Dask)
     if is_dask_array(X):
         # Before any pass: the mean differences need whole rows per block.
         check_row_chunks(X, "X" if layer is None else f"layers[{layer!r}]")

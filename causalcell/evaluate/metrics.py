@@ -88,6 +88,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from causalcell._validation import is_real
 from causalcell.errors import DataContractError, ParameterError
 
 __all__ = [
@@ -398,6 +399,19 @@ def _check_matrix(name: str, values, shape: tuple[int, int] | None) -> np.ndarra
     return arr
 
 
+def check_top_k(top_k: object) -> list[int]:
+    """The sizes of the top-k gene sets: positive whole numbers, else a ParameterError
+    naming ``top_k``."""
+    values = [top_k] if is_real(top_k) else top_k
+    ok = isinstance(values, Collection) and not isinstance(values, str) and all(
+        is_real(k) and int(k) == k and k >= 1 for k in values)
+    if not ok:
+        raise ParameterError(
+            f"top_k={top_k!r} is invalid; give positive integers, e.g. top_k=[20, 100]."
+        )
+    return [int(k) for k in values]
+
+
 def perturbation_metrics(
     predicted: np.ndarray,
     observed: np.ndarray,
@@ -496,12 +510,7 @@ def perturbation_metrics(
     elif not (np.isfinite(scale) and scale >= 0):
         raise ParameterError(f"scale={scale!r} must be a finite number >= 0.")
     tol = CONSTANT_RTOL * float(scale)
-    ks = []
-    for k in top_k:
-        if int(k) != k or k < 1:
-            raise ParameterError(f"top_k values must be positive integers, got {k!r}.")
-        if k < g:
-            ks.append(int(k))
+    ks = [k for k in check_top_k(top_k) if k < g]
     step = max(1, _BLOCK_ENTRIES // max(g, 1))
     parts: list[dict[str, np.ndarray]] = []
     for start in range(0, n, step):

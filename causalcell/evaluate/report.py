@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from causalcell._validation import check_choice, check_fraction
 from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE
 from causalcell.errors import DataContractError, ParameterError
 from causalcell.evaluate._uncertainty import (
@@ -32,10 +33,12 @@ from causalcell.evaluate._uncertainty import (
     sign_flip_pvalues,
 )
 from causalcell.evaluate.align import Aligned, align, is_pseudobulk
+from causalcell.evaluate.de import METHODS as DE_METHODS
 from causalcell.evaluate.de import DEResult, differential_expression
 from causalcell.evaluate.metrics import (
     DEFAULT_TOP_K,
     EXCLUDE,
+    check_top_k,
     higher_is_better,
     no_skill,
     perturbation_metrics,
@@ -45,7 +48,9 @@ from causalcell.evaluate.retrieval_table import retrieval_ranks
 __all__ = [
     "CONDITIONING",
     "UNDEFINED",
+    "check_de_method",
     "check_exclude",
+    "check_scoring",
     "compare",
     "evaluate",
     "observed_de",
@@ -71,11 +76,27 @@ def check_exclude(exclude: str | Sequence[str | None] | None) -> tuple[str | Non
     return values
 
 
+def check_de_method(de_method: object) -> None:
+    """ParameterError naming ``de_method`` unless it is a DE test or None."""
+    if de_method is not None:
+        check_choice("de_method", de_method, DE_METHODS)
+
+
+def check_scoring(top_k: object, de_method: object, alpha: object) -> None:
+    """The scoring options shared by :func:`evaluate`, :func:`compare` and
+    :func:`~causalcell.evaluate.replicate_ceiling`, checked before any work
+    (ParameterError naming the parameter)."""
+    check_top_k(top_k)
+    check_de_method(de_method)
+    check_fraction("alpha", alpha, closed_right=True)
+
+
 def observed_de(
     observed: AnnData, de: DEResult | None, de_method: str | None, layer: str | None,
     control_label: str | None,
 ) -> DEResult | None:
     """The DE result used to choose top-k genes, or None to rank by |observed change|."""
+    check_de_method(de_method)
     if de is not None:
         if not isinstance(de, DEResult):
             raise ParameterError(f"de must be a DEResult, got {type(de).__name__}.")
@@ -225,6 +246,7 @@ def evaluate(
     ['none', 'targeted excluded']
     """
     settings = check_exclude(exclude)
+    check_scoring(top_k, de_method, alpha)
     aligned = align(predicted, observed, reference=reference, join=join,
                     control_label=control_label, layer=layer, predicted_layer=predicted_layer,
                     aggregate_predicted=aggregate_predicted)
@@ -474,6 +496,7 @@ def compare(
         if not isinstance(name, str) or not name:
             raise ParameterError(f"Model names must be non-empty strings, got {name!r}.")
     settings = check_exclude(exclude)
+    check_scoring(top_k, de_method, alpha)
     _check_undefined(undefined)
     if isinstance(n_resamples, bool) or not isinstance(n_resamples, numbers.Integral) \
             or n_resamples < 1:

@@ -18,6 +18,7 @@ from typing import TypeVar
 
 import networkx as nx
 
+from causalcell.errors import ParameterError
 from causalcell.graph._io import require_digraph
 
 __all__ = ["intervene"]
@@ -56,9 +57,21 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _as_target_set(targets: Hashable | Iterable[Hashable]) -> frozenset:
+    if targets is None:
+        raise ParameterError(
+            "intervene: targets=None names no gene. Give the targeted gene (a symbol) or "
+            "genes (a list of symbols); an empty list cuts nothing."
+        )
     if isinstance(targets, (str, bytes)) or not isinstance(targets, Iterable):
-        return frozenset([targets])
-    return frozenset(targets)
+        targets = [targets]
+    try:
+        return frozenset(targets)
+    except TypeError:
+        odd = next(t for t in targets if not isinstance(t, Hashable))
+        raise ParameterError(
+            f"intervene: targets holds {odd!r}, a {type(odd).__name__}, which cannot be a "
+            f"node; give gene symbols, e.g. targets=['STAT1', 'JAK2']."
+        ) from None
 
 
 def _copy_instance_state(G: nx.DiGraph, H: nx.DiGraph) -> None:
@@ -99,6 +112,8 @@ def intervene(G: G_, targets: Hashable | Iterable[Hashable]) -> G_:
     ------
     NetworkError
         G is not a DiGraph (e.g. undirected or a MultiDiGraph).
+    ParameterError
+        ``targets`` is None, or holds something that cannot be a node (a list).
 
     Notes
     -----

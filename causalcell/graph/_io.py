@@ -33,12 +33,14 @@ import pandas as pd
 import scipy.sparse as sp
 
 from causalcell._validation import DEPRECATED
-from causalcell.errors import DataFileError, NetworkError, NetworkWarning
+from causalcell.data._schema import did_you_mean, gene_name_problem
+from causalcell.errors import DataFileError, NetworkError, NetworkWarning, ParameterError
 
 if TYPE_CHECKING:
     from pgmpy.base import DAG
 
 __all__ = [
+    "check_network_genes",
     "find_cycle_edges",
     "from_pgmpy",
     "network_to_frame",
@@ -176,6 +178,10 @@ def _as_index(genes: Iterable[Hashable]) -> pd.Index:
         return genes
     if isinstance(genes, str):
         genes = [genes]
+    if not isinstance(genes, Iterable):
+        raise ParameterError(
+            f"genes={genes!r} is not a list of gene names; give e.g. adata.var_names."
+        )
     return pd.Index(np.asarray(list(genes), dtype=object))
 
 
@@ -189,7 +195,9 @@ def _weight_column(
     """
     raw = frame[col]
     if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
-        weights = raw.to_numpy(dtype=float, na_value=np.nan)
+        # A copy: a float column's to_numpy() is a view of the caller's DataFrame, and
+        # missing weights are filled in below.
+        weights = raw.to_numpy(dtype=float, na_value=np.nan, copy=True)
         missing = np.isnan(weights)
     else:
         text = raw.astype("string").str.strip()
@@ -320,14 +328,23 @@ def read_network(
             FutureWarning,
             stacklevel=2,
         )
+    if isinstance(weight_default, bool) or not isinstance(
+            weight_default, int | float | np.integer | np.floating) or not np.isfinite(
+            weight_default):
+        raise ParameterError(
+            f"read_network: weight_default={weight_default!r} must be a finite number (the "
+            f"weight of edges without one, e.g. 1.0)."
+        )
     if isinstance(source, pd.DataFrame):
         frame, path = source, None
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         frame = _read_table(path, sep)
     else:
-        raise TypeError(
-            f"source must be a file path or a pandas DataFrame, not {type(source).__name__}"
+        raise ParameterError(
+            f"read_network: source={source!r} is a {type(source).__name__}; give the path of "
+            "an edge-list file (str or pathlib.Path) or a pandas DataFrame with regulator and "
+            "target columns"
         )
     loc = _Locator(frame, path)
     regs, tgts = _edge_columns(frame, loc)
@@ -461,6 +478,51 @@ def require_digraph(G: Any, what: str) -> None:
             f"{type(G).__name__}; convert with networkx.DiGraph(G) (parallel edges merge) "
             "or read an edge list with causalcell.graph.read_network"
         )
+
+
+def check_network_genes(G: nx.DiGraph, genes: pd.Index, what: str = "network") -> int:
+    """Check that a network's nodes can meet the data's genes; return how many do.
+
+    Nodes are matched to ``var_names`` exactly, so a node that is not a str,
+    or that carries surrounding white space, would silently lose its edges.
+
+    Parameters
+    ----------
+    G
+        The network (a DiGraph).
+    genes
+        The measured genes (``var_names``).
+    what
+        The parameter holding ``G``, for messages.
+
+    Returns
+    -------
+    int
+        The number of nodes that are measured genes (at least 1).
+
+    Raises
+    ------
+    NetworkError
+        G is not a DiGraph, a node is not a gene symbol (str, no surrounding
+        white space), or no node is a measured gene (naming near matches).
+    """
+    require_digraph(G, what)
+    nodes = pd.Index(list(G.nodes), dtype=object)
+    problem = gene_name_problem(nodes)
+    if problem is not None:
+        raise NetworkError(
+            f"The nodes of {what} {problem}. Relabel them to the symbols of var_names, e.g. "
+            f"networkx.relabel_nodes(G, lambda node: str(node).strip())"
+        )
+    shared = int(nodes.isin(genes).sum())
+    if shared == 0:
+        hint = did_you_mean(nodes[:1000].astype(str), genes)
+        raise NetworkError(
+            f"{what} ({G.number_of_nodes()} nodes, e.g. {nodes[:3].tolist()}) shares no gene "
+            f"with var_names (e.g. {list(genes[:3])}){hint}. Use the same gene identifiers in "
+            f"both (symbols), or convert them first."
+        )
+    return shared
 
 
 def _edge_arrays(G: nx.DiGraph) -> tuple[list[Any], np.ndarray, list[Any], list[dict]]:

@@ -27,7 +27,9 @@ from causalcell._validation import (
     is_int,
     renamed,
 )
+from causalcell.data._schema import gene_name_problem
 from causalcell.data.contract import checked_interventions, expression_matrix
+from causalcell.data.lazy import compute_if_small
 from causalcell.errors import (
     CausalCellWarning,
     DataContractError,
@@ -56,14 +58,27 @@ def _edge_pairs(
                 f"{name} must be a networkx.DiGraph (or a list of (regulator, target) pairs), "
                 f"got {type(edges).__name__}; convert with networkx.DiGraph(G)."
             )
+        _check_names(list(edges.nodes), name)
         return {(str(u), str(v)) for u, v in edges.edges() if u != v}
     try:
-        pairs = {(str(u), str(v)) for u, v in edges}
+        raw = [(u, v) for u, v in edges]
     except (TypeError, ValueError):
         raise NetworkError(
             f"{name} must be a networkx.DiGraph or an iterable of (regulator, target) pairs."
         ) from None
-    return {(u, v) for u, v in pairs if u != v}
+    _check_names([g for pair in raw for g in pair], name)
+    return {(str(u), str(v)) for u, v in raw if u != v}
+
+
+def _check_names(genes: list[Hashable], name: str) -> None:
+    """Gene names of a prior / required network that can match var_names (see
+    :func:`causalcell.data._schema.gene_name_problem`)."""
+    problem = gene_name_problem(pd.Index(genes, dtype=object))
+    if problem is not None:
+        raise NetworkError(
+            f"The genes of {name} {problem}. Use the symbols of var_names, e.g. "
+            f"networkx.relabel_nodes(G, lambda node: str(node).strip())."
+        )
 
 
 def learn_pc(
@@ -319,7 +334,7 @@ def _pc_data(
     """The values PC tests (constant genes left out, with a warning) and the tested genes."""
     from pgmpy.ci_tests import get_ci_test
 
-    sub = X[rows][:, var_names.get_indexer(used)]
+    sub = compute_if_small(X[rows][:, var_names.get_indexer(used)], "learn_pc")
     values = sub.toarray() if sp.issparse(sub) else np.asarray(sub)
     values = np.asarray(values, dtype=np.float64)
     constant = values.std(axis=0) <= math.sqrt(_TINY_VARIANCE)

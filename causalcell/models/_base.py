@@ -28,6 +28,7 @@ from sklearn.base import BaseEstimator
 
 from causalcell.data import tidy_obs
 from causalcell.data._interventions import Interventions
+from causalcell.data._schema import did_you_mean
 from causalcell.data._sparse import gather_entries
 from causalcell.data.contract import (
     PERTURBATION,
@@ -168,7 +169,8 @@ def prediction_request(
         shown = ", ".join(iv.unmeasured[:10])
         raise PredictionError(
             f"Cannot predict perturbations of {len(iv.unmeasured)} gene(s) unknown to the "
-            f"model: {shown}. The model was fitted on {len(genes)} genes and can only clamp "
+            f"model: {shown}{did_you_mean(iv.unmeasured, genes)}. The model was fitted on "
+            f"{len(genes)} genes and can only clamp "
             f"those; drop these perturbations from the request or refit on data measuring "
             f"the genes."
         )

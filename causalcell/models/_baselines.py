@@ -40,11 +40,11 @@ import pandas as pd
 from anndata import AnnData
 from scipy.sparse.linalg import svds
 
-from causalcell._validation import check_choice, is_int, is_real
+from causalcell._validation import check_choice, check_layer, is_int, is_real
 from causalcell.data._design import Design
 from causalcell.data._interventions import Interventions
 from causalcell.data._pseudobulk import changes, control_mean, row_weights
-from causalcell.errors import DataContractError, DataFileError, ParameterError
+from causalcell.errors import DataContractError, ParameterError
 from causalcell.models._base import (
     PerturbationModel,
     make_prediction,
@@ -55,10 +55,14 @@ from causalcell.models._base import (
 )
 from causalcell.models._model_file import (
     BASELINE_LEVELS_N,
-    level_array_names,
+    ArraySpec,
+    check_arrays,
+    check_genes,
+    level_arrays_spec,
     levels_from_arrays,
     levels_to_arrays,
     load_arrays,
+    model_from_header,
     save_arrays,
 )
 
@@ -217,30 +221,14 @@ class _Baseline(PerturbationModel):
             format version, or lacks an array this model needs.
         """
         arrays, header = load_arrays(path, cls.__name__)
-        try:
-            model = cls(**header.get("params", {}))
-        except TypeError as exc:
-            raise DataFileError(
-                f"{str(path)!r}: the stored parameters do not fit {cls.__name__} ({exc}); "
-                f"the file was written by another version. Refit the model."
-            ) from exc
-        needed = ("genes", *cls._vectors, *cls._matrices, *model._extra_names())
-        missing = [name for name in needed if name not in arrays]
-        if missing:
-            raise DataFileError(
-                f"{str(path)!r} lacks the array(s) {missing} of a fitted {cls.__name__}: the "
-                f"file is damaged or was not written by {cls.__name__}.save()."
-            )
-        genes = pd.Index(arrays["genes"].astype(str), dtype=str)
-        for name in cls._vectors:
-            value = np.asarray(arrays[name], dtype=np.float64)
-            if value.shape != (len(genes),):
-                raise DataFileError(
-                    f"{str(path)!r}: array {name!r} has shape {value.shape}, expected "
-                    f"({len(genes)},) for {len(genes)} genes; the file is damaged."
-                )
-            setattr(model, name, value)
-        for name in cls._matrices:
+        model = model_from_header(cls, header, path)
+        spec = {"genes": ("U", ("genes",)),
+                **{name: ("fiu", ("genes",)) for name in cls._vectors},
+                **model._arrays_spec()}
+        n_genes = len(arrays["genes"]) if "genes" in arrays else 0
+        check_arrays(arrays, spec, path, {"genes": n_genes})
+        genes = pd.Index(check_genes(arrays["genes"], path).astype(str), dtype=str)
+        for name in (*cls._vectors, *cls._matrices):
             setattr(model, name, np.asarray(arrays[name], dtype=np.float64))
         model._restore_extra(arrays, path)
         model._set_genes(genes)
@@ -259,10 +247,7 @@ class _Baseline(PerturbationModel):
 
     # -- hooks
     def _check_params(self) -> None:
-        if self.layer is not None and not isinstance(self.layer, str):
-            raise ParameterError(
-                f"{type(self).__name__}: layer={self.layer!r} must be a layer name or None."
-            )
+        check_layer(self.layer, type(self).__name__)
 
     def _fit(self, adata: AnnData, X: Any, interventions: Interventions) -> dict[str, Any]:
         raise NotImplementedError  # pragma: no cover
@@ -273,8 +258,10 @@ class _Baseline(PerturbationModel):
     def _extra_arrays(self) -> dict[str, np.ndarray]:
         return {}
 
-    def _extra_names(self) -> tuple[str, ...]:
-        return ()
+    def _arrays_spec(self) -> dict[str, ArraySpec]:
+        """dtype kinds and shapes of the arrays beyond genes and vectors (see
+        :func:`~causalcell.models._model_file.check_arrays`)."""
+        return {}
 
     def _restore_extra(self, arrays: dict[str, np.ndarray], path: object) -> None:
         return None
@@ -480,8 +467,8 @@ class TargetOnlyBaseline(_Baseline):
     def _extra_arrays(self) -> dict[str, np.ndarray]:
         return levels_to_arrays(self.target_levels_, BASELINE_LEVELS_N)
 
-    def _extra_names(self) -> tuple[str, ...]:
-        return level_array_names(BASELINE_LEVELS_N)
+    def _arrays_spec(self) -> dict[str, ArraySpec]:
+        return level_arrays_spec(BASELINE_LEVELS_N)
 
     def _restore_extra(self, arrays: dict[str, np.ndarray], path: object) -> None:
         self.target_levels_ = levels_from_arrays(arrays, BASELINE_LEVELS_N)
@@ -622,15 +609,11 @@ class LinearEmbeddingBaseline(_Baseline):
         change = (embedding @ self.coef_.T) @ self.gene_embedding_.T
         return self.control_mean_ + self.offset_ + change
 
+    def _arrays_spec(self) -> dict[str, ArraySpec]:
+        return {"gene_embedding_": ("fiu", ("genes", "k")), "coef_": ("fiu", ("k", "k"))}
+
     def _restore_extra(self, arrays: dict[str, np.ndarray], path: object) -> None:
-        G, K = self.gene_embedding_, self.coef_
-        n_genes = len(arrays["genes"])
-        if G.ndim != 2 or G.shape[0] != n_genes or K.shape != (G.shape[1], G.shape[1]):
-            raise DataFileError(
-                f"{str(path)!r}: gene_embedding_ {G.shape} and coef_ {K.shape} do not fit "
-                f"{n_genes} genes; the file is damaged."
-            )
-        self.n_components_ = int(G.shape[1])
+        self.n_components_ = int(self.gene_embedding_.shape[1])
 
 
 def _top_components(centered: np.ndarray, k: int) -> np.ndarray:

@@ -29,12 +29,12 @@ import scipy.sparse as sp
 from anndata import AnnData
 from scipy import stats
 
-from causalcell._validation import is_int, is_real
+from causalcell._validation import check_layer, check_n_jobs, is_int, is_real
 from causalcell.data._design import Design
 from causalcell.data._pseudobulk import control_weights
 from causalcell.data._stats import bh_qvalues, weighted_column_sums
-from causalcell.data.contract import PERTURBATION
-from causalcell.data.lazy import is_dask_array
+from causalcell.data.contract import PERTURBATION, expression_matrix
+from causalcell.data.lazy import LOAD_IN_MEMORY, compute_if_small, is_dask_array
 from causalcell.errors import (
     CausalCellWarning,
     DataFileError,
@@ -42,7 +42,7 @@ from causalcell.errors import (
     ParameterError,
     PredictionError,
 )
-from causalcell.graph._io import to_adjacency
+from causalcell.graph._io import check_network_genes, to_adjacency
 from causalcell.models._base import (
     PerturbationModel,
     make_prediction,
@@ -54,9 +54,13 @@ from causalcell.models._base import (
 from causalcell.models._generic import fit_per_gene, regulator_lists
 from causalcell.models._model_file import (
     CONDITIONAL_LEVELS_N,
+    check_arrays,
+    check_genes,
+    level_arrays_spec,
     levels_from_arrays,
     levels_to_arrays,
     load_arrays,
+    model_from_header,
     save_arrays,
 )
 from causalcell.models._propagate import SteadyState, clamp, propagate
@@ -222,9 +226,9 @@ class ConditionalGRNRegressor(PerturbationModel):
         lazy = is_dask_array(X)
         if lazy and kind not in ("ridge", "ols"):
             raise ParameterError(
-                f"regressor={self.regressor!r} needs X in memory; X is a Dask array. Use "
-                f"regressor='ridge' or 'ols' (exact, one pass over the blocks), or load X with "
-                f"adata.X = adata.X.compute() if it fits in memory."
+                f"regressor={self.regressor!r} needs X in memory; X is out of core (a Dask "
+                f"array or a backed file). Use regressor='ridge' or 'ols' (exact, one pass over "
+                f"the blocks), or {LOAD_IN_MEMORY}."
             )
         samples = None
         if kind in ("ridge", "ols"):
@@ -332,6 +336,19 @@ class ConditionalGRNRegressor(PerturbationModel):
             raise ParameterError(f"max_iter must be an integer >= 1; got {self.max_iter!r}.")
         if not is_real(self.tol) or not self.tol > 0:
             raise ParameterError(f"tol must be a number > 0; got {self.tol!r}.")
+        check_layer(self.layer, type(self).__name__)
+        regs = self.regulators
+        if regs is not None and not isinstance(regs, str) and not (
+            isinstance(regs, Sequence | pd.Index | np.ndarray)
+            and all(isinstance(r, str) for r in regs)
+        ):
+            raise ParameterError(
+                f"regulators must be a list of gene symbols (str) or None; got {regs!r}."
+            )
+        if self.n_jobs is not None:
+            check_n_jobs(self.n_jobs)
+        if not isinstance(self.verbose, bool | np.bool_):
+            raise ParameterError(f"verbose must be True or False; got {self.verbose!r}.")
         return kind
 
     def _structure(
@@ -359,20 +376,7 @@ class ConditionalGRNRegressor(PerturbationModel):
             allowed = np.unique(idx[idx >= 0])
         if network is None:
             return None, (np.arange(p) if allowed is None else allowed)
-        if not isinstance(network, nx.DiGraph) or network.is_multigraph():
-            raise NetworkError(
-                f"network must be a networkx.DiGraph (e.g. from causalcell.graph."
-                f"read_network); got {type(network).__name__}."
-            )
-        gene_set = set(genes)
-        shared = sum(1 for node in network.nodes if node in gene_set)
-        if shared == 0:
-            example = list(network.nodes)[:3]
-            raise NetworkError(
-                f"The network ({network.number_of_nodes()} nodes, e.g. {example}) shares no "
-                f"gene with var_names (e.g. {genes[:3].tolist()}). Use the same gene "
-                f"identifiers in both (symbols), or convert them first."
-            )
+        shared = check_network_genes(network, genes, "network")
         A = to_adjacency(network, genes).tocoo()
         keep = A.row != A.col  # self-loops: a gene is not its own regulator
         if allowed is not None:
@@ -507,7 +511,14 @@ class ConditionalGRNRegressor(PerturbationModel):
                     "state: pass start= (an array of n_genes values, or one row per request)."
                 )
             return np.tile(self.control_mean_, (n, 1))
-        arr = np.asarray(start, dtype=np.float64)
+        try:
+            arr = np.asarray(start, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ParameterError(
+                f"start={start!r} is not a start state: give None, an array of n_genes numbers "
+                f"(one state, genes in the model's order), one row per request, or an AnnData "
+                f"of control cells."
+            ) from None
         if arr.shape == (p,):
             arr = np.tile(arr, (n, 1))
         elif arr.shape != (n, p):
@@ -529,8 +540,8 @@ class ConditionalGRNRegressor(PerturbationModel):
                 f"The start cells lack {int((idx < 0).sum())} of the model's genes (e.g. "
                 f"{missing}); give cells measured on the model's genes (genes_)."
             )
-        X = cells.X if self.layer is None else cells.layers[self.layer]
-        X = X[:, idx]
+        X = expression_matrix(cells, self.layer, what="the start cells")
+        X = compute_if_small(X[:, idx], "predict(start=cells)")
         X = X.toarray() if sp.issparse(X) else np.asarray(X)
         X = np.asarray(X, dtype=np.float64)
         if X.shape[0] == 0 or not np.isfinite(X).all():
@@ -693,34 +704,50 @@ class ConditionalGRNRegressor(PerturbationModel):
             Missing, truncated or corrupt file, another class or format version.
         """
         arrays, header = load_arrays(path, cls.__name__)
-        params = dict(header.get("params", {}))
-        if isinstance(params.get("alphas"), list):
-            params["alphas"] = tuple(params["alphas"])
-        valid = set(cls().get_params())
-        model = cls(**{k: v for k, v in params.items() if k in valid})
+        model = model_from_header(cls, header, path, convert={"alphas": tuple})
+        spec = {
+            "genes": ("U", ("genes",)),
+            "coef_data": ("fiu", ("edges",)),
+            "coef_indices": ("iu", ("edges",)),
+            "coef_indptr": ("iu", ("genes+1",)),
+            **{name: ("fiu", ("genes",)) for name in ("intercept", "alpha", "control_mean")},
+            "n_samples": ("iu", ("genes",)),
+            **level_arrays_spec(CONDITIONAL_LEVELS_N),
+        }
+        inference = header["meta"].get("inference")
+        if inference:
+            spec.update({
+                "se_data": ("fiu", ("se",)),
+                "se_indices": ("iu", ("se",)),
+                "se_indptr": ("iu", ("genes+1",)),
+                "dof": ("iu", ("genes",)),
+                "rss": ("fiu", ("genes",)),
+            })
+        p = len(arrays["genes"]) if "genes" in arrays else 0
+        check_arrays(arrays, spec, path, {"genes": p, "genes+1": p + 1})
+        genes = pd.Index(check_genes(arrays["genes"], path).astype(str))
         try:
-            genes = pd.Index(arrays["genes"].astype(str))
-            p = len(genes)
             coef = sp.csr_array(
                 (arrays["coef_data"].astype(float), arrays["coef_indices"], arrays["coef_indptr"]),
                 shape=(p, p),
             )
+            coef.check_format(full_check=True)
             model._set_genes(genes)
             model.coef_ = coef
-            model.intercept_ = _vector(arrays["intercept"], p)
-            model.alpha_ = _vector(arrays["alpha"], p)
-            model.n_samples_ = _vector(arrays["n_samples"], p).astype(np.int64)
-            model.control_mean_ = _vector(arrays["control_mean"], p)
+            model.intercept_ = arrays["intercept"].astype(float)
+            model.alpha_ = arrays["alpha"].astype(float)
+            model.n_samples_ = arrays["n_samples"].astype(np.int64)
+            model.control_mean_ = arrays["control_mean"].astype(float)
             model.target_levels_ = levels_from_arrays(arrays, CONDITIONAL_LEVELS_N)
-            if header.get("meta", {}).get("inference"):
+            if inference:
                 model.stderr_ = sp.csr_array(
                     (arrays["se_data"].astype(float), arrays["se_indices"], arrays["se_indptr"]),
                     shape=(p, p),
                 )
-                model.dof_ = _vector(arrays["dof"], p).astype(np.int64)
-                model.rss_ = _vector(arrays["rss"], p)
-            model.coef_.check_format(full_check=True)
-        except (KeyError, ValueError, TypeError, IndexError) as exc:
+                model.stderr_.check_format(full_check=True)
+                model.dof_ = arrays["dof"].astype(np.int64)
+                model.rss_ = arrays["rss"].astype(float)
+        except (ValueError, TypeError, IndexError) as exc:
             raise DataFileError(
                 f"{str(path)!r} is a causalcell model file but its contents are malformed "
                 f"({type(exc).__name__}: {exc}); save the model again."
@@ -730,11 +757,3 @@ class ConditionalGRNRegressor(PerturbationModel):
         model._steady = None
         model._network = None
         return model
-
-
-# ---------------------------------------------------------------------- helpers
-def _vector(arr: np.ndarray, p: int) -> np.ndarray:
-    arr = np.asarray(arr)
-    if arr.shape != (p,):
-        raise ValueError(f"expected an array of shape ({p},), got {arr.shape}")
-    return arr.astype(float) if arr.dtype.kind in "fiu" else arr

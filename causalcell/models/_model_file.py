@@ -8,6 +8,12 @@ code. The file is written atomically.
 Array names are part of the format. Those that earlier releases wrote under
 another name are read through :data:`RENAMED_ARRAYS`, so files saved before a
 rename still load.
+
+Nothing read from a file is trusted: the header must be a JSON object whose
+fields have their types, the stored parameters must pass the model's own
+parameter checks (:func:`model_from_header`), and every array must have its
+dtype kind and its shape (:func:`check_arrays`). A damaged or tampered file is
+a :class:`~causalcell.errors.DataFileError` naming the file and the field.
 """
 
 from __future__ import annotations
@@ -23,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 from causalcell._version import __version__
-from causalcell.data._schema import PERTURBATION, PERTURBATION_TYPE
-from causalcell.errors import DataFileError
+from causalcell.data._schema import PERTURBATION, PERTURBATION_TYPE, gene_name_problem
+from causalcell.errors import CausalCellError, DataFileError
 
 __all__ = [
     "BASELINE_LEVELS_N",
@@ -32,10 +38,14 @@ __all__ = [
     "MODEL_FORMAT",
     "MODEL_FORMAT_VERSION",
     "RENAMED_ARRAYS",
+    "check_arrays",
+    "check_genes",
     "level_array_names",
+    "level_arrays_spec",
     "levels_from_arrays",
     "levels_to_arrays",
     "load_arrays",
+    "model_from_header",
     "save_arrays",
 ]
 
@@ -80,10 +90,20 @@ def save_arrays(
     pathlib.Path
     """
     dest = Path(path)
+    if dest.is_dir():
+        raise DataFileError(
+            f"{str(dest)!r} is a directory; save() writes one file. Give a file path, e.g. "
+            f"{str(dest / 'model.npz')!r}."
+        )
     if dest.suffix != ".npz":
         dest = dest.with_name(dest.name + ".npz")
     if not dest.parent.is_dir():
         raise DataFileError(f"Directory {str(dest.parent)!r} does not exist; create it first.")
+    if dest.is_dir():
+        raise DataFileError(
+            f"{str(dest)!r} is a directory; save() writes one file. Give a file path, e.g. "
+            f"{str(dest / 'model.npz')!r}."
+        )
     params = model.get_params(deep=False) if hasattr(model, "get_params") else {}
     header = {
         "format": MODEL_FORMAT,
@@ -146,10 +166,15 @@ def load_arrays(
     for old, new in RENAMED_ARRAYS.items():
         if old in arrays and new not in arrays:
             arrays[new] = arrays.pop(old)
+    meta = arrays.pop(_META)
+    if meta.dtype.kind != "U" or meta.ndim != 0:
+        raise DataFileError(f"{str(p)!r}: the model header is not a JSON text; the file is "
+                            f"damaged or was not written by save().")
     try:
-        header = json.loads(str(arrays.pop(_META)))
+        header = json.loads(str(meta))
     except json.JSONDecodeError as exc:
         raise DataFileError(f"{str(p)!r}: the model header is corrupt ({exc}).") from exc
+    _check_header(header, p)
     if header.get("format") != MODEL_FORMAT:
         raise DataFileError(f"{str(p)!r} is not a causalcell model file.")
     if header.get("format_version") != MODEL_FORMAT_VERSION:
@@ -167,6 +192,151 @@ def load_arrays(
     return arrays, header
 
 
+# Header field -> the JSON type it must have.
+_HEADER_FIELDS: dict[str, tuple[type, ...]] = {
+    "format": (str,),
+    "format_version": (int,),
+    "causalcell_version": (str,),
+    "class": (str,),
+    "params": (dict,),
+    "meta": (dict,),
+}
+
+
+def _check_header(header: Any, path: Path) -> None:
+    """The header is a JSON object and each field has its type (DataFileError otherwise)."""
+    if not isinstance(header, dict):
+        raise DataFileError(
+            f"{str(path)!r}: the model header is a JSON {type(header).__name__}, not an object "
+            f"with the fields {sorted(_HEADER_FIELDS)}; the file is damaged or was not "
+            f"written by save()."
+        )
+    for field, types in _HEADER_FIELDS.items():
+        value = header.get(field)
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise DataFileError(
+                f"{str(path)!r}: the model header's field {field!r} is {value!r}, not a JSON "
+                f"{'object' if dict in types else types[0].__name__}; the file is damaged or "
+                f"was not written by save()."
+            )
+
+
+def model_from_header(cls: type, header: dict[str, Any], path: object,
+                      convert: dict[str, Any] | None = None) -> Any:
+    """A model of class ``cls`` with the parameters stored in a file, checked.
+
+    The parameters go through the model's own checks (its ``_check_params``),
+    so a file cannot give a model a parameter its constructor would refuse.
+
+    Parameters
+    ----------
+    cls
+        The model class.
+    header
+        The header read by :func:`load_arrays`.
+    path
+        The file, for messages.
+    convert
+        Parameter name -> function turning its JSON value into the parameter
+        (e.g. a list into a tuple).
+
+    Raises
+    ------
+    DataFileError
+        A parameter the class does not have, or one its checks refuse.
+    """
+    params = dict(header["params"])
+    valid = set(cls().get_params(deep=False))
+    unknown = sorted(set(params) - valid)
+    if unknown:
+        raise DataFileError(
+            f"{str(path)!r}: the stored parameters {unknown} are not parameters of "
+            f"{cls.__name__} (it has {sorted(valid)}); the file is damaged or was written by "
+            f"another version. Refit the model."
+        )
+    for name, function in (convert or {}).items():
+        if isinstance(params.get(name), list):
+            params[name] = function(params[name])
+    model = cls(**params)
+    check = getattr(model, "_check_params", None)
+    if check is not None:
+        try:
+            check()
+        except CausalCellError as exc:
+            raise DataFileError(
+                f"{str(path)!r}: a stored parameter is invalid ({exc}); the file is damaged or "
+                f"was edited. Refit the model, or save it again."
+            ) from exc
+    return model
+
+
+#: An array's expected dtype kinds (numpy ``dtype.kind`` letters) and shape,
+#: whose entries are sizes or names of sizes shared between arrays.
+ArraySpec = tuple[str, tuple[int | str, ...]]
+#: Human words for dtype kinds, for messages.
+_KIND_WORDS = {"f": "float", "i": "integer", "u": "integer", "U": "string"}
+
+
+def check_arrays(arrays: dict[str, np.ndarray], spec: dict[str, ArraySpec], path: object,
+                 sizes: dict[str, int]) -> dict[str, int]:
+    """Check the dtype kind and shape of every array of a model file.
+
+    Parameters
+    ----------
+    arrays
+        The arrays read by :func:`load_arrays`.
+    spec
+        Array name -> (dtype kinds, shape). A named size that is not in
+        ``sizes`` yet takes the size of the first array that has it; every
+        other array must then agree.
+    path
+        The file, for messages.
+    sizes
+        Known sizes (e.g. ``{"genes": 30}``); completed and returned.
+
+    Raises
+    ------
+    DataFileError
+        A missing array, or one of another dtype or shape, named with what
+        was expected.
+    """
+    sizes = dict(sizes)
+    missing = [name for name in spec if name not in arrays]
+    if missing:
+        raise DataFileError(
+            f"{str(path)!r} lacks the array(s) {missing} of a fitted model: the file is "
+            f"damaged or was not written by save()."
+        )
+    for name, (kinds, shape) in spec.items():
+        arr = arrays[name]
+        ok = arr.dtype.kind in kinds and arr.ndim == len(shape)
+        if ok:
+            for dim, size in zip(shape, arr.shape, strict=True):
+                if isinstance(dim, str):
+                    dim = sizes.setdefault(dim, size)
+                ok = ok and size == dim
+        if not ok:
+            words = " or ".join(dict.fromkeys(_KIND_WORDS.get(k, k) for k in kinds))
+            expected = tuple(sizes.get(d, d) if isinstance(d, str) else d for d in shape)
+            raise DataFileError(
+                f"{str(path)!r}: array {name!r} is {arr.dtype} of shape {arr.shape}, expected "
+                f"{words} of shape {expected}; the file is damaged or was edited."
+            )
+    return sizes
+
+
+def check_genes(genes: np.ndarray, path: object) -> np.ndarray:
+    """The gene names of a model file: unique symbols (DataFileError otherwise)."""
+    names = pd.Index(genes.astype(str))
+    problem = gene_name_problem(names)
+    if problem is None and not names.is_unique:
+        problem = f"are not unique (e.g. {names[names.duplicated()][:3].tolist()})"
+    if problem is not None:
+        raise DataFileError(f"{str(path)!r}: the model's gene names {problem}; the file is "
+                            f"damaged or was edited.")
+    return genes
+
+
 # Array name -> string column of the table of observed target levels. The
 # levels go to "levels_level"; the n_samples column's array name is chosen by
 # each model (see levels_to_arrays).
@@ -180,6 +350,15 @@ _LEVEL_LABELS = {
 def level_array_names(n_samples_key: str) -> tuple[str, ...]:
     """Names of the arrays :func:`levels_to_arrays` writes (to check a file for them)."""
     return (*_LEVEL_LABELS, "levels_level", n_samples_key)
+
+
+def level_arrays_spec(n_samples_key: str) -> dict[str, ArraySpec]:
+    """The :func:`check_arrays` spec of the arrays :func:`levels_to_arrays` writes."""
+    return {
+        **{name: ("U", ("levels",)) for name in _LEVEL_LABELS},
+        "levels_level": ("fiu", ("levels",)),
+        n_samples_key: ("iu", ("levels",)),
+    }
 
 
 def levels_to_arrays(table: pd.DataFrame, n_samples_key: str) -> dict[str, np.ndarray]:
