@@ -27,6 +27,7 @@ __all__ = [
     "check_choice",
     "check_fraction",
     "check_layer",
+    "check_level_grid",
     "check_n_jobs",
     "check_path",
     "check_random_state",
@@ -115,6 +116,38 @@ def check_fraction(name: str, value: object, *, closed_right: bool = False) -> f
             f"{name}={value!r} is invalid; {name} must be a number in (0, 1{right}."
         )
     return float(value)
+
+
+def check_level_grid(
+    levels: object, n_targets: int, label: str, where: str,
+    upper: np.ndarray | None = None, why: str = "",
+) -> np.ndarray:
+    """Levels T of a perturbation as an (n, n_targets) float array, else ParameterError.
+
+    Shape ``(n,)`` for one target or ``(n, n_targets)``, in the label's order;
+    finite and >= 0 (log-normalized expression), and at most ``upper`` (one
+    bound per target, explained by ``why`` in the message) when given.
+    """
+    values = np.asarray(levels, dtype=np.float64)
+    if values.ndim == 1 and n_targets == 1:
+        values = values[:, None]
+    if values.ndim != 2 or values.shape[1] != n_targets or values.shape[0] == 0:
+        raise ParameterError(
+            f"{where}: levels must have shape (n,) for one target or (n, {n_targets}) for the "
+            f"{n_targets} targets of {label!r}; got shape {np.shape(levels)}."
+        )
+    if not np.isfinite(values).all():
+        raise ParameterError(f"{where}: levels must be finite numbers.")
+    top = np.full(n_targets, np.inf) if upper is None else np.asarray(upper, dtype=np.float64)
+    bad = (values < 0) | (values > top[None, :])
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        bound = "" if upper is None else f", {top[j]:.4g}"
+        raise ParameterError(
+            f"{where}: level T = {float(values[i, j])!r} of target {j + 1} of {label!r} is outside "
+            f"[0{bound}]; levels must be >= 0 (log-normalized expression){why}."
+        )
+    return values
 
 
 def check_n_jobs(n_jobs: object) -> int:

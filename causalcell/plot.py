@@ -20,6 +20,7 @@ from matplotlib.patches import Patch
 
 from causalcell.data.contract import PERTURBATION
 from causalcell.errors import DataContractError, NetworkError, ParameterError
+from causalcell.evaluate import DoseResponseScores
 from causalcell.evaluate.align import align
 from causalcell.evaluate.metrics import perturbation_metrics
 from causalcell.evaluate.retrieval import pairwise_retrieval
@@ -28,9 +29,11 @@ from causalcell.graph import intervene
 
 __all__ = [
     "conditioning_comparison",
+    "dose_response",
     "intervention_graph",
     "pairwise_rank_matrix",
     "predicted_vs_observed",
+    "response_curves",
     "retrieval_ranks",
     "target_effect",
 ]
@@ -672,4 +675,191 @@ def predicted_vs_observed(
     ax.set_title(f"{keys[row]}: Pearson r = {_pearson_text(scores[None])} all genes, "
                  f"{_pearson_text(scores['targeted'])} targeted excluded", fontsize=10)
     ax.legend(loc="upper left", frameon=False, fontsize=8)
+    return ax
+
+
+# --------------------------------------------------------------------------- dose-response
+
+
+def dose_response(
+    scores: DoseResponseScores,
+    perturbation: str,
+    *,
+    genes: Sequence[str] | None = None,
+    n_genes: int = 6,
+    curve: pd.DataFrame | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Observed and predicted change of the top responding genes along the level T.
+
+    One colour per gene: the observed change of each dose bin at the bin's
+    mean T (dots, with +- 2 standard errors of the bin mean), the prediction
+    of each bin (open diamonds joined by a dashed line), and optionally the
+    model's continuous prediction on a grid of T (a solid line, from
+    :func:`causalcell.benchmark.predict_dose_response`). The grey band is
+    the control level of the target +- one control-cell standard deviation:
+    bins there are escapers.
+
+    Parameters
+    ----------
+    scores
+        From :func:`causalcell.evaluate.score_dose_response` (or one model's
+        entry of :attr:`causalcell.benchmark.DoseResponse.scores`).
+    perturbation
+        Its condition key or ``perturbation`` label.
+    genes
+        The genes to draw (default: the ``n_genes`` responding genes with the
+        largest observed span, from ``scores.genes``).
+    n_genes
+        Number of genes when ``genes`` is None.
+    curve
+        A :func:`~causalcell.benchmark.predict_dose_response` table of the
+        same perturbation, drawn as continuous predictions.
+    ax
+        Axes to draw on; a new figure is made when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Raises
+    ------
+    ParameterError
+        A perturbation without curves in ``scores`` (fewer than 3 bins, or no
+        responding gene), or genes that are not among its curves.
+    """
+    curves = scores.curves
+    keys = curves["condition"].astype(str)
+    which = curves[(keys == str(perturbation))
+                   | (curves["perturbation"].astype(str) == str(perturbation))]
+    if which.empty:
+        shown = sorted(keys.unique())[:10]
+        raise ParameterError(
+            f"{perturbation!r} has no dose-response curve in these scores (it needs >= 3 "
+            f"bins and a gene whose response is beyond noise); perturbations with curves: "
+            f"{shown}."
+        )
+    if genes is None:
+        ranked = scores.genes[scores.genes["condition"].isin(which["condition"].unique())]
+        genes = ranked.sort_values("rank")["gene"].head(int(n_genes)).tolist()
+    else:
+        genes = [genes] if isinstance(genes, str) else list(genes)
+        unknown = sorted(set(genes) - set(which["gene"]))
+        if unknown:
+            raise ParameterError(f"genes {unknown} have no curve for {perturbation!r}; "
+                                 f"available: {sorted(which['gene'].unique())[:10]}.")
+    bins = scores.bins[scores.bins["condition"].isin(which["condition"].unique())]
+    ax = _axes(ax, (6.5, 4.5))
+    control, spread = float(bins["control_level"].iloc[0]), np.nan
+    escapers = bins[bins["escaper"].to_numpy(dtype=bool)]
+    if np.isfinite(control):
+        spread = control - float(escapers["level"].min()) if len(escapers) else np.nan
+        ax.axvline(control, color=OTHER_COLOR, lw=1.0, linestyle=":")
+        ax.annotate("control level", (control, 1.0), xycoords=("data", "axes fraction"),
+                    xytext=(-4, -12), textcoords="offset points", ha="right", fontsize=8,
+                    color=OTHER_COLOR)
+    if len(escapers) and np.isfinite(spread):
+        ax.axvspan(control - max(spread, 0.0), control, color="#eaecee", zorder=0,
+                   label="escaper bins")
+    colors = plt.get_cmap("tab10")
+    for k, gene in enumerate(genes):
+        rows = which[which["gene"] == gene].sort_values("level")
+        color = colors(k % 10)
+        ax.errorbar(rows["level"], rows["observed"], yerr=2 * rows["observed_se"], fmt="o",
+                    color=color, ms=5, capsize=2, label=f"{gene} observed")
+        ax.plot(rows["level"], rows["predicted"], linestyle="--", marker="D", mfc="white",
+                color=color, ms=5, lw=1.0)
+        if curve is not None:
+            line = curve[curve["gene"] == gene].sort_values("level")
+            ax.plot(line["level"], line["change"], color=color, lw=1.4, alpha=0.8)
+    ax.axhline(0.0, color="#d5d8dc", lw=0.8, zorder=0)
+    handles = [Line2D([], [], marker="o", linestyle="", color="black", label="observed bin mean"),
+               Line2D([], [], marker="D", mfc="white", linestyle="--", color="black",
+                      label="predicted, bin's mean T")]
+    if curve is not None:
+        handles.append(Line2D([], [], color="black", label="predicted, grid of T"))
+    first = ax.legend(handles=handles, loc="lower right", frameon=False, fontsize=8)
+    ax.add_artist(first)
+    ax.legend(handles=[Line2D([], [], color=colors(k % 10), marker="o", linestyle="",
+                              label=str(g)) for k, g in enumerate(genes)],
+              loc="upper left", frameon=False, fontsize=8, ncol=2)
+    ax.set_xlabel(f"level T of {which['perturbation'].iloc[0]} (log-normalized)")
+    ax.set_ylabel("change vs control")
+    ax.set_title(f"{which['perturbation'].iloc[0]}: the response is a curve", fontsize=10)
+    return ax
+
+
+def response_curves(
+    curves: pd.DataFrame,
+    *,
+    target: str | None = None,
+    regulator: str | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Fitted response curves of edges: how a target moves with one regulator.
+
+    Draws a ``ConditionalGRNRegressor.response_curves()`` table (several
+    models' tables concatenated with a ``model`` column are drawn side by
+    side in line style): one line per edge, solid inside the regulator's
+    training range and dashed where the model extrapolates, with a dot at
+    the regulator's control level (response 0).
+
+    Parameters
+    ----------
+    curves
+        The table (``regulator``, ``target``, ``level``, ``response``,
+        ``control_level``, ``in_range``; optionally ``model``).
+    target, regulator
+        Draw only edges into this target / from this regulator.
+    ax
+        Axes to draw on; a new figure is made when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Raises
+    ------
+    ParameterError
+        A table without the columns, or no edge left after filtering.
+    """
+    needed = {"regulator", "target", "level", "response", "control_level", "in_range"}
+    if not isinstance(curves, pd.DataFrame) or not needed <= set(curves.columns):
+        raise ParameterError(
+            f"curves must be a ConditionalGRNRegressor.response_curves() table with columns "
+            f"{sorted(needed)}."
+        )
+    table = curves
+    if target is not None:
+        table = table[table["target"] == target]
+    if regulator is not None:
+        table = table[table["regulator"] == regulator]
+    if table.empty:
+        raise ParameterError(f"No edge {regulator or '*'} -> {target or '*'} in the curves.")
+    models = table["model"].unique().tolist() if "model" in table.columns else [None]
+    styles = ["-", "--", "-.", ":"]
+    edges = table[["regulator", "target"]].drop_duplicates().itertuples(index=False)
+    colors = plt.get_cmap("tab10")
+    ax = _axes(ax, (6.0, 4.2))
+    for k, (reg, tgt) in enumerate(edges):
+        color = colors(k % 10)
+        for m, name in enumerate(models):
+            rows = table[(table["regulator"] == reg) & (table["target"] == tgt)]
+            if name is not None:
+                rows = rows[rows["model"] == name]
+            rows = rows.sort_values("level")
+            inside = rows["in_range"].to_numpy(dtype=bool)
+            style = styles[m % len(styles)]
+            label = f"{reg} -> {tgt}" + (f" ({name})" if name is not None else "")
+            ax.plot(rows["level"].where(inside), rows["response"].where(inside),
+                    color=color, linestyle=style, lw=1.6, label=label)
+            ax.plot(rows["level"].where(~inside), rows["response"].where(~inside),
+                    color=color, linestyle=":", lw=1.0, alpha=0.8)
+            if m == 0:
+                ax.plot([rows["control_level"].iloc[0]], [0.0], "o", color=color, ms=5)
+    ax.axhline(0.0, color="#d5d8dc", lw=0.8, zorder=0)
+    ax.set_xlabel("regulator level (log-normalized)")
+    ax.set_ylabel("response of the target (change of its fitted value)")
+    ax.set_title("fitted response curves (dotted: extrapolated)", fontsize=10)
+    ax.legend(frameon=False, fontsize=8, loc="best")
     return ax

@@ -15,16 +15,26 @@ from causalcell.benchmark._cross_validate import (
     cross_validate,
     perturbation_folds,
 )
+from causalcell.benchmark._dose import (
+    MAX_LEVEL_FACTOR,
+    DoseResponse,
+    cross_validate_dose_response,
+    predict_dose_response,
+)
 from causalcell.benchmark._request import observed_request
 from causalcell.benchmark._select import Selection, select
 
 __all__ = [
+    "MAX_LEVEL_FACTOR",
     "CrossPrediction",
     "CrossValidation",
+    "DoseResponse",
     "Selection",
     "cross_predict",
     "cross_validate",
+    "cross_validate_dose_response",
     "observed_request",
     "perturbation_folds",
+    "predict_dose_response",
     "select",
 ]

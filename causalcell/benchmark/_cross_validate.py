@@ -228,12 +228,16 @@ def cross_predict(
     random_state: int | None = 0,
     measured_only: bool = True,
     verbose: bool = True,
+    request: Callable[[AnnData], pd.DataFrame] | None = None,
 ) -> CrossPrediction:
     """Predict every perturbation once, with models fitted without it (no scoring).
 
     The fold loop of :func:`cross_validate` (see there for the parameters):
     for each fold, every model is cloned, fitted on the other cells and asked
     for the fold's perturbations, told their observed level T.
+    ``request(held_out_cells)`` builds what the models are asked (default
+    :func:`observed_request`: one row per perturbation at its mean T; the
+    dose-response scoring asks one row per dose bin).
 
     Returns
     -------
@@ -246,6 +250,7 @@ def cross_predict(
     """
     models = check_models(models)
     sources = _per_model(network, models)
+    request_of = request
     cell_fold, fold_table = perturbation_folds(adata, folds, random_state=random_state,
                                                measured_only=measured_only)
     predictions: dict[str, list[AnnData]] = {name: [] for name in models}
@@ -265,7 +270,8 @@ def cross_predict(
                 current = k
                 # A view: models read their training data and never write to it.
                 train = adata[cell_fold != k]
-                request = observed_request(adata[cell_fold == k])
+                request = (observed_request if request_of is None else request_of)(
+                    adata[cell_fold == k])
                 graphs = {}
             start = time.perf_counter()
             model = clone(models[name])

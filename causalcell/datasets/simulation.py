@@ -39,18 +39,27 @@ genes. Basal rates b = x0 - W^T x0 make x0 the control steady state of
 
 - ``regulation="linear"``: x = b + W^T x;
 - ``regulation="saturating"``: x_g = b_g + sum_p w_pg h_p(x_p) with the Hill
-  function h_p(x) = 2 x0_p u^2 / (1 + u^2), u = max(x, 0) / x0_p (Hill
-  coefficient 2, half-saturation at the control level). h_p(x0_p) = x0_p and
-  h_p'(x0_p) = 1, so both models agree to first order around the control
-  state, while h_p saturates at 2 x0_p. The steady state is found by damped
-  fixed-point iteration with a convergence check.
+  function h_p(x) = x0_p (1 + s^n) u^n / (s^n + u^n), u = max(x, 0) / x0_p,
+  Hill coefficient n = ``hill_coefficient`` and half-saturation at s x0_p,
+  s = ``half_saturation``. h_p(x0_p) = x0_p, so x0 stays the control state,
+  and h_p saturates at (1 + s^n) x0_p. The default n = 2, s = 1 gives
+  h_p(x) = 2 x0_p u^2 / (1 + u^2) with h_p'(x0_p) = 1: both models agree to
+  first order around the control state. A steeper curve (larger n, s < 1:
+  the control level on the plateau, regulation switching off once the
+  regulator falls below s x0_p) is far from any straight line over a
+  knockdown's range. The steady state is found by damped fixed-point
+  iteration with a convergence check; with feedback and a steep curve
+  (largest slope of h times the strength 0.7 above 1) it may not exist, and
+  :func:`simulate` says so.
 
 **Interventions** (do-operator): a targeted gene t loses its incoming edges and
 its state is set to T.
 
 - knockdown: T = log1p((1 - e) expm1(x0_t)), with a per-cell, per-target
   efficiency e ~ Beta of mean ``knockdown_efficiency`` and standard deviation
-  ``efficiency_sd``;
+  ``efficiency_sd``; a share ``escaper_fraction`` of the (cell, target) pairs
+  escape the knockdown (e = 0: T is the control level x0_t), as cells whose
+  guide does not act do;
 - knockout: the regulatory activity is T = 0 (what the downstream genes see),
   but the *measured* transcript keeps a fraction ``knockout_residual`` of its
   control expression, log1p(residual * expm1(x0_t)): a cut transcript is still
@@ -119,7 +128,7 @@ from scipy import stats
 from scipy.interpolate import CubicSpline
 from scipy.special import gammaln, roots_jacobi
 
-from causalcell._validation import DEPRECATED, renamed
+from causalcell._validation import DEPRECATED, check_level_grid, renamed
 from causalcell.data.contract import (
     COMBINATION_SEPARATOR,
     IS_CONTROL,
@@ -235,6 +244,58 @@ class Simulation:
         """The expected observed profile of every perturbation (see the class docstring)."""
         return _make_expected(self._net, self._design, self.params, self.truth)
 
+    def expected_at(
+        self, perturbation: str, levels: Sequence[float] | np.ndarray, *, kind: str | None = None
+    ) -> AnnData:
+        """The expected observed profile of a perturbation whose targets are held at T.
+
+        :attr:`expected` averages over each perturbation's distribution of T
+        (the knockdown efficiencies, escapers included); this is the profile
+        of cells whose targets sit exactly at the given levels, E[X | T = t]:
+        the known answer of a dose-response curve. Same model and method as
+        :attr:`expected` (exact quadrature for linear regulation; Monte-Carlo
+        over the TF noise, with ``layers["standard_error"]``, for saturating
+        regulation), so that ``expected`` is the average of ``expected_at``
+        over T (tested).
+
+        Parameters
+        ----------
+        perturbation
+            Label of the targeted gene(s), e.g. ``"TF01"`` or ``"TF01,TF03"``
+            (any simulated genes, in the screen or not).
+        levels
+            The levels T (log-normalized scale, >= 0): shape ``(n,)`` for one
+            target, ``(n, k)`` for k targets in the label's order.
+        kind
+            ``"knockdown"`` or ``"overexpression"`` (the target is held at T),
+            or ``"knockout"`` (T must be 0; the target's own entry is its
+            measured residual transcript). Default: the kind of that
+            perturbation in the screen, else ``params["kind"]``.
+
+        Returns
+        -------
+        anndata.AnnData
+            One row per level: ``X`` the expected observed profile, obs the
+            contract columns with T in ``expression_level_after_perturbation``.
+
+        Raises
+        ------
+        DataContractError
+            A label naming an unknown gene, or an unknown kind.
+        ParameterError
+            Levels of the wrong shape, negative or not finite; a knockout at
+            T != 0; a label screened under several kinds without ``kind``.
+
+        Examples
+        --------
+        >>> from causalcell.datasets import simulate
+        >>> sim = simulate(n_genes=30, n_tfs=5, random_state=0)
+        >>> curve = sim.expected_at("TF01", [0.2, 0.8, 1.6])
+        >>> curve.shape
+        (3, 30)
+        """
+        return _expected_at(self, perturbation, levels, kind)
+
     def __repr__(self) -> str:
         p = self.params
         return (
@@ -253,6 +314,7 @@ class _Network:
     weights: sp.csr_matrix  # W[p, g]: TF p -> gene g, (n_tfs, n_genes)
     basal: np.ndarray  # b = x0 - W^T h(x0), (n_genes,)
     regulation: str
+    hill: tuple[float, float] = (2.0, 1.0)  # Hill coefficient n, half-saturation s (x x0)
 
     @cached_property
     def w_tf_t(self) -> sp.csr_matrix:
@@ -282,10 +344,13 @@ def simulate(
     n_cells_per_perturbation: int = 50,
     n_control_cells: int = 300,
     regulation: Literal["linear", "saturating"] = "linear",
+    hill_coefficient: float = 2.0,
+    half_saturation: float = 1.0,
     feedback: bool = False,
     mean_regulators: float = 2.0,
     knockdown_efficiency: float = 0.8,
     efficiency_sd: float = 0.1,
+    escaper_fraction: float = 0.0,
     knockout_residual: float = 0.3,
     overexpression_fold: float = 4.0,
     noise_sd: float = 0.1,
@@ -322,6 +387,11 @@ def simulate(
         Cells per perturbation and control cells.
     regulation
         ``"linear"`` or ``"saturating"`` (Hill-type) regulation.
+    hill_coefficient, half_saturation
+        ``regulation="saturating"``: the Hill coefficient n (>= 1) and the
+        half-saturation point as a fraction s of each regulator's control
+        level (in (0, 1]); see the module docstring. The defaults (2, 1) are
+        the mildest curve, tangent to the linear model at the control state.
     feedback
         Add TF -> TF back edges that close cycles (needs ``n_tfs >= 2``).
     mean_regulators
@@ -329,6 +399,10 @@ def simulate(
     knockdown_efficiency, efficiency_sd
         Mean and sd of the per-cell knockdown efficiency (Beta distributed);
         the mean in (0, 1), the sd in [0, sqrt(mean (1 - mean))).
+    escaper_fraction
+        Share of knockdown (cell, target) pairs that escape the knockdown
+        (efficiency 0, T = the control level), in [0, 1); the others draw
+        their efficiency from the Beta above.
     knockout_residual
         Fraction of the control expression still measured for a knocked-out
         gene, in [0, 1].
@@ -394,10 +468,13 @@ def simulate(
         "n_cells_per_perturbation": n_cells_per_perturbation,
         "n_control_cells": n_control_cells,
         "regulation": regulation,
+        "hill_coefficient": hill_coefficient,
+        "half_saturation": half_saturation,
         "feedback": feedback,
         "mean_regulators": mean_regulators,
         "knockdown_efficiency": knockdown_efficiency,
         "efficiency_sd": efficiency_sd,
+        "escaper_fraction": escaper_fraction,
         "knockout_residual": knockout_residual,
         "overexpression_fold": overexpression_fold,
         "noise_sd": noise_sd,
@@ -416,7 +493,8 @@ def simulate(
     rng_network, rng_design, rng_cells, rng_counts = (
         np.random.default_rng(s) for s in np.random.SeedSequence(random_state).spawn(4)
     )
-    net = _make_network(rng_network, n_genes, n_tfs, mean_regulators, feedback, regulation)
+    net = _make_network(rng_network, n_genes, n_tfs, mean_regulators, feedback, regulation,
+                        (float(hill_coefficient), float(half_saturation)))
     design = _make_design(params, net.names, n_tfs, rng_design)
     truth = _make_truth(net, design, params)
     adata = _make_cells(net, design, params, rng_cells, rng_counts)
@@ -473,8 +551,11 @@ def _check_arguments(p: dict[str, Any]) -> None:
             "efficiency_sd", sd, f"in [0, {sd_max:.4g}) (a Beta with mean {m} has sd < that)"
         )
     checks = (
+        ("hill_coefficient", lambda v: v >= 1, ">= 1"),
+        ("half_saturation", lambda v: 0 < v <= 1, "in (0, 1]"),
         ("mean_regulators", lambda v: v >= 0, ">= 0"),
         ("knockout_residual", lambda v: 0 <= v <= 1, "in [0, 1]"),
+        ("escaper_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
         ("overexpression_fold", lambda v: v > 1, "> 1"),
         ("noise_sd", lambda v: v >= 0, ">= 0"),
         ("library_size", lambda v: v > 0, "> 0"),
@@ -552,6 +633,7 @@ def _make_network(
     mean_regulators: float,
     feedback: bool,
     regulation: str,
+    hill: tuple[float, float] = (2.0, 1.0),
 ) -> _Network:
     x0 = np.concatenate(
         [rng.uniform(*_TF_LEVELS, n_tfs), rng.uniform(*_GENE_LEVELS, n_genes - n_tfs)]
@@ -586,7 +668,7 @@ def _make_network(
     weights = sp.csr_matrix((weight, (source, target)), shape=(n_tfs, n_genes))
     # h(x0) = x0 for both regulation models, so b is the same.
     basal = x0 - weights.T @ x0[:n_tfs]
-    return _Network(_gene_names(n_genes, n_tfs), n_tfs, x0, weights, basal, regulation)
+    return _Network(_gene_names(n_genes, n_tfs), n_tfs, x0, weights, basal, regulation, hill)
 
 
 def _feedback_edges(
@@ -714,11 +796,23 @@ def _knockdown_level(x0: np.ndarray, efficiency: np.ndarray | float) -> np.ndarr
     return np.log1p((1 - efficiency) * np.expm1(x0))
 
 
-def _efficiency_nodes(mean: float, sd: float, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Quadrature nodes and weights (summing to 1) of e ~ Beta(mean, sd).
+def _efficiency_nodes(
+    mean: float, sd: float, n: int, escapers: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Quadrature nodes and weights (summing to 1) of the knockdown efficiency.
 
-    One node (the mean) when ``sd == 0``.
+    e ~ Beta(mean, sd) with probability 1 - ``escapers``, else 0 (an extra
+    node at 0 of weight ``escapers``). One Beta node (the mean) when
+    ``sd == 0``.
     """
+    e, w = _beta_nodes(mean, sd, n)
+    if escapers > 0:
+        return np.append(e, 0.0), np.append(w * (1.0 - escapers), escapers)
+    return e, w
+
+
+def _beta_nodes(mean: float, sd: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Quadrature nodes and weights (summing to 1) of e ~ Beta(mean, sd)."""
     if sd == 0:
         return np.array([mean]), np.ones(1)
     a, b = _beta_parameters(mean, sd)
@@ -735,10 +829,11 @@ def _efficiency_nodes(mean: float, sd: float, n: int) -> tuple[np.ndarray, np.nd
     return e, w / w.sum()
 
 
-def _expected_knockdown_level(x0: np.ndarray, mean: float, sd: float) -> np.ndarray:
-    """E[log1p((1 - e) expm1(x0))] for e ~ Beta(mean, sd), vectorized over x0."""
+def _expected_knockdown_level(x0: np.ndarray, mean: float, sd: float,
+                              escapers: float = 0.0) -> np.ndarray:
+    """E[log1p((1 - e) expm1(x0))] over the efficiency (Beta, and escapers), over x0."""
     x0 = np.asarray(x0, dtype=np.float64)
-    e, w = _efficiency_nodes(mean, sd, _QUAD_NODES)
+    e, w = _efficiency_nodes(mean, sd, _QUAD_NODES, escapers)
     return _knockdown_level(x0[..., None], e) @ w
 
 
@@ -765,10 +860,14 @@ def _levels(
     measured = np.full(targets.shape, np.nan)
     kd = valid & (kind == "knockdown")
     m, sd = p["knockdown_efficiency"], p["efficiency_sd"]
+    escapers = p.get("escaper_fraction", 0.0)
     if rng is None:
-        levels[kd] = _expected_knockdown_level(x0_t[kd], m, sd)
+        levels[kd] = _expected_knockdown_level(x0_t[kd], m, sd, escapers)
     else:
-        efficiency = rng.beta(*_beta_parameters(m, sd), kd.sum()) if sd > 0 else m
+        n_kd = int(kd.sum())
+        efficiency = rng.beta(*_beta_parameters(m, sd), n_kd) if sd > 0 else np.full(n_kd, m)
+        if escapers > 0:  # drawn only then: the default stream stays as it was
+            efficiency[rng.random(n_kd) < escapers] = 0.0
         levels[kd] = _knockdown_level(x0_t[kd], efficiency)
     ko = valid & (kind == "knockout")
     levels[ko] = 0.0
@@ -781,9 +880,12 @@ def _levels(
 # --------------------------------------------------------------------------- steady state
 
 
-def _hill(x: np.ndarray, x0: np.ndarray) -> np.ndarray:
-    u2 = (np.maximum(x, 0.0) / x0) ** 2
-    return 2.0 * x0 * u2 / (1.0 + u2)
+def _hill(x: np.ndarray, x0: np.ndarray, hill: tuple[float, float] = (2.0, 1.0)) -> np.ndarray:
+    """h(x) = x0 (1 + s^n) u^n / (s^n + u^n), u = max(x, 0) / x0 (h(x0) = x0)."""
+    n, s = hill
+    un = (np.maximum(x, 0.0) / x0) ** n
+    sn = s**n
+    return x0 * (1.0 + sn) * un / (sn + un)
 
 
 def _tf_inverse(net: _Network) -> np.ndarray:
@@ -829,7 +931,7 @@ def _clamped_saturating(
     value[rows, tf_targets[rows, cols]] = levels[rows, cols]
     x = np.where(clamp, value, np.broadcast_to(x0_tf, b_tf.shape))
     for _ in range(_MAX_ITERATIONS):
-        update = b_tf + (net.w_tf_t @ _hill(x, x0_tf).T).T
+        update = b_tf + (net.w_tf_t @ _hill(x, x0_tf, net.hill).T).T
         new = x + _DAMPING * (update - x)
         new[clamp] = value[clamp]
         change = np.max(np.abs(new - x), initial=0.0)
@@ -838,10 +940,17 @@ def _clamped_saturating(
             break
         if change <= _TOLERANCE * (1.0 + np.max(np.abs(x), initial=0.0)):
             return x
+    n, s = net.hill
+    steep = (n, s) != (2.0, 1.0)
     raise CausalCellError(
         f"simulate(): the saturating steady state did not converge within "
-        f"{_MAX_ITERATIONS} iterations (last change {change:.3g}). Use regulation='linear' "
-        f"or report this as a bug: the weight scaling should guarantee convergence."
+        f"{_MAX_ITERATIONS} iterations (last change {change:.3g}). "
+        + (f"With hill_coefficient={n:g} and half_saturation={s:g} the Hill curve is steep "
+           f"enough for feedback loops to have no stable state: lower hill_coefficient, raise "
+           f"half_saturation towards 1 or use feedback=False."
+           if steep else
+           "Use regulation='linear' or report this as a bug: the weight scaling should "
+           "guarantee convergence.")
     )
 
 
@@ -875,7 +984,7 @@ def _steady_state(
         signal = x_tf
     else:
         x_tf = _clamped_saturating(net, state[:, :n_tfs], tf_targets, levels)
-        signal = _hill(x_tf, net.x0[:n_tfs])
+        signal = _hill(x_tf, net.x0[:n_tfs], net.hill)
     state[:, :n_tfs] = x_tf
     state[:, n_tfs:] += (net.w_genes_t @ signal.T).T
     rows, cols = np.nonzero(targets >= n_tfs)
@@ -1119,7 +1228,8 @@ def _node_rows(
     node for other kinds); weights sum to 1 per row.
     """
     levels, measured = _levels(net, design_targets, kinds, p, rng=None)
-    e, w = _efficiency_nodes(p["knockdown_efficiency"], p["efficiency_sd"], _EFFICIENCY_NODES)
+    e, w = _efficiency_nodes(p["knockdown_efficiency"], p["efficiency_sd"], _EFFICIENCY_NODES,
+                             p.get("escaper_fraction", 0.0))
     valid = design_targets >= 0
     n_targets = valid.sum(axis=1)
     knockdown = (kinds == "knockdown") & (n_targets > 0) & (len(e) > 1)
@@ -1190,12 +1300,16 @@ def _expected_linear(net: _Network, targets: np.ndarray, kinds: np.ndarray,
 
 
 def _expected_saturating(net: _Network, targets: np.ndarray, kinds: np.ndarray,
-                         p: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+                         p: dict[str, Any],
+                         fixed: tuple[np.ndarray, np.ndarray] | None = None,
+                         ) -> tuple[np.ndarray, np.ndarray]:
     """Monte-Carlo over the TF noise and the efficiencies, drawn as the cells draw
     them; the non-TF genes' own noise and the counts by quadrature. Returns the
-    mean over draws and its standard error."""
+    mean over draws and its standard error. ``fixed``: (levels, measured) per
+    row, held instead of drawn (:meth:`Simulation.expected_at`)."""
     n_rows, n_genes = len(targets), len(net.names)
-    rng = np.random.default_rng(np.random.SeedSequence(p["random_state"]).spawn(5)[4])
+    stream = 5 if fixed is None else 6  # expected_at draws its own noise
+    rng = np.random.default_rng(np.random.SeedSequence(p["random_state"]).spawn(stream)[-1])
     total = np.zeros((n_rows, n_genes))
     squares = np.zeros((n_rows, n_genes))
     table = None
@@ -1203,7 +1317,10 @@ def _expected_saturating(net: _Network, targets: np.ndarray, kinds: np.ndarray,
     for start in range(0, _MONTE_CARLO_DRAWS, per_block):
         draws = min(per_block, _MONTE_CARLO_DRAWS - start)
         row = np.tile(np.arange(n_rows), draws)
-        levels, measured = _levels(net, targets[row], kinds[row], p, rng)
+        if fixed is None:
+            levels, measured = _levels(net, targets[row], kinds[row], p, rng)
+        else:
+            levels, measured = fixed[0][row], fixed[1][row]
         noise = np.zeros((len(row), n_genes))
         noise[:, : net.n_tfs] = rng.normal(0.0, p["noise_sd"], (len(row), net.n_tfs))
         mean = _steady_state(net, targets[row], levels, measured, noise, None)
@@ -1219,6 +1336,73 @@ def _expected_saturating(net: _Network, targets: np.ndarray, kinds: np.ndarray,
     mean = total / n
     variance = np.maximum(squares / n - mean * mean, 0.0) * n / max(n - 1, 1)
     return mean, np.sqrt(variance / n)
+
+
+def _expected_at(sim: Simulation, perturbation: str, levels: Any, kind: str | None) -> AnnData:
+    """:meth:`Simulation.expected_at` (argument checks, then the profiles)."""
+    net, p = sim._net, sim.params
+    names = {name: i for i, name in enumerate(net.names)}
+    if not isinstance(perturbation, str):
+        raise ParameterError(f"expected_at(): perturbation must be a label such as 'TF01', got "
+                             f"{type(perturbation).__name__}.")
+    genes = split_label(perturbation)
+    for gene in genes:
+        if gene not in names:
+            raise _unknown_gene_error(gene, perturbation, net.names, net.n_tfs)
+    if not genes:
+        raise DataContractError(f"expected_at(): the label {perturbation!r} names no gene.")
+    label = COMBINATION_SEPARATOR.join(genes)
+    if kind is None:
+        screened = sorted({k for lab, k in zip(sim._design.labels, sim._design.kinds,
+                                               strict=True) if lab == label})
+        if len(screened) > 1:
+            raise ParameterError(
+                f"expected_at(): {label!r} is screened as {screened}; say which with kind=."
+            )
+        kind = screened[0] if screened else p["kind"]
+    if kind not in KNOWN_KINDS:
+        raise DataContractError(f"expected_at(): kind={kind!r} is unknown; use one of "
+                                f"{list(KNOWN_KINDS)}.")
+    k = len(genes)
+    values = check_level_grid(levels, k, label, "expected_at()")
+    targets = np.broadcast_to(np.array([names[g] for g in genes], dtype=np.int64),
+                              values.shape).copy()
+    measured = np.full(values.shape, np.nan)
+    if kind == "knockout":
+        if (values != 0).any():
+            raise ParameterError(
+                "expected_at(): a knockout holds its targets at T = 0 (the cut gene has no "
+                "activity); give levels of 0, or kind='knockdown' for a partial loss."
+            )
+        measured = _measured_knockout(net.x0[targets], p["knockout_residual"])
+    if net.regulation == "linear":
+        X = _expected_linear_at(net, targets, values, measured, p)
+        error = None
+    else:
+        kinds = np.full(len(values), kind, dtype=object)
+        X, error = _expected_saturating(net, targets, kinds, p, fixed=(values, measured))
+    text = _level_column(values, np.zeros(len(values), dtype=bool), k > 1)
+    shown = [",".join(f"{v:.4g}" for v in row) for row in values]
+    obs = pd.DataFrame(
+        {PERTURBATION: label, IS_CONTROL: False, PERTURBATION_TYPE: kind, LEVEL: text},
+        index=pd.Index([f"{label}@{t}" for t in shown]),
+    )
+    out = AnnData(X=X, obs=obs, var=_var(net))
+    if error is not None:
+        out.layers["standard_error"] = error
+    return out
+
+
+def _expected_linear_at(net: _Network, targets: np.ndarray, levels: np.ndarray,
+                        measured: np.ndarray, p: dict[str, Any]) -> np.ndarray:
+    """Linear regulation, targets held at given levels: the state noise and the
+    library by quadrature (exact; no efficiency to integrate over)."""
+    inverse = _tf_inverse(net)
+    mean = _steady_state(net, targets, levels, measured, None, inverse)
+    sd = _noise_sd(net, targets, levels, measured, p["noise_sd"], inverse)
+    table = _log_count_table(p["library_size"],
+                             float(np.max(mean + _NORMAL_SPAN * sd, initial=0.0)))
+    return _normal_expectation(table, mean.ravel(), sd.ravel()).reshape(mean.shape)
 
 
 def _make_cells(

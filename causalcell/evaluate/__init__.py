@@ -8,6 +8,7 @@ predictor's output.
 """
 
 from causalcell.evaluate._ceiling import replicate_ceiling
+from causalcell.evaluate._dose import DoseBins, DoseResponseScores, dose_bins, score_dose_response
 from causalcell.evaluate._edistance import (
     CellGroups,
     edistance,
@@ -37,10 +38,13 @@ __all__ = [
     "Aligned",
     "CellGroups",
     "DEResult",
+    "DoseBins",
+    "DoseResponseScores",
     "align",
     "bh_qvalues",
     "compare",
     "differential_expression",
+    "dose_bins",
     "edistance",
     "evaluate",
     "group_edistances",
@@ -53,6 +57,7 @@ __all__ = [
     "rank_sum_test",
     "replicate_ceiling",
     "retrieval",
+    "score_dose_response",
     "summarize",
     "target_effect",
     "welch_ttest",

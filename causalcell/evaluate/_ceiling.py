@@ -59,7 +59,7 @@ from causalcell.evaluate.align import align, is_pseudobulk
 from causalcell.evaluate.metrics import DEFAULT_TOP_K
 from causalcell.evaluate.report import check_exclude, check_scoring, observed_de, score_aligned
 
-__all__ = ["CORRECTIONS", "replicate_ceiling"]
+__all__ = ["CORRECTIONS", "half_size_corrected", "halves", "replicate_ceiling"]
 
 _CORRELATIONS = ("pearson_delta", "cosine_delta", "spearman_delta")
 #: How each metric's split-half value is corrected for half size (see the
@@ -90,6 +90,25 @@ def _corrected(raw: np.ndarray, kind: np.ndarray, n1: np.ndarray, n2: np.ndarray
     with np.errstate(invalid="ignore", divide="ignore"):
         out[sb] = np.sqrt(np.clip(2 * r / (1 + r), 0.0, 1.0))
     return out
+
+
+def half_size_corrected(
+    raw: np.ndarray, metric: str, n1: np.ndarray, n2: np.ndarray
+) -> np.ndarray:
+    """Split-half scores of ``metric`` corrected for half size (see :data:`CORRECTIONS`).
+
+    For replicate levels computed elsewhere with the same rules (e.g. per
+    dose bin, :func:`causalcell.evaluate.score_dose_response`).
+    """
+    raw = np.asarray(raw, dtype=np.float64)
+    kind = np.full(raw.shape, _correction(metric), dtype=object)
+    return _corrected(raw, kind, np.asarray(n1, dtype=np.float64),
+                      np.asarray(n2, dtype=np.float64))
+
+
+def halves(codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random half (True: half A) of each group of cells, ``floor(n/2)`` cells."""
+    return _halves(codes, rng)
 
 
 def _halves(codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
