@@ -49,7 +49,7 @@ import numpy as np
 os.environ.setdefault("TQDM_DISABLE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from causalcell.evaluate.retrieval import pairwise_retrieval
+from causalcell.evaluate._retrieval import pairwise_retrieval
 
 N = 2_000
 GENES = 8_000

@@ -498,8 +498,8 @@ def _print_evaluation(summary: pd.DataFrame, retrieval: pd.DataFrame | None,
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """``causalcell evaluate``: score predictions, write tables and a figure atomically."""
-    from causalcell.evaluate.report import evaluate, summarize
-    from causalcell.evaluate.retrieval_table import retrieval
+    from causalcell.evaluate._report import evaluate, summarize
+    from causalcell.evaluate._retrieval_table import retrieval
 
     if args.convention in ("cell-eval", "gears") and args.perturbation_type is None:
         raise ParameterError(

@@ -21,10 +21,10 @@ from matplotlib.patches import Patch
 from causalcell.data.contract import PERTURBATION
 from causalcell.errors import DataContractError, NetworkError, ParameterError
 from causalcell.evaluate import DoseResponseScores
-from causalcell.evaluate.align import align
-from causalcell.evaluate.metrics import perturbation_metrics
-from causalcell.evaluate.retrieval import pairwise_retrieval
-from causalcell.evaluate.target_effect import _target_entries
+from causalcell.evaluate._align import align
+from causalcell.evaluate._metrics import perturbation_metrics
+from causalcell.evaluate._retrieval import pairwise_retrieval
+from causalcell.evaluate._target_effect import _target_entries
 from causalcell.graph import intervene
 
 __all__ = [

@@ -6,7 +6,7 @@ controls are the real ones, so both sides share one control mean, as in
 causalcell, and the targeted genes are scored (``exclude=None``; cell-eval's
 retrieval excludes the query's gene only: our ``"query"`` rule).
 ``de_overlap_sig`` is documented as *not* cell-eval's ``overlap_at_N`` and is
-named differently (see :mod:`causalcell.evaluate.metrics`).
+named differently (see :func:`causalcell.evaluate.perturbation_metrics`).
 """
 
 from __future__ import annotations

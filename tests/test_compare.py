@@ -15,13 +15,13 @@ from scipy import stats
 
 import causalcell as cc
 from causalcell.errors import ParameterError
+from causalcell.evaluate._report import compare, summarize
 from causalcell.evaluate._uncertainty import (
     bootstrap_means,
     interval,
     resample_counts,
     sign_flip_pvalues,
 )
-from causalcell.evaluate.report import compare, summarize
 from causalcell.models import ControlBaseline, MeanBaseline
 
 

@@ -23,8 +23,8 @@ from causalcell.data import changes, control_mean, pseudobulk, read_lazy  # noqa
 from causalcell.datasets import simulate  # noqa: E402
 from causalcell.errors import CausalCellError, DataContractError  # noqa: E402
 from causalcell.evaluate import differential_expression, pairwise_retrieval  # noqa: E402
-from causalcell.evaluate.de import rank_sum_test, welch_ttest  # noqa: E402
-from causalcell.evaluate.retrieval_table import retrieval  # noqa: E402
+from causalcell.evaluate._de import rank_sum_test, welch_ttest  # noqa: E402
+from causalcell.evaluate._retrieval_table import retrieval  # noqa: E402
 
 TOL = 1e-8
 CHUNK = 37  # does not divide the number of cells: the last block is shorter

@@ -248,4 +248,4 @@ def test_errors(simulated):
         CellGroups.from_codes(np.ones((2, 2)), np.array([0, 0]), 2)
     aligned = cc.evaluate.align(truth, sim.adata)
     with pytest.raises(ParameterError, match="pass cells="):
-        cc.evaluate.retrieval_table.retrieval_ranks(aligned, distance="edistance")
+        cc.evaluate._retrieval_table.retrieval_ranks(aligned, distance="edistance")

@@ -1,4 +1,4 @@
-"""causalcell.evaluate.metrics: per-perturbation metrics against a naive per-row reference."""
+"""causalcell.evaluate (metrics): per-perturbation metrics against a naive per-row reference."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from causalcell.errors import DataContractError, ParameterError
-from causalcell.evaluate import metrics as metrics_module
-from causalcell.evaluate.metrics import (
+from causalcell.evaluate import _metrics as metrics_module
+from causalcell.evaluate._metrics import (
     CONSTANT_RTOL,
     higher_is_better,
     metric_names,
@@ -268,7 +268,7 @@ def test_constant_prediction_scores_chance_and_keeps_its_direction():
 
 
 def test_no_skill_values():
-    from causalcell.evaluate.metrics import no_skill
+    from causalcell.evaluate._metrics import no_skill
 
     assert no_skill("pearson_delta") == no_skill("de_pearson_top20") == 0.0
     assert no_skill("direction_agreement") == 0.5

@@ -11,9 +11,9 @@ import pytest
 
 import causalcell as cc
 from causalcell.errors import DataContractError, ParameterError
-from causalcell.evaluate.align import align
-from causalcell.evaluate.report import compare, evaluate, summarize
-from causalcell.evaluate.retrieval_table import cell_eval_score, retrieval
+from causalcell.evaluate._align import align
+from causalcell.evaluate._report import compare, evaluate, summarize
+from causalcell.evaluate._retrieval_table import cell_eval_score, retrieval
 
 
 @pytest.fixture(scope="module")

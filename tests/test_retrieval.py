@@ -1,4 +1,4 @@
-"""Tests of causalcell.evaluate.retrieval.pairwise_retrieval.
+"""Tests of causalcell.evaluate.pairwise_retrieval.
 
 The fast implementation (one dense product plus gathered corrections) is
 compared with a naive double loop over pairs that computes every distance on
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from scipy.spatial import distance as ssd
 
 from causalcell.errors import CausalCellError, DataContractError, ParameterError
-from causalcell.evaluate.retrieval import (
+from causalcell.evaluate._retrieval import (
     DISTANCES,
     EXCLUSIONS,
     ORIENTATIONS,

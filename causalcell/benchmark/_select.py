@@ -20,7 +20,7 @@ from causalcell.benchmark._cross_validate import (
 )
 from causalcell.errors import NotFittedError, ParameterError
 from causalcell.evaluate import compare, higher_is_better, metric_names
-from causalcell.evaluate.report import CONDITIONING
+from causalcell.evaluate._report import CONDITIONING
 
 __all__ = ["Selection", "select"]
 

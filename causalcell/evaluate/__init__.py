@@ -7,7 +7,15 @@ default. This package never imports :mod:`causalcell.models`: it scores any
 predictor's output.
 """
 
+from causalcell.evaluate._align import Aligned, align
 from causalcell.evaluate._ceiling import replicate_ceiling
+from causalcell.evaluate._de import (
+    DEResult,
+    bh_qvalues,
+    differential_expression,
+    rank_sum_test,
+    welch_ttest,
+)
 from causalcell.evaluate._dose import DoseBins, DoseResponseScores, dose_bins, score_dose_response
 from causalcell.evaluate._edistance import (
     CellGroups,
@@ -15,24 +23,16 @@ from causalcell.evaluate._edistance import (
     group_edistances,
     pairwise_edistances,
 )
-from causalcell.evaluate.align import Aligned, align
-from causalcell.evaluate.de import (
-    DEResult,
-    bh_qvalues,
-    differential_expression,
-    rank_sum_test,
-    welch_ttest,
-)
-from causalcell.evaluate.metrics import (
+from causalcell.evaluate._metrics import (
     higher_is_better,
     metric_names,
     no_skill,
     perturbation_metrics,
 )
-from causalcell.evaluate.report import compare, evaluate, summarize
-from causalcell.evaluate.retrieval import pairwise_retrieval
-from causalcell.evaluate.retrieval_table import retrieval
-from causalcell.evaluate.target_effect import target_effect
+from causalcell.evaluate._report import compare, evaluate, summarize
+from causalcell.evaluate._retrieval import pairwise_retrieval
+from causalcell.evaluate._retrieval_table import retrieval
+from causalcell.evaluate._target_effect import target_effect
 
 __all__ = [
     "Aligned",

@@ -55,9 +55,9 @@ from causalcell._validation import check_random_state
 from causalcell.data import Interventions, pseudobulk
 from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE, checked_interventions
 from causalcell.errors import CausalCellWarning, DataContractError, ParameterError
-from causalcell.evaluate.align import align, is_pseudobulk
-from causalcell.evaluate.metrics import DEFAULT_TOP_K
-from causalcell.evaluate.report import check_exclude, check_scoring, observed_de, score_aligned
+from causalcell.evaluate._align import align, is_pseudobulk
+from causalcell.evaluate._metrics import DEFAULT_TOP_K
+from causalcell.evaluate._report import check_exclude, check_scoring, observed_de, score_aligned
 
 __all__ = ["CORRECTIONS", "half_size_corrected", "halves", "replicate_ceiling"]
 
@@ -162,7 +162,7 @@ def replicate_ceiling(
         As in :func:`~causalcell.evaluate.evaluate`; use the values given to
         :func:`~causalcell.evaluate.compare`.
     reference, control_label, layer
-        As in :func:`~causalcell.evaluate.align.align`.
+        As in :func:`~causalcell.evaluate.align`.
 
     Returns
     -------
@@ -183,7 +183,7 @@ def replicate_ceiling(
     DataContractError
         Pseudobulk profiles instead of cells (obs has ``n_cells``), no
         perturbation with 2 cells, no controls, and every error of
-        :func:`~causalcell.evaluate.align.align`.
+        :func:`~causalcell.evaluate.align`.
     ParameterError
         ``n_splits`` not a positive integer, and every parameter error of
         :func:`~causalcell.evaluate.evaluate`.

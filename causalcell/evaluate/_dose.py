@@ -62,7 +62,7 @@ from causalcell.data.contract import (
 )
 from causalcell.errors import CausalCellWarning, DataContractError, ParameterError
 from causalcell.evaluate._ceiling import half_size_corrected, halves
-from causalcell.evaluate.metrics import BASE_METRICS, EXCLUDE, no_skill, perturbation_metrics
+from causalcell.evaluate._metrics import BASE_METRICS, EXCLUDE, no_skill, perturbation_metrics
 
 __all__ = [
     "MIN_CELLS_PER_BIN",
@@ -393,8 +393,8 @@ class DoseResponseScores:
     ----------
     bins : pandas.DataFrame
         One row per bin: the columns of :attr:`DoseBins.table`,
-        ``n_genes_scored``, every metric of
-        :data:`causalcell.evaluate.metrics.BASE_METRICS`, its replicate level
+        ``n_genes_scored``, every base metric (mae, mse, pearson_delta,
+        spearman_delta, cosine_delta, direction_agreement), its replicate level
         ``ceiling_<metric>`` (one half of the bin's cells scored as a
         prediction of the other, averaged over splits, corrected for half
         size), ``predicted_rms_change`` / ``observed_rms_change`` (root mean

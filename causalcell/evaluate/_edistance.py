@@ -28,7 +28,7 @@ and both are implemented, exactly:
 Gene exclusion
 --------------
 Every quantity of a comparison is taken on that comparison's genes, as in
-:mod:`causalcell.evaluate.retrieval`. Comparing query group i with candidate
+:func:`causalcell.evaluate.pairwise_retrieval`. Comparing query group i with candidate
 group j, with ``exclusion="pair"``, removes the genes targeted in i or j from
 both E-distances of the comparison: ``E_{-i,-j}(P_i, T_j)`` against
 ``E_{-i,-j}(P_i, T_i)``, the within-group terms included.
@@ -79,8 +79,8 @@ from causalcell.data._interventions import Interventions
 from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE, expression_matrix
 from causalcell.data.lazy import LOAD_IN_MEMORY, is_dask_array
 from causalcell.errors import DataContractError, ParameterError
-from causalcell.evaluate.align import Aligned, align
-from causalcell.evaluate.retrieval import EXCLUSIONS
+from causalcell.evaluate._align import Aligned, align
+from causalcell.evaluate._retrieval import EXCLUSIONS
 
 __all__ = [
     "CELL_DISTANCES",
@@ -675,7 +675,7 @@ def edistance(
         ``"euclidean"`` (pertpy's E-distance, the energy distance) or
         ``"sqeuclidean"`` (scPerturb's).
     join, control_label, layer, predicted_layer
-        As in :func:`~causalcell.evaluate.align.align` (the perturbations and
+        As in :func:`~causalcell.evaluate.align` (the perturbations and
         genes compared, the targets of each).
     max_cells
         Use at most this many random cells per perturbation and side (the
@@ -695,7 +695,7 @@ def edistance(
     ------
     DataContractError
         A perturbation without cells on a side, Dask-backed cells, and every
-        error of :func:`~causalcell.evaluate.align.align`.
+        error of :func:`~causalcell.evaluate.align`.
     ParameterError
         An unknown ``exclude`` or ``cell_distance``, an invalid ``max_cells``.
 

@@ -46,8 +46,8 @@ from causalcell.data.contract import (
 )
 from causalcell.data.lazy import is_dask_array
 from causalcell.errors import DataContractError, ParameterError
-from causalcell.evaluate.de import control_rows
-from causalcell.evaluate.metrics import _nonfinite_rows
+from causalcell.evaluate._de import control_rows
+from causalcell.evaluate._metrics import _nonfinite_rows
 
 __all__ = ["JOINS", "REFERENCES", "Aligned", "align", "is_pseudobulk"]
 

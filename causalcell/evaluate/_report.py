@@ -26,16 +26,10 @@ from anndata import AnnData
 from causalcell._validation import check_choice, check_fraction
 from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE
 from causalcell.errors import DataContractError, ParameterError
-from causalcell.evaluate._uncertainty import (
-    bootstrap_means,
-    interval,
-    resample_counts,
-    sign_flip_pvalues,
-)
-from causalcell.evaluate.align import Aligned, align, is_pseudobulk
-from causalcell.evaluate.de import METHODS as DE_METHODS
-from causalcell.evaluate.de import DEResult, differential_expression
-from causalcell.evaluate.metrics import (
+from causalcell.evaluate._align import Aligned, align, is_pseudobulk
+from causalcell.evaluate._de import METHODS as DE_METHODS
+from causalcell.evaluate._de import DEResult, differential_expression
+from causalcell.evaluate._metrics import (
     DEFAULT_TOP_K,
     EXCLUDE,
     check_top_k,
@@ -43,7 +37,13 @@ from causalcell.evaluate.metrics import (
     no_skill,
     perturbation_metrics,
 )
-from causalcell.evaluate.retrieval_table import retrieval_ranks
+from causalcell.evaluate._retrieval_table import retrieval_ranks
+from causalcell.evaluate._uncertainty import (
+    bootstrap_means,
+    interval,
+    resample_counts,
+    sign_flip_pvalues,
+)
 
 __all__ = [
     "CONDITIONING",
@@ -196,14 +196,14 @@ def evaluate(
         reported, labelled ``"targeted excluded"`` and ``"none"``.
     top_k
         Sizes of the top-k DE gene sets (see
-        :func:`~causalcell.evaluate.metrics.perturbation_metrics`).
+        :func:`~causalcell.evaluate.perturbation_metrics`).
     de_method
         ``"t-test"`` (Welch), ``"wilcoxon"``, or None to rank genes by
         ``|observed change|`` instead of a test.
     alpha
         q-value threshold of the significant genes (``de_*_n_sig``).
     de
-        A precomputed :class:`~causalcell.evaluate.de.DEResult` of the
+        A precomputed :class:`~causalcell.evaluate.DEResult` of the
         observed cells (reused by :func:`compare`).
     retrieval
         Add ``retrieval_rank`` (pairwise retrieval, ``"pair"`` exclusion
@@ -212,7 +212,7 @@ def evaluate(
     distance
         Distance of the retrieval.
     reference, join, control_label, layer, predicted_layer, aggregate_predicted
-        As in :func:`~causalcell.evaluate.align.align`.
+        As in :func:`~causalcell.evaluate.align`.
 
     Returns
     -------
@@ -230,7 +230,7 @@ def evaluate(
     Raises
     ------
     DataContractError
-        Any error of :func:`~causalcell.evaluate.align.align` (differing
+        Any error of :func:`~causalcell.evaluate.align` (differing
         genes, duplicated perturbations, NaN predictions, an absent control
         label ...).
     ParameterError
@@ -266,7 +266,7 @@ def scored_values(table: pd.DataFrame, undefined: str = "zero") -> tuple[pd.Seri
     """The value each row of a long table contributes to a summary, and its NaN flag.
 
     With ``undefined="zero"`` a NaN counts as
-    :func:`~causalcell.evaluate.metrics.no_skill` of its metric where that
+    :func:`~causalcell.evaluate.no_skill` of its metric where that
     is defined (correlation-type metrics) and the row is ``scorable`` (the
     NaN is the prediction's doing, see :func:`evaluate`); every other NaN is
     not scored. Where a ``model`` column stacks several
@@ -308,7 +308,7 @@ def summarize(table: pd.DataFrame, *, undefined: str = "zero") -> pd.DataFrame:
         ``perturbation_type`` to match their rows).
     undefined
         ``"zero"`` (default): an undefined correlation-type value counts as
-        no skill (:func:`~causalcell.evaluate.metrics.no_skill`: 0 for
+        no skill (:func:`~causalcell.evaluate.no_skill`: 0 for
         correlations, 0.5 for direction agreement), so that a model cannot
         raise its mean by predicting nothing where it has nothing to say;
         other undefined values (no scored gene, no significant gene) are left
@@ -431,7 +431,7 @@ def compare(
     exclude, top_k, de_method, alpha, de, retrieval, distance
         As in :func:`evaluate`.
     reference, join, control_label, layer, predicted_layer, aggregate_predicted
-        As in :func:`~causalcell.evaluate.align.align`.
+        As in :func:`~causalcell.evaluate.align`.
 
     Returns
     -------

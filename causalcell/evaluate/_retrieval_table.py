@@ -1,7 +1,7 @@
 """Pairwise retrieval on AnnData: which observed perturbation does each prediction match?
 
 :func:`retrieval` turns two AnnData objects into the arrays of
-:func:`causalcell.evaluate.retrieval.pairwise_retrieval` (changes against one
+:func:`causalcell.evaluate.pairwise_retrieval` (changes against one
 reference, rows aligned by perturbation, targets from the observed data's
 :class:`~causalcell.data.Interventions`) and returns a tidy table.
 """
@@ -16,8 +16,8 @@ from anndata import AnnData
 
 from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE
 from causalcell.errors import DataContractError, ParameterError
+from causalcell.evaluate._align import Aligned, align
 from causalcell.evaluate._edistance import EDISTANCES, CellGroups, cell_groups, edistance_ranks
-from causalcell.evaluate.align import Aligned, align
 
 __all__ = ["RETRIEVAL_COLUMNS", "cell_eval_score", "retrieval", "retrieval_ranks"]
 
@@ -60,16 +60,16 @@ def retrieval_ranks(
     Parameters
     ----------
     aligned
-        The output of :func:`~causalcell.evaluate.align.align`.
+        The output of :func:`~causalcell.evaluate.align`.
     distance, exclusion, orientation
         One value or several (every combination is computed); see
-        :func:`~causalcell.evaluate.retrieval.pairwise_retrieval`. The
+        :func:`~causalcell.evaluate.pairwise_retrieval`. The
         E-distances (``"edistance"``, ``"edistance_sqeuclidean"``) compare
         ``cells`` instead of the aligned profiles.
     dask
         Map the query blocks of every variant over the active Dask client
         (else Dask's threaded scheduler); see
-        :func:`~causalcell.evaluate.retrieval.pairwise_retrieval`. ``None``:
+        :func:`~causalcell.evaluate.pairwise_retrieval`. ``None``:
         only when the aligned changes are Dask arrays.
     cells
         Predicted and observed cells of each aligned row
@@ -87,7 +87,7 @@ def retrieval_ranks(
         Fewer than 2 perturbations (retrieval needs a candidate besides the
         true match).
     """
-    from causalcell.evaluate.retrieval import pairwise_retrieval
+    from causalcell.evaluate._retrieval import pairwise_retrieval
 
     distances = _as_tuple("distance", distance)
     exclusions = _as_tuple("exclusion", exclusion)
@@ -148,7 +148,7 @@ def retrieval(
     """How well each prediction retrieves its own observed perturbation among all others.
 
     Both sides become changes against one reference (see
-    :func:`~causalcell.evaluate.align.align`); query i is compared with
+    :func:`~causalcell.evaluate.align`); query i is compared with
     every candidate j on the genes the chosen ``exclusion`` leaves in.
 
     Parameters
@@ -175,12 +175,12 @@ def retrieval(
         ``"prediction"`` (prediction i against every observed j) or
         ``"observed"`` (observation i against every prediction j); or both.
     reference, join, control_label, layer, predicted_layer, aggregate_predicted
-        As in :func:`~causalcell.evaluate.align.align`.
+        As in :func:`~causalcell.evaluate.align`.
     dask
         Map the retrieval's query blocks over the active Dask client (else
         Dask's threaded scheduler): ``True`` / ``False``; ``None`` (default)
         runs them serially, as the aligned changes are in memory. See
-        :func:`~causalcell.evaluate.retrieval.pairwise_retrieval`.
+        :func:`~causalcell.evaluate.pairwise_retrieval`.
     max_cells, random_state
         E-distances only: use at most ``max_cells`` random cells per
         perturbation and side (seeded); the cost grows with the product of
@@ -199,7 +199,7 @@ def retrieval(
     ------
     DataContractError
         Fewer than 2 perturbations in common, and every error of
-        :func:`~causalcell.evaluate.align.align`.
+        :func:`~causalcell.evaluate.align`.
     ParameterError
         An unknown distance, exclusion, orientation, reference or join.
 

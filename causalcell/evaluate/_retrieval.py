@@ -87,7 +87,7 @@ from scipy.spatial.distance import cdist
 
 from causalcell.data.lazy import active_client, is_dask_array, map_row_blocks
 from causalcell.errors import DataContractError, ParameterError
-from causalcell.evaluate.metrics import _nonfinite_rows
+from causalcell.evaluate._metrics import _nonfinite_rows
 
 __all__ = [
     "DISTANCES",

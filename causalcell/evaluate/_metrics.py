@@ -385,8 +385,8 @@ def _nonfinite_rows(values: np.ndarray) -> np.ndarray:
     """Indices of the rows of a 2-d array that hold a NaN or an infinite value.
 
     The one test behind the "finite changes" checks of the metrics, of
-    :func:`~causalcell.evaluate.retrieval.pairwise_retrieval` and of
-    :func:`~causalcell.evaluate.align.align`; each caller words its own error.
+    :func:`~causalcell.evaluate.pairwise_retrieval` and of
+    :func:`~causalcell.evaluate.align`; each caller words its own error.
     """
     return np.flatnonzero(~np.isfinite(values).all(axis=1))
 
