@@ -24,7 +24,7 @@ from causalcell.evaluate import DoseResponseScores
 from causalcell.evaluate._align import align
 from causalcell.evaluate._metrics import perturbation_metrics
 from causalcell.evaluate._retrieval import pairwise_retrieval
-from causalcell.evaluate._target_effect import _target_entries
+from causalcell.evaluate._target_effect import target_entries
 from causalcell.graph import intervene
 
 __all__ = [
@@ -84,7 +84,7 @@ def target_effect(
         If there are no controls, or no perturbation targets a measured gene
         (as :func:`causalcell.evaluate.target_effect`).
     """
-    delta, iv, entry_row, entry_col = _target_entries(adata, layer)
+    delta, iv, entry_row, entry_col = target_entries(adata, layer)
     values = np.abs(np.asarray(delta.X))
     rows = np.flatnonzero(np.diff(iv.mask.indptr) > 0)
     if len(rows) == 0:

@@ -47,7 +47,7 @@ from causalcell.data.contract import (
 from causalcell.data.lazy import is_dask_array
 from causalcell.errors import DataContractError, ParameterError
 from causalcell.evaluate._de import control_rows
-from causalcell.evaluate._metrics import _nonfinite_rows
+from causalcell.evaluate._metrics import nonfinite_rows
 
 __all__ = ["JOINS", "REFERENCES", "Aligned", "align", "is_pseudobulk"]
 
@@ -371,7 +371,7 @@ def align(
     obs_cols = pd.Index(profiles.var_names.astype(str)).get_indexer(genes)
     pred_values = _dense_rows(_expression(pred_data, pred_layer, "predicted"), pred_rows,
                               pred_cols)
-    bad = _nonfinite_rows(pred_values)
+    bad = nonfinite_rows(pred_values)
     if len(bad):
         rows = [f"{name} ({label})" for name, label in zip(
             pred_data.obs_names[pred_rows[bad]], pred_iv.labels[pred_rows[bad]], strict=True)]

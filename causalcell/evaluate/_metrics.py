@@ -98,6 +98,7 @@ __all__ = [
     "higher_is_better",
     "metric_names",
     "no_skill",
+    "nonfinite_rows",
     "perturbation_metrics",
     "targets_matrix",
 ]
@@ -381,7 +382,7 @@ def _block_metrics(
     return out
 
 
-def _nonfinite_rows(values: np.ndarray) -> np.ndarray:
+def nonfinite_rows(values: np.ndarray) -> np.ndarray:
     """Indices of the rows of a 2-d array that hold a NaN or an infinite value.
 
     The one test behind the "finite changes" checks of the metrics, of
@@ -489,7 +490,7 @@ def perturbation_metrics(
     obs = _check_matrix("observed", observed, pred.shape).astype(np.float64, copy=False)
     n, g = pred.shape
     for name, arr in (("predicted", pred), ("observed", obs)):
-        rows = _nonfinite_rows(arr)
+        rows = nonfinite_rows(arr)
         if len(rows):
             raise DataContractError(
                 f"{name} has NaN or infinite values in {len(rows)} row(s) "

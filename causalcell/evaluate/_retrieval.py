@@ -87,7 +87,7 @@ from scipy.spatial.distance import cdist
 
 from causalcell.data.lazy import active_client, is_dask_array, map_row_blocks
 from causalcell.errors import DataContractError, ParameterError
-from causalcell.evaluate._metrics import _nonfinite_rows
+from causalcell.evaluate._metrics import nonfinite_rows
 
 __all__ = [
     "DISTANCES",
@@ -141,7 +141,7 @@ def _as_profiles(name: str, values: Any) -> np.ndarray:
     if array.ndim != 2:
         raise DataContractError(f"{name} must be 2-dimensional (perturbations x genes); "
                                 f"got shape {array.shape}.")
-    rows = _nonfinite_rows(array)
+    rows = nonfinite_rows(array)
     if len(rows):
         raise DataContractError(
             f"{name} has NaN or infinite values in {len(rows)} row(s): {_rows_text(rows)}. "
