@@ -85,9 +85,9 @@ def test_evaluate_writes_tables_and_figure(files, tmp_path, capsys):
     assert (out / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "targeted" in stdout
     assert "pearson_delta" in stdout
-    assert "pair   rank" in stdout
-    mean_pair = ranks[ranks["exclude"] == "targeted"]["rank"].mean()
-    assert f"pair   rank {mean_pair:.3f}" in stdout
+    assert "targeted rank" in stdout
+    mean_targeted = ranks[ranks["exclude"] == "targeted"]["rank"].mean()
+    assert f"targeted rank {mean_targeted:.3f}" in stdout
 
 
 def test_evaluate_options(files, tmp_path, capsys):
