@@ -301,3 +301,14 @@ def test_inputs_are_left_as_they_were(sim, predictions):
     np.testing.assert_array_equal(truth.X, before.X)
     pd.testing.assert_frame_equal(truth.obs, before.obs)
     assert isinstance(truth, ad.AnnData)
+
+
+def test_tables_of_the_previous_release_are_read_with_a_warning(sim, predictions):
+    table = evaluate.evaluate(predictions["truth"], sim.adata, top_k=[5], retrieval=False)
+    old = table.rename(columns={"exclude": "conditioning"})
+    old["conditioning"] = old["conditioning"].replace({"targeted": "targeted excluded"})
+    kept = old.copy()
+    with pytest.warns(FutureWarning, match="'conditioning' is now 'exclude'"):
+        summary = evaluate.summarize(old)
+    pd.testing.assert_frame_equal(summary, evaluate.summarize(table))
+    pd.testing.assert_frame_equal(old, kept)  # the caller's table is left as it was

@@ -26,6 +26,8 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+import pandas as pd
+
 from causalcell.errors import ParameterError
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "EXCLUDE_DOC",
     "METRIC_EXCLUDES",
     "RETRIEVAL_EXCLUDES",
+    "current_table",
     "exclude_rule",
     "exclude_rules",
     "fill_doc",
@@ -139,3 +142,28 @@ def exclude_rules(where: str, value: object, allowed: Sequence[str] = METRIC_EXC
         )
     return rules
 
+
+
+def current_table(where: str, table: object) -> object:
+    """A table of the previous release in the current vocabulary, with a FutureWarning.
+
+    Tables written before the vocabulary was one (a ``conditioning`` column
+    labelled ``"targeted excluded"``, a retrieval ``exclusion`` column
+    labelled ``"pair"``) are renamed in a copy; anything else is returned as
+    it is (the caller checks its columns).
+    """
+    if not isinstance(table, pd.DataFrame) or EXCLUDE_COLUMN in table.columns:
+        return table
+    old = [c for c in ("conditioning", "exclusion") if c in table.columns]
+    if not old:
+        return table
+    warnings.warn(
+        f"{where}: the table's column {old[0]!r} is now {EXCLUDE_COLUMN!r} (values "
+        f"{', '.join(map(repr, RETRIEVAL_EXCLUDES))}); recompute the table, tables of the "
+        f"previous release will stop being read in the next release.",
+        FutureWarning,
+        stacklevel=3,
+    )
+    out = table.rename(columns={old[0]: EXCLUDE_COLUMN})
+    out[EXCLUDE_COLUMN] = out[EXCLUDE_COLUMN].map(lambda v: _OLD_VALUES.get(v, v))
+    return out

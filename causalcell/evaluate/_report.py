@@ -46,6 +46,7 @@ from causalcell.evaluate._exclude import (
     EXCLUDE_COLUMN,
     EXCLUDE_DOC,
     METRIC_EXCLUDES,
+    current_table,
     exclude_rules,
     fill_doc,
 )
@@ -347,6 +348,7 @@ def summarize(table: pd.DataFrame, *, undefined: str = "zero") -> pd.DataFrame:
     >>> summarize(table)[["mean", "n", "n_undefined"]].round(2).to_dict("records")
     [{'mean': 0.4, 'n': 3, 'n_undefined': 1}]
     """
+    table = current_table("summarize", table)
     required = {EXCLUDE_COLUMN, "metric", "value"}
     if not isinstance(table, pd.DataFrame) or not required <= set(table.columns):
         cols = list(table.columns) if isinstance(table, pd.DataFrame) else type(table).__name__
@@ -521,6 +523,7 @@ def compare(
         if baseline is None:
             raise ParameterError("A ceiling calibrates scores between the baseline (0) and "
                                  "the ceiling (1): give baseline= too.")
+        ceiling = current_table("compare", ceiling)
         _check_ceiling(ceiling)
     aligned = {name: aligned_input("compare", pred, observed, align_options)
                for name, pred in predictions.items()}
