@@ -312,3 +312,14 @@ def test_tables_of_the_previous_release_are_read_with_a_warning(sim, predictions
         summary = evaluate.summarize(old)
     pd.testing.assert_frame_equal(summary, evaluate.summarize(table))
     pd.testing.assert_frame_equal(old, kept)  # the caller's table is left as it was
+
+
+def test_the_option_list_is_the_signature_of_align():
+    """AlignOptions lists exactly the keyword options of align(), so the two cannot drift."""
+    keywords = [name for name, p in inspect.signature(align).parameters.items()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    assert list(ALIGN_OPTIONS) == keywords
+    for function in (evaluate.evaluate, evaluate.compare, evaluate.retrieval):
+        parameters = inspect.signature(function).parameters
+        assert not set(ALIGN_OPTIONS) & set(parameters)  # no second copy of the list
+        assert parameters["align_options"].kind is inspect.Parameter.VAR_KEYWORD
