@@ -1,4 +1,4 @@
-"""Benchmark of causalcell.evaluate.de against scanpy's rank_genes_groups.
+"""Benchmark of causalcell.evaluate.differential_expression against scanpy's rank_genes_groups.
 
 Builds a seeded sparse, log-normalized screen (default 20,000 cells x 2,000
 genes, 200 perturbations plus controls), then times
@@ -39,7 +39,7 @@ import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from causalcell.evaluate.de import differential_expression
+from causalcell.evaluate._de import differential_expression
 
 SEED = 0
 

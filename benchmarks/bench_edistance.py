@@ -1,10 +1,10 @@
-"""Benchmark of the exact E-distance retrieval with pair exclusion (``pairwise_edistances``).
+"""Benchmark of the exact E-distance retrieval with the fair exclusion (``pairwise_edistances``).
 
 Run ``python benchmarks/bench_edistance.py`` from the repository root (a few
 minutes; ``--quick`` for a smaller run). Measured:
 
 1. n perturbations x c cells per perturbation and side x g genes, 1-2
-   targeted genes per perturbation, ``exclusion="pair"``, pertpy's flavour
+   targeted genes per perturbation, ``exclude="targeted"``, pertpy's flavour
    (Euclidean, the energy distance): the time of ``pairwise_edistances`` (best
    of a few runs) and the speed-up over the naive double loop over pairs of
    perturbations (each comparison's E-distances computed from its own genes
@@ -85,9 +85,9 @@ def main() -> None:
     Q = CellGroups.from_codes(query, codes, n)
     C = CellGroups.from_codes(candidates, codes, n)
     mask = sp.csr_array(targets)
-    print(f"== E-distance retrieval, exclusion='pair', euclidean: n = {n} perturbations x "
+    print(f"== E-distance retrieval, exclude='targeted', euclidean: n = {n} perturbations x "
           f"{cells} cells per side x g = {g:,} genes ({n * cells:,} cells per side) ==")
-    t_ours, (cand, true, _) = best_of(lambda: pairwise_edistances(Q, C, mask, "pair"))
+    t_ours, (cand, true, _) = best_of(lambda: pairwise_edistances(Q, C, mask, "targeted"))
     t_floor, _ = best_of(lambda: query @ candidates.T)
     rng = np.random.default_rng(1)
     pick = rng.choice(n * n, size=min(NAIVE_PAIRS, n * n), replace=False)

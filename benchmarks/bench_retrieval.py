@@ -3,7 +3,7 @@
 Run ``python benchmarks/bench_retrieval.py`` from the repository root (a few
 minutes). Three measurements:
 
-1. n = 2,000 perturbations x g = 8,000 genes, euclidean, ``exclusion="pair"``,
+1. n = 2,000 perturbations x g = 8,000 genes, euclidean, ``exclude="targeted"``,
    1-3 targeted genes per perturbation (about a fifth of them combinations,
    some sharing a gene). Prints the time of ``pairwise_retrieval`` (best of a
    few runs, and the first, cold run), the speed-up over the naive double loop
@@ -18,8 +18,8 @@ minutes). Three measurements:
    of ``P @ T.T``, scaled (said in the output).
 3. The peer: cell-eval's ``discrimination_score`` (metric ``"l2"``, the
    Virtual Cell Challenge's rule: only the query's own gene is excluded) on
-   the same n = 1,000 data as ours with ``exclusion="query"`` (the same rule)
-   and ``"pair"``; the scores are checked to agree. cell-eval must not be
+   the same n = 1,000 data as ours with ``exclude="query"`` (the same rule)
+   and ``"targeted"``; the scores are checked to agree. cell-eval must not be
    installed into the project's environment; install it in a separate one::
 
        python3 -m venv /work/venv-bench-retrieval
@@ -49,7 +49,7 @@ import numpy as np
 os.environ.setdefault("TQDM_DISABLE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from causalcell.evaluate.retrieval import pairwise_retrieval
+from causalcell.evaluate._retrieval import pairwise_retrieval
 
 N = 2_000
 GENES = 8_000
@@ -123,18 +123,18 @@ def main_benchmark() -> None:
     print(f"BLAS: {blas_info()}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}")
     P, T, targets = make_data(N, GENES)
     s = np.mean([len(t) for t in targets])
-    print(f"\n== n = {N:,} perturbations x g = {GENES:,} genes, euclidean, exclusion='pair', "
+    print(f"\n== n = {N:,} perturbations x g = {GENES:,} genes, euclidean, exclude='targeted', "
           f"{s:.2f} targeted genes per perturbation on average ==")
 
     start = time.perf_counter()
-    ranks = pairwise_retrieval(P, T, targets, "euclidean", "pair")
+    ranks = pairwise_retrieval(P, T, targets, "euclidean", "targeted")
     cold = time.perf_counter() - start
     ours, floor = [], []
     for _ in range(REPEATS):  # interleaved: both see the same machine load
         t0 = time.perf_counter()
         P @ T.T
         t1 = time.perf_counter()
-        again = pairwise_retrieval(P, T, targets, "euclidean", "pair")
+        again = pairwise_retrieval(P, T, targets, "euclidean", "targeted")
         t2 = time.perf_counter()
         floor.append(t1 - t0)
         ours.append(t2 - t1)
@@ -178,7 +178,7 @@ def large_child(n: int, g: int) -> None:
         pass
     before = _vm(status, "VmRSS")
     start = time.perf_counter()
-    ranks = pairwise_retrieval(P, T, targets, "euclidean", "pair")
+    ranks = pairwise_retrieval(P, T, targets, "euclidean", "targeted")
     elapsed = time.perf_counter() - start
     peak = _vm(status, "VmHWM") if reset else resource.getrusage(
         resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -195,7 +195,7 @@ def _vm(status: Path, key: str) -> int:
 
 
 def large_benchmark(g: int) -> None:
-    print(f"\n== n = {N_LARGE:,} x g = {g:,}, euclidean, 'pair' (fresh subprocess) ==")
+    print(f"\n== n = {N_LARGE:,} x g = {g:,}, euclidean, 'targeted' (fresh subprocess) ==")
     out = subprocess.run([sys.executable, __file__, "--child-large", str(g)], check=True,
                          capture_output=True, text=True)
     res = json.loads(out.stdout.strip().splitlines()[-1])
@@ -260,19 +260,19 @@ def peer_benchmark() -> None:
     Ps, Ts, ts = P[order], T[order], [[int(t)] for t in target[order]]
     t_query, ranks_q = best_of(lambda: pairwise_retrieval(Ps, Ts, ts, "euclidean", "query"),
                                2 * REPEATS)
-    t_pair, ranks_p = best_of(lambda: pairwise_retrieval(Ps, Ts, ts, "euclidean", "pair"),
+    t_pair, ranks_p = best_of(lambda: pairwise_retrieval(Ps, Ts, ts, "euclidean", "targeted"),
                               2 * REPEATS)
     theirs = np.array([scores[str(g)] for g in genes[target][order]])
     ours_scale = 1.0 - ranks_q * (N_PEER - 1) / N_PEER
     print(f"cell-eval {version} discrimination_score(metric='l2'): {t_peer_total:.2f} s "
           f"(one run, with its pseudobulk), {t_peer_metric:.2f} s for the metric alone (best of 2)")
-    print(f"ours, exclusion='query' (the same rule): {t_query:.3f} s -> speed-up "
+    print(f"ours, exclude='query' (the same rule): {t_query:.3f} s -> speed-up "
           f"{t_peer_metric / t_query:.0f}x (metric alone), {t_peer_total / t_query:.0f}x (total)")
-    print(f"ours, exclusion='pair' (fair): {t_pair:.3f} s -> speed-up "
+    print(f"ours, exclude='targeted' (fair): {t_pair:.3f} s -> speed-up "
           f"{t_peer_metric / t_pair:.0f}x (metric alone)")
     print(f"agreement with cell-eval on its scale (1 - rank (n-1)/n), 'query': max |diff| = "
           f"{np.abs(theirs - ours_scale).max():.2e}; mean score cell-eval {theirs.mean():.4f}, "
-          f"ours 'query' {ours_scale.mean():.4f}, ours 'pair' "
+          f"ours 'query' {ours_scale.mean():.4f}, ours 'targeted' "
           f"{(1 - ranks_p * (N_PEER - 1) / N_PEER).mean():.4f}")
 
 

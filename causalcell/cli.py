@@ -296,7 +296,7 @@ def _demo_figures(data: str, result, sections: list[tuple[str, object, pd.DataFr
             write.figure(fig, f"conditioning_comparison_{data}.png")
         elif step == "retrieval" and len(result.held_out) >= 2:
             ranks = pd.concat(
-                [retrieval(pred, result.observed, exclusion=("none", "query", "pair"))
+                [retrieval(pred, result.observed, exclude=("none", "query", "targeted"))
                  .assign(model=name) for name, pred in result.predictions.items()],
                 ignore_index=True)
             write.csv(ranks, f"retrieval_{data}.csv")
@@ -309,7 +309,7 @@ def _demo_figures(data: str, result, sections: list[tuple[str, object, pd.DataFr
         elif step == "rank_matrix" and len(result.held_out) >= 2:
             ax = plot.pairwise_rank_matrix(result.predictions[main], result.observed)
             ax.set_title(f"{data}, {main}: which other perturbation's observed profile is "
-                         f"closer to the prediction than its own? (fair pair exclusion)\n"
+                         f"closer to the prediction than its own? (exclude='targeted', fair)\n"
                          f"{ax.get_title()}", fontsize=9)
             write.figure(ax.figure, f"rank_matrix_{data}.png")
         elif step == "predicted_vs_observed":
@@ -438,14 +438,14 @@ def _standardize_file(adata, args: argparse.Namespace, side: str):
 
 
 def _by_conditioning(summary: pd.DataFrame) -> pd.DataFrame:
-    """Mean of each metric (rows, in order) per conditioning (columns, in order)."""
-    table = summary.pivot(index="metric", columns="conditioning", values="mean")
+    """Mean of each metric (rows, in order) per exclusion rule (columns, in order)."""
+    table = summary.pivot(index="metric", columns="exclude", values="mean")
     return table.reindex(index=list(dict.fromkeys(summary["metric"])),
-                         columns=list(dict.fromkeys(summary["conditioning"])))
+                         columns=list(dict.fromkeys(summary["exclude"])))
 
 
 def _summary_figure(summary: pd.DataFrame, retrieval: pd.DataFrame | None, path: Path) -> None:
-    """Bar charts of the mean scores per conditioning, and of the retrieval ranks."""
+    """Bar charts of the mean scores per exclusion rule, and of the retrieval ranks."""
     from matplotlib.figure import Figure  # no pyplot: no GUI backend is involved
 
     table = _by_conditioning(summary[summary["higher_is_better"]])
@@ -459,10 +459,10 @@ def _summary_figure(summary: pd.DataFrame, retrieval: pd.DataFrame | None, path:
     left.invert_yaxis()
     left.axvline(0, color="black", linewidth=0.8)
     left.set_xlabel("mean over perturbations (higher is better)")
-    left.legend(title="conditioning", loc="upper center", bbox_to_anchor=(0.5, -0.12),
+    left.legend(title="exclude", loc="upper center", bbox_to_anchor=(0.5, -0.12),
                 ncols=len(table.columns))
     if retrieval is not None:
-        ranks = retrieval.groupby("exclusion", sort=False)["rank"].mean()
+        ranks = retrieval.groupby("exclude", sort=False)["rank"].mean()
         right.bar(ranks.index, ranks.to_numpy(), color="#4c72b0")
         right.axhline(0.5, color="#c0392b", linestyle="--", label="chance")
         right.set_ylim(0, 1)
@@ -486,10 +486,10 @@ def _print_evaluation(summary: pd.DataFrame, retrieval: pd.DataFrame | None,
     if retrieval is None:
         print("\nPairwise retrieval needs at least 2 perturbations; it was skipped.")
     else:
-        means = retrieval.groupby("exclusion", sort=False)[["rank", "score"]].mean()
+        means = retrieval.groupby("exclude", sort=False)[["rank", "score"]].mean()
         print("\nPairwise retrieval, mean rank (0 = perfect, 0.5 = chance) and cell-eval score:")
         for excl, row in means.iterrows():
-            print(f"  {excl:<6} rank {row['rank']:.3f}   score {row['score']:.3f}")
+            print(f"  {excl:<8} rank {row['rank']:.3f}   score {row['score']:.3f}")
     unpredicted = metrics.attrs.get("unpredicted") or []
     if unpredicted:
         print(f"({len(unpredicted)} observed perturbations have no prediction and were left "
@@ -498,8 +498,7 @@ def _print_evaluation(summary: pd.DataFrame, retrieval: pd.DataFrame | None,
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """``causalcell evaluate``: score predictions, write tables and a figure atomically."""
-    from causalcell.evaluate.report import evaluate, summarize
-    from causalcell.evaluate.retrieval_table import retrieval
+    from causalcell.evaluate import align, evaluate, retrieval, summarize
 
     if args.convention in ("cell-eval", "gears") and args.perturbation_type is None:
         raise ParameterError(
@@ -516,13 +515,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
         options = {"reference": args.reference, "join": args.join,
                    "control_label": args.control_label,
                    "aggregate_predicted": args.pseudobulk_predicted}
-        metrics = evaluate(predicted, observed, de_method=args.de_method,
-                           distance=args.distance, **options)
+        aligned = align(predicted, observed, **options)  # once, for every score
+        metrics = evaluate(aligned, observed, de_method=args.de_method, distance=args.distance)
         summary = summarize(metrics)
         ranks = None
         if metrics.attrs.get("n_perturbations", 0) >= 2:
-            ranks = retrieval(predicted, observed, distance=args.distance,
-                              exclusion=("pair", "query", "none", "all"), **options)
+            ranks = retrieval(aligned, distance=args.distance,
+                              exclude=("targeted", "query", "none", "all"))
         write = _Writer(target)
         write.csv(metrics, "metrics.csv")
         write.csv(summary, "summary.csv")

@@ -47,7 +47,7 @@ GRN = "conditional GRN"
 BASELINE = "mean"
 SACHS_GRAPHS = ("consensus graph", "learned graph")
 SELECTED = f"{GRN} (selected graph)"
-_TITLES = {"targeted excluded": "targeted genes excluded (conditioned, causalcell)",
+_TITLES = {"targeted": "targeted genes excluded (conditioned, causalcell)",
            "none": "nothing excluded (unconditioned, the usual numbers)"}
 
 
@@ -291,7 +291,7 @@ def target_verdict(name: str, table: pd.DataFrame) -> str:
 
 
 def graph_verdict(result: CrossValidation, selected: str = SELECTED, *,
-                  metric: str = "mse", conditioning: str = "targeted excluded",
+                  metric: str = "mse", conditioning: str = "targeted",
                   baseline: str = BASELINE) -> str:
     """Which graph nested selection chose, and how the chosen graph scored.
 

@@ -6,6 +6,7 @@ Import cost is paid only here: nothing else in causalcell imports matplotlib.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import networkx as nx
@@ -18,13 +19,14 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from causalcell._validation import DEPRECATED, renamed
 from causalcell.data.contract import PERTURBATION
 from causalcell.errors import DataContractError, NetworkError, ParameterError
 from causalcell.evaluate import DoseResponseScores
-from causalcell.evaluate.align import align
-from causalcell.evaluate.metrics import perturbation_metrics
-from causalcell.evaluate.retrieval import pairwise_retrieval
-from causalcell.evaluate.target_effect import _target_entries
+from causalcell.evaluate._align import align
+from causalcell.evaluate._metrics import perturbation_metrics
+from causalcell.evaluate._retrieval import pairwise_retrieval
+from causalcell.evaluate._target_effect import target_entries
 from causalcell.graph import intervene
 
 __all__ = [
@@ -84,7 +86,7 @@ def target_effect(
         If there are no controls, or no perturbation targets a measured gene
         (as :func:`causalcell.evaluate.target_effect`).
     """
-    delta, iv, entry_row, entry_col = _target_entries(adata, layer)
+    delta, iv, entry_row, entry_col = target_entries(adata, layer)
     values = np.abs(np.asarray(delta.X))
     rows = np.flatnonzero(np.diff(iv.mask.indptr) > 0)
     if len(rows) == 0:
@@ -254,7 +256,7 @@ def _layered_layout(G: nx.DiGraph, targets: list, radius: int) -> dict:
 # metric of the table can be asked for by name.
 DEFAULT_METRICS = ("pearson_delta", "mse", "de_pearson_top20", "retrieval_rank")
 # Left to right: the usual (unconditioned) numbers, then the conditioned ones.
-_CONDITIONING_ORDER = ("none", "targeted excluded")
+_CONDITIONING_ORDER = ("none", "targeted")
 _COMPARE_COLUMNS = {"metric", "model", "higher_is_better", "rank_changed"}
 
 
@@ -273,7 +275,7 @@ def conditioning_comparison(
     """Slope chart of each model's score without and with the targeted genes.
 
     One panel per metric; in each, one line per model from ``"none"``
-    (every gene scored, the usual numbers) to ``"targeted excluded"``
+    (every gene scored, the usual numbers) to ``"targeted"``
     (conditioned), with the model's rank written at both ends. The y axis
     points towards better scores (it is flipped for metrics where lower is
     better), so a line that crosses another is a reversal. Models whose
@@ -316,7 +318,7 @@ def conditioning_comparison(
     if len(conds) < 2:
         raise ParameterError(
             f"The table has the conditionings {conds}; a comparison needs two. Call "
-            f"compare(..., exclude=('targeted', None))."
+            f"compare(..., exclude=('targeted', 'none'))."
         )
     available = list(dict.fromkeys(table["metric"]))
     if metrics is None:
@@ -397,10 +399,10 @@ def _slope_panel(rows: pd.DataFrame, metric: str, conds: list[str], colors: dict
 
 # --------------------------------------------------------------------------- retrieval
 
-_EXCLUSION_ORDER = ("none", "query", "pair", "all")
-_EXCLUSION_LABEL = {"none": "no exclusion", "query": "query only (VCC)", "pair": "pair (fair)",
+_EXCLUSION_ORDER = ("none", "query", "targeted", "all")
+_EXCLUSION_LABEL = {"none": "none", "query": "query only (VCC)", "targeted": "targeted (fair)",
                     "all": "all targeted"}
-_RETRIEVAL_COLUMNS = {PERTURBATION, "distance", "exclusion", "orientation", "rank"}
+_RETRIEVAL_COLUMNS = {PERTURBATION, "distance", "exclude", "orientation", "rank"}
 
 
 def retrieval_ranks(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
@@ -416,7 +418,7 @@ def retrieval_ranks(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
     ----------
     table
         The output of :func:`causalcell.evaluate.retrieval` (columns
-        ``perturbation``, ``distance``, ``exclusion``, ``orientation``,
+        ``perturbation``, ``distance``, ``exclude``, ``orientation``,
         ``rank``), or several of them concatenated with a ``model`` column.
         One distance and one orientation (filter the table first).
     ax
@@ -449,13 +451,13 @@ def retrieval_ranks(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
             )
     data = table if "model" in table.columns else table.assign(model="")
     models = list(dict.fromkeys(data["model"]))
-    present = set(data["exclusion"])
+    present = set(data["exclude"])
     exclusions = [e for e in _EXCLUSION_ORDER if e in present]
     exclusions += sorted(present - set(exclusions))
     palette = plt.get_cmap("Set2")
     colors = {e: palette(i) for i, e in enumerate(exclusions)}
     grouped = {key: g["rank"].to_numpy(dtype=float)
-               for key, g in data.groupby(["model", "exclusion"], sort=False)}
+               for key, g in data.groupby(["model", "exclude"], sort=False)}
     width = 0.8 / len(exclusions)
     ax = _axes(ax, (1.2 + 1.1 * len(models) * max(len(exclusions), 2) / 2, 4))
     rng = np.random.default_rng(0)  # jitter only; fixed so figures are reproducible
@@ -490,10 +492,11 @@ def pairwise_rank_matrix(
     observed: AnnData,
     *,
     distance: str = "euclidean",
-    exclusion: str = "pair",
+    exclude: str = "targeted",
     orientation: str = "prediction",
     reference: str = "control",
     ax: Axes | None = None,
+    exclusion: Any = DEPRECATED,
 ) -> Axes:
     """The n x n matrix "candidate j is closer to query i than i's true match".
 
@@ -508,8 +511,10 @@ def pairwise_rank_matrix(
     predicted, observed
         Predicted profiles and observed cells or pseudobulk, as in
         :func:`causalcell.evaluate.align`.
-    distance, exclusion, orientation
+    distance, exclude, orientation
         As in :func:`causalcell.evaluate.pairwise_retrieval`.
+    exclusion
+        Deprecated name of ``exclude`` (FutureWarning).
     reference
         Reference subtracted from both sides, as in
         :func:`causalcell.evaluate.align`.
@@ -527,7 +532,7 @@ def pairwise_rank_matrix(
         Fewer than 2 perturbations in common, and every error of
         :func:`~causalcell.evaluate.align`.
     ParameterError
-        Unknown ``distance``, ``exclusion``, ``orientation`` or
+        Unknown ``distance``, ``exclude``, ``orientation`` or
         ``reference``.
 
     Notes
@@ -535,6 +540,8 @@ def pairwise_rank_matrix(
     The matrix costs ``4 n^2`` bytes; tick labels are drawn up to 50
     perturbations.
     """
+    exclude = renamed("pairwise_rank_matrix", "exclusion", exclusion, "exclude", exclude,
+                      "targeted")
     aligned = align(predicted, observed, reference=reference)
     if len(aligned) < 2:
         raise DataContractError(
@@ -542,7 +549,7 @@ def pairwise_rank_matrix(
             f"{len(aligned)}."
         )
     ranks, beats = pairwise_retrieval(aligned.predicted, aligned.observed, aligned.targets,
-                                      distance=distance, exclusion=exclusion,
+                                      distance=distance, exclude=exclude,
                                       orientation=orientation, return_matrix=True)
     order = np.argsort(ranks, kind="stable")
     n = len(order)
@@ -570,7 +577,7 @@ def pairwise_rank_matrix(
                       label="true match (diagonal)")]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.12, 1.0), frameon=False,
               fontsize=8)
-    ax.set_title(f"Who beats the true match ({exclusion} exclusion, {distance})\n"
+    ax.set_title(f"Who beats the true match (exclude={exclude!r}, {distance})\n"
                  f"mean rank {ranks.mean():.3f} (chance 0.5); row rank on the right",
                  fontsize=9)
     return ax
@@ -651,7 +658,7 @@ def predicted_vs_observed(
     scores = {
         setting: float(perturbation_metrics(pred[None], obs[None], aligned.targets[[row]],
                                             exclude=setting, top_k=())["pearson_delta"].iloc[0])
-        for setting in (None, "targeted")
+        for setting in ("none", "targeted")
     }
     ax = _axes(ax, (5.5, 5))
     ax.scatter(obs[~targeted], pred[~targeted], s=12, color=OTHER_COLOR, alpha=0.7,
@@ -672,7 +679,7 @@ def predicted_vs_observed(
     ax.axvline(0.0, color="#d5d8dc", lw=0.8, zorder=0)
     ax.set_xlabel(f"observed change vs {reference}")
     ax.set_ylabel(f"predicted change vs {reference}")
-    ax.set_title(f"{keys[row]}: Pearson r = {_pearson_text(scores[None])} all genes, "
+    ax.set_title(f"{keys[row]}: Pearson r = {_pearson_text(scores['none'])} all genes, "
                  f"{_pearson_text(scores['targeted'])} targeted excluded", fontsize=10)
     ax.legend(loc="upper left", frameon=False, fontsize=8)
     return ax

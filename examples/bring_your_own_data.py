@@ -60,7 +60,7 @@ predictions = {
 table = cc.evaluate.compare(predictions, cc.data.pseudobulk(adata))
 print("held out:", ", ".join(test.uns["split"]["test_perturbations"]))
 shown = table[table["metric"].isin(["pearson_delta", "retrieval_rank"])]
-print(shown[["metric", "model", "value [targeted excluded]", "value [none]"]]
+print(shown[["metric", "model", "value [targeted]", "value [none]"]]
       .round(3).to_string(index=False))
 
 # Back out: the conditional GRN's predictions as cells (observed control cells shifted

@@ -35,7 +35,7 @@ models = {
     "control": cc.models.ControlBaseline(),
 }
 result = cc.benchmark.cross_validate(models, sim.adata, sim.network, folds=5, verbose=False)
-cond = "targeted excluded"
+cond = "targeted"
 columns = ["metric", "model", f"value [{cond}]", f"ci_low [{cond}]", f"ci_high [{cond}]",
            f"n [{cond}]", f"n_undefined [{cond}]", f"p_value [{cond}]", f"calibrated [{cond}]"]
 shown = result.table[result.table["metric"].isin(["mse", "pearson_delta", "retrieval_rank"])]

@@ -32,7 +32,7 @@ truth = sim.truth[sim.truth.obs["perturbation"].isin(["control", *held_tf])]
 table = cc.evaluate.compare(predictions, truth, exclude="targeted")
 table = table[table["metric"].isin(["pearson_delta", "retrieval_rank"])]
 print(f"held-out TF perturbations scored against the truth: {', '.join(held_tf)}")
-print(table.pivot(index="model", columns="metric", values="value [targeted excluded]")
+print(table.pivot(index="model", columns="metric", values="value [targeted]")
       .round(3).to_string())
 
 # T is an input: the same model at any level of one TF.

@@ -6,7 +6,7 @@ Run: python examples/fair_retrieval.py
 Every row of the "know nothing" prediction is the mean of all perturbations.
 Its retrieval rank (0 = perfect, 0.5 = chance) under three exclusion rules:
 "none" (every gene), "query" (the genes targeted in the query, as in the
-Virtual Cell Challenge) and "pair" (the genes targeted in the query or the
+Virtual Cell Challenge) and "targeted" (the genes targeted in the query or the
 candidate, the causalcell default). The simulation's truth is scored too.
 """
 
@@ -27,14 +27,14 @@ know_nothing = ad.AnnData(
     var=pd.DataFrame(index=perturbed.var_names),
 )
 
-rules = ["none", "query", "pair"]
+rules = ["none", "query", "targeted"]
 rows = {}
 for name, predicted in [("knows nothing", know_nothing), ("the truth", sim.truth)]:
-    table = cc.evaluate.retrieval(predicted, sim.adata, exclusion=rules)
-    rows[name] = table.groupby("exclusion")["rank"].mean().reindex(rules)
+    table = cc.evaluate.retrieval(predicted, sim.adata, exclude=rules)
+    rows[name] = table.groupby("exclude")["rank"].mean().reindex(rules)
 ranks = pd.DataFrame(rows).T
 print(f"mean retrieval rank over {perturbed.n_obs} knockdowns (0.5 = chance):")
 print(ranks.round(3).to_string())
 nothing = ranks.loc["knows nothing"]
 print(f"the query-only rule gives a know-nothing predictor {0.5 - nothing['query']:.2f} "
-      f"below chance for free; the fair rule gives {0.5 - nothing['pair']:.2f}.")
+      f"below chance for free; the fair rule gives {0.5 - nothing['targeted']:.2f}.")

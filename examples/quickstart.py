@@ -25,5 +25,5 @@ predictions = {
 observed = cc.data.pseudobulk(adata)           # held-out perturbations + controls
 table = cc.evaluate.compare(predictions, observed)
 shown = table[table["metric"].isin(["pearson_delta", "retrieval_rank"])]
-print(shown[["metric", "model", "value [targeted excluded]", "value [none]"]].to_string(
+print(shown[["metric", "model", "value [targeted]", "value [none]"]].to_string(
     index=False))

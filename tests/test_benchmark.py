@@ -19,7 +19,7 @@ from causalcell.models import (
     TargetOnlyBaseline,
 )
 
-CONDITIONINGS = ("targeted excluded", "none")
+CONDITIONINGS = ("targeted", "none")
 
 
 class Oracle(BaseEstimator):

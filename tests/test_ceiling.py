@@ -73,7 +73,7 @@ def test_ceiling_matches_models_rows_and_settings():
     sim = cc.datasets.simulate(n_genes=40, n_tfs=6, n_combinations=3, random_state=2)
     ceiling = replicate_ceiling(sim.adata, n_splits=2, top_k=[5])
     scored = evaluate(sim.truth, sim.adata, top_k=[5])
-    key = ["perturbation", "perturbation_type", "conditioning", "metric"]
+    key = ["perturbation", "perturbation_type", "exclude", "metric"]
     pd.testing.assert_frame_equal(
         ceiling[key].sort_values(key).reset_index(drop=True),
         scored[key].sort_values(key).reset_index(drop=True))

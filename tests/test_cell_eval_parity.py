@@ -3,10 +3,10 @@
 cell-eval (installed by the ``dev`` extra) scores predicted *cells* against
 real cells, each side against its own control cells. Here the predicted
 controls are the real ones, so both sides share one control mean, as in
-causalcell, and the targeted genes are scored (``exclude=None``; cell-eval's
+causalcell, and the targeted genes are scored (``exclude="none"``; cell-eval's
 retrieval excludes the query's gene only: our ``"query"`` rule).
 ``de_overlap_sig`` is documented as *not* cell-eval's ``overlap_at_N`` and is
-named differently (see :mod:`causalcell.evaluate.metrics`).
+named differently (see :func:`causalcell.evaluate.perturbation_metrics`).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def pair():
 
 def _ours(real, predicted, **options) -> pd.DataFrame:
     table = cc.evaluate.evaluate(predicted[~predicted.obs["is_control"].to_numpy()], real,
-                                 exclude=None, aggregate_predicted=True, top_k=[5],
+                                 exclude="none", aggregate_predicted=True, top_k=[5],
                                  de_method=None, **options)
     return table
 
@@ -67,7 +67,7 @@ def test_profile_metrics_equal_cell_eval(pair, ours, theirs):
 def test_retrieval_score_equals_cell_eval_discrimination_score(pair, distance, metric):
     real, predicted, peer = pair
     profiles = predicted[~predicted.obs["is_control"].to_numpy()]
-    ranks = cc.evaluate.retrieval(profiles, real, distance=distance, exclusion="query",
+    ranks = cc.evaluate.retrieval(profiles, real, distance=distance, exclude="query",
                                   aggregate_predicted=True)
     ours = ranks.set_index("perturbation")["score"]
     scores = discrimination_score(peer, metric=metric)

@@ -70,14 +70,14 @@ def test_demo_papalexi_and_simulation(tmp_path, capsys):
     for name in (n for n in PAPALEXI_FILES if n.endswith(".png")):
         assert (tmp_path / "out" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     ranks = pd.read_csv(tmp_path / "out" / "retrieval_papalexi.csv")
-    assert set(ranks["exclusion"]) == {"none", "query", "pair"}
+    assert set(ranks["exclude"]) == {"none", "query", "targeted"}
     assert ranks["rank"].between(0, 1).all()
     models = pd.read_csv(tmp_path / "out" / "model_comparison_papalexi.csv")
     assert set(models["model"]) == {
         "conditional GRN", "linear embedding", "mean", "control", "target only"
     }
-    assert {"value [targeted excluded]", "value [none]", "ci_low [none]", "n [none]",
-            "calibrated [targeted excluded]", "p_value [none]"} <= set(models.columns)
+    assert {"value [targeted]", "value [none]", "ci_low [none]", "n [none]",
+            "calibrated [targeted]", "p_value [none]"} <= set(models.columns)
     assert "targeted genes excluded (conditioned, causalcell)" in out
     # Cross-validated over all 9 measurable perturbations, with n and intervals.
     assert "Cross-validation on papalexi: all 9 perturbations" in out
@@ -98,8 +98,8 @@ def test_demo_simulated_conditioning_reverses_target_only(capsys):
     # has nothing left (an undefined correlation: no skill), while the model of
     # P(X | T) with the true network does.
     assert pearson.loc["target only", "value [none]"] > 0.5
-    assert pearson.loc["target only", "value [targeted excluded]"] == 0.0
-    assert pearson.loc["conditional GRN", "value [targeted excluded]"] > 0.6
+    assert pearson.loc["target only", "value [targeted]"] == 0.0
+    assert pearson.loc["conditional GRN", "value [targeted]"] > 0.6
     assert pearson.loc["target only", "reversal"]
 
 
@@ -114,7 +114,7 @@ def test_demo_sachs_compares_consensus_and_learned_graphs(tmp_path, capsys):
     }
     # The verdict line is computed from the table: check its numbers against it.
     verdict = next(line for line in out.splitlines() if line.startswith("Graph verdict"))
-    mse = table[table["metric"] == "mse"].set_index("model")["value [targeted excluded]"]
+    mse = table[table["metric"] == "mse"].set_index("model")["value [targeted]"]
     assert f"mse {mse['conditional GRN (selected graph)']:.3f}" in verdict
     assert "nested selection" in verdict
     assert "sachs2005: the targeted gene's own change is the largest of its profile in" in out

@@ -76,18 +76,18 @@ def test_evaluate_writes_tables_and_figure(files, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == sorted([*FILES, MANIFEST])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result"]  # no scratch, no lock
     metrics = pd.read_csv(out / "metrics.csv")
-    assert set(metrics["conditioning"]) == {"targeted excluded", "none"}
+    assert set(metrics["exclude"]) == {"targeted", "none"}
     assert {"pearson_delta", "de_overlap_top20", "retrieval_rank"} <= set(metrics["metric"])
     summary = pd.read_csv(out / "summary.csv")
-    assert {"metric", "conditioning", "mean", "median", "n"} <= set(summary.columns)
+    assert {"metric", "exclude", "mean", "median", "n"} <= set(summary.columns)
     ranks = pd.read_csv(out / "retrieval.csv")
-    assert set(ranks["exclusion"]) == {"pair", "query", "none", "all"}
+    assert set(ranks["exclude"]) == {"targeted", "query", "none", "all"}
     assert (out / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "targeted excluded" in stdout
+    assert "targeted" in stdout
     assert "pearson_delta" in stdout
-    assert "pair   rank" in stdout
-    mean_pair = ranks[ranks["exclusion"] == "pair"]["rank"].mean()
-    assert f"pair   rank {mean_pair:.3f}" in stdout
+    assert "targeted rank" in stdout
+    mean_targeted = ranks[ranks["exclude"] == "targeted"]["rank"].mean()
+    assert f"targeted rank {mean_targeted:.3f}" in stdout
 
 
 def test_evaluate_options(files, tmp_path, capsys):

@@ -15,13 +15,13 @@ from scipy import stats
 
 import causalcell as cc
 from causalcell.errors import ParameterError
+from causalcell.evaluate._report import compare, summarize
 from causalcell.evaluate._uncertainty import (
     bootstrap_means,
     interval,
     resample_counts,
     sign_flip_pvalues,
 )
-from causalcell.evaluate.report import compare, summarize
 from causalcell.models import ControlBaseline, MeanBaseline
 
 
@@ -88,7 +88,7 @@ def _long(values: dict[str, list[float]], metric: str = "pearson_delta") -> pd.D
     for model, vals in values.items():
         for i, v in enumerate(vals):
             rows.append({"model": model, "perturbation": f"p{i}",
-                         "perturbation_type": "knockout", "conditioning": "none",
+                         "perturbation_type": "knockout", "exclude": "none",
                          "metric": metric, "value": v, "scorable": True})
     return pd.DataFrame(rows)
 
@@ -131,14 +131,14 @@ def test_control_baseline_correlations_are_undefined_and_count_zero(sim, profile
     table, long = compare(predictions, sim.adata, top_k=[5], details=True)
     rows = table.set_index(["metric", "model"])
     n = profiles.n_obs
-    for cond in ("targeted excluded", "none"):
+    for cond in ("targeted", "none"):
         for metric in ("pearson_delta", "spearman_delta", "cosine_delta", "de_pearson_top5"):
             assert rows.loc[(metric, "control"), f"value [{cond}]"] == 0.0
             assert rows.loc[(metric, "control"), f"n_undefined [{cond}]"] == n
             assert rows.loc[(metric, "mean"), f"n_undefined [{cond}]"] == 0
         assert rows.loc[("direction_agreement", "control"), f"value [{cond}]"] == 0.5
         # Its top-k sets are all ties: exactly the chance overlap.
-        scored = long[(long["model"] == "control") & (long["conditioning"] == cond)
+        scored = long[(long["model"] == "control") & (long["exclude"] == cond)
                       & (long["metric"] == "de_overlap_top5")]
         np.testing.assert_allclose(scored["value"], 5 / scored["n_genes_scored"])
     raw = long[(long["model"] == "control") & (long["metric"] == "pearson_delta")]
@@ -158,7 +158,7 @@ def test_intervals_differences_and_p_values(sim, profiles):
         "copy of mean": MeanBaseline().fit(sim.adata).predict(_request(profiles)),
     }
     table = compare(predictions, sim.adata, top_k=[5]).set_index(["metric", "model"])
-    cond = "targeted excluded"
+    cond = "targeted"
     values = table[f"value [{cond}]"]
     assert (table[f"ci_low [{cond}]"] <= values + 1e-12).all()
     assert (values <= table[f"ci_high [{cond}]"] + 1e-12).all()

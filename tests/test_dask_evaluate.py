@@ -23,8 +23,8 @@ from causalcell.data import changes, control_mean, pseudobulk, read_lazy  # noqa
 from causalcell.datasets import simulate  # noqa: E402
 from causalcell.errors import CausalCellError, DataContractError  # noqa: E402
 from causalcell.evaluate import differential_expression, pairwise_retrieval  # noqa: E402
-from causalcell.evaluate.de import rank_sum_test, welch_ttest  # noqa: E402
-from causalcell.evaluate.retrieval_table import retrieval  # noqa: E402
+from causalcell.evaluate._de import rank_sum_test, welch_ttest  # noqa: E402
+from causalcell.evaluate._retrieval_table import retrieval  # noqa: E402
 
 TOL = 1e-8
 CHUNK = 37  # does not divide the number of cells: the last block is shorter
@@ -186,12 +186,12 @@ def test_rank_sum_gene_blocks(dask_client, sim, sparse):
 
 @pytest.mark.parametrize(
     ("distance", "exclusion", "orientation"),
-    [("euclidean", "pair", "prediction"), ("pearson", "query", "observed"),
+    [("euclidean", "targeted", "prediction"), ("pearson", "query", "observed"),
      ("manhattan", "all", "prediction"), ("cosine", "none", "observed")],
 )
 def test_pairwise_retrieval_on_cluster(dask_client, sim, distance, exclusion, orientation):
     predicted, observed, targets = retrieval_inputs(sim)
-    kw = {"distance": distance, "exclusion": exclusion, "orientation": orientation}
+    kw = {"distance": distance, "exclude": exclusion, "orientation": orientation}
     serial, matrix = pairwise_retrieval(predicted, observed, targets, block_size=5,
                                         return_matrix=True, **kw)
     with distributed.get_task_stream(dask_client) as stream:
@@ -214,7 +214,7 @@ def test_pairwise_retrieval_on_cluster(dask_client, sim, distance, exclusion, or
 
 
 def test_retrieval_table_on_cluster(dask_client, sim):
-    kw = {"distance": ["euclidean", "cosine"], "exclusion": ["pair", "query"]}
+    kw = {"distance": ["euclidean", "cosine"], "exclude": ["targeted", "query"]}
     expected = retrieval(sim.truth, sim.adata, **kw)
     result = retrieval(sim.truth, lazy_copy(sim.adata, sparse=True), dask=True, **kw)
     pd.testing.assert_frame_equal(expected, result, check_exact=False, atol=TOL, rtol=0)

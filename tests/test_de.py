@@ -1,4 +1,4 @@
-"""causalcell.evaluate.de: Welch t, Mann-Whitney U and BH q-values against scipy / statsmodels."""
+"""Differential expression: Welch t, Mann-Whitney U and BH q-values against scipy / statsmodels."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from statsmodels.stats.multitest import multipletests
 import causalcell as cc
 from causalcell.data import _stats as stats_module
 from causalcell.errors import DataContractError, ParameterError
-from causalcell.evaluate.de import (
+from causalcell.evaluate._de import (
     DEResult,
     bh_qvalues,
     differential_expression,

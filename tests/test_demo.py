@@ -42,7 +42,7 @@ def test_papalexi_is_cross_validated_over_its_nine_measurable_perturbations(papa
                                  "STAT3", "TNFRSF14", "UBE2L6"]
     assert papalexi.folds["fold"].nunique() == 5
     table = papalexi.table
-    assert (table["n [targeted excluded]"][table["metric"] == "mse"] == 9).all()
+    assert (table["n [targeted]"][table["metric"] == "mse"] == 9).all()
     text = format_comparison(papalexi)
     assert "pearson_delta (n=9)" in text
     assert "calibrated (0 = mean baseline, 1 = replicate ceiling" in text
@@ -97,7 +97,7 @@ def test_sachs_graph_verdict_comes_from_nested_selection(sachs):
     for graph in ("consensus graph", "learned graph"):
         assert f"the {graph} in {choices.count(graph)} of 5 folds" in line
     mse = sachs.table.set_index(["metric", "model"]).loc[("mse", SELECTED),
-                                                          "value [targeted excluded]"]
+                                                          "value [targeted]"]
     assert f"mse {mse:.3f}" in line
     # Other choices, other sentence.
     other = {"consensus graph": "learned graph", "learned graph": "consensus graph"}
@@ -136,4 +136,4 @@ def test_verdicts_need_a_baseline(simulated):
     table = simulated.table[simulated.table["model"] != "mean"]
     with pytest.raises(ParameterError, match="no baseline 'mean'"):
         verdicts(dataclasses.replace(simulated, table=table))
-    assert np.isfinite(simulated.table["p_value [targeted excluded]"]).all()
+    assert np.isfinite(simulated.table["p_value [targeted]"]).all()

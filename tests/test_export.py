@@ -79,7 +79,7 @@ def test_export_runs_through_cell_eval_with_the_same_pearson_delta(papalexi, tmp
     read = {side: cc.data.standardize(cc.data.read_h5ad(out / f"{side}.h5ad"), "cell-eval",
                                       require_controls=side == "observed")
             for side in ("predicted", "observed")}
-    ours = cc.evaluate.evaluate(read["predicted"], read["observed"], exclude=None,
+    ours = cc.evaluate.evaluate(read["predicted"], read["observed"], exclude="none",
                                 aggregate_predicted=True, retrieval=False, de_method=None)
     ours = ours.pivot(index="perturbation", columns="metric", values="value")
     assert sorted(theirs.index) == sorted(predicted.obs["perturbation"].astype(str))
@@ -89,7 +89,7 @@ def test_export_runs_through_cell_eval_with_the_same_pearson_delta(papalexi, tmp
 
     # The sampled cells average exactly to the predictions: the exported files score
     # what the predictions score.
-    direct = cc.evaluate.evaluate(predicted, observed, exclude=None, retrieval=False,
+    direct = cc.evaluate.evaluate(predicted, observed, exclude="none", retrieval=False,
                                   de_method=None)
     direct = direct.pivot(index="perturbation", columns="metric", values="value")
     np.testing.assert_allclose(direct.loc[theirs.index, "pearson_delta"],

@@ -829,7 +829,7 @@ case("compare-missing-baseline", _pair(),
 case("summarize-wrong-table", lambda tmp: {"table": pd.DataFrame({"a": [1]})},
      lambda table: cc.evaluate.summarize(table), ParameterError, "columns")
 case("retrieval-exclusion", _pair(),
-     lambda pred, obs: cc.evaluate.retrieval(pred, obs, exclusion="some"), ParameterError,
+     lambda pred, obs: cc.evaluate.retrieval(pred, obs, exclude="some"), ParameterError,
      "'some'")
 case("target-effect-no-controls",
      lambda tmp: {"adata": data()[~SIM.adata.obs["is_control"].to_numpy()].copy()},

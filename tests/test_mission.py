@@ -117,18 +117,18 @@ def test_target_only_looks_excellent_only_without_exclusion(screen):
         warnings.simplefilter("ignore")
         table = pd.concat(
             {
-                name: retrieval(predictions[name], observed, exclusion=["none", "query", "pair"])
+                name: retrieval(predictions[name], observed, exclude=["none", "query", "targeted"])
                 for name in ("target_only", "conditional")
             },
             names=["model"],
         ).reset_index(level=0)
-    mean_rank = table.groupby(["model", "exclusion"])["rank"].mean().unstack()
+    mean_rank = table.groupby(["model", "exclude"])["rank"].mean().unstack()
     print(mean_rank)
     assert mean_rank.loc["target_only", "none"] < 0.1  # "excellent": knows only P(T)
-    assert mean_rank.loc["target_only", "pair"] == pytest.approx(0.5, abs=0.1)  # chance
-    assert mean_rank.loc["conditional", "pair"] < 0.2  # conditioning leaves signal
+    assert mean_rank.loc["target_only", "targeted"] == pytest.approx(0.5, abs=0.1)  # chance
+    assert mean_rank.loc["conditional", "targeted"] < 0.2  # conditioning leaves signal
     scores = evaluate(predictions["target_only"], observed, retrieval=False)
-    top = scores[scores["metric"] == "de_pearson_top20"].groupby("conditioning")["value"].mean()
+    top = scores[scores["metric"] == "de_pearson_top20"].groupby("exclude")["value"].mean()
     print(top)
     assert top["none"] > 0.5
-    assert not top["targeted excluded"] > 0.2  # NaN or near zero: nothing left to score
+    assert not top["targeted"] > 0.2  # NaN or near zero: nothing left to score

@@ -101,7 +101,7 @@ def test_conditioning_comparison_one_line_per_model(comparison):
     panels = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title().split("\n")[0] for ax in panels] == list(plot.DEFAULT_METRICS)
     models = list(dict.fromkeys(comparison["model"]))
-    conds = ["none", "targeted excluded"]
+    conds = ["none", "targeted"]
     for ax in panels:
         metric = ax.get_title().split("\n")[0]
         rows = comparison[comparison["metric"] == metric]
@@ -149,8 +149,8 @@ def test_retrieval_ranks_boxes_points_and_chance(sim, predictions):
 
     from causalcell.evaluate import retrieval
 
-    exclusions = ["pair", "none", "query"]
-    table = pd.concat([retrieval(predictions[m], sim.adata, exclusion=exclusions).assign(model=m)
+    exclusions = ["targeted", "none", "query"]
+    table = pd.concat([retrieval(predictions[m], sim.adata, exclude=exclusions).assign(model=m)
                        for m in ("truth", "mean")], ignore_index=True)
     ax = plot.retrieval_ranks(table)
     boxes = [p for p in ax.patches if type(p).__name__ == "PathPatch"]
@@ -162,8 +162,8 @@ def test_retrieval_ranks_boxes_points_and_chance(sim, predictions):
     np.testing.assert_allclose(np.sort(points), np.sort(table["rank"].to_numpy()))
     # medians, drawn exclusion by exclusion in the order none, query, pair
     medians = [line.get_ydata()[0] for line in ax.lines if line.get_gid() == "median"]
-    expected = [table[(table.model == m) & (table.exclusion == e)]["rank"].median()
-                for e in ("none", "query", "pair") for m in ("truth", "mean")]
+    expected = [table[(table.model == m) & (table.exclude == e)]["rank"].median()
+                for e in ("none", "query", "targeted") for m in ("truth", "mean")]
     np.testing.assert_allclose(medians, expected)
     assert [t.get_text() for t in ax.get_xticklabels()] == ["truth", "mean"]
     mixed = table.assign(distance=np.where(np.arange(len(table)) % 2, "cosine", "euclidean"))
@@ -177,15 +177,15 @@ def test_retrieval_ranks_boxes_points_and_chance(sim, predictions):
 def test_pairwise_rank_matrix_is_the_beats_matrix(sim, predictions):
     from causalcell.evaluate import align, pairwise_retrieval
 
-    ax = plot.pairwise_rank_matrix(predictions["target only"], sim.adata, exclusion="query")
+    ax = plot.pairwise_rank_matrix(predictions["target only"], sim.adata, exclude="query")
     aligned = align(predictions["target only"], sim.adata)
     ranks, beats = pairwise_retrieval(aligned.predicted, aligned.observed, aligned.targets,
-                                      exclusion="query", return_matrix=True)
+                                      exclude="query", return_matrix=True)
     order = np.argsort(ranks, kind="stable")
     np.testing.assert_array_equal(ax.images[0].get_array(), beats[np.ix_(order, order)])
     assert [t.get_text() for t in ax.get_yticklabels()] == list(aligned.perturbations[order])
     assert f"mean rank {ranks.mean():.3f}" in ax.get_title()
-    assert "query exclusion" in ax.get_title()
+    assert "exclude='query'" in ax.get_title()
     plt.close("all")
 
 

@@ -11,9 +11,9 @@ import pytest
 
 import causalcell as cc
 from causalcell.errors import DataContractError, ParameterError
-from causalcell.evaluate.align import align
-from causalcell.evaluate.report import compare, evaluate, summarize
-from causalcell.evaluate.retrieval_table import cell_eval_score, retrieval
+from causalcell.evaluate._align import align
+from causalcell.evaluate._report import compare, evaluate, summarize
+from causalcell.evaluate._retrieval_table import cell_eval_score, retrieval
 
 
 @pytest.fixture(scope="module")
@@ -176,22 +176,22 @@ def test_align_bad_arguments(sim, profiles):
 
 def test_evaluate_table(sim, profiles):
     table = evaluate(profiles, sim.adata, top_k=[5, 20])
-    assert list(table.columns) == ["perturbation", "perturbation_type", "conditioning",
+    assert list(table.columns) == ["perturbation", "perturbation_type", "exclude",
                                    "metric", "value", "n_genes_scored", "scorable"]
-    assert set(table["conditioning"]) == {"targeted excluded", "none"}
+    assert set(table["exclude"]) == {"targeted", "none"}
     n = profiles.n_obs
-    per = table.groupby(["conditioning", "metric"]).size()
+    per = table.groupby(["exclude", "metric"]).size()
     assert (per == n).all()
     assert {"de_overlap_sig", "retrieval_rank", "spearman_delta"} <= set(table["metric"])
 
     def values(conditioning, metric):
-        rows = (table["conditioning"] == conditioning) & (table["metric"] == metric)
+        rows = (table["exclude"] == conditioning) & (table["metric"] == metric)
         return table.loc[rows, "value"]
 
     assert (values("none", "mae") == 0).all()
-    assert (values("targeted excluded", "pearson_delta") > 0.999).all()
-    assert (values("targeted excluded", "retrieval_rank") < 0.1).all()
-    excluded = table[table["conditioning"] == "targeted excluded"]
+    assert (values("targeted", "pearson_delta") > 0.999).all()
+    assert (values("targeted", "retrieval_rank") < 0.1).all()
+    excluded = table[table["exclude"] == "targeted"]
     n_targets = excluded.drop_duplicates("perturbation")["perturbation"].str.count(",") + 1
     np.testing.assert_array_equal(
         excluded.drop_duplicates("perturbation")["n_genes_scored"], 60 - n_targets
@@ -206,7 +206,7 @@ def test_evaluate_on_pseudobulk_observations_ranks_by_change(sim, profiles):
     assert "de_overlap_sig" not in set(table["metric"])
     assert "retrieval_rank" not in set(table["metric"])
     only = evaluate(profiles, sim.adata, exclude="targeted", top_k=[5], de_method="wilcoxon")
-    assert set(only["conditioning"]) == {"targeted excluded"}
+    assert set(only["exclude"]) == {"targeted"}
     with pytest.raises(ParameterError, match="exclude="):
         evaluate(profiles, sim.adata, exclude="all")
 
@@ -216,8 +216,8 @@ def test_summarize_means(sim, profiles):
     noisy = _prediction(profiles, np.asarray(profiles.X) + rng.normal(0, 0.2, profiles.shape))
     table = evaluate(noisy, sim.adata, top_k=[5])
     summary = summarize(table)
-    row = summary[(summary["metric"] == "mae") & (summary["conditioning"] == "none")].iloc[0]
-    values = table[(table["metric"] == "mae") & (table["conditioning"] == "none")]["value"]
+    row = summary[(summary["metric"] == "mae") & (summary["exclude"] == "none")].iloc[0]
+    values = table[(table["metric"] == "mae") & (table["exclude"] == "none")]["value"]
     assert row["mean"] == pytest.approx(values.mean())
     assert row["n"] == len(values)
     assert not row["higher_is_better"]
@@ -245,18 +245,18 @@ def test_compare_shows_a_reversal(sim, profiles):
                      sim.adata, top_k=[5], baseline="target_only")
     pearson = result[result["metric"] == "pearson_delta"].set_index("model")
     assert pearson.loc["target_only", "rank [none]"] == 1
-    assert pearson.loc["downstream", "rank [targeted excluded]"] == 1
+    assert pearson.loc["downstream", "rank [targeted]"] == 1
     assert pearson["rank_changed"].all()
     # Off its targets the target-only prediction is zero: undefined correlations,
     # counted as no skill on every perturbation.
-    assert pearson.loc["target_only", "value [targeted excluded]"] == 0.0
-    assert pearson.loc["target_only", "n_undefined [targeted excluded]"] == profiles.n_obs
-    assert pearson.loc["downstream", "n_undefined [targeted excluded]"] == 0
+    assert pearson.loc["target_only", "value [targeted]"] == 0.0
+    assert pearson.loc["target_only", "n_undefined [targeted]"] == profiles.n_obs
+    assert pearson.loc["downstream", "n_undefined [targeted]"] == 0
     # The swap is far beyond the intervals: a reversal for both models.
     assert pearson["reversal"].all()
-    assert pearson.loc["downstream", "p_value [targeted excluded]"] < 0.01
+    assert pearson.loc["downstream", "p_value [targeted]"] < 0.01
     retrieval_rows = result[result["metric"] == "retrieval_rank"].set_index("model")
-    assert retrieval_rows.loc["downstream", "rank [targeted excluded]"] == 1
+    assert retrieval_rows.loc["downstream", "rank [targeted]"] == 1
     table, long = compare({"a": profiles}, sim.adata, top_k=[5], details=True, baseline=None)
     assert set(long["model"]) == {"a"}
     assert not table["rank_changed"].any()  # one model: nothing can change
@@ -281,7 +281,7 @@ def _naive_ranks(P, T, mask, exclusion):
     every = mask.any(axis=0)
     ranks = np.zeros(n)
     for i, j in itertools.permutations(range(n), 2):
-        keep = {"pair": ~(mask[i] | mask[j]), "query": ~mask[i], "none": np.ones_like(every),
+        keep = {"targeted": ~(mask[i] | mask[j]), "query": ~mask[i], "none": np.ones_like(every),
                 "all": ~every}[exclusion]
         d_true = np.linalg.norm(P[i, keep] - T[i, keep])
         d_other = np.linalg.norm(P[i, keep] - T[j, keep])
@@ -292,16 +292,16 @@ def _naive_ranks(P, T, mask, exclusion):
 def test_retrieval_table(sim, profiles):
     rng = np.random.default_rng(4)
     noisy = _prediction(profiles, np.asarray(profiles.X) + rng.normal(0, 0.3, profiles.shape))
-    exclusions = ["pair", "query", "none", "all"]
-    table = retrieval(noisy, sim.adata, exclusion=exclusions)
-    assert list(table.columns) == ["perturbation", "perturbation_type", "distance", "exclusion",
+    exclusions = ["targeted", "query", "none", "all"]
+    table = retrieval(noisy, sim.adata, exclude=exclusions)
+    assert list(table.columns) == ["perturbation", "perturbation_type", "distance", "exclude",
                                    "orientation", "rank", "score", "n_perturbations"]
     n = profiles.n_obs
     assert len(table) == 4 * n
     aligned = align(noisy, sim.adata)
     mask = aligned.targets.toarray()
     for excl in exclusions:
-        part = table[table["exclusion"] == excl]
+        part = table[table["exclude"] == excl]
         np.testing.assert_allclose(
             part["rank"], _naive_ranks(aligned.predicted, aligned.observed, mask, excl),
             atol=1e-9)
@@ -328,7 +328,7 @@ def test_mission_a_constant_predictor():
     """A predictor that knows nothing is at chance under the fair rule, not under cell-eval's.
 
     The constant prediction (the mean of all perturbation means, for every
-    row) carries no information. Under "pair" and "none" it ranks at chance;
+    row) carries no information. Under "targeted" and "none" it ranks at chance;
     under "query" each query's own huge target effect is removed from its true
     match only, so the true match looks closest.
     """
@@ -337,14 +337,14 @@ def test_mission_a_constant_predictor():
     perturbed = pb[~pb.obs["is_control"].to_numpy()]
     mean = np.asarray(perturbed.X).mean(axis=0)
     constant = _prediction(perturbed, np.tile(mean, (perturbed.n_obs, 1)))
-    table = retrieval(constant, sim.adata, exclusion=["pair", "none", "query"])
-    means = table.groupby("exclusion")[["rank", "score"]].mean()
+    table = retrieval(constant, sim.adata, exclude=["targeted", "none", "query"])
+    means = table.groupby("exclude")[["rank", "score"]].mean()
     # Shown with `pytest -s`: the figure quoted in the issue.
     print(f"\nmission (a), constant predictor on {perturbed.n_obs} knockdowns: mean rank "
-          f"pair {means.loc['pair', 'rank']:.3f}, none {means.loc['none', 'rank']:.3f}, "
+          f"pair {means.loc['targeted', 'rank']:.3f}, none {means.loc['none', 'rank']:.3f}, "
           f"query {means.loc['query', 'rank']:.3f} (cell-eval score "
           f"{means.loc['query', 'score']:.3f})")
-    assert means.loc["pair", "rank"] == pytest.approx(0.5, abs=0.02)
+    assert means.loc["targeted", "rank"] == pytest.approx(0.5, abs=0.02)
     assert means.loc["none", "rank"] == pytest.approx(0.5, abs=0.02)
     assert means.loc["query", "rank"] < 0.25
     assert means.loc["query", "score"] > 0.75

@@ -1,4 +1,4 @@
-"""Tests of causalcell.evaluate.retrieval.pairwise_retrieval.
+"""Tests of causalcell.evaluate.pairwise_retrieval.
 
 The fast implementation (one dense product plus gathered corrections) is
 compared with a naive double loop over pairs that computes every distance on
@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from scipy.spatial import distance as ssd
 
 from causalcell.errors import CausalCellError, DataContractError, ParameterError
-from causalcell.evaluate.retrieval import (
+from causalcell.evaluate import RETRIEVAL_EXCLUDES as EXCLUSIONS
+from causalcell.evaluate._retrieval import (
     DISTANCES,
-    EXCLUSIONS,
     ORIENTATIONS,
     TIE_RTOL,
     ZERO_RTOL,
@@ -72,7 +72,7 @@ def naive_retrieval(predicted, observed, targets, distance, exclusion, orientati
         for j in range(n):
             if j == i:
                 continue
-            drop = {"pair": sets[i] | sets[j], "query": sets[i], "none": set(),
+            drop = {"targeted": sets[i] | sets[j], "query": sets[i], "none": set(),
                     "all": union}[exclusion]
             keep = np.array([k for k in range(g) if k not in drop], dtype=int)
             q, cj, ci = Q[i, keep], C[j, keep], C[i, keep]
@@ -200,8 +200,8 @@ def test_perfect_prediction_ranks_first(distance, exclusion, orientation):
 
 
 @pytest.mark.parametrize("distance", DISTANCES)
-@pytest.mark.parametrize("exclusion", ["none", "pair"])
-def test_constant_predictor_is_chance_under_none_and_pair(distance, exclusion):
+@pytest.mark.parametrize("exclusion", ["none", "targeted"])
+def test_constant_predictor_is_chance_under_none_and_targeted(distance, exclusion):
     T, targets = _knockdown_data()
     P = np.tile(T.mean(axis=0), (len(T), 1))
     ranks = pairwise_retrieval(P, T, targets, distance, exclusion)
@@ -240,7 +240,7 @@ def test_target_only_predictor_falls_to_chance_under_pair(distance):
     for i, t in enumerate(targets):
         P[i, t] = T[i, t]
     assert pairwise_retrieval(P, T, targets, distance, "none").mean() < 0.1
-    pair = pairwise_retrieval(P, T, targets, distance, "pair")
+    pair = pairwise_retrieval(P, T, targets, distance, "targeted")
     if distance in ("cosine", "pearson"):
         # Zero (constant) on every comparison's genes: distance 1.0 everywhere, all ties.
         np.testing.assert_array_equal(pair, np.full(len(T), 0.5))
@@ -315,9 +315,9 @@ def test_profile_undefined_only_on_some_comparisons(distance, orientation, base)
     P[5, [6, 7]] = [1 / 7, 5.3]  # row 4's genes: undefined query on comparison (5, 4)
     T[1] = base
     T[1, [0, 8]] = [0.7, -1.3]  # row 0's genes: undefined candidate in comparison (0, 1)
-    ranks, beats = pairwise_retrieval(P, T, targets, distance, "pair", orientation,
+    ranks, beats = pairwise_retrieval(P, T, targets, distance, "targeted", orientation,
                                       return_matrix=True)
-    np.testing.assert_allclose(ranks, naive_retrieval(P, T, targets, distance, "pair",
+    np.testing.assert_allclose(ranks, naive_retrieval(P, T, targets, distance, "targeted",
                                                       orientation), atol=1e-9)
     if orientation == "prediction":
         assert beats[5, 4] == 0.5  # both distances of the comparison are 1.0
@@ -334,7 +334,7 @@ def test_known_ranks_with_ties():
     # Row 2 targets gene 0: every comparison with row 2 is on gene 1 alone.
     # Query 0: j=1 tie (both genes), j=2: d(P0,T0) = d(P0,T2) = 1 on gene 1, tie.
     # Query 1: j=0 loses, j=2: 0 = 0, tie. Query 2: all values 0 on gene 1, ties.
-    ranks = pairwise_retrieval(P, T, [[], [], [0]], "euclidean", "pair")
+    ranks = pairwise_retrieval(P, T, [[], [], [0]], "euclidean", "targeted")
     np.testing.assert_array_equal(ranks, [0.5, 0.25, 0.5])
 
 
@@ -420,7 +420,7 @@ GOOD = np.arange(12, dtype=float).reshape(3, 4)
     ({"targets": sp.csr_array((3, 5), dtype=bool)}, DataContractError, r"\(3, 4\)"),
     ({"targets": 3}, DataContractError, "sequence of n collections"),
     ({"distance": "l2"}, ParameterError, "distance must be one of"),
-    ({"exclusion": "target"}, ParameterError, "exclusion must be one of"),
+    ({"exclude": "target"}, ParameterError, "exclude='target' is unknown"),
     ({"orientation": "truth"}, ParameterError, "orientation must be one of"),
     ({"block_size": 0}, ParameterError, "block_size"),
 ])

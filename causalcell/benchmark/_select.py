@@ -11,6 +11,7 @@ import pandas as pd
 from anndata import AnnData
 from sklearn.base import BaseEstimator, clone
 
+from causalcell._validation import DEPRECATED, renamed
 from causalcell.benchmark._cross_validate import (
     check_models,
     cross_predict,
@@ -20,7 +21,7 @@ from causalcell.benchmark._cross_validate import (
 )
 from causalcell.errors import NotFittedError, ParameterError
 from causalcell.evaluate import compare, higher_is_better, metric_names
-from causalcell.evaluate.report import CONDITIONING
+from causalcell.evaluate._exclude import exclude_rule
 
 __all__ = ["Selection", "select"]
 
@@ -47,13 +48,17 @@ class Selection(BaseEstimator):
     metric : str, default "mse"
         The metric of :func:`causalcell.evaluate.compare` to choose by
         (its direction is known: lower is better for errors).
-    conditioning : str, default "targeted excluded"
-        ``"targeted excluded"`` or ``"none"``.
+    exclude : str, default "targeted"
+        The rule of :func:`causalcell.evaluate.compare` to choose under:
+        ``"targeted"`` (the targeted genes are not scored) or ``"none"``.
     folds : int, default 3
         Inner folds; at most the number of perturbations of the data given
         to :meth:`fit` (then leave-one-out).
     random_state : int, default 0
         Seed of the inner folds.
+    conditioning : str or None, default None
+        Deprecated name of ``exclude`` (FutureWarning; ``"targeted excluded"``
+        is now ``"targeted"``).
 
     Attributes
     ----------
@@ -72,15 +77,17 @@ class Selection(BaseEstimator):
         candidates: Mapping[str, Any],
         *,
         metric: str = "mse",
-        conditioning: str = "targeted excluded",
+        exclude: str = "targeted",
         folds: int = 3,
         random_state: int | None = 0,
+        conditioning: str | None = None,
     ) -> None:
         self.candidates = candidates
         self.metric = metric
-        self.conditioning = conditioning
+        self.exclude = exclude
         self.folds = folds
         self.random_state = random_state
+        self.conditioning = conditioning
 
     def _grid(self) -> dict[str, tuple[Any, Any, bool]]:
         """name -> (estimator, network source, has its own network)."""
@@ -103,13 +110,14 @@ class Selection(BaseEstimator):
         Raises
         ------
         ParameterError
-            Bad candidates, an unknown metric or conditioning, or fewer than
+            Bad candidates, an unknown metric or ``exclude``, or fewer than
             2 scorable perturbations in ``adata`` (nothing to cross-validate).
         """
         grid = self._grid()
-        if self.conditioning not in CONDITIONING.values():
-            raise ParameterError(f"conditioning={self.conditioning!r} is unknown; use one of "
-                                 f"{list(CONDITIONING.values())}.")
+        # None, not the DEPRECATED sentinel: clone() deep-copies the parameters.
+        old = DEPRECATED if self.conditioning is None else self.conditioning
+        exclude = renamed("Selection", "conditioning", old, "exclude", self.exclude, "targeted")
+        exclude = exclude_rule("Selection", exclude)
         known = [*metric_names(_TOP_K), "retrieval_rank"]
         if self.metric not in known:
             raise ParameterError(f"metric={self.metric!r} cannot be selected on; choose one of "
@@ -129,7 +137,7 @@ class Selection(BaseEstimator):
                         top_k=_TOP_K, de_method="t-test" if uses_de else None,
                         retrieval=self.metric == "retrieval_rank")
         rows = table[table["metric"] == self.metric]
-        scores = rows.set_index("model")[f"value [{self.conditioning}]"].astype(float)
+        scores = rows.set_index("model")[f"value [{exclude}]"].astype(float)
         sign = 1.0 if higher_is_better(self.metric) else -1.0
         ranked = (sign * scores).fillna(-np.inf)
         self.selected_ = str(ranked.idxmax())
@@ -161,7 +169,7 @@ def select(candidates: Mapping[str, Any], **options: Any) -> Selection:
         :class:`sklearn.model_selection.ParameterGrid`), or one estimator on
         several networks.
     **options
-        ``metric``, ``conditioning``, ``folds``, ``random_state`` of
+        ``metric``, ``exclude``, ``folds``, ``random_state`` of
         :class:`Selection`.
 
     Returns

@@ -1,13 +1,28 @@
 """Evaluation under the same conditioning as the models: targeted genes never score.
 
-Every metric takes the observed data's interventions and by default excludes
-each perturbation's targeted genes (``exclude="targeted"``); ``exclude=None``
-reproduces the usual unconditioned numbers. Retrieval is fair pairwise by
-default. This package never imports :mod:`causalcell.models`: it scores any
-predictor's output.
+One vocabulary says which genes a score leaves out, as the parameter
+``exclude`` and as the ``exclude`` column of every table: ``"targeted"`` (the
+default, fair: a metric ignores the perturbation's targeted genes, a retrieval
+comparison those of the query or the candidate), ``"none"`` (the usual
+unconditioned numbers), and for retrieval ``"query"`` and ``"all"``
+(:data:`METRIC_EXCLUDES`, :data:`RETRIEVAL_EXCLUDES`).
+
+:func:`align` is the one owner of the alignment options (reference, join,
+control label, layers, aggregation); :func:`evaluate`, :func:`compare` and
+:func:`retrieval` take its :class:`Aligned`, or the predicted and observed
+AnnData with the same options, which they align once. This package never
+imports :mod:`causalcell.models`: it scores any predictor's output.
 """
 
+from causalcell.evaluate._align import ALIGN_OPTIONS, Aligned, AlignOptions, align
 from causalcell.evaluate._ceiling import replicate_ceiling
+from causalcell.evaluate._de import (
+    DEResult,
+    bh_qvalues,
+    differential_expression,
+    rank_sum_test,
+    welch_ttest,
+)
 from causalcell.evaluate._dose import DoseBins, DoseResponseScores, dose_bins, score_dose_response
 from causalcell.evaluate._edistance import (
     CellGroups,
@@ -15,26 +30,23 @@ from causalcell.evaluate._edistance import (
     group_edistances,
     pairwise_edistances,
 )
-from causalcell.evaluate.align import Aligned, align
-from causalcell.evaluate.de import (
-    DEResult,
-    bh_qvalues,
-    differential_expression,
-    rank_sum_test,
-    welch_ttest,
-)
-from causalcell.evaluate.metrics import (
+from causalcell.evaluate._exclude import METRIC_EXCLUDES, RETRIEVAL_EXCLUDES
+from causalcell.evaluate._metrics import (
     higher_is_better,
     metric_names,
     no_skill,
     perturbation_metrics,
 )
-from causalcell.evaluate.report import compare, evaluate, summarize
-from causalcell.evaluate.retrieval import pairwise_retrieval
-from causalcell.evaluate.retrieval_table import retrieval
-from causalcell.evaluate.target_effect import target_effect
+from causalcell.evaluate._report import compare, evaluate, summarize
+from causalcell.evaluate._retrieval import pairwise_retrieval
+from causalcell.evaluate._retrieval_table import retrieval
+from causalcell.evaluate._target_effect import target_effect
 
 __all__ = [
+    "ALIGN_OPTIONS",
+    "METRIC_EXCLUDES",
+    "RETRIEVAL_EXCLUDES",
+    "AlignOptions",
     "Aligned",
     "CellGroups",
     "DEResult",

@@ -55,9 +55,10 @@ from causalcell._validation import check_random_state
 from causalcell.data import Interventions, pseudobulk
 from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE, checked_interventions
 from causalcell.errors import CausalCellWarning, DataContractError, ParameterError
-from causalcell.evaluate.align import align, is_pseudobulk
-from causalcell.evaluate.metrics import DEFAULT_TOP_K
-from causalcell.evaluate.report import check_exclude, check_scoring, observed_de, score_aligned
+from causalcell.evaluate._align import align, is_pseudobulk
+from causalcell.evaluate._exclude import EXCLUDE_COLUMN, METRIC_EXCLUDES, exclude_rules
+from causalcell.evaluate._metrics import DEFAULT_TOP_K
+from causalcell.evaluate._report import check_scoring, observed_de, score_aligned
 
 __all__ = ["CORRECTIONS", "half_size_corrected", "halves", "replicate_ceiling"]
 
@@ -128,7 +129,7 @@ def replicate_ceiling(
     *,
     n_splits: int = 5,
     random_state: int | np.random.Generator | None = 0,
-    exclude: str | Sequence[str | None] | None = ("targeted", None),
+    exclude: str | Sequence[str] = METRIC_EXCLUDES,
     top_k: Sequence[int] = DEFAULT_TOP_K,
     de_method: str | None = "t-test",
     alpha: float = 0.05,
@@ -162,13 +163,13 @@ def replicate_ceiling(
         As in :func:`~causalcell.evaluate.evaluate`; use the values given to
         :func:`~causalcell.evaluate.compare`.
     reference, control_label, layer
-        As in :func:`~causalcell.evaluate.align.align`.
+        As in :func:`~causalcell.evaluate.align`.
 
     Returns
     -------
     pandas.DataFrame
-        Long table, one row per perturbation, conditioning and metric:
-        ``perturbation``, ``perturbation_type``, ``conditioning``,
+        Long table, one row per perturbation, exclusion rule and metric:
+        ``perturbation``, ``perturbation_type``, ``exclude``,
         ``metric``, ``value`` (the ceiling: the split-half score averaged
         over splits and corrected for half size), ``raw`` (averaged, not
         corrected), ``correction`` (the rule applied, see
@@ -183,7 +184,7 @@ def replicate_ceiling(
     DataContractError
         Pseudobulk profiles instead of cells (obs has ``n_cells``), no
         perturbation with 2 cells, no controls, and every error of
-        :func:`~causalcell.evaluate.align.align`.
+        :func:`~causalcell.evaluate.align`.
     ParameterError
         ``n_splits`` not a positive integer, and every parameter error of
         :func:`~causalcell.evaluate.evaluate`.
@@ -199,10 +200,10 @@ def replicate_ceiling(
     >>> import causalcell as cc
     >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, random_state=0)
     >>> ceiling = replicate_ceiling(sim.adata, n_splits=2, top_k=[5])
-    >>> sorted(ceiling["conditioning"].unique())
-    ['none', 'targeted excluded']
+    >>> sorted(ceiling["exclude"].unique())
+    ['none', 'targeted']
     """
-    settings = check_exclude(exclude)
+    settings = exclude_rules("replicate_ceiling", exclude)
     check_scoring(top_k, de_method, alpha)
     check_random_state(random_state)
     if isinstance(n_splits, bool) or not isinstance(n_splits, numbers.Integral) or n_splits < 1:
@@ -252,7 +253,7 @@ def replicate_ceiling(
         de = observed_de(half_b, None, de_method, layer, control_label)
         tables.append(score_aligned(aligned, de, exclude=settings, top_k=top_k, alpha=alpha,
                                     retrieval=retrieval, distance=distance))
-    id_columns = [PERTURBATION, PERTURBATION_TYPE, "conditioning", "metric"]
+    id_columns = [PERTURBATION, PERTURBATION_TYPE, EXCLUDE_COLUMN, "metric"]
     stacked = pd.concat(tables, ignore_index=True)
     grouped = stacked.groupby(id_columns, sort=False)
     out = grouped.agg(raw=("value", "mean"), split_sd=("value", "std"),

@@ -62,7 +62,8 @@ from causalcell.data.contract import (
 )
 from causalcell.errors import CausalCellWarning, DataContractError, ParameterError
 from causalcell.evaluate._ceiling import half_size_corrected, halves
-from causalcell.evaluate.metrics import BASE_METRICS, EXCLUDE, no_skill, perturbation_metrics
+from causalcell.evaluate._exclude import EXCLUDE_DOC, exclude_rule, fill_doc
+from causalcell.evaluate._metrics import BASE_METRICS, no_skill, perturbation_metrics
 
 __all__ = [
     "MIN_CELLS_PER_BIN",
@@ -393,8 +394,8 @@ class DoseResponseScores:
     ----------
     bins : pandas.DataFrame
         One row per bin: the columns of :attr:`DoseBins.table`,
-        ``n_genes_scored``, every metric of
-        :data:`causalcell.evaluate.metrics.BASE_METRICS`, its replicate level
+        ``n_genes_scored``, every base metric (mae, mse, pearson_delta,
+        spearman_delta, cosine_delta, direction_agreement), its replicate level
         ``ceiling_<metric>`` (one half of the bin's cells scored as a
         prediction of the other, averaged over splits, corrected for half
         size), ``predicted_rms_change`` / ``observed_rms_change`` (root mean
@@ -453,12 +454,13 @@ class DoseResponseScores:
         }).reset_index()
 
 
+@fill_doc(exclude=EXCLUDE_DOC)
 def score_dose_response(
     predicted: AnnData,
     cells: AnnData,
     bins: DoseBins,
     *,
-    exclude: str | None = "targeted",
+    exclude: str = "targeted",
     n_splits: int = 5,
     top_genes: int = 20,
     random_state: int | np.random.Generator | None = 0,
@@ -478,8 +480,8 @@ def score_dose_response(
     bins
         The bins.
     exclude
-        ``"targeted"`` (default): each bin is scored on the genes its
-        perturbation does not target; ``None``: on every gene.
+        ``"targeted"`` (default) or ``"none"``.
+        {exclude}
     n_splits
         Random half splits of each bin's cells for its replicate level.
     top_genes
@@ -501,8 +503,7 @@ def score_dose_response(
     ParameterError
         Invalid ``exclude``, ``n_splits`` or ``top_genes``.
     """
-    if exclude not in EXCLUDE:
-        raise ParameterError(f"exclude={exclude!r} is unknown; use 'targeted' or None.")
+    exclude = exclude_rule("score_dose_response", exclude)
     for name, value in (("n_splits", n_splits), ("top_genes", top_genes)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ParameterError(f"{name}={value!r} must be a positive integer.")
@@ -602,7 +603,7 @@ def _predicted_rows(predicted: AnnData, bins: DoseBins, genes: pd.Index) -> np.n
 
 
 def _bin_ceiling(X, bins: DoseBins, iv: Interventions, control: np.ndarray, mask,
-                 exclude: str | None, scale: float, n_splits: int,
+                 exclude: str, scale: float, n_splits: int,
                  random_state) -> dict[str, np.ndarray]:
     """Replicate level of every bin: half A's mean scored as a prediction of half B's."""
     rng = np.random.default_rng(random_state)

@@ -28,8 +28,8 @@ and both are implemented, exactly:
 Gene exclusion
 --------------
 Every quantity of a comparison is taken on that comparison's genes, as in
-:mod:`causalcell.evaluate.retrieval`. Comparing query group i with candidate
-group j, with ``exclusion="pair"``, removes the genes targeted in i or j from
+:func:`causalcell.evaluate.pairwise_retrieval`. Comparing query group i with candidate
+group j, with ``exclude="targeted"``, removes the genes targeted in i or j from
 both E-distances of the comparison: ``E_{-i,-j}(P_i, T_j)`` against
 ``E_{-i,-j}(P_i, T_i)``, the within-group terms included.
 
@@ -75,12 +75,21 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from causalcell._validation import DEPRECATED, renamed
 from causalcell.data._interventions import Interventions
 from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE, expression_matrix
 from causalcell.data.lazy import LOAD_IN_MEMORY, is_dask_array
 from causalcell.errors import DataContractError, ParameterError
-from causalcell.evaluate.align import Aligned, align
-from causalcell.evaluate.retrieval import EXCLUSIONS
+from causalcell.evaluate._align import Aligned, align
+from causalcell.evaluate._exclude import (
+    EXCLUDE_COLUMN,
+    EXCLUDE_DOC,
+    METRIC_EXCLUDES,
+    RETRIEVAL_EXCLUDES,
+    exclude_rule,
+    exclude_rules,
+    fill_doc,
+)
 
 __all__ = [
     "CELL_DISTANCES",
@@ -448,8 +457,10 @@ def group_edistances(query: CellGroups, candidates: CellGroups, targets: Any = N
     return 2.0 * between - sigma_q - sigma_c
 
 
+@fill_doc(exclude=EXCLUDE_DOC)
 def pairwise_edistances(query: CellGroups, candidates: CellGroups, targets: Any = None,
-                        exclusion: str = "pair", *, cell_distance: str = "euclidean",
+                        exclude: str = "targeted", *, cell_distance: str = "euclidean",
+                        exclusion: Any = DEPRECATED,
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every comparison of retrieval on E-distances, each on its own genes.
 
@@ -460,12 +471,13 @@ def pairwise_edistances(query: CellGroups, candidates: CellGroups, targets: Any 
         perturbation i (the true match).
     targets
         Sparse bool (n, genes): the genes targeted in each group.
-    exclusion
-        ``"pair"``: comparison (i, j) leaves out the genes targeted in i or j;
-        ``"query"``: those of i only; ``"none"``; ``"all"``: every targeted
-        gene, everywhere.
+    exclude
+        ``"targeted"`` (default), ``"query"``, ``"none"`` or ``"all"``.
+        {exclude}
     cell_distance
         ``"euclidean"`` or ``"sqeuclidean"``.
+    exclusion
+        Deprecated name of ``exclude`` (FutureWarning).
 
     Returns
     -------
@@ -477,20 +489,20 @@ def pairwise_edistances(query: CellGroups, candidates: CellGroups, targets: Any 
         Sum of the absolute terms of both E-distances (the tie scale).
     """
     cell_distance = _check_cell_distance(cell_distance)
-    if exclusion not in EXCLUSIONS:
-        raise ParameterError(f"exclusion must be one of {', '.join(map(repr, EXCLUSIONS))}; "
-                             f"got {exclusion!r}.")
+    exclude = renamed("pairwise_edistances", "exclusion", exclusion, "exclude", exclude,
+                      "targeted")
+    exclude = exclude_rule("pairwise_edistances", exclude, RETRIEVAL_EXCLUDES)
     mask = _check_pair(query, candidates, targets)
     query, candidates = _centered(query, candidates)
-    if exclusion == "all":
+    if exclude == "all":
         dropped = np.zeros(mask.shape[1], dtype=bool)
         dropped[mask.indices] = True
         keep = np.flatnonzero(~dropped)
         query, candidates = query.columns(keep), candidates.columns(keep)
         mask = sp.csr_array((mask.shape[0], len(keep)), dtype=bool)
-        exclusion = "none"
-    q_mask = mask if exclusion in ("pair", "query") else None
-    c_mask = mask if exclusion == "pair" else None
+        exclude = "none"
+    q_mask = mask if exclude in ("targeted", "query") else None
+    c_mask = mask if exclude == "targeted" else None
     Rq, Rc = _Sets.of(q_mask), _Sets.of(c_mask)
     Q = query.zeroed(q_mask)
     C_cand = candidates.zeroed(c_mask)
@@ -501,7 +513,7 @@ def pairwise_edistances(query: CellGroups, candidates: CellGroups, targets: Any 
     s_true = _matched_sums(Q, C_true, Rc, cell_distance)  # [i, j] or [i, 0]
     w_query = _within_sums(Q, Rc, cell_distance)  # [i, j]: Q_i without R^c_j
     w_cand = _within_sums(C_cand, Rq, cell_distance)  # [j, i]: C_j without R^q_i
-    same = exclusion == "pair" or (Rq is None and Rc is None)
+    same = exclude == "targeted" or (Rq is None and Rc is None)
     w_true = w_cand if same else _within_sums(C_true, Rc, cell_distance)  # [i, j]
 
     n_q, n_c = Q.sizes.astype(np.float64), candidates.sizes.astype(np.float64)
@@ -521,7 +533,7 @@ def pairwise_edistances(query: CellGroups, candidates: CellGroups, targets: Any 
 
 
 def edistance_ranks(query: CellGroups, candidates: CellGroups, targets: Any = None,
-                    exclusion: str = "pair", *, cell_distance: str = "euclidean",
+                    exclude: str = "targeted", *, cell_distance: str = "euclidean",
                     return_matrix: bool = False):
     """Retrieval ranks on E-distances: share of candidates j closer to query i than its
     true match (ties count half), as :func:`~causalcell.evaluate.pairwise_retrieval`.
@@ -532,7 +544,7 @@ def edistance_ranks(query: CellGroups, candidates: CellGroups, targets: Any = No
         Ranks, shape (n,); with ``return_matrix`` also the (n, n) float32 matrix
         of beats (1: j beats i's true match, 0.5: tie, 0: not).
     """
-    candidate, true, scale = pairwise_edistances(query, candidates, targets, exclusion,
+    candidate, true, scale = pairwise_edistances(query, candidates, targets, exclude,
                                                  cell_distance=cell_distance)
     n = candidate.shape[0]
     if n < 2:
@@ -630,19 +642,12 @@ def cell_groups(aligned: Aligned, predicted: AnnData, observed: AnnData, *,
     return out[0], out[1]
 
 
-def _conditionings(exclude: object) -> list[str | None]:
-    values = [exclude] if exclude is None or isinstance(exclude, str) else list(exclude)
-    if not values or any(v not in ("targeted", None) for v in values):
-        raise ParameterError(f"exclude must be 'targeted', None or a sequence of them; got "
-                             f"{exclude!r}.")
-    return list(dict.fromkeys(values))
-
-
+@fill_doc(exclude=EXCLUDE_DOC)
 def edistance(
     predicted: AnnData,
     observed: AnnData,
     *,
-    exclude: str | Sequence[str | None] | None = ("targeted", None),
+    exclude: str | Sequence[str] = METRIC_EXCLUDES,
     cell_distance: str = "euclidean",
     join: str = "exact",
     control_label: str | None = None,
@@ -658,7 +663,7 @@ def edistance(
     documentation for both flavours and their exact definitions), here
     between the cells a model predicts for a perturbation and the cells
     observed for it, without the perturbation's targeted genes
-    (``exclude="targeted"``) or on every gene (``None``).
+    (``exclude="targeted"``) or on every gene (``"none"``).
 
     Parameters
     ----------
@@ -669,13 +674,14 @@ def edistance(
     observed
         Observed cells with the obs contract.
     exclude
-        ``"targeted"``, ``None`` or both (default): the conditionings
-        reported, labelled ``"targeted excluded"`` and ``"none"``.
+        ``"targeted"``, ``"none"`` or both (default; one block of rows each,
+        labelled by the rule in the ``exclude`` column).
+        {exclude}
     cell_distance
         ``"euclidean"`` (pertpy's E-distance, the energy distance) or
         ``"sqeuclidean"`` (scPerturb's).
     join, control_label, layer, predicted_layer
-        As in :func:`~causalcell.evaluate.align.align` (the perturbations and
+        As in :func:`~causalcell.evaluate.align` (the perturbations and
         genes compared, the targets of each).
     max_cells
         Use at most this many random cells per perturbation and side (the
@@ -686,8 +692,8 @@ def edistance(
     Returns
     -------
     pandas.DataFrame
-        One row per perturbation and conditioning: ``perturbation``,
-        ``perturbation_type``, ``conditioning``, ``cell_distance``,
+        One row per perturbation and exclusion rule: ``perturbation``,
+        ``perturbation_type``, ``exclude``, ``cell_distance``,
         ``edistance``, ``n_cells_predicted``, ``n_cells_observed``,
         ``n_genes_scored``.
 
@@ -695,7 +701,7 @@ def edistance(
     ------
     DataContractError
         A perturbation without cells on a side, Dask-backed cells, and every
-        error of :func:`~causalcell.evaluate.align.align`.
+        error of :func:`~causalcell.evaluate.align`.
     ParameterError
         An unknown ``exclude`` or ``cell_distance``, an invalid ``max_cells``.
 
@@ -710,7 +716,7 @@ def edistance(
     True
     """
     cell_distance = _check_cell_distance(cell_distance)
-    settings = _conditionings(exclude)
+    settings = exclude_rules("edistance", exclude)
     aligned = align(predicted, observed, join=join, control_label=control_label, layer=layer,
                     predicted_layer=predicted_layer, aggregate_predicted=True)
     P, T = cell_groups(aligned, predicted, observed, layer=layer,
@@ -724,7 +730,7 @@ def edistance(
         frames.append(pd.DataFrame({
             PERTURBATION: aligned.perturbations.to_numpy(),
             PERTURBATION_TYPE: aligned.perturbation_type,
-            "conditioning": "targeted excluded" if setting == "targeted" else "none",
+            EXCLUDE_COLUMN: setting,
             "cell_distance": cell_distance,
             "edistance": values,
             "n_cells_predicted": P.sizes,

@@ -23,7 +23,9 @@ claims.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -46,14 +48,50 @@ from causalcell.data.contract import (
 )
 from causalcell.data.lazy import is_dask_array
 from causalcell.errors import DataContractError, ParameterError
-from causalcell.evaluate.de import control_rows
-from causalcell.evaluate.metrics import _nonfinite_rows
+from causalcell.evaluate._de import control_rows
+from causalcell.evaluate._metrics import nonfinite_rows
 
-__all__ = ["JOINS", "REFERENCES", "Aligned", "align", "is_pseudobulk"]
+__all__ = [
+    "ALIGN_DOC",
+    "ALIGN_OPTIONS",
+    "JOINS",
+    "REFERENCES",
+    "AlignOptions",
+    "Aligned",
+    "align",
+    "aligned_input",
+    "is_pseudobulk",
+]
 
 REFERENCES = ("control", "perturbed_mean")
 JOINS = ("exact", "inner")
 _SHOWN = 10  # names listed in an error message before "... and N more"
+
+
+class AlignOptions(TypedDict, total=False):
+    """The options of :func:`align`, the one list every scoring function takes
+    (as keywords, when it is given AnnData rather than an :class:`Aligned`)."""
+
+    reference: str
+    join: str
+    control_label: str | None
+    layer: str | None
+    predicted_layer: str | None
+    aggregate_predicted: bool
+
+
+ALIGN_OPTIONS = tuple(AlignOptions.__annotations__)
+
+#: The documentation of the alignment options of every scoring function,
+#: inserted with ``{align}`` (see :func:`~causalcell.evaluate._exclude.fill_doc`).
+ALIGN_DOC = """\
+**align_options
+    ``reference``, ``join``, ``control_label``, ``layer``,
+    ``predicted_layer``, ``aggregate_predicted``: the options of
+    :func:`~causalcell.evaluate.align`, used to align ``predicted`` and
+    ``observed`` once. Not with an :class:`~causalcell.evaluate.Aligned`,
+    which was aligned with its own options
+    (:attr:`Aligned.options <causalcell.evaluate.Aligned>`)."""
 
 
 def _names(values, limit: int = _SHOWN) -> str:
@@ -92,6 +130,11 @@ class Aligned:
         Observed cells behind each row.
     unpredicted : tuple of str
         Observed perturbations without a prediction (left out).
+    options : dict
+        The options of :func:`align` that made these rows (every one of
+        :data:`ALIGN_OPTIONS`); the scores that need the observed cells
+        again (differential expression) read ``layer`` and
+        ``control_label`` from here.
     """
 
     perturbations: pd.Index
@@ -105,6 +148,7 @@ class Aligned:
     reference_kind: str
     n_cells: np.ndarray
     unpredicted: tuple[str, ...]
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.perturbations)
@@ -131,6 +175,7 @@ class Aligned:
             reference_kind=self.reference_kind,
             n_cells=self.n_cells[rows],
             unpredicted=self.unpredicted,
+            options=self.options,
         )
 
 
@@ -371,7 +416,7 @@ def align(
     obs_cols = pd.Index(profiles.var_names.astype(str)).get_indexer(genes)
     pred_values = _dense_rows(_expression(pred_data, pred_layer, "predicted"), pred_rows,
                               pred_cols)
-    bad = _nonfinite_rows(pred_values)
+    bad = nonfinite_rows(pred_values)
     if len(bad):
         rows = [f"{name} ({label})" for name, label in zip(
             pred_data.obs_names[pred_rows[bad]], pred_iv.labels[pred_rows[bad]], strict=True)]
@@ -403,4 +448,45 @@ def align(
         reference_kind=reference,
         n_cells=n_cells,
         unpredicted=unpredicted,
+        options={"reference": reference, "join": join, "control_label": control_label,
+                 "layer": layer, "predicted_layer": predicted_layer,
+                 "aggregate_predicted": aggregate_predicted},
     )
+
+
+def aligned_input(where: str, predicted: AnnData | Aligned, observed: AnnData | None,
+                  options: Mapping[str, Any]) -> Aligned:
+    """The aligned rows a scoring function works on: ``predicted`` itself when it is
+    an :class:`Aligned`, else :func:`align` of ``predicted`` and ``observed`` with
+    ``options`` (the function's ``**align_options``).
+
+    Raises
+    ------
+    ParameterError
+        An option that is not one of :data:`ALIGN_OPTIONS`, or options given
+        with an :class:`Aligned` (it was aligned with its own).
+    DataContractError
+        No observed data with AnnData predictions, and every error of
+        :func:`align`.
+    """
+    unknown = [name for name in options if name not in ALIGN_OPTIONS]
+    if unknown:
+        raise ParameterError(
+            f"{where}() got unknown option(s) {unknown}; the options of align() are "
+            f"{list(ALIGN_OPTIONS)}."
+        )
+    if isinstance(predicted, Aligned):
+        if options:
+            raise ParameterError(
+                f"{where}(): {sorted(options)} are options of align(), and the Aligned given "
+                f"was aligned with its own ({predicted.options or 'the defaults'}). Pass them "
+                f"to align(), or pass the predicted AnnData instead."
+            )
+        return predicted
+    if observed is None:
+        raise DataContractError(
+            f"{where}(): the observed data must be an AnnData object, got None. Pass "
+            f"observed= with AnnData predictions, or an Aligned from "
+            f"causalcell.evaluate.align(predicted, observed)."
+        )
+    return align(predicted, observed, **options)

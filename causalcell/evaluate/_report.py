@@ -1,16 +1,22 @@
-"""Evaluation reports: every metric, under both conditionings, in one tidy table.
+"""Evaluation reports: every metric, under both exclusion rules, in one tidy table.
 
 :func:`evaluate` scores one predictor, :func:`summarize` averages over
 perturbations, :func:`compare` ranks several predictors side by side under
-each conditioning, so that a reversal (a model that wins only while the
-targeted genes are scored) is visible at a glance.
+each rule, so that a reversal (a model that wins only while the targeted
+genes are scored) is visible at a glance.
 
-The two conditionings:
+The two rules (the ``exclude`` vocabulary of :mod:`causalcell.evaluate._exclude`,
+the same words for the metrics and the retrieval):
 
-- ``"targeted excluded"``: each perturbation is scored on the genes it does
-  not target; retrieval uses the fair ``"pair"`` exclusion;
+- ``"targeted"``: each perturbation is scored on the genes it does not
+  target; retrieval compares query i with candidate j without the genes
+  targeted in i or j;
 - ``"none"``: every gene is scored (the numbers published evaluators
-  report); retrieval without exclusion.
+  report).
+
+Every function takes an :class:`~causalcell.evaluate.Aligned` (made once by
+:func:`~causalcell.evaluate.align`, the one owner of the alignment options)
+or the predicted and observed AnnData with those options.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import numbers
 import warnings
 from collections.abc import Mapping, Sequence
+from typing import Unpack
 
 import numpy as np
 import pandas as pd
@@ -26,30 +33,41 @@ from anndata import AnnData
 from causalcell._validation import check_choice, check_fraction
 from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE
 from causalcell.errors import DataContractError, ParameterError
+from causalcell.evaluate._align import (
+    ALIGN_DOC,
+    Aligned,
+    AlignOptions,
+    aligned_input,
+    is_pseudobulk,
+)
+from causalcell.evaluate._de import METHODS as DE_METHODS
+from causalcell.evaluate._de import DEResult, differential_expression
+from causalcell.evaluate._exclude import (
+    EXCLUDE_COLUMN,
+    EXCLUDE_DOC,
+    METRIC_EXCLUDES,
+    current_table,
+    exclude_rules,
+    fill_doc,
+)
+from causalcell.evaluate._metrics import (
+    DEFAULT_TOP_K,
+    check_top_k,
+    higher_is_better,
+    no_skill,
+    perturbation_metrics,
+)
+from causalcell.evaluate._retrieval_table import retrieval_ranks
 from causalcell.evaluate._uncertainty import (
     bootstrap_means,
     interval,
     resample_counts,
     sign_flip_pvalues,
 )
-from causalcell.evaluate.align import Aligned, align, is_pseudobulk
-from causalcell.evaluate.de import METHODS as DE_METHODS
-from causalcell.evaluate.de import DEResult, differential_expression
-from causalcell.evaluate.metrics import (
-    DEFAULT_TOP_K,
-    EXCLUDE,
-    check_top_k,
-    higher_is_better,
-    no_skill,
-    perturbation_metrics,
-)
-from causalcell.evaluate.retrieval_table import retrieval_ranks
 
 __all__ = [
-    "CONDITIONING",
     "UNDEFINED",
     "check_de_method",
-    "check_exclude",
     "check_scoring",
     "compare",
     "evaluate",
@@ -59,21 +77,8 @@ __all__ = [
     "summarize",
 ]
 
-# exclude= value -> conditioning label, and the retrieval exclusion it implies.
-CONDITIONING = {"targeted": "targeted excluded", None: "none"}
-_RETRIEVAL_EXCLUSION = {"targeted": "pair", None: "none"}
-_ID_COLUMNS = [PERTURBATION, PERTURBATION_TYPE, "conditioning", "n_genes_scored"]
+_ID_COLUMNS = [PERTURBATION, PERTURBATION_TYPE, EXCLUDE_COLUMN, "n_genes_scored"]
 UNDEFINED = ("zero", "skip")
-
-
-def check_exclude(exclude: str | Sequence[str | None] | None) -> tuple[str | None, ...]:
-    values = (exclude,) if exclude is None or isinstance(exclude, str) else tuple(exclude)
-    if not values or any(v not in EXCLUDE for v in values) or len(set(values)) != len(values):
-        raise ParameterError(
-            f"exclude={exclude!r} is invalid; give 'targeted', None, or both as a sequence "
-            f"(default ('targeted', None))."
-        )
-    return values
 
 
 def check_de_method(de_method: object) -> None:
@@ -92,7 +97,7 @@ def check_scoring(top_k: object, de_method: object, alpha: object) -> None:
 
 
 def observed_de(
-    observed: AnnData, de: DEResult | None, de_method: str | None, layer: str | None,
+    observed: AnnData | None, de: DEResult | None, de_method: str | None, layer: str | None,
     control_label: str | None,
 ) -> DEResult | None:
     """The DE result used to choose top-k genes, or None to rank by |observed change|."""
@@ -101,7 +106,15 @@ def observed_de(
         if not isinstance(de, DEResult):
             raise ParameterError(f"de must be a DEResult, got {type(de).__name__}.")
         return de
-    if de_method is None or is_pseudobulk(observed):
+    if de_method is None:
+        return None
+    if observed is None:
+        raise ParameterError(
+            f"de_method={de_method!r} tests the observed cells, which an Aligned does not "
+            f"hold: pass observed= (the cells it was aligned from), a precomputed de=, or "
+            f"de_method=None to rank genes by |observed change|."
+        )
+    if is_pseudobulk(observed):
         return None
     return differential_expression(observed, method=de_method, layer=layer,
                                    control_label=control_label)
@@ -111,7 +124,7 @@ def score_aligned(
     aligned: Aligned,
     de: DEResult | None,
     *,
-    exclude: tuple[str | None, ...],
+    exclude: tuple[str, ...],
     top_k: Sequence[int],
     alpha: float,
     retrieval: bool,
@@ -138,19 +151,18 @@ def score_aligned(
         perfect = perturbation_metrics(aligned.observed, aligned.observed, aligned.targets,
                                        exclude=setting, **options)
         if retrieval and len(aligned) >= 2:
-            ranks = retrieval_ranks(aligned, distance=distance,
-                                    exclusion=_RETRIEVAL_EXCLUSION[setting])
+            ranks = retrieval_ranks(aligned, distance=distance, exclude=setting)
             wide["retrieval_rank"] = ranks["rank"].to_numpy()
             perfect["retrieval_rank"] = 0.0
         for frame in (wide, perfect):
             frame.insert(0, PERTURBATION, aligned.perturbations.to_numpy())
             frame.insert(1, PERTURBATION_TYPE, aligned.perturbation_type)
-            frame.insert(2, "conditioning", CONDITIONING[setting])
+            frame.insert(2, EXCLUDE_COLUMN, setting)
         long = wide.melt(id_vars=_ID_COLUMNS, var_name="metric", value_name="value")
         long["scorable"] = perfect.melt(id_vars=_ID_COLUMNS)["value"].notna().to_numpy()
         frames.append(long)
     table = pd.concat(frames, ignore_index=True)
-    table = table[[PERTURBATION, PERTURBATION_TYPE, "conditioning", "metric", "value",
+    table = table[[PERTURBATION, PERTURBATION_TYPE, EXCLUDE_COLUMN, "metric", "value",
                    "n_genes_scored", "scorable"]]
     table["value"] = table["value"].astype(np.float64)
     table.attrs.update({
@@ -164,61 +176,58 @@ def score_aligned(
     return table
 
 
+@fill_doc(exclude=EXCLUDE_DOC, align=ALIGN_DOC)
 def evaluate(
-    predicted: AnnData,
-    observed: AnnData,
+    predicted: AnnData | Aligned,
+    observed: AnnData | None = None,
     *,
-    exclude: str | Sequence[str | None] | None = ("targeted", None),
+    exclude: str | Sequence[str] = METRIC_EXCLUDES,
     top_k: Sequence[int] = DEFAULT_TOP_K,
     de_method: str | None = "t-test",
     alpha: float = 0.05,
     de: DEResult | None = None,
     retrieval: bool = True,
     distance: str = "euclidean",
-    reference: str = "control",
-    join: str = "exact",
-    control_label: str | None = None,
-    layer: str | None = None,
-    predicted_layer: str | None = None,
-    aggregate_predicted: bool = False,
+    **align_options: Unpack[AlignOptions],
 ) -> pd.DataFrame:
     """Score a prediction, per perturbation and metric, with and without the targeted genes.
 
     Parameters
     ----------
     predicted
-        Predicted profiles, one row per perturbation (obs contract).
+        Predicted profiles, one row per perturbation (obs contract), or an
+        :class:`~causalcell.evaluate.Aligned` (then ``observed`` is needed
+        only to test DE).
     observed
         Observed cells (DE is computed from them) or pseudobulk profiles
         (top-k genes are then the largest ``|observed change|``).
     exclude
-        ``"targeted"``, ``None`` or both (default): the conditionings
-        reported, labelled ``"targeted excluded"`` and ``"none"``.
+        ``"targeted"``, ``"none"`` or both (default; one block of rows each,
+        labelled by the rule in the ``exclude`` column).
+        {exclude}
     top_k
         Sizes of the top-k DE gene sets (see
-        :func:`~causalcell.evaluate.metrics.perturbation_metrics`).
+        :func:`~causalcell.evaluate.perturbation_metrics`).
     de_method
         ``"t-test"`` (Welch), ``"wilcoxon"``, or None to rank genes by
         ``|observed change|`` instead of a test.
     alpha
         q-value threshold of the significant genes (``de_*_n_sig``).
     de
-        A precomputed :class:`~causalcell.evaluate.de.DEResult` of the
+        A precomputed :class:`~causalcell.evaluate.DEResult` of the
         observed cells (reused by :func:`compare`).
     retrieval
-        Add ``retrieval_rank`` (pairwise retrieval, ``"pair"`` exclusion
-        under ``"targeted excluded"``, none under ``"none"``); skipped when
-        fewer than 2 perturbations are scored.
+        Add ``retrieval_rank`` (pairwise retrieval under the same rule);
+        skipped when fewer than 2 perturbations are scored.
     distance
         Distance of the retrieval.
-    reference, join, control_label, layer, predicted_layer, aggregate_predicted
-        As in :func:`~causalcell.evaluate.align.align`.
+    {align}
 
     Returns
     -------
     pandas.DataFrame
         Long table: ``perturbation``, ``perturbation_type``,
-        ``conditioning``, ``metric``, ``value`` (NaN: undefined),
+        ``exclude``, ``metric``, ``value`` (NaN: undefined),
         ``n_genes_scored`` and ``scorable`` (False where the observed data
         leave the metric undefined for any prediction: no scored gene, no
         significant gene, fewer scored genes than k, a constant observed
@@ -230,29 +239,29 @@ def evaluate(
     Raises
     ------
     DataContractError
-        Any error of :func:`~causalcell.evaluate.align.align` (differing
+        Any error of :func:`~causalcell.evaluate.align` (differing
         genes, duplicated perturbations, NaN predictions, an absent control
         label ...).
     ParameterError
         An unknown ``exclude``, ``de_method``, ``reference``, ``join`` or
-        ``distance``.
+        ``distance``; alignment options with an ``Aligned``; an ``Aligned``
+        without ``observed`` when DE must be tested.
 
     Examples
     --------
     >>> import causalcell as cc
     >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, random_state=0)
     >>> table = evaluate(sim.truth, sim.adata, top_k=[5])
-    >>> sorted(table["conditioning"].unique())
-    ['none', 'targeted excluded']
+    >>> sorted(table["exclude"].unique())
+    ['none', 'targeted']
     """
-    settings = check_exclude(exclude)
+    settings = exclude_rules("evaluate", exclude)
     check_scoring(top_k, de_method, alpha)
-    aligned = align(predicted, observed, reference=reference, join=join,
-                    control_label=control_label, layer=layer, predicted_layer=predicted_layer,
-                    aggregate_predicted=aggregate_predicted)
-    de = observed_de(observed, de, de_method, layer, control_label)
+    aligned = aligned_input("evaluate", predicted, observed, align_options)
+    de = observed_de(observed, de, de_method, aligned.options.get("layer"),
+                     aligned.options.get("control_label"))
     return score_aligned(aligned, de, exclude=settings, top_k=top_k, alpha=alpha,
-                  retrieval=retrieval, distance=distance)
+                         retrieval=retrieval, distance=distance)
 
 
 def _check_undefined(undefined: str) -> str:
@@ -266,12 +275,12 @@ def scored_values(table: pd.DataFrame, undefined: str = "zero") -> tuple[pd.Seri
     """The value each row of a long table contributes to a summary, and its NaN flag.
 
     With ``undefined="zero"`` a NaN counts as
-    :func:`~causalcell.evaluate.metrics.no_skill` of its metric where that
+    :func:`~causalcell.evaluate.no_skill` of its metric where that
     is defined (correlation-type metrics) and the row is ``scorable`` (the
     NaN is the prediction's doing, see :func:`evaluate`); every other NaN is
     not scored. Where a ``model`` column stacks several
     predictors, a perturbation that is not scored for one of them is not
-    scored for any (per metric and conditioning): means are always taken
+    scored for any (per metric and exclusion rule): means are always taken
     over one set of perturbations.
 
     Returns
@@ -292,7 +301,7 @@ def scored_values(table: pd.DataFrame, undefined: str = "zero") -> tuple[pd.Seri
         value = value.fillna(fill_values)
     keys = [c for c in (PERTURBATION, PERTURBATION_TYPE) if c in table.columns]
     if "model" in table.columns and keys:
-        group = [table[c] for c in ("metric", "conditioning", *keys)]
+        group = [table[c] for c in ("metric", EXCLUDE_COLUMN, *keys)]
         value = value.mask(value.isna().groupby(group, sort=False).transform("any"))
     return value, missing
 
@@ -303,12 +312,12 @@ def summarize(table: pd.DataFrame, *, undefined: str = "zero") -> pd.DataFrame:
     Parameters
     ----------
     table
-        Columns ``conditioning``, ``metric``, ``value`` (and ``model`` when
+        Columns ``exclude``, ``metric``, ``value`` (and ``model`` when
         several predictors are stacked, with ``perturbation`` and
         ``perturbation_type`` to match their rows).
     undefined
         ``"zero"`` (default): an undefined correlation-type value counts as
-        no skill (:func:`~causalcell.evaluate.metrics.no_skill`: 0 for
+        no skill (:func:`~causalcell.evaluate.no_skill`: 0 for
         correlations, 0.5 for direction agreement), so that a model cannot
         raise its mean by predicting nothing where it has nothing to say;
         other undefined values (no scored gene, no significant gene) are left
@@ -319,7 +328,7 @@ def summarize(table: pd.DataFrame, *, undefined: str = "zero") -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        One row per (model,) metric and conditioning, in the order they
+        One row per (model,) metric and exclusion rule, in the order they
         appear: ``mean``, ``median``, ``sd`` of the scored values, ``n``
         (perturbations scored), ``n_undefined`` (perturbations where this
         model's prediction left the metric undefined although the data
@@ -334,12 +343,13 @@ def summarize(table: pd.DataFrame, *, undefined: str = "zero") -> pd.DataFrame:
     Examples
     --------
     >>> import pandas as pd
-    >>> table = pd.DataFrame({"conditioning": "none", "metric": "pearson_delta",
+    >>> table = pd.DataFrame({"exclude": "none", "metric": "pearson_delta",
     ...                       "value": [0.5, float("nan"), 0.7]})
     >>> summarize(table)[["mean", "n", "n_undefined"]].round(2).to_dict("records")
     [{'mean': 0.4, 'n': 3, 'n_undefined': 1}]
     """
-    required = {"conditioning", "metric", "value"}
+    table = current_table("summarize", table)
+    required = {EXCLUDE_COLUMN, "metric", "value"}
     if not isinstance(table, pd.DataFrame) or not required <= set(table.columns):
         cols = list(table.columns) if isinstance(table, pd.DataFrame) else type(table).__name__
         raise ParameterError(
@@ -348,7 +358,7 @@ def summarize(table: pd.DataFrame, *, undefined: str = "zero") -> pd.DataFrame:
         )
     _check_undefined(undefined)
     value, missing = scored_values(table, undefined)
-    keys = (["model"] if "model" in table.columns else []) + ["metric", "conditioning"]
+    keys = (["model"] if "model" in table.columns else []) + ["metric", EXCLUDE_COLUMN]
     frame = table[keys].assign(value=value, undefined=missing)
     grouped = frame.groupby(keys, sort=False)
     out = grouped["value"].agg(mean="mean", median="median", sd="std", n="count")
@@ -360,9 +370,10 @@ def summarize(table: pd.DataFrame, *, undefined: str = "zero") -> pd.DataFrame:
     return out
 
 
+@fill_doc(align=ALIGN_DOC)
 def compare(
-    predictions: Mapping[str, AnnData],
-    observed: AnnData,
+    predictions: Mapping[str, AnnData | Aligned],
+    observed: AnnData | None = None,
     *,
     baseline: str | None = "mean",
     ceiling: pd.DataFrame | None = None,
@@ -371,21 +382,16 @@ def compare(
     confidence_level: float = 0.95,
     random_state: int | np.random.Generator | None = 0,
     details: bool = False,
-    exclude: str | Sequence[str | None] | None = ("targeted", None),
+    exclude: str | Sequence[str] = METRIC_EXCLUDES,
     top_k: Sequence[int] = DEFAULT_TOP_K,
     de_method: str | None = "t-test",
     alpha: float = 0.05,
     de: DEResult | None = None,
     retrieval: bool = True,
     distance: str = "euclidean",
-    reference: str = "control",
-    join: str = "exact",
-    control_label: str | None = None,
-    layer: str | None = None,
-    predicted_layer: str | None = None,
-    aggregate_predicted: bool = False,
+    **align_options: Unpack[AlignOptions],
 ) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
-    """Rank several predictors on every metric, with intervals, under each conditioning.
+    """Rank several predictors on every metric, with intervals, under each exclusion rule.
 
     Every model is scored on the same perturbations; each mean carries a
     bootstrap interval over perturbations, each model is compared with the
@@ -397,11 +403,13 @@ def compare(
     Parameters
     ----------
     predictions
-        ``{"name": predicted AnnData, ...}``; every predictor must cover
-        the same observed perturbations (a mean over different sets is not a
-        comparison).
+        ``{"name": predicted AnnData, ...}``, or ``{"name": Aligned, ...}``
+        (:func:`~causalcell.evaluate.align` with the same options for
+        every model); every predictor must cover the same observed
+        perturbations (a mean over different sets is not a comparison).
     observed
-        The observed data, shared by all predictors; DE is computed once.
+        The observed data, shared by all predictors; DE is computed once
+        (with ``Aligned`` predictions only needed to test DE).
     baseline
         The name of the prediction every model is compared with (paired
         differences, p-values, calibration): by default ``"mean"``, e.g.
@@ -430,15 +438,14 @@ def compare(
         column: the value counted in the means, NaN where left out).
     exclude, top_k, de_method, alpha, de, retrieval, distance
         As in :func:`evaluate`.
-    reference, join, control_label, layer, predicted_layer, aggregate_predicted
-        As in :func:`~causalcell.evaluate.align.align`.
+    {align}
 
     Returns
     -------
     pandas.DataFrame
         One row per (metric, model): ``metric``, ``model``,
-        ``higher_is_better``, then for each conditioning ``c``
-        (``"targeted excluded"``, ``"none"``):
+        ``higher_is_better``, then for each exclusion rule ``c``
+        (``"targeted"``, ``"none"``):
 
         - ``value [c]``: mean over the scored perturbations;
         - ``ci_low [c]``, ``ci_high [c]``: its percentile bootstrap interval
@@ -463,9 +470,9 @@ def compare(
           fails to in more than half the tail share of the resamples.
 
         Then ``rank_changed`` (True on every row of a metric whose ranking
-        differs between conditionings, ties included) and ``reversal`` (True
+        differs between the rules, ties included) and ``reversal`` (True
         for a model whose order against another model is significantly one
-        way under one conditioning and significantly the other way under
+        way under one rule and significantly the other way under
         another: both paired difference intervals exclude 0). ``attrs``
         records the baseline, the undefined rule, the resampling and the
         settings of :func:`evaluate`. With ``details=True``, the pair (that
@@ -488,14 +495,14 @@ def compare(
     >>> sim = cc.datasets.simulate(n_genes=30, n_tfs=5, random_state=0)
     >>> table = compare({"expected": sim.expected}, sim.adata, baseline=None, top_k=[5])
     >>> table.columns[2:5].tolist()
-    ['higher_is_better', 'value [targeted excluded]', 'ci_low [targeted excluded]']
+    ['higher_is_better', 'value [targeted]', 'ci_low [targeted]']
     """
     if not isinstance(predictions, Mapping) or not predictions:
         raise ParameterError("compare() takes a non-empty mapping {'name': predicted AnnData}.")
     for name in predictions:
         if not isinstance(name, str) or not name:
             raise ParameterError(f"Model names must be non-empty strings, got {name!r}.")
-    settings = check_exclude(exclude)
+    settings = exclude_rules("compare", exclude)
     check_scoring(top_k, de_method, alpha)
     _check_undefined(undefined)
     if isinstance(n_resamples, bool) or not isinstance(n_resamples, numbers.Integral) \
@@ -516,16 +523,19 @@ def compare(
         if baseline is None:
             raise ParameterError("A ceiling calibrates scores between the baseline (0) and "
                                  "the ceiling (1): give baseline= too.")
+        ceiling = current_table("compare", ceiling)
         _check_ceiling(ceiling)
-    aligned = {
-        name: align(pred, observed, reference=reference, join=join,
-                    control_label=control_label, layer=layer,
-                    predicted_layer=predicted_layer, aggregate_predicted=aggregate_predicted)
-        for name, pred in predictions.items()
-    }
+    aligned = {name: aligned_input("compare", pred, observed, align_options)
+               for name, pred in predictions.items()}
     first_name, first = next(iter(aligned.items()))
     reference_set = set(first.perturbations)
     for name, item in aligned.items():
+        if dict(item.options) != dict(first.options):
+            raise ParameterError(
+                f"Models {first_name!r} and {name!r} were aligned with different options "
+                f"({dict(first.options)} and {dict(item.options)}); align every prediction "
+                f"with the same options, so that they are scored against the same reference."
+            )
         if set(item.perturbations) != reference_set:
             only_here = sorted(set(item.perturbations) - reference_set)
             only_there = sorted(reference_set - set(item.perturbations))
@@ -535,7 +545,8 @@ def compare(
                 f"Compare predictors on the same perturbations: subset the predictions to "
                 f"the common ones."
             )
-    de = observed_de(observed, de, de_method, layer, control_label)
+    de = observed_de(observed, de, de_method, first.options.get("layer"),
+                     first.options.get("control_label"))
     frames = []
     for name, item in aligned.items():
         table = score_aligned(item, de, exclude=settings, top_k=top_k, alpha=alpha,
@@ -545,7 +556,7 @@ def compare(
     long = pd.concat(frames, ignore_index=True)
     scored, missing = scored_values(long, undefined)
     cube = _Cube(long, scored, missing, models=list(predictions),
-                 conditionings=[CONDITIONING[s] for s in settings])
+                 conditionings=list(settings))
     rng = np.random.default_rng(random_state)
     table = cube.table(baseline=baseline, ceiling=ceiling, n_resamples=int(n_resamples),
                        confidence_level=float(confidence_level), rng=rng)
@@ -566,7 +577,7 @@ def compare(
     return table
 
 
-_CEILING_COLUMNS = (PERTURBATION, PERTURBATION_TYPE, "conditioning", "metric", "value")
+_CEILING_COLUMNS = (PERTURBATION, PERTURBATION_TYPE, EXCLUDE_COLUMN, "metric", "value")
 
 
 def _check_ceiling(ceiling: object) -> None:
@@ -595,9 +606,9 @@ class _Cube:
         columns = pd.MultiIndex.from_product([conditionings, self.metrics, models])
         index = [PERTURBATION, PERTURBATION_TYPE]
         shape = (len(self.keys), len(conditionings), len(self.metrics), len(models))
-        frame = long[[*index, "conditioning", "metric", "model"]].assign(
+        frame = long[[*index, EXCLUDE_COLUMN, "metric", "model"]].assign(
             scored=scored.to_numpy(), missing=missing.to_numpy(dtype=np.float64))
-        wide = frame.pivot_table(index=index, columns=["conditioning", "metric", "model"],
+        wide = frame.pivot_table(index=index, columns=[EXCLUDE_COLUMN, "metric", "model"],
                                  values=["scored", "missing"], aggfunc="first", dropna=False)
         self.values = (wide["scored"].reindex(index=self.keys, columns=columns)
                        .to_numpy(dtype=np.float64).reshape(shape))
@@ -634,10 +645,10 @@ class _Cube:
     def _calibration(self, ceiling: pd.DataFrame, b: int, counts: np.ndarray,
                      confidence_level: float) -> dict[str, np.ndarray]:
         n, C, M, J = self.values.shape
-        table = ceiling[ceiling["conditioning"].isin(self.conditionings)
+        table = ceiling[ceiling[EXCLUDE_COLUMN].isin(self.conditionings)
                         & ceiling["metric"].isin(self.metrics)]
         wide = table.pivot_table(index=[PERTURBATION, PERTURBATION_TYPE],
-                                 columns=["conditioning", "metric"], values="value",
+                                 columns=[EXCLUDE_COLUMN, "metric"], values="value",
                                  aggfunc="first", dropna=False)
         covered = self.keys.isin(wide.index) if len(wide) else np.zeros(n, dtype=bool)
         if not covered.any():

@@ -2,7 +2,7 @@
 
 Query ``i`` is compared with every candidate ``j != i``: does ``j`` lie closer to
 the query than the true match ``i``? Each comparison ``(i, j)`` is made on its
-own gene set. With ``exclusion="pair"`` (the default, the fair rule) that set
+own gene set. With ``exclude="targeted"`` (the default, the fair rule) that set
 leaves out the genes targeted in ``i`` *or* in ``j``, in both of its distances:
 ``d_{-i,-j}(P_i, T_j)`` against ``d_{-i,-j}(P_i, T_i)``, so the true match's
 distance changes with ``j`` too. A predictor that knows nothing (the same
@@ -85,13 +85,14 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.spatial.distance import cdist
 
+from causalcell._validation import DEPRECATED, renamed
 from causalcell.data.lazy import active_client, is_dask_array, map_row_blocks
 from causalcell.errors import DataContractError, ParameterError
-from causalcell.evaluate.metrics import _nonfinite_rows
+from causalcell.evaluate._exclude import EXCLUDE_DOC, RETRIEVAL_EXCLUDES, exclude_rule, fill_doc
+from causalcell.evaluate._metrics import nonfinite_rows
 
 __all__ = [
     "DISTANCES",
-    "EXCLUSIONS",
     "ORIENTATIONS",
     "TIE_RTOL",
     "ZERO_RTOL",
@@ -99,7 +100,6 @@ __all__ = [
 ]
 
 DISTANCES = ("euclidean", "sqeuclidean", "manhattan", "cosine", "pearson")
-EXCLUSIONS = ("pair", "query", "none", "all")
 ORIENTATIONS = ("prediction", "observed")
 
 TIE_RTOL = 1e-10
@@ -141,7 +141,7 @@ def _as_profiles(name: str, values: Any) -> np.ndarray:
     if array.ndim != 2:
         raise DataContractError(f"{name} must be 2-dimensional (perturbations x genes); "
                                 f"got shape {array.shape}.")
-    rows = _nonfinite_rows(array)
+    rows = nonfinite_rows(array)
     if len(rows):
         raise DataContractError(
             f"{name} has NaN or infinite values in {len(rows)} row(s): {_rows_text(rows)}. "
@@ -317,31 +317,33 @@ def _full_scale(x: np.ndarray, distance: str) -> np.ndarray:
 
 @overload
 def pairwise_retrieval(
-    predicted: Any, observed: Any, targets: Any, distance: str = ..., exclusion: str = ...,
+    predicted: Any, observed: Any, targets: Any, distance: str = ..., exclude: str = ...,
     orientation: str = ..., *, block_size: int | None = ..., return_matrix: Literal[False] = ...,
-    dask: bool | None = ...,
+    dask: bool | None = ..., exclusion: Any = ...,
 ) -> np.ndarray: ...
 
 
 @overload
 def pairwise_retrieval(
-    predicted: Any, observed: Any, targets: Any, distance: str = ..., exclusion: str = ...,
+    predicted: Any, observed: Any, targets: Any, distance: str = ..., exclude: str = ...,
     orientation: str = ..., *, block_size: int | None = ..., return_matrix: Literal[True],
-    dask: bool | None = ...,
+    dask: bool | None = ..., exclusion: Any = ...,
 ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
+@fill_doc(exclude=EXCLUDE_DOC)
 def pairwise_retrieval(
     predicted: Any,
     observed: Any,
     targets: Any,
     distance: str = "euclidean",
-    exclusion: str = "pair",
+    exclude: str = "targeted",
     orientation: str = "prediction",
     *,
     block_size: int | None = None,
     return_matrix: bool = False,
     dask: bool | None = None,
+    exclusion: Any = DEPRECATED,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Normalized rank of each true match among all perturbations, pair by pair.
 
@@ -368,15 +370,14 @@ def pairwise_retrieval(
     distance
         ``"euclidean"``, ``"sqeuclidean"``, ``"manhattan"``, ``"cosine"``
         (1 - cosine similarity) or ``"pearson"`` (1 - Pearson correlation).
-    exclusion
-        Genes left out of comparison ``(i, j)``, in both of its distances:
-        ``"pair"`` (default, fair) the genes targeted in ``i`` or ``j``;
-        ``"query"`` those of ``i`` only (cell-eval / Virtual Cell Challenge);
-        ``"none"``; ``"all"`` every gene targeted in any perturbation.
+    exclude
+        ``"targeted"`` (default), ``"query"``, ``"none"`` or ``"all"``, left
+        out of both distances of comparison ``(i, j)``.
+        {exclude}
     orientation
         ``"prediction"`` (default): query ``P_i`` against every observed
         ``T_j`` (cell-eval). ``"observed"``: query ``T_i`` against every
-        prediction ``P_j`` (PerturBench, Wong et al.); ``"query"`` exclusion
+        prediction ``P_j`` (PerturBench, Wong et al.); ``exclude="query"``
         then means the observed row's genes, which are the same genes.
     block_size
         Query rows processed at once; default ``2**21 // max(n, g)`` (at
@@ -398,6 +399,9 @@ def pairwise_retrieval(
         or ``observed`` is a Dask array; ``True``: also for NumPy inputs
         (set ``block_size`` to get several tasks for small ``n``);
         ``False``: never.
+    exclusion
+        Deprecated name of ``exclude`` (FutureWarning; ``"pair"`` is now
+        ``"targeted"``).
 
     Returns
     -------
@@ -411,7 +415,7 @@ def pairwise_retrieval(
         are named), fewer than 2 perturbations, targets that are not one
         collection of valid integer indices per row.
     ParameterError
-        An unknown ``distance``, ``exclusion`` or ``orientation``, a
+        An unknown ``distance``, ``exclude`` or ``orientation``, a
         ``block_size`` below 1, ``dask`` not a bool or None, or ``dask=True``
         without Dask installed.
 
@@ -432,11 +436,13 @@ def pairwise_retrieval(
     [0.0, 0.0, 0.0]
     >>> float(pairwise_retrieval(knows_nothing, observed, targets).mean())  # chance
     0.5
-    >>> pairwise_retrieval(knows_nothing, observed, targets, exclusion="query").tolist()
+    >>> pairwise_retrieval(knows_nothing, observed, targets, exclude="query").tolist()
     [0.0, 0.0, 0.0]
     """
     _check_choice("distance", distance, DISTANCES)
-    _check_choice("exclusion", exclusion, EXCLUSIONS)
+    exclude = renamed("pairwise_retrieval", "exclusion", exclusion, "exclude", exclude,
+                      "targeted")
+    exclude = exclude_rule("pairwise_retrieval", exclude, RETRIEVAL_EXCLUDES)
     _check_choice("orientation", orientation, ORIENTATIONS)
     if block_size is not None and (isinstance(block_size, bool)
                                    or not isinstance(block_size, int | np.integer)
@@ -482,7 +488,7 @@ def pairwise_retrieval(
     scale_c = None if similarity else _full_scale(Cx, distance)
 
     keep = None
-    if exclusion == "all":
+    if exclude == "all":
         dropped = np.zeros(g, dtype=bool)
         dropped[mask.indices] = True
         keep = np.flatnonzero(~dropped)
@@ -491,10 +497,10 @@ def pairwise_retrieval(
     # R^q: genes each query row excludes (also from its true match); R^c: genes
     # each candidate row excludes (so also from the query and the true match of
     # that comparison).
-    q_mask = mask if exclusion in ("pair", "query") else None
-    c_mask = mask if exclusion == "pair" else None
+    q_mask = mask if exclude in ("targeted", "query") else None
+    c_mask = mask if exclude == "targeted" else None
     Rq, Rc = _Sets.of(q_mask), _Sets.of(c_mask)
-    true_same_as_cand = exclusion != "query"  # C'' == C' (same zeroed genes)
+    true_same_as_cand = exclude != "query"  # C'' == C' (same zeroed genes)
     Cz = _zero_rows(Cx, Rc, 0, n)  # in place: Cx is our own copy
     nc0 = np.einsum("ij,ij->i", Cz, Cz)
     sc0 = Cz.sum(axis=1) if distance == "pearson" else None

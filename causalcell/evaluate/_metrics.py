@@ -3,7 +3,7 @@
 Every metric is computed, for perturbation i, on the genes that are **not**
 targeted in i (``exclude="targeted"``, the default): a targeted gene's own
 change is set by the experimenter (its level T is given), so scoring it
-rewards predicting the obvious. ``exclude=None`` gives the usual
+rewards predicting the obvious. ``exclude="none"`` gives the usual
 unconditioned numbers for comparison with published evaluators.
 
 Metrics (one value per perturbation):
@@ -65,7 +65,7 @@ ties broken by the lower column index.
 
 cell-eval
 ---------
-With ``exclude=None`` and predictions whose control rows equal the observed
+With ``exclude="none"`` and predictions whose control rows equal the observed
 control mean, ``pearson_delta``, ``mse`` and ``mae`` are cell-eval's
 ``pearson_delta``, ``mse`` (or ``mse_delta``) and ``mae`` (or ``mae_delta``)
 of the same profiles (checked by the test suite against cell-eval itself).
@@ -75,7 +75,7 @@ those its DE test calls significant *in the predicted cells*, by
 ``|log2 fold change|``, and scores 0 where no gene is significant. Here a
 prediction is one profile (no cells to test), so the predicted set is the N
 genes with the largest ``|predicted change|`` on the log-normalized scale,
-the targeted genes are excluded (unless ``exclude=None``), and a
+the targeted genes are excluded (unless ``exclude="none"``), and a
 perturbation without a significant observed gene is NaN (not scored) rather
 than 0.
 """
@@ -90,14 +90,15 @@ import scipy.sparse as sp
 
 from causalcell._validation import is_real
 from causalcell.errors import DataContractError, ParameterError
+from causalcell.evaluate._exclude import EXCLUDE_DOC, exclude_rule, fill_doc
 
 __all__ = [
     "BASE_METRICS",
     "CONSTANT_RTOL",
-    "EXCLUDE",
     "higher_is_better",
     "metric_names",
     "no_skill",
+    "nonfinite_rows",
     "perturbation_metrics",
     "targets_matrix",
 ]
@@ -105,7 +106,6 @@ __all__ = [
 BASE_METRICS = (
     "mae", "mse", "pearson_delta", "spearman_delta", "cosine_delta", "direction_agreement",
 )
-EXCLUDE = ("targeted", None)
 _LOWER_IS_BETTER = frozenset({"mae", "mse", "retrieval_rank"})
 DEFAULT_TOP_K = (20, 100, 200)
 # Relative tolerance of "zero" and "constant" (see the module docstring):
@@ -381,12 +381,12 @@ def _block_metrics(
     return out
 
 
-def _nonfinite_rows(values: np.ndarray) -> np.ndarray:
+def nonfinite_rows(values: np.ndarray) -> np.ndarray:
     """Indices of the rows of a 2-d array that hold a NaN or an infinite value.
 
     The one test behind the "finite changes" checks of the metrics, of
-    :func:`~causalcell.evaluate.retrieval.pairwise_retrieval` and of
-    :func:`~causalcell.evaluate.align.align`; each caller words its own error.
+    :func:`~causalcell.evaluate.pairwise_retrieval` and of
+    :func:`~causalcell.evaluate.align`; each caller words its own error.
     """
     return np.flatnonzero(~np.isfinite(values).all(axis=1))
 
@@ -412,12 +412,13 @@ def check_top_k(top_k: object) -> list[int]:
     return [int(k) for k in values]
 
 
+@fill_doc(exclude=EXCLUDE_DOC)
 def perturbation_metrics(
     predicted: np.ndarray,
     observed: np.ndarray,
     targets: sp.sparray | sp.spmatrix | Sequence[Collection[int]] | None = None,
     *,
-    exclude: str | None = "targeted",
+    exclude: str = "targeted",
     de_score: np.ndarray | None = None,
     significant: np.ndarray | None = None,
     top_k: Sequence[int] = DEFAULT_TOP_K,
@@ -436,8 +437,8 @@ def perturbation_metrics(
         collections of column indices. Required with
         ``exclude="targeted"``.
     exclude
-        ``"targeted"``: score each perturbation on the genes it does not
-        target. ``None``: score every gene (the unconditioned numbers).
+        ``"targeted"`` (default) or ``"none"``.
+        {exclude}
     de_score
         (n, g) evidence of differential expression of the observed data;
         larger means more DE (e.g. ``abs(DEResult.score)``). Default:
@@ -479,17 +480,16 @@ def perturbation_metrics(
     >>> observed = np.array([[-3.0, 1.0, -1.0, 0.5, 0.0]])  # gene 0 is the target
     >>> predicted = np.array([[-3.0, -1.0, 1.0, -0.5, 0.0]])
     >>> on = perturbation_metrics(predicted, observed, [[0]], top_k=[2])
-    >>> off = perturbation_metrics(predicted, observed, [[0]], exclude=None, top_k=[2])
+    >>> off = perturbation_metrics(predicted, observed, [[0]], exclude="none", top_k=[2])
     >>> round(float(on["pearson_delta"][0]), 2), round(float(off["pearson_delta"][0]), 2)
     (-1.0, 0.53)
     """
-    if exclude not in EXCLUDE:
-        raise ParameterError(f"exclude={exclude!r} is unknown; use 'targeted' or None.")
+    exclude = exclude_rule("perturbation_metrics", exclude)
     pred = _check_matrix("predicted", predicted, None).astype(np.float64, copy=False)
     obs = _check_matrix("observed", observed, pred.shape).astype(np.float64, copy=False)
     n, g = pred.shape
     for name, arr in (("predicted", pred), ("observed", obs)):
-        rows = _nonfinite_rows(arr)
+        rows = nonfinite_rows(arr)
         if len(rows):
             raise DataContractError(
                 f"{name} has NaN or infinite values in {len(rows)} row(s) "
@@ -498,7 +498,7 @@ def perturbation_metrics(
     if exclude == "targeted" and targets is None:
         raise ParameterError(
             "exclude='targeted' needs the targets (e.g. Interventions.mask); pass "
-            "exclude=None for the unconditioned numbers."
+            "exclude='none' for the unconditioned numbers."
         )
     mask = targets_matrix(targets, (n, g))
     if de_score is not None:

@@ -15,14 +15,14 @@ from causalcell.data import Interventions, changes
 from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE
 from causalcell.errors import DataContractError
 
-__all__ = ["target_effect"]
+__all__ = ["target_effect", "target_entries"]
 
 # Entries (perturbation, target) compared against all genes per block, so the
 # boolean comparison matrix stays at most _BLOCK x n_genes.
 _BLOCK = 2048
 
 
-def _target_entries(
+def target_entries(
     adata: AnnData, layer: str | None, min_cells: int = 1
 ) -> tuple[AnnData, Interventions, np.ndarray, np.ndarray]:
     """The changes against the control mean and their (perturbation, measured target)
@@ -84,7 +84,7 @@ def target_effect(
     >>> bool((table["rank"] == 1).mean() > 0.9)
     True
     """
-    delta_data, iv, entry_row, entry_col = _target_entries(adata, layer, min_cells)
+    delta_data, iv, entry_row, entry_col = target_entries(adata, layer, min_cells)
     delta = np.asarray(delta_data.X)
     obs = delta_data.obs
     if len(entry_col) == 0:
