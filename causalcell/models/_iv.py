@@ -1,0 +1,321 @@
+"""The feedback-consistent linear fit: two-stage least squares with the perturbations as
+instruments (``ConditionalGRNRegressor(regressor="iv")``).
+
+Under feedback (x = W^T x + e with loops), a gene's regulators depend on the
+gene's own noise through the loop, so the per-gene regression of x_g on its
+regulators is biased, and the bias does not shrink with data. The
+perturbation conditions are valid instruments: which genes a sample's tool
+targets is set by the experimenter, independent of the noise, and (for a
+condition that does not target g) it moves g only through g's regulators.
+
+With the condition indicators as instruments, the first stage of two-stage
+least squares (2SLS) replaces each regulator by its mean in the sample's
+condition, and the second stage regresses x_g on those means. Because the
+fitted regulators are constant within a condition, 2SLS of gene g equals the
+**weighted least squares of the condition means of g on the condition means
+of its regulators**, weights = samples per condition, over the conditions
+that do not target g (exact, not an approximation; Angrist & Pischke 2009,
+section 4.1.3 on grouped-data IV). So:
+
+1. **One pass over the samples** (:func:`causalcell.data._stats.group_moments`,
+   in row blocks, on Dask too) gives the per-condition sums of X; the
+   targeted entries of known level are replaced by T (the design Z, the
+   convention of every causalcell fit) from one gather of those entries.
+2. **Gram form**: the weighted cross-products of the condition means of
+   every regulator with every gene are formed once (K conditions: K u p
+   flops for u regulators and p genes); each gene's statistics are those
+   totals minus the few conditions that target it (an exact downdate).
+3. **Batched solves**: genes with the same number of regulators are stacked
+   and solved in one LAPACK call per stack.
+
+Identifiability (the rank condition of 2SLS): the condition means of g's
+regulators, over the conditions that keep g, must not be collinear (with
+the intercept). It holds when each regulator of g is perturbed in some
+condition that does not target g (or is moved there independently of the
+other regulators); it needs at least ``r_g + 1`` such conditions. A gene
+whose system is rank-deficient cannot be fitted consistently: :func:`fit_iv`
+raises a :class:`~causalcell.errors.NetworkError` naming its edges (the
+regulators that no such condition perturbs), so the user can drop them from
+the network, perturb them, or use the per-gene fit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+from causalcell.data._interventions import Interventions
+from causalcell.data._sparse import gather_entries
+from causalcell.data._stats import group_moments
+from causalcell.errors import NetworkError
+from causalcell.models._solve import LinearFit
+
+__all__ = ["fit_iv"]
+
+# Stacked systems use at most this many float64 values at once.
+_STACK_VALUES = 1 << 24
+# Smallest eigenvalue of a gene's regulator correlation matrix (over the
+# conditions that keep it) below which its system counts as rank-deficient.
+_RANK_TOLERANCE = 1e-10
+# Unidentified edges named in the error message, at most.
+_SHOWN = 8
+
+
+def condition_means(X: Any, interventions: Interventions) -> tuple[np.ndarray, np.ndarray]:
+    """Per-condition means of the design Z (targeted entries of known level at T).
+
+    One pass over X (dense, sparse or Dask, in row blocks) plus one gather of
+    the targeted entries. Returns the means (K, p) and the samples per
+    condition (K,).
+    """
+    iv = interventions
+    K = len(iv.conditions)
+    sums = group_moments(X, iv.codes, K)
+    total = np.asarray(sums.sums, dtype=np.float64).copy()
+    rows, cols = iv.entry_rows, iv.mask.indices
+    known = ~np.isnan(iv.levels)
+    if known.any():
+        measured = gather_entries(X, rows[known], cols[known])
+        np.add.at(total, (iv.codes[rows[known]], cols[known]), iv.levels[known] - measured)
+    count = np.asarray(sums.count, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = total / count[:, None]
+    return np.where(count[:, None] > 0, means, 0.0), count
+
+
+def _condition_targets(interventions: Interventions) -> sp.csc_array:
+    """(K, p) boolean: condition k targets gene g (from one sample of each condition)."""
+    iv = interventions
+    K = len(iv.conditions)
+    first = np.full(K, -1, dtype=np.int64)
+    order = np.arange(len(iv.codes))[::-1]
+    first[iv.codes[order]] = order  # the last write per condition is its first sample
+    present = (first >= 0).astype(np.float64)
+    rows = sp.csr_array(iv.mask, dtype=np.float64)[np.maximum(first, 0)]
+    # Conditions without samples (weight 0) target nothing.
+    out = sp.csc_array(sp.diags_array(present) @ rows, dtype=bool)
+    out.eliminate_zeros()
+    out.sort_indices()
+    return out
+
+
+def fit_iv(
+    X: Any,
+    interventions: Interventions,
+    *,
+    parents: sp.csc_array | None = None,
+    pool: np.ndarray | None = None,
+    names: Any = None,
+    verbose: bool = False,
+) -> LinearFit:
+    """Two-stage least squares of every gene on its regulators, the conditions as instruments.
+
+    For gene g with regulators R: the samples that target g are left out
+    (whole conditions: a condition targets the same genes in all its
+    samples), targeted regulators enter at their level T, and the result
+    equals a per-gene 2SLS of x_g on [1, x_R] with the indicators of the
+    remaining conditions as instruments (see the module docstring for how
+    it is computed from one pass).
+
+    Parameters
+    ----------
+    X
+        Expression, samples x genes (dense, sparse or Dask).
+    interventions
+        The samples' interventions.
+    parents
+        (p, p) sparse, nonzero (r, g) when r regulates g (network mode).
+    pool
+        Gene indices: every gene regressed on all pool members but itself.
+        Exactly one of ``parents`` and ``pool``.
+    names
+        Gene names, for messages.
+    verbose
+        Progress bar over the stacks of genes.
+
+    Returns
+    -------
+    LinearFit
+        ``alpha`` is 0 (no penalty), ``rss`` and ``stderr`` are not
+        computed (NaN / None), ``n_samples`` counts the samples used.
+
+    Raises
+    ------
+    NetworkError
+        Some gene's regulators are not identified (rank-deficient condition
+        means); the message names those edges.
+    """
+    from tqdm.auto import tqdm
+
+    means, count = condition_means(X, interventions)
+    K, p = means.shape
+    targets = _condition_targets(interventions)
+    if (parents is None) == (pool is None):
+        raise ValueError("fit_iv: give exactly one of parents= and pool=.")
+    if parents is not None:
+        P = sp.csc_array(parents).astype(bool)
+        P.setdiag(False)
+        P.eliminate_zeros()
+        P.sort_indices()
+        sizes = np.diff(P.indptr).astype(np.int64)
+        regulators = np.unique(P.indices).astype(np.int64)
+    else:
+        pool_idx = np.unique(np.asarray(pool, dtype=np.int64))
+        regulators = pool_idx
+        in_pool = np.zeros(p, dtype=bool)
+        in_pool[pool_idx] = True
+        sizes = len(pool_idx) - in_pool.astype(np.int64)
+
+    # Totals over every condition, shifted by the overall mean for accuracy.
+    weight_total = float(count.sum())
+    shift = count @ means / weight_total
+    Mc = means - shift
+    Mw = Mc * count[:, None]
+    s_all = Mw.sum(axis=0)  # (p,) ~ 0 by construction, kept for exactness
+    pos = np.full(p, -1, dtype=np.int64)
+    pos[regulators] = np.arange(len(regulators))
+    Q_reg = Mc[:, regulators].T @ Mw  # (u, p): regulators x every gene
+    sq_all = np.einsum("kp,kp->p", Mc, Mw)
+
+    excl_ptr, excl_cond = targets.indptr, targets.indices
+    n_excluded_conditions = np.diff(excl_ptr)
+    n_samples = np.full(p, weight_total) - np.asarray(
+        targets.T.astype(np.float64) @ count).ravel()
+    n_samples = np.rint(n_samples).astype(np.int64)
+
+    fit_genes = np.flatnonzero((sizes > 0) & (n_samples > 0))
+    order = np.lexsort((n_excluded_conditions[fit_genes], sizes[fit_genes]))
+    fit_genes = fit_genes[order]
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    vals: list[np.ndarray] = []
+    intercept = np.zeros(p)
+    bad_genes: list[np.ndarray] = []
+
+    def regs_of(genes: np.ndarray, r: int) -> np.ndarray:
+        if parents is not None:
+            idx = P.indptr[genes][:, None] + np.arange(r)[None, :]
+            return P.indices[idx].astype(np.int64)
+        full = np.broadcast_to(regulators, (len(genes), len(regulators)))
+        if r == len(regulators):
+            return np.array(full)
+        return full[full != genes[:, None]].reshape(len(genes), r)
+
+    stacks = []
+    key = sizes[fit_genes]
+    bounds = np.flatnonzero(np.diff(key)) + 1
+    for grp in np.split(np.arange(len(fit_genes)), bounds) if len(fit_genes) else []:
+        r = int(key[grp[0]])
+        k_max = int(n_excluded_conditions[fit_genes[grp]].max(initial=0))
+        step = max(1, _STACK_VALUES // max(1, 3 * r * r + k_max * (r + 1) + 8 * r))
+        stacks.extend((fit_genes[grp[i : i + step]], r) for i in range(0, len(grp), step))
+
+    with threadpool_limits(limits=1):
+        for genes, r in tqdm(stacks, desc="IV solves", unit="stack", disable=not verbose,
+                             leave=False):
+            m = len(genes)
+            R = regs_of(genes, r)  # (m, r)
+            pr = pos[R]
+            Q = Q_reg[pr[:, :, None], R[:, None, :]]  # (m, r, r) regulator cross-products
+            b = Q_reg[pr, genes[:, None]]  # (m, r) regulator x gene
+            s_R = s_all[R]
+            s_g = s_all[genes].copy()
+            W = np.full(m, weight_total)
+            syy = sq_all[genes].copy()
+            # Downdate: the conditions that target each gene.
+            counts = n_excluded_conditions[genes]
+            k = int(counts.max(initial=0))
+            if k:
+                padded = np.zeros((m, k), dtype=np.int64)
+                valid = np.arange(k)[None, :] < counts[:, None]
+                which = np.repeat(np.arange(m), counts)
+                offset = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts,
+                                                                   counts)
+                padded[which, offset] = excl_cond[np.repeat(excl_ptr[genes], counts) + offset]
+                w = np.where(valid, count[padded], 0.0)  # (m, k)
+                ER = Mc[padded[:, :, None], R[:, None, :]]  # (m, k, r)
+                Eg = Mc[padded, genes[:, None]]  # (m, k)
+                wER = ER * w[:, :, None]
+                Q = Q - np.einsum("mki,mkj->mij", wER, ER)
+                b = b - np.einsum("mki,mk->mi", wER, Eg)
+                s_R = s_R - wER.sum(axis=1)
+                s_g = s_g - (w * Eg).sum(axis=1)
+                W = W - w.sum(axis=1)
+                syy = syy - (w * Eg * Eg).sum(axis=1)
+            S = Q - s_R[:, :, None] * s_R[:, None, :] / W[:, None, None]
+            S = 0.5 * (S + S.transpose(0, 2, 1))
+            bc = b - s_R * (s_g / W)[:, None]
+            sd = np.sqrt(np.maximum(np.diagonal(S, axis1=1, axis2=2), 0.0))
+            scale = np.where(sd > 0, sd, 1.0)
+            C = S / (scale[:, :, None] * scale[:, None, :])
+            low = np.linalg.eigvalsh(C)[:, 0]
+            ok = (low > _RANK_TOLERANCE) & (sd > 0).all(axis=1)
+            if not ok.all():
+                bad_genes.append(genes[~ok])
+            beta = np.zeros((m, r))
+            if ok.any():
+                z = np.linalg.solve(C[ok], (bc[ok] / scale[ok])[..., None])[..., 0]
+                beta[ok] = z / scale[ok]
+            mean_R = shift[R] + s_R / W[:, None]
+            mean_g = shift[genes] + s_g / W
+            intercept[genes] = mean_g - np.einsum("mi,mi->m", mean_R, beta)
+            rows.append(R.reshape(-1))
+            cols.append(np.repeat(genes, r))
+            vals.append(beta.reshape(-1))
+
+    if bad_genes:
+        raise _unidentified(np.concatenate(bad_genes), regs_of, sizes, targets, names)
+
+    # Genes without regulators: their mean over the conditions that keep them.
+    only = np.flatnonzero((sizes == 0) & (n_samples > 0))
+    if only.size:
+        kept = ~targets[:, only].toarray()  # (K, m)
+        intercept[only] = (count @ (means[:, only] * kept)) / (count @ kept)
+    data = np.concatenate(vals) if vals else np.zeros(0)
+    coef = sp.csr_array(
+        (data, (np.concatenate(rows) if rows else np.zeros(0, np.int64),
+                np.concatenate(cols) if cols else np.zeros(0, np.int64))),
+        shape=(p, p),
+    )
+    dof = n_samples - sizes - 1
+    return LinearFit(coef=coef, intercept=intercept, alpha=np.zeros(p), n_samples=n_samples,
+                     rss=np.full(p, np.nan), stderr=None, dof=dof)
+
+
+def _unidentified(
+    genes: np.ndarray, regs_of: Any, sizes: np.ndarray, targets: sp.csc_array, names: Any
+) -> NetworkError:
+    """The error naming the edges into ``genes`` that no usable condition identifies.
+
+    For each such gene, the regulators never perturbed in a condition that
+    keeps the gene are named (they are the usual cause); when every regulator
+    is perturbed somewhere, the gene's regulators are collinear over too few
+    conditions, and all its edges are named.
+    """
+    def name(i: int) -> str:
+        return str(names[i]) if names is not None else f"#{i}"
+
+    T = sp.csr_array(targets.T, dtype=np.float64)  # (p, K)
+    edges: list[str] = []
+    n_edges = 0
+    for g in genes:
+        g = int(g)
+        R = regs_of(np.array([g]), int(sizes[g]))[0]
+        keeps = ~targets[:, [g]].toarray().ravel()  # conditions that keep g
+        perturbed = np.asarray(T[R] @ keeps.astype(np.float64)).ravel() > 0
+        culprits = R[~perturbed] if (~perturbed).any() else R
+        n_edges += len(culprits)
+        edges.extend(f"{name(int(r))} -> {name(g)}" for r in culprits[: _SHOWN - len(edges)]
+                     if len(edges) < _SHOWN)
+    return NetworkError(
+        f"regressor='iv' cannot identify {n_edges} edge(s) into {len(genes)} gene(s) (e.g. "
+        f"{', '.join(edges)}): the gene's regulators must be moved independently by the "
+        f"perturbation conditions that do not target the gene, and these regulators are "
+        f"never perturbed in such a condition (or there are fewer such conditions than "
+        f"regulators + 1). Remove these edges from the network, add perturbations of the "
+        f"regulators, or use the per-gene fit (regressor='ridge' or 'ols'), which is biased "
+        f"under feedback."
+    )
