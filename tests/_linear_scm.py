@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import networkx as nx
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -96,10 +97,8 @@ def sample(W: np.ndarray, mu: np.ndarray, conditions: Sequence[Sequence[int]], n
     return AnnData(X=X, obs=obs, var=pd.DataFrame(index=names))
 
 
-def network(W: np.ndarray) -> "nx.DiGraph":  # noqa: F821
+def network(W: np.ndarray) -> nx.DiGraph:
     """The true network as a weighted DiGraph of gene symbols."""
-    import networkx as nx
-
     names = gene_names(len(W))
     G = nx.DiGraph()
     G.add_nodes_from(names)

@@ -418,16 +418,17 @@ class ConditionalGRNRegressor(PerturbationModel):
         if isinstance(reg, str):
             if reg not in _STRING_REGRESSORS:
                 raise ParameterError(
-                    f"regressor={reg!r} is not known; use 'ridge', 'ols', 'iv', 'lasso', 'spline' or a "
-                    f"scikit-learn regressor instance (e.g. sklearn.linear_model.ElasticNet())."
+                    f"regressor={reg!r} is not known; use 'ridge', 'ols', 'iv', 'lasso', 'spline' "
+                    f"or a scikit-learn regressor instance (e.g. "
+                    f"sklearn.linear_model.ElasticNet())."
                 )
             kind = reg
         elif hasattr(reg, "fit") and hasattr(reg, "predict"):
             kind = "estimator"
         else:
             raise ParameterError(
-                f"regressor must be 'ridge', 'ols', 'iv', 'lasso', 'spline' or a scikit-learn regressor "
-                f"(an object with fit and predict); got {type(reg).__name__}."
+                f"regressor must be 'ridge', 'ols', 'iv', 'lasso', 'spline' or a scikit-learn "
+                f"regressor (an object with fit and predict); got {type(reg).__name__}."
             )
         alpha = self.alpha
         if isinstance(alpha, str):

@@ -151,7 +151,7 @@ def fit_iv(
     from tqdm.auto import tqdm
 
     means, count = condition_means(X, interventions)
-    K, p = means.shape
+    _K, p = means.shape
     targets = _condition_targets(interventions)
     if (parents is None) == (pool is None):
         raise ValueError("fit_iv: give exactly one of parents= and pool=.")
