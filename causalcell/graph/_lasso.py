@@ -422,32 +422,143 @@ def _edge_evidence(
     return np.minimum(out * np.maximum(count, 1), 1.0)
 
 
-def _orient(
-    source: np.ndarray, target: np.ndarray, qvalue: np.ndarray, fdr: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Orientation of pairs selected in both directions.
-
-    For a pair a <-> b: if perturbing a significantly changes b (q < fdr) and
-    perturbing b does not significantly change a (q >= fdr, or b was not
-    perturbed alone), keep a -> b and drop b -> a. Otherwise keep both.
-
-    Returns the boolean mask of edges kept and, for kept edges, ``oriented``:
-    False where both directions of the pair are kept.
-    """
+def _skeleton_orientation(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``oriented`` of the skeleton: False where the pair is selected in both directions."""
     n_genes = int(max(source.max(initial=-1), target.max(initial=-1))) + 1
     key = source * n_genes + target
-    reverse = target * n_genes + source
-    order = np.argsort(key)
-    pos = np.searchsorted(key[order], reverse)
-    pos = np.minimum(pos, len(key) - 1)
-    has_reverse = key[order][pos] == reverse if len(key) else np.zeros(0, bool)
-    rev_index = order[pos]
-    significant = is_significant(qvalue, fdr)
-    rev_significant = np.where(has_reverse, significant[rev_index], False)
-    drop = has_reverse & rev_significant & ~significant
-    keep = ~drop
-    oriented = ~(has_reverse & ~(significant ^ rev_significant))
-    return keep, oriented
+    return ~np.isin(target * n_genes + source, key)
+
+
+# Decisions of _orient_pairs, one per skeleton pair (the ``decision`` column).
+_FORWARD = "a->b"  # perturbing a moves b, perturbing b does not move a (or b untested)
+_BACKWARD = "b->a"
+_BOTH = "both"  # each moves the other: a feedback loop through a and b
+_NEITHER = "neither moves the other"  # both perturbed, no effect either way: dropped
+_UNTESTED = "undetermined"  # no decisive test: the lasso's selection is kept
+_NOT_A_REGULATOR = "only direction not a candidate"  # the evidence points to a non-regulator
+_PRIOR = "regulators="  # one gene is not a candidate regulator: one direction possible
+
+
+@dataclass(frozen=True)
+class _Orientation:
+    """The oriented edges (gene indices), their q-values and flags, and the report."""
+
+    source: np.ndarray
+    target: np.ndarray
+    qvalue: np.ndarray
+    oriented: np.ndarray
+    table: pd.DataFrame
+    counts: dict[str, int]
+
+
+def _orient_pairs(
+    design: Design, edges: _Edges, reg_idx: np.ndarray, fdr: float, genes: pd.Index,
+) -> _Orientation:
+    """Orient every pair of the skeleton from the interventional evidence.
+
+    For each unordered pair {a, b} selected in either direction, both
+    directions are tested ("perturbing a alone moves b", Welch against the
+    controls, BH over every tested direction of every pair; see
+    :func:`_edge_evidence`). Then, with "moves" meaning q < ``fdr``:
+
+    - a moves b and b does not move a (or b is never perturbed): a -> b;
+    - each moves the other: both directions (a feedback loop);
+    - both are perturbed and neither moves the other: no directed path either
+      way, so the lasso selected them as co-regulators of a common target:
+      dropped;
+    - only one direction starts at a candidate regulator (``regulators=``)
+      and no test contradicts it: that direction;
+    - otherwise (no decisive test): the lasso's selection is kept, with
+      ``oriented=False``.
+
+    A direction whose regulator is not a candidate cannot be kept. Pairs not
+    oriented by a test are listed in the returned table.
+    """
+    p = len(genes)
+    a = np.minimum(edges.source, edges.target)
+    b = np.maximum(edges.source, edges.target)
+    selected = set((edges.source * p + edges.target).tolist())
+    pairs = np.unique(a * p + b)
+    pa, pb = np.divmod(pairs, p)
+    n_pairs = len(pairs)
+    q = _intervention_qvalues(design, np.r_[pa, pb], np.r_[pb, pa])
+    q_ab, q_ba = q[:n_pairs], q[n_pairs:]
+    moves_ab, moves_ba = is_significant(q_ab, fdr), is_significant(q_ba, fdr)
+    tested_both = np.isfinite(q_ab) & np.isfinite(q_ba)
+    decision = np.full(n_pairs, _UNTESTED, dtype=object)
+    decision[moves_ab & ~moves_ba] = _FORWARD
+    decision[moves_ba & ~moves_ab] = _BACKWARD
+    decision[moves_ab & moves_ba] = _BOTH
+    decision[~moves_ab & ~moves_ba & tested_both] = _NEITHER
+    sel_ab = np.isin(pa * p + pb, list(selected))
+    sel_ba = np.isin(pb * p + pa, list(selected))
+    keep_ab = np.isin(decision, [_FORWARD, _BOTH]) | ((decision == _UNTESTED) & sel_ab)
+    keep_ba = np.isin(decision, [_BACKWARD, _BOTH]) | ((decision == _UNTESTED) & sel_ba)
+    is_reg = np.zeros(p, dtype=bool)
+    is_reg[reg_idx] = True
+    # Only one direction is a candidate (regulators=): the prior orients the pair
+    # unless a test contradicts it.
+    prior_ab = is_reg[pa] & ~is_reg[pb]
+    prior_ba = is_reg[pb] & ~is_reg[pa]
+    decision[(prior_ab & sel_ab | prior_ba & sel_ba) & (decision == _UNTESTED)] = _PRIOR
+    keep_ab |= prior_ab & (decision == _PRIOR)
+    keep_ba |= prior_ba & (decision == _PRIOR)
+    lost = (keep_ab & ~is_reg[pa] & ~(keep_ba & is_reg[pb])) | (
+        keep_ba & ~is_reg[pb] & ~(keep_ab & is_reg[pa]))
+    keep_ab &= is_reg[pa]
+    keep_ba &= is_reg[pb]
+    decision[lost & ~keep_ab & ~keep_ba] = _NOT_A_REGULATOR
+    oriented_pair = np.isin(decision, [_FORWARD, _BACKWARD, _BOTH, _PRIOR])
+    source = np.r_[pa[keep_ab], pb[keep_ba]]
+    target = np.r_[pb[keep_ab], pa[keep_ba]]
+    qvalue = np.r_[q_ab[keep_ab], q_ba[keep_ba]]
+    oriented = np.r_[oriented_pair[keep_ab], oriented_pair[keep_ba]]
+    order = np.lexsort((source, target))
+    report = ~oriented_pair
+    names = genes.to_numpy(dtype=object)
+    kept = np.where(keep_ab & keep_ba, "both", np.where(keep_ab, "a->b",
+                                                        np.where(keep_ba, "b->a", "none")))
+    table = pd.DataFrame({
+        "gene_a": names[pa[report]],
+        "gene_b": names[pb[report]],
+        "q_a_to_b": q_ab[report],
+        "q_b_to_a": q_ba[report],
+        "reason": decision[report].astype(str),
+        "kept": kept[report],
+    })
+    counts = {
+        "n_pairs": int(n_pairs),
+        "n_oriented": int(np.isin(decision, [_FORWARD, _BACKWARD]).sum()),
+        "n_oriented_by_regulators": int((decision == _PRIOR).sum()),
+        "n_feedback_pairs": int((decision == _BOTH).sum()),
+        "n_unoriented": int(report.sum()),
+    }
+    return _Orientation(source[order], target[order], qvalue[order], oriented[order], table,
+                        counts)
+
+
+def _warn_unoriented(orientation: _Orientation) -> None:
+    """One warning stating how many pairs the interventions did not orient, and why."""
+    table = orientation.table
+    if table.empty:
+        return
+    by_reason = table["reason"].value_counts()
+    parts = []
+    for reason, what in ((_UNTESTED, "kept as the lasso selected them (oriented=False)"),
+                         (_NEITHER, "dropped: both perturbed, neither moves the other"),
+                         (_NOT_A_REGULATOR, "dropped: the direction the evidence allows starts "
+                                            "at a gene outside regulators=")):
+        if reason in by_reason:
+            parts.append(f"{int(by_reason[reason])} {what}")
+    doubled = int((table["kept"] == "both").sum())
+    warnings.warn(
+        f"learn_network: {len(table)} of {orientation.counts['n_pairs']} selected gene pairs "
+        f"were not oriented by the interventions ({'; '.join(parts)}; {doubled} of them kept "
+        f"in both directions). They are listed in G.graph['unoriented']; perturbing one gene "
+        f"of a pair orients it. orient='skeleton' keeps every selected edge unoriented.",
+        CausalCellWarning,
+        stacklevel=3,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -493,6 +604,7 @@ def learn_network(
     max_regulators: int | None = 20,
     layer: str | None = None,
     use_interventions: bool = True,
+    orient: Literal["interventions", "skeleton"] = "interventions",
     orient_fdr: float = 0.05,
     n_jobs: int = 1,
     verbose: bool = False,
@@ -648,16 +760,12 @@ def learn_network(
     """
     random_state = renamed("learn_network", "seed", seed, "random_state", random_state, 0)
     options = _Options.checked(method, alpha, n_bootstrap, threshold, max_regulators,
-                               orient_fdr, n_jobs, random_state)
+                               orient_fdr, n_jobs, random_state, orient)
     design = _design(adata, layer)
     genes = pd.Index(adata.var_names).astype(str)
     reg_idx = _regulator_index(regulators, genes)
     mom, reads = _first_pass(design, reg_idx, verbose)
     edges = _select_edges(design, reads, mom, reg_idx, options, verbose)
-    qvalue = np.full(len(edges.source), np.nan)
-    if use_interventions:
-        qvalue = _intervention_qvalues(design, edges)
-    keep, oriented = _orient(edges.source, edges.target, qvalue, options.orient_fdr)
     params: dict[str, Any] = {
         "method": method,
         "alpha": options.alpha,
@@ -665,6 +773,7 @@ def learn_network(
         "n_samples": design.shape[0],
         "n_regulators": len(reg_idx),
         "use_interventions": bool(use_interventions),
+        "orient": options.orient,
         "orient_fdr": options.orient_fdr,
     }
     if method == "stability":
@@ -675,8 +784,71 @@ def learn_network(
             else repr(random_state),
             expected_false_edges_bound=edges.bound,
         )
-    params["n_oriented"] = int((~keep).sum())
-    return _network(genes, edges, qvalue, keep, oriented, params)
+    if options.orient == "interventions" and use_interventions:
+        orientation = _orient_pairs(design, edges, reg_idx, options.orient_fdr, genes)
+        weight = _refit_weights(reads, mom, reg_idx, orientation.source, orientation.target,
+                                options.n_jobs)
+        stability = None
+        if edges.stability is not None:
+            # Selection frequency of the kept direction, or of the reverse one when
+            # only that was selected (the orientation turned it around).
+            p = len(genes)
+            freq = pd.Series(edges.stability, index=edges.target * p + edges.source)
+            src, tgt = orientation.source, orientation.target
+            stability = freq.reindex(tgt * p + src).to_numpy()
+            reverse = freq.reindex(src * p + tgt).to_numpy()
+            stability = np.where(np.isnan(stability), reverse, stability)
+        final = _Edges(orientation.source, orientation.target, weight, stability, edges.bound)
+        qvalue, oriented = orientation.qvalue, orientation.oriented
+        params.update(orientation.counts)
+        params["unoriented"] = orientation.table
+        _warn_unoriented(orientation)
+    else:
+        final = edges
+        qvalue = np.full(len(edges.source), np.nan)
+        if use_interventions:
+            qvalue = _intervention_qvalues(design, edges.source, edges.target)
+        oriented = _skeleton_orientation(edges.source, edges.target)
+        doubled = ~oriented & (edges.source < edges.target)
+        names = genes.to_numpy(dtype=object)
+        params.update(n_oriented=0, n_unoriented=int(doubled.sum()))
+        params["unoriented"] = pd.DataFrame({
+            "gene_a": names[edges.source[doubled]],
+            "gene_b": names[edges.target[doubled]],
+            "reason": "orient='skeleton'" if use_interventions else "use_interventions=False",
+            "kept": "both",
+        })
+    return _network(genes, final, qvalue, oriented, params)
+
+
+def _refit_weights(
+    reads: Design, mom: Moments, reg_idx: np.ndarray, source: np.ndarray, target: np.ndarray,
+    n_jobs: int,
+) -> np.ndarray:
+    """Least-squares coefficient of every edge: each target on its kept regulators, over
+    the samples that do not target it (the shared moments, exact leave-out)."""
+    from joblib import Parallel
+    from tqdm.auto import tqdm
+
+    p_genes = reads.shape[1]
+    reg_position = np.full(p_genes, -1, dtype=np.int64)
+    reg_position[reg_idx] = np.arange(len(reg_idx))
+    fixed: dict[int, np.ndarray] = {}
+    if len(target):
+        order = np.argsort(target, kind="stable")
+        t_sorted, s_sorted = target[order], source[order]
+        bounds = np.flatnonzero(np.diff(t_sorted)) + 1
+        for tg, src in zip(t_sorted[np.r_[0, bounds]], np.split(s_sorted, bounds), strict=True):
+            fixed[int(tg)] = reg_position[src]
+    refit_genes = np.array(sorted(fixed), dtype=np.int64)
+    with Parallel(n_jobs=n_jobs, return_as="generator_unordered") as runner:
+        results = _solve_genes(reads, mom, reg_idx, refit_genes, _Task("refit", fixed=fixed),
+                               subsample=None, runner=runner, progress=tqdm(disable=True))
+    r_src, r_tgt, r_weight = _edges_from(results, reg_idx)
+    weight_of = pd.Series(r_weight, index=r_tgt * p_genes + r_src)
+    # A regulator that is constant where its target is fitted has no coefficient: 0.
+    weight = weight_of.reindex(target * p_genes + source).to_numpy(dtype=float)
+    return np.nan_to_num(weight, nan=0.0)
 
 
 @dataclass(frozen=True)
@@ -691,14 +863,21 @@ class _Options:
     orient_fdr: float
     n_jobs: int
     random_state: Any
+    orient: str = "interventions"
 
     @classmethod
     def checked(
         cls, method: object, alpha: object, n_bootstrap: object, threshold: object,
         max_regulators: object, orient_fdr: object, n_jobs: object, random_state: object,
+        orient: object = "interventions",
     ) -> _Options:
         if method not in ("lasso", "stability"):
             raise ParameterError(f"method={method!r} is invalid; use 'lasso' or 'stability'.")
+        if orient not in ("interventions", "skeleton"):
+            raise ParameterError(
+                f"orient={orient!r} is invalid; use 'interventions' (orient every selected pair "
+                f"from the perturbations) or 'skeleton' (keep the lasso's selection unoriented)."
+            )
         alpha = check_fraction("alpha", alpha)
         orient_fdr = check_fraction("orient_fdr", orient_fdr)
         threshold = check_fraction("threshold", threshold, closed_right=True)
@@ -720,6 +899,7 @@ class _Options:
             orient_fdr=orient_fdr,
             n_jobs=check_n_jobs(n_jobs),
             random_state=check_random_state(random_state),
+            orient=str(orient),
         )
 
 
@@ -765,48 +945,46 @@ def _select_edges(
     return _Edges(*_edges_from(results, reg_idx))
 
 
-def _intervention_qvalues(design: Design, edges: _Edges) -> np.ndarray:
-    """BH q-value of "perturbing the regulator alone changes the target", per edge
+def _intervention_qvalues(design: Design, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """BH q-value of "perturbing ``source[i]`` alone changes ``target[i]``", per pair
     (NaN for all, with a warning, when there are fewer than 2 controls)."""
     groups, group_gene = _single_target_groups(design.interventions)
     sums = group_moments(design.X, groups, len(group_gene), squares=True)
     n_controls = int(sums.count[0])
     if n_controls >= 2:
-        return bh_qvalues(_edge_evidence(edges.source, edges.target, sums, group_gene))
-    if len(edges.source):
+        return bh_qvalues(_edge_evidence(source, target, sums, group_gene))
+    if len(source):
         warnings.warn(
             f"learn_network: {n_controls} control sample(s) (is_control); at least 2 are "
             f"needed to test the effects of perturbations (pseudobulk data has one row per "
             f"condition: pass the cells instead). Edges are not oriented by interventions.",
             CausalCellWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
-    return np.full(len(edges.source), np.nan)
+    return np.full(len(source), np.nan)
 
 
 def _network(
-    genes: pd.Index, edges: _Edges, qvalue: np.ndarray, keep: np.ndarray,
-    oriented: np.ndarray, params: dict[str, Any],
+    genes: pd.Index, edges: _Edges, qvalue: np.ndarray, oriented: np.ndarray,
+    params: dict[str, Any],
 ) -> nx.DiGraph:
-    """The kept edges as a DiGraph over every gene, with their attributes."""
+    """The edges as a DiGraph over every gene, with their attributes."""
     G = nx.DiGraph(**params)
     G.add_nodes_from(genes.tolist())
     names = genes.to_numpy(dtype=object)
-    kept = np.flatnonzero(keep)
     attrs: list[dict[str, Any]] = [
         {
             "weight": float(edges.weight[i]),
             "intervention_q": float(qvalue[i]),
             "oriented": bool(oriented[i]),
         }
-        for i in kept
+        for i in range(len(edges.source))
     ]
     if edges.stability is not None:
-        for d, i in zip(attrs, kept, strict=True):
+        for d, i in zip(attrs, range(len(edges.source)), strict=True):
             d["stability"] = float(edges.stability[i])
     G.add_edges_from(
-        (names[s], names[t], d)
-        for s, t, d in zip(edges.source[kept], edges.target[kept], attrs, strict=True)
+        (names[s], names[t], d) for s, t, d in zip(edges.source, edges.target, attrs, strict=True)
     )
     return G
 
