@@ -433,9 +433,11 @@ def _skeleton_orientation(source: np.ndarray, target: np.ndarray) -> np.ndarray:
 _FORWARD = "a->b"  # perturbing a moves b, perturbing b does not move a (or b untested)
 _BACKWARD = "b->a"
 _BOTH = "both"  # each moves the other: a feedback loop through a and b
-_NEITHER = "neither moves the other"  # both perturbed, no effect either way: dropped
+_NEITHER = "neither moves the other"  # both perturbed, no effect: unrefuted directions kept
 _UNTESTED = "undetermined"  # no decisive test: the lasso's selection is kept
 _NOT_A_REGULATOR = "only direction not a candidate"  # the evidence points to a non-regulator
+_REFUTED_AB = "a->b refuted"  # a's perturbation lacks the effect a -> b predicts: b -> a
+_REFUTED_BA = "b->a refuted"
 _PRIOR = "regulators="  # one gene is not a candidate regulator: one direction possible
 
 
@@ -481,7 +483,8 @@ def _orient_pairs(
     pairs = np.unique(a * p + b)
     pa, pb = np.divmod(pairs, p)
     n_pairs = len(pairs)
-    q = _intervention_qvalues(design, np.r_[pa, pb], np.r_[pb, pa])
+    sums = _single_gene_sums(design)
+    q = _intervention_qvalues(design, np.r_[pa, pb], np.r_[pb, pa], sums)
     q_ab, q_ba = q[:n_pairs], q[n_pairs:]
     moves_ab, moves_ba = is_significant(q_ab, fdr), is_significant(q_ba, fdr)
     tested_both = np.isfinite(q_ab) & np.isfinite(q_ba)
@@ -492,8 +495,23 @@ def _orient_pairs(
     decision[~moves_ab & ~moves_ba & tested_both] = _NEITHER
     sel_ab = np.isin(pa * p + pb, list(selected))
     sel_ba = np.isin(pb * p + pa, list(selected))
-    keep_ab = np.isin(decision, [_FORWARD, _BOTH]) | ((decision == _UNTESTED) & sel_ab)
-    keep_ba = np.isin(decision, [_BACKWARD, _BOTH]) | ((decision == _UNTESTED) & sel_ba)
+    # A selected direction whose regression weight predicts an effect of the
+    # perturbation that is absent is refuted (BH over the tested directions).
+    weight_of = pd.Series(edges.weight, index=edges.source * p + edges.target)
+    w_ab = weight_of.reindex(pa * p + pb).to_numpy(dtype=float)
+    w_ba = weight_of.reindex(pb * p + pa).to_numpy(dtype=float)
+    refute_p = _refutation_pvalues(np.r_[pa, pb], np.r_[pb, pa], np.r_[w_ab, w_ba], *sums)
+    refute_p[~np.r_[sel_ab, sel_ba]] = np.nan
+    refuted = is_significant(bh_qvalues(refute_p), fdr)
+    refuted_ab, refuted_ba = refuted[:n_pairs], refuted[n_pairs:]
+    # Not decided by the direct tests: a refuted direction leaves the other one.
+    undecided = decision == _UNTESTED
+    decision[undecided & refuted_ba & ~refuted_ab] = _REFUTED_BA
+    decision[undecided & refuted_ab & ~refuted_ba] = _REFUTED_AB
+    keep_ab = np.isin(decision, [_FORWARD, _BOTH, _REFUTED_BA]) | (
+        np.isin(decision, [_UNTESTED, _NEITHER]) & sel_ab & ~refuted_ab)
+    keep_ba = np.isin(decision, [_BACKWARD, _BOTH, _REFUTED_AB]) | (
+        np.isin(decision, [_UNTESTED, _NEITHER]) & sel_ba & ~refuted_ba)
     is_reg = np.zeros(p, dtype=bool)
     is_reg[reg_idx] = True
     # Only one direction is a candidate (regulators=): the prior orients the pair
@@ -508,7 +526,8 @@ def _orient_pairs(
     keep_ab &= is_reg[pa]
     keep_ba &= is_reg[pb]
     decision[lost & ~keep_ab & ~keep_ba] = _NOT_A_REGULATOR
-    oriented_pair = np.isin(decision, [_FORWARD, _BACKWARD, _BOTH, _PRIOR])
+    oriented_pair = np.isin(decision, [_FORWARD, _BACKWARD, _BOTH, _PRIOR, _REFUTED_AB,
+                                       _REFUTED_BA])
     source = np.r_[pa[keep_ab], pb[keep_ba]]
     target = np.r_[pb[keep_ab], pa[keep_ba]]
     qvalue = np.r_[q_ab[keep_ab], q_ba[keep_ba]]
@@ -528,7 +547,8 @@ def _orient_pairs(
     })
     counts = {
         "n_pairs": int(n_pairs),
-        "n_oriented": int(np.isin(decision, [_FORWARD, _BACKWARD]).sum()),
+        "n_oriented": int(np.isin(decision, [_FORWARD, _BACKWARD, _REFUTED_AB,
+                                             _REFUTED_BA]).sum()),
         "n_oriented_by_regulators": int((decision == _PRIOR).sum()),
         "n_feedback_pairs": int((decision == _BOTH).sum()),
         "n_unoriented": int(report.sum()),
@@ -945,14 +965,23 @@ def _select_edges(
     return _Edges(*_edges_from(results, reg_idx))
 
 
-def _intervention_qvalues(design: Design, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+def _single_gene_sums(design: Design) -> tuple[GroupMoments, np.ndarray]:
+    """Moments of the control group (0) and of every single-gene condition, and the
+    target gene of each group (one pass over the data)."""
+    groups, group_gene = _single_target_groups(design.interventions)
+    return group_moments(design.X, groups, len(group_gene), squares=True), group_gene
+
+
+def _intervention_qvalues(
+    design: Design, source: np.ndarray, target: np.ndarray,
+    sums: tuple[GroupMoments, np.ndarray] | None = None,
+) -> np.ndarray:
     """BH q-value of "perturbing ``source[i]`` alone changes ``target[i]``", per pair
     (NaN for all, with a warning, when there are fewer than 2 controls)."""
-    groups, group_gene = _single_target_groups(design.interventions)
-    sums = group_moments(design.X, groups, len(group_gene), squares=True)
-    n_controls = int(sums.count[0])
+    moments_, group_gene = _single_gene_sums(design) if sums is None else sums
+    n_controls = int(moments_.count[0])
     if n_controls >= 2:
-        return bh_qvalues(_edge_evidence(source, target, sums, group_gene))
+        return bh_qvalues(_edge_evidence(source, target, moments_, group_gene))
     if len(source):
         warnings.warn(
             f"learn_network: {n_controls} control sample(s) (is_control); at least 2 are "
@@ -962,6 +991,53 @@ def _intervention_qvalues(design: Design, source: np.ndarray, target: np.ndarray
             stacklevel=4,
         )
     return np.full(len(source), np.nan)
+
+
+def _refutation_pvalues(
+    source: np.ndarray, target: np.ndarray, weight: np.ndarray, sums: GroupMoments,
+    group_gene: np.ndarray,
+) -> np.ndarray:
+    """p-value that perturbing ``source`` moves ``target`` by ``weight`` x the source's
+    own change (the direct effect an edge source -> target of that weight predicts).
+
+    In the source's single-gene condition that changes it most, the observed
+    change of the target (against the controls) is compared with ``weight``
+    times the observed change of the source: a Welch z statistic on the
+    target's change. A small p-value refutes the edge with that weight (the
+    predicted effect is absent). NaN where the source has no such condition
+    or fewer than 2 controls.
+    """
+    out = np.full(len(source), np.nan)
+    groups = np.flatnonzero(group_gene >= 0)
+    if len(source) == 0 or len(groups) == 0 or sums.count[0] < 2:
+        return out
+    genes_of = group_gene[groups]
+    n0 = sums.count[0]
+    m_self, _ = mean_and_variance(sums.count[groups], sums.sums[groups, genes_of],
+                                  sums.squares[groups, genes_of])
+    m0_self, _ = mean_and_variance(n0, sums.sums[0, genes_of], sums.squares[0, genes_of])
+    change = np.abs(m_self - m0_self)
+    # The condition that moves each perturbed gene most.
+    order = np.lexsort((change, genes_of))
+    last = np.r_[np.flatnonzero(np.diff(genes_of[order])), len(order) - 1]
+    best = np.full(int(max(source.max(), target.max())) + 1, -1, dtype=np.int64)
+    best[genes_of[order][last]] = groups[order][last]
+    g = best[source]
+    ok = g > 0
+    if not ok.any():
+        return out
+    g, s_, t_ = g[ok], source[ok], target[ok]
+    n1 = sums.count[g]
+    m1s, _ = mean_and_variance(n1, sums.sums[g, s_], sums.squares[g, s_])
+    m0s, _ = mean_and_variance(n0, sums.sums[0, s_], sums.squares[0, s_])
+    m1t, v1t = mean_and_variance(n1, sums.sums[g, t_], sums.squares[g, t_])
+    m0t, v0t = mean_and_variance(n0, sums.sums[0, t_], sums.squares[0, t_])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = ((m1t - m0t) - weight[ok] * (m1s - m0s)) / np.sqrt(v1t / n1 + v0t / n0)
+    from scipy.stats import norm
+
+    out[ok] = np.where(np.isfinite(z), 2.0 * norm.sf(np.abs(z)), np.nan)
+    return out
 
 
 def _network(

@@ -56,7 +56,7 @@ from causalcell.models._base import (
 )
 from causalcell.models._basis import KNOT_PLACEMENTS, SplineBasis
 from causalcell.models._generic import fit_per_gene, regulator_lists
-from causalcell.models._iv import fit_iv
+from causalcell.models._iv import fit_iv, unidentified_message
 from causalcell.models._model_file import (
     CONDITIONAL_LEVELS_N,
     check_arrays,
@@ -355,11 +355,27 @@ class ConditionalGRNRegressor(PerturbationModel):
         self, X: Any, iv: Any, parents: sp.csc_array | None, pool: np.ndarray | None,
         genes: pd.Index,
     ) -> None:
-        """Two-stage least squares, the perturbation conditions as instruments."""
-        fit = fit_iv(X, iv, parents=parents, pool=pool, names=genes, verbose=self.verbose)
-        self.coef_ = fit.coef
-        self.intercept_ = fit.intercept
-        self.alpha_ = fit.alpha
+        """Two-stage least squares, the perturbation conditions as instruments; genes
+        that the conditions do not identify get the per-gene ridge fit, with a warning."""
+        fit, unidentified = fit_iv(X, iv, parents=parents, pool=pool, names=genes,
+                                   verbose=self.verbose)
+        coef, intercept, alpha = fit.coef, fit.intercept, fit.alpha
+        names = np.asarray(genes, dtype=object)
+        self.iv_unidentified_ = pd.DataFrame({"regulator": names[unidentified[:, 0]],
+                                              "target": names[unidentified[:, 1]]})
+        if len(unidentified):
+            warnings.warn(
+                f"{unidentified_message(unidentified, genes)}. These edges are left out of "
+                f"the fit (listed in iv_unidentified_): the intercept absorbs a regulator that "
+                f"the conditions do not move, but perturbing that regulator is then predicted "
+                f"to have no effect through these edges. Perturb the regulators, or fit with "
+                f"regressor='ridge' (biased under feedback).",
+                CausalCellWarning,
+                stacklevel=3,
+            )
+        self.coef_ = coef
+        self.intercept_ = intercept
+        self.alpha_ = alpha
         self.n_samples_ = fit.n_samples
         self.estimators_ = None
         self._regulators = None

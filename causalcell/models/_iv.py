@@ -28,15 +28,21 @@ section 4.1.3 on grouped-data IV). So:
 3. **Batched solves**: genes with the same number of regulators are stacked
    and solved in one LAPACK call per stack.
 
-Identifiability (the rank condition of 2SLS): the condition means of g's
-regulators, over the conditions that keep g, must not be collinear (with
-the intercept). It holds when each regulator of g is perturbed in some
+Identifiability (the rank condition of 2SLS, and strong instruments): the
+condition means of g's regulators, over the conditions that keep g, must move
+independently of each other (with the intercept) and clearly beyond their
+sampling noise. It holds when each regulator of g is perturbed in some
 condition that does not target g (or is moved there independently of the
-other regulators); it needs at least ``r_g + 1`` such conditions. A gene
-whose system is rank-deficient cannot be fitted consistently: :func:`fit_iv`
-raises a :class:`~causalcell.errors.NetworkError` naming its edges (the
-regulators that no such condition perturbs), so the user can drop them from
-the network, perturb them, or use the per-gene fit.
+other regulators), and needs at least ``r_g + 1`` such conditions. The
+strength is measured by a first-stage F statistic: the smallest eigenvalue of
+the regulators' between-condition scatter in units of their pooled
+within-condition variance, per instrument (a Cragg & Donald 1993 type
+statistic, within-condition correlations ignored); below
+:data:`MIN_FIRST_STAGE_F` = 10 (Staiger & Stock 1997) the gene counts as not
+identified: 2SLS with weak instruments is biased towards the per-gene fit and
+erratic. :func:`fit_iv` returns those genes and a message naming their edges;
+``ConditionalGRNRegressor(regressor="iv")`` fits them by the per-gene ridge
+fit instead and warns.
 """
 
 from __future__ import annotations
@@ -50,7 +56,6 @@ from threadpoolctl import threadpool_limits
 from causalcell.data._interventions import Interventions
 from causalcell.data._sparse import gather_entries
 from causalcell.data._stats import group_moments
-from causalcell.errors import NetworkError
 from causalcell.models._solve import LinearFit
 
 __all__ = ["fit_iv"]
@@ -62,18 +67,33 @@ _STACK_VALUES = 1 << 24
 _RANK_TOLERANCE = 1e-10
 # Unidentified edges named in the error message, at most.
 _SHOWN = 8
+#: Smallest first-stage F statistic (see :func:`fit_iv`) of an identified gene:
+#: the rule of thumb of Staiger & Stock (1997) against weak instruments.
+MIN_FIRST_STAGE_F = 10.0
 
 
-def condition_means(X: Any, interventions: Interventions) -> tuple[np.ndarray, np.ndarray]:
+def _kept_conditions_lost(targets: sp.csc_array, genes: np.ndarray,
+                          count: np.ndarray) -> np.ndarray:
+    """Per gene, the number of non-empty conditions that target it (and are left out)."""
+    T = targets[:, genes]
+    T = sp.csc_array(T.multiply((count > 0)[:, None]))
+    return np.diff(T.indptr) if T.nnz else np.zeros(len(genes), dtype=np.int64)
+
+
+def condition_means(
+    X: Any, interventions: Interventions
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-condition means of the design Z (targeted entries of known level at T).
 
     One pass over X (dense, sparse or Dask, in row blocks) plus one gather of
-    the targeted entries. Returns the means (K, p) and the samples per
-    condition (K,).
+    the targeted entries. Returns the means (K, p), the samples per condition
+    (K,) and every gene's pooled within-condition variance (p,) (of the
+    measured values; the noise level the first-stage strength is measured
+    against).
     """
     iv = interventions
     K = len(iv.conditions)
-    sums = group_moments(X, iv.codes, K)
+    sums = group_moments(X, iv.codes, K, squares=True)
     total = np.asarray(sums.sums, dtype=np.float64).copy()
     rows, cols = iv.entry_rows, iv.mask.indices
     known = ~np.isnan(iv.levels)
@@ -83,7 +103,10 @@ def condition_means(X: Any, interventions: Interventions) -> tuple[np.ndarray, n
     count = np.asarray(sums.count, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = total / count[:, None]
-    return np.where(count[:, None] > 0, means, 0.0), count
+        measured_means = np.where(count[:, None] > 0, sums.sums / count[:, None], 0.0)
+    within = np.asarray(sums.squares).sum(axis=0) - (count @ measured_means**2)
+    within_var = np.maximum(within, 0.0) / max(float(count.sum()) - int((count > 0).sum()), 1.0)
+    return np.where(count[:, None] > 0, means, 0.0), count, within_var
 
 
 def _condition_targets(interventions: Interventions) -> sp.csc_array:
@@ -110,7 +133,8 @@ def fit_iv(
     pool: np.ndarray | None = None,
     names: Any = None,
     verbose: bool = False,
-) -> LinearFit:
+    min_strength: float = MIN_FIRST_STAGE_F,
+) -> tuple[LinearFit, np.ndarray]:
     """Two-stage least squares of every gene on its regulators, the conditions as instruments.
 
     For gene g with regulators R: the samples that target g are left out
@@ -150,7 +174,7 @@ def fit_iv(
     """
     from tqdm.auto import tqdm
 
-    means, count = condition_means(X, interventions)
+    means, count, within_var = condition_means(X, interventions)
     _K, p = means.shape
     targets = _condition_targets(interventions)
     if (parents is None) == (pool is None):
@@ -193,7 +217,7 @@ def fit_iv(
     cols: list[np.ndarray] = []
     vals: list[np.ndarray] = []
     intercept = np.zeros(p)
-    bad_genes: list[np.ndarray] = []
+    dropped: list[tuple[np.ndarray, np.ndarray]] = []  # (regulators, target) not identified
 
     def regs_of(genes: np.ndarray, r: int) -> np.ndarray:
         if parents is not None:
@@ -252,22 +276,37 @@ def fit_iv(
             scale = np.where(sd > 0, sd, 1.0)
             C = S / (scale[:, :, None] * scale[:, None, :])
             low = np.linalg.eigvalsh(C)[:, 0]
-            ok = (low > _RANK_TOLERANCE) & (sd > 0).all(axis=1)
-            if not ok.all():
-                bad_genes.append(genes[~ok])
+            # First-stage strength: the between-condition scatter of the regulators
+            # in units of their within-condition noise, per instrument (K_g - 1
+            # conditions beyond the intercept); its smallest eigenvalue is a
+            # Cragg-Donald-type F statistic (within-condition correlations
+            # ignored). Near 1 the condition means move only by sampling noise.
+            noise = np.sqrt(np.maximum(within_var[R], 1e-300))
+            n_instruments = np.maximum(
+                (count > 0).sum() - _kept_conditions_lost(targets, genes, count) - 1, 1)
+            F = S / (noise[:, :, None] * noise[:, None, :]) / n_instruments[:, None, None]
+            strength = np.linalg.eigvalsh(F)[:, 0]
+            ok = (low > _RANK_TOLERANCE) & (sd > 0).all(axis=1) & (strength >= min_strength)
             beta = np.zeros((m, r))
+            active = np.ones((m, r), dtype=bool)
             if ok.any():
                 z = np.linalg.solve(C[ok], (bc[ok] / scale[ok])[..., None])[..., 0]
                 beta[ok] = z / scale[ok]
+            for i in np.flatnonzero(~ok):  # the few genes not identified: prune, one by one
+                active[i] = _identified_subset(S[i], F[i], min_strength)
+                a = active[i]
+                if a.any():
+                    beta[i, a] = np.linalg.solve(S[i][np.ix_(a, a)], bc[i, a])
+                dropped.append((R[i, ~a], np.full(int((~a).sum()), genes[i])))
             mean_R = shift[R] + s_R / W[:, None]
             mean_g = shift[genes] + s_g / W
             intercept[genes] = mean_g - np.einsum("mi,mi->m", mean_R, beta)
-            rows.append(R.reshape(-1))
-            cols.append(np.repeat(genes, r))
-            vals.append(beta.reshape(-1))
+            rows.append(R[active])
+            cols.append(np.broadcast_to(genes[:, None], (m, r))[active])
+            vals.append(beta[active])
 
-    if bad_genes:
-        raise _unidentified(np.concatenate(bad_genes), regs_of, sizes, targets, names)
+    lost_regulator = np.concatenate([d[0] for d in dropped]) if dropped else np.zeros(0, int)
+    lost_target = np.concatenate([d[1] for d in dropped]) if dropped else np.zeros(0, int)
 
     # Genes without regulators: their mean over the conditions that keep them.
     only = np.flatnonzero((sizes == 0) & (n_samples > 0))
@@ -280,42 +319,50 @@ def fit_iv(
                 np.concatenate(cols) if cols else np.zeros(0, np.int64))),
         shape=(p, p),
     )
-    dof = n_samples - sizes - 1
-    return LinearFit(coef=coef, intercept=intercept, alpha=np.zeros(p), n_samples=n_samples,
-                     rss=np.full(p, np.nan), stderr=None, dof=dof)
+    dof = n_samples - np.diff(sp.csc_array(coef).indptr) - 1
+    fit = LinearFit(coef=coef, intercept=intercept, alpha=np.zeros(p), n_samples=n_samples,
+                    rss=np.full(p, np.nan), stderr=None, dof=dof)
+    unidentified = np.column_stack([lost_regulator, lost_target]).astype(np.int64)
+    return fit, unidentified
 
 
-def _unidentified(
-    genes: np.ndarray, regs_of: Any, sizes: np.ndarray, targets: sp.csc_array, names: Any
-) -> NetworkError:
-    """The error naming the edges into ``genes`` that no usable condition identifies.
+def _identified_subset(S: np.ndarray, F: np.ndarray, min_strength: float) -> np.ndarray:
+    """The regulators of one gene that the conditions identify (boolean mask).
 
-    For each such gene, the regulators never perturbed in a condition that
-    keeps the gene are named (they are the usual cause); when every regulator
-    is perturbed somewhere, the gene's regulators are collinear over too few
-    conditions, and all its edges are named.
+    Greedy: while the smallest eigenvalue of the first-stage strength matrix
+    ``F`` is below ``min_strength`` (or the scatter ``S`` is singular), drop the
+    regulator that weighs most in that weakest direction (its eigenvector).
+    A regulator whose condition means hardly move contributes a constant to
+    the gene's condition means, which the intercept absorbs.
     """
+    active = np.ones(len(S), dtype=bool)
+    while active.any():
+        idx = np.flatnonzero(active)
+        sub_s = S[np.ix_(idx, idx)]
+        sd = np.sqrt(np.maximum(np.diag(sub_s), 0.0))
+        if (sd > 0).all():
+            corr_low = np.linalg.eigvalsh(sub_s / np.outer(sd, sd))[0]
+            vals, vecs = np.linalg.eigh(F[np.ix_(idx, idx)])
+            if corr_low > _RANK_TOLERANCE and vals[0] >= min_strength:
+                return active
+            active[idx[int(np.argmax(np.abs(vecs[:, 0])))]] = False
+        else:
+            active[idx[sd <= 0]] = False
+    return active
+
+
+def unidentified_message(unidentified: np.ndarray, names: Any = None) -> str:
+    """A sentence naming the (regulator, target) edges :func:`fit_iv` did not identify."""
     def name(i: int) -> str:
         return str(names[i]) if names is not None else f"#{i}"
 
-    T = sp.csr_array(targets.T, dtype=np.float64)  # (p, K)
-    edges: list[str] = []
-    n_edges = 0
-    for g in genes:
-        g = int(g)
-        R = regs_of(np.array([g]), int(sizes[g]))[0]
-        keeps = ~targets[:, [g]].toarray().ravel()  # conditions that keep g
-        perturbed = np.asarray(T[R] @ keeps.astype(np.float64)).ravel() > 0
-        culprits = R[~perturbed] if (~perturbed).any() else R
-        n_edges += len(culprits)
-        edges.extend(f"{name(int(r))} -> {name(g)}" for r in culprits[: _SHOWN - len(edges)]
-                     if len(edges) < _SHOWN)
-    return NetworkError(
-        f"regressor='iv' cannot identify {n_edges} edge(s) into {len(genes)} gene(s) (e.g. "
-        f"{', '.join(edges)}): the gene's regulators must be moved independently by the "
-        f"perturbation conditions that do not target the gene, and these regulators are "
-        f"never perturbed in such a condition (or there are fewer such conditions than "
-        f"regulators + 1). Remove these edges from the network, add perturbations of the "
-        f"regulators, or use the per-gene fit (regressor='ridge' or 'ols'), which is biased "
-        f"under feedback."
+    shown = ", ".join(f"{name(int(r))} -> {name(int(g))}" for r, g in unidentified[:_SHOWN])
+    n_genes = len(np.unique(unidentified[:, 1]))
+    return (
+        f"regressor='iv' cannot identify {len(unidentified)} edge(s) into {n_genes} gene(s) "
+        f"({shown}{', ...' if len(unidentified) > _SHOWN else ''}): the perturbation "
+        f"conditions that keep the target do not move these regulators independently of its "
+        f"other regulators and clearly beyond sampling noise (first-stage F < "
+        f"{MIN_FIRST_STAGE_F:g}: the regulator is never perturbed in such a condition, moves "
+        f"only together with others, or there are too few conditions)"
     )
