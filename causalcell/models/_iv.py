@@ -275,7 +275,6 @@ def fit_iv(
             sd = np.sqrt(np.maximum(np.diagonal(S, axis1=1, axis2=2), 0.0))
             scale = np.where(sd > 0, sd, 1.0)
             C = S / (scale[:, :, None] * scale[:, None, :])
-            low = np.linalg.eigvalsh(C)[:, 0]
             # First-stage strength: the between-condition scatter of the regulators
             # in units of their within-condition noise, per instrument (K_g - 1
             # conditions beyond the intercept); its smallest eigenvalue is a
@@ -285,19 +284,24 @@ def fit_iv(
             n_instruments = np.maximum(
                 (count > 0).sum() - _kept_conditions_lost(targets, genes, count) - 1, 1)
             F = S / (noise[:, :, None] * noise[:, None, :]) / n_instruments[:, None, None]
-            strength = np.linalg.eigvalsh(F)[:, 0]
-            ok = (low > _RANK_TOLERANCE) & (sd > 0).all(axis=1) & (strength >= min_strength)
-            beta = np.zeros((m, r))
-            active = np.ones((m, r), dtype=bool)
-            if ok.any():
-                z = np.linalg.solve(C[ok], (bc[ok] / scale[ok])[..., None])[..., 0]
-                beta[ok] = z / scale[ok]
-            for i in np.flatnonzero(~ok):  # the few genes not identified: prune, one by one
-                active[i] = _identified_subset(S[i], F[i], min_strength)
-                a = active[i]
-                if a.any():
-                    beta[i, a] = np.linalg.solve(S[i][np.ix_(a, a)], bc[i, a])
-                dropped.append((R[i, ~a], np.full(int((~a).sum()), genes[i])))
+            # A regulator whose own first-stage F is weak cannot be identified with
+            # any others: all such are left out at once (batched), then the joint
+            # strength of the rest is checked; the rare gene still weak is pruned
+            # greedily on its own.
+            active = (np.diagonal(F, axis1=1, axis2=2) >= min_strength) & (sd > 0)
+            Ca, Fa = _restricted(C, active, 1.0), _restricted(F, active, np.inf)
+            low = np.linalg.eigvalsh(Ca)[:, 0]
+            strength = np.linalg.eigvalsh(np.where(np.isinf(Fa), 1e300, Fa))[:, 0]
+            ok = (low > _RANK_TOLERANCE) & (strength >= min_strength)
+            for i in np.flatnonzero(~ok):  # still weak jointly: prune one by one
+                active[i] = _identified_subset(S[i], F[i], min_strength, active[i])
+            Ca = _restricted(C, active, 1.0)
+            rhs = np.where(active, bc / scale, 0.0)
+            beta = np.linalg.solve(Ca, rhs[..., None])[..., 0] / scale
+            beta[~active] = 0.0
+            lost = ~active.all(axis=1)
+            for i in np.flatnonzero(lost):
+                dropped.append((R[i, ~active[i]], np.full(int((~active[i]).sum()), genes[i])))
             mean_R = shift[R] + s_R / W[:, None]
             mean_g = shift[genes] + s_g / W
             intercept[genes] = mean_g - np.einsum("mi,mi->m", mean_R, beta)
@@ -326,7 +330,20 @@ def fit_iv(
     return fit, unidentified
 
 
-def _identified_subset(S: np.ndarray, F: np.ndarray, min_strength: float) -> np.ndarray:
+def _restricted(A: np.ndarray, active: np.ndarray, diagonal: float) -> np.ndarray:
+    """Stacked matrices (m, r, r) with the inactive rows and columns replaced by
+    ``diagonal`` on the diagonal and 0 elsewhere (a block that leaves the active
+    block's eigenvalues and solutions unchanged)."""
+    both = active[:, :, None] & active[:, None, :]
+    out = np.where(both, A, 0.0)
+    idx = np.arange(A.shape[1])
+    out[:, idx, idx] = np.where(active, np.diagonal(A, axis1=1, axis2=2), diagonal)
+    return out
+
+
+def _identified_subset(
+    S: np.ndarray, F: np.ndarray, min_strength: float, start: np.ndarray
+) -> np.ndarray:
     """The regulators of one gene that the conditions identify (boolean mask).
 
     Greedy: while the smallest eigenvalue of the first-stage strength matrix
@@ -335,7 +352,7 @@ def _identified_subset(S: np.ndarray, F: np.ndarray, min_strength: float) -> np.
     A regulator whose condition means hardly move contributes a constant to
     the gene's condition means, which the intercept absorbs.
     """
-    active = np.ones(len(S), dtype=bool)
+    active = start.copy()
     while active.any():
         idx = np.flatnonzero(active)
         sub_s = S[np.ix_(idx, idx)]
