@@ -575,7 +575,9 @@ def _warn_unoriented(orientation: _Orientation) -> None:
         f"learn_network: {len(table)} of {orientation.counts['n_pairs']} selected gene pairs "
         f"were not oriented by the interventions ({'; '.join(parts)}; {doubled} of them kept "
         f"in both directions). They are listed in G.graph['unoriented']; perturbing one gene "
-        f"of a pair orients it. orient='skeleton' keeps every selected edge unoriented.",
+        f"of a pair orients it. A pair kept in both directions is a loop for a model fitted "
+        f"on this network: ConditionalGRNRegressor(regressor='iv') fits it consistently, the "
+        f"per-gene fit does not. orient='skeleton' keeps every selected edge unoriented.",
         CausalCellWarning,
         stacklevel=3,
     )
@@ -684,12 +686,23 @@ def learn_network(
     layer : str, optional
         Layer holding log-normalized expression; ``None`` uses ``X``.
     use_interventions : bool, default True
-        Orient pairs of genes selected in both directions (a -> b and
-        b -> a) from the interventional samples; see Notes. Targeted samples
-        are excluded from each gene's own regression whatever this setting.
+        Test the effects of the perturbations (``intervention_q``) and use
+        them to orient; ``False`` implies ``orient="skeleton"`` without
+        q-values. Targeted samples are excluded from each gene's own
+        regression whatever this setting.
+    orient : {"interventions", "skeleton"}, default "interventions"
+        ``"interventions"``: every selected pair of genes gets its direction
+        from the interventional evidence (see Notes); pairs the evidence
+        cannot orient are reported in ``G.graph["unoriented"]`` and with a
+        warning, and their edges carry ``oriented=False``; ``weight`` is the
+        least-squares coefficient of each gene on its kept regulators.
+        ``"skeleton"``: the lasso's selection as it is (the Markov blanket of
+        each gene: a regulator is often selected in both directions, then
+        both edges carry ``oriented=False``), with the lasso weights.
     orient_fdr : float, default 0.05
-        False discovery rate (Benjamini-Hochberg, over the tested edges) of
-        the interventional evidence used for orientation.
+        False discovery rate (Benjamini-Hochberg) of the interventional tests
+        used for orientation: over both directions of every selected pair,
+        and separately over the refutation tests (see Notes).
     n_jobs : int, default 1
         Processes for the per-gene fits (joblib; -1: all cores). Starting
         the processes takes a second or two, so this pays off only when the
@@ -707,18 +720,29 @@ def learn_network(
     networkx.DiGraph
         Every gene of ``adata`` is a node; edges ``regulator -> target`` carry
 
-        - ``weight``: the regression coefficient on the expression scale;
-        - ``stability`` (stability selection only): selection frequency;
+        - ``weight``: the regression coefficient on the expression scale
+          (least squares on the kept regulators with ``orient="interventions"``,
+          the lasso coefficient with ``orient="skeleton"`` and
+          ``method="lasso"``);
+        - ``stability`` (stability selection only): selection frequency of
+          the edge (of its reverse when only that was selected);
         - ``intervention_q``: BH q-value of "perturbing the regulator alone
           changes the target" (Welch test against the controls; NaN when the
           regulator has no single-gene perturbation, the data have no
           controls, or ``use_interventions=False``);
-        - ``oriented``: False when both directions of the pair are kept (the
-          direction is undetermined), True otherwise.
+        - ``oriented``: True when the direction was decided (by the
+          interventions, or by ``regulators=`` when only one gene of the pair
+          is a candidate), False when the evidence left it open.
 
         ``G.graph`` records the method, its parameters, ``n_samples``,
-        ``n_regulators``, ``n_oriented`` (pairs resolved by interventions)
-        and, for stability selection with ``threshold > 0.5``,
+        ``n_regulators``; ``n_pairs`` (selected pairs), ``n_oriented`` (pairs
+        oriented by the interventions), ``n_oriented_by_regulators``,
+        ``n_feedback_pairs`` (each gene's perturbation moves the other: both
+        directions kept), ``n_unoriented`` and ``unoriented``: a DataFrame
+        with one row per pair not oriented (``gene_a``, ``gene_b``,
+        ``q_a_to_b``, ``q_b_to_a``, ``reason``, ``kept``: ``"a->b"``,
+        ``"b->a"``, ``"both"`` or ``"none"``); and, for stability selection
+        with ``threshold > 0.5``,
         ``expected_false_edges_bound``: the sum over genes of the
         Meinshausen-Bühlmann bound q^2 / ((2 threshold - 1) p) on the
         expected number of falsely selected regulators (q: mean number of
@@ -736,20 +760,41 @@ def learn_network(
     Notes
     -----
     **Orientation.** The lasso of g on all other genes selects g's Markov
-    blanket: its regulators but also its targets, so a regulator a of b is
-    often selected in both directions, a -> b and b -> a. Interventions break
+    blanket: its regulators but also its targets and its targets' other
+    regulators, so a regulator a of b is often selected in both directions
+    and co-regulators of a gene are selected together. Interventions break
     the symmetry: if perturbing a changes b, a is upstream of b. For every
-    selected edge a -> b whose regulator a has single-gene perturbations, the
-    mean of b in those samples is compared with the control samples by a
-    Welch t-test (the smallest p-value over a's single-gene conditions,
-    Bonferroni-corrected for their number; combinations are not used), and
-    p-values are turned into BH q-values over all tested edges. For a pair
-    selected in both directions, the edge a -> b is kept and b -> a dropped
-    when q(a -> b) < ``orient_fdr`` and b -> a is not significant (or b was
-    not perturbed); symmetrically; otherwise both are kept with
-    ``oriented=False``. Edges selected in one direction only are never
-    reversed. With pseudobulk input (one row per perturbation) there are no
-    replicates to test, and nothing is oriented.
+    selected pair {a, b}, both directions are tested: the mean of b in a's
+    single-gene conditions against the controls by a Welch t-test (the
+    smallest p-value over a's single-gene conditions, Bonferroni-corrected
+    for their number; combinations are not used), and BH q-values are taken
+    over every tested direction of every pair, so the expected share of
+    false "a moves b" calls is at most ``orient_fdr``. "Moves" means
+    q < ``orient_fdr``. Then:
+
+    - a moves b, and b does not move a or was never perturbed: a -> b;
+    - each moves the other: both directions (a feedback loop);
+    - a selected direction a -> b whose weight w predicts that perturbing a
+      changes b by w times a's own change, while the observed change of b
+      differs from that prediction (a Welch z test, BH over these tests at
+      ``orient_fdr``), is refuted: when the direct tests did not decide the
+      pair, the other direction is kept;
+    - both perturbed, neither moves the other: the unrefuted selected
+      directions are kept (none, for co-regulators of a common target);
+    - only one gene of the pair is a candidate regulator: that direction,
+      unless refuted;
+    - otherwise the evidence is silent (neither gene perturbed, or a
+      perturbation without an effect on an unperturbed partner): the lasso's
+      selection is kept, ``oriented=False``.
+
+    Pairs not oriented are listed in ``G.graph["unoriented"]`` with a
+    warning stating how many. A pair kept in both directions is a loop for a
+    model fitted on the network: ``ConditionalGRNRegressor(regressor="iv")``
+    fits such loops consistently (a wrong direction gets a coefficient near
+    0), the per-gene fit does not. With pseudobulk input (one row per
+    perturbation) there are no replicates to test, and nothing is oriented.
+    A perturbation that moves nothing (power, or effects that cancel along
+    two paths) leaves its pairs unoriented or, if refuted, dropped.
 
     **Cost.** One pass over the data costs O(n p r) for n samples, p genes
     and r candidate regulators, and the moments take O(p r) memory (restrict

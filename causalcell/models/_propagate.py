@@ -217,9 +217,9 @@ class SteadyState:
             f"weights of the feedback loop through {shown} (a strongly connected component of "
             f"the intervention graph) have spectral radius {rho:.3g} >= 1, so the propagation "
             f"has no steady state. Refit with a larger alpha (or alpha='gcv'), use a network "
-            f"with fewer feedback edges, or predict a finite number of steps (steps=k). When "
-            f"the network has feedback loops, per-gene fits (ridge, ols) are biased, usually "
-            f"towards stronger loops: refit with regressor='iv' (consistent under feedback)."
+            f"with fewer feedback edges, or predict a finite number of steps (steps=k). Per-gene "
+            f"fits (ridge, ols) of a network with feedback loops are biased, and the bias does "
+            f"not shrink with data: refit with regressor='iv' (consistent under feedback)."
         )
 
     # ------------------------------------------------------------------ solve
