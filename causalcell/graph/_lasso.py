@@ -562,22 +562,25 @@ def _warn_unoriented(orientation: _Orientation) -> None:
     table = orientation.table
     if table.empty:
         return
-    by_reason = table["reason"].value_counts()
     parts = []
-    for reason, what in ((_UNTESTED, "kept as the lasso selected them (oriented=False)"),
-                         (_NEITHER, "dropped: both perturbed, neither moves the other"),
-                         (_NOT_A_REGULATOR, "dropped: the direction the evidence allows starts "
-                                            "at a gene outside regulators=")):
-        if reason in by_reason:
-            parts.append(f"{int(by_reason[reason])} {what}")
+    for reason, what in ((_UNTESTED, "no decisive test (neither perturbed, or a perturbation "
+                                     "without effect on an unperturbed partner)"),
+                         (_NEITHER, "both perturbed, neither moves the other"),
+                         (_NOT_A_REGULATOR, "the direction the evidence allows starts at a gene "
+                                            "outside regulators=")):
+        rows = table["reason"] == reason
+        if rows.any():
+            dropped = int((table.loc[rows, "kept"] == "none").sum())
+            parts.append(f"{int(rows.sum())} with {what}, {dropped} of them dropped")
     doubled = int((table["kept"] == "both").sum())
     warnings.warn(
         f"learn_network: {len(table)} of {orientation.counts['n_pairs']} selected gene pairs "
-        f"were not oriented by the interventions ({'; '.join(parts)}; {doubled} of them kept "
-        f"in both directions). They are listed in G.graph['unoriented']; perturbing one gene "
-        f"of a pair orients it. A pair kept in both directions is a loop for a model fitted "
-        f"on this network: ConditionalGRNRegressor(regressor='iv') fits it consistently, the "
-        f"per-gene fit does not. orient='skeleton' keeps every selected edge unoriented.",
+        f"were not oriented by the interventions: {'; '.join(parts)}; {doubled} kept in both "
+        f"directions (oriented=False). They are listed in G.graph['unoriented']; perturbing "
+        f"one gene of a pair orients it. A pair kept in both directions is a loop for a model "
+        f"fitted on this network: ConditionalGRNRegressor(regressor='iv') fits it "
+        f"consistently, the per-gene fit does not. orient='skeleton' keeps every selected "
+        f"edge unoriented.",
         CausalCellWarning,
         stacklevel=3,
     )
@@ -1065,7 +1068,7 @@ def _refutation_pvalues(
     # The condition that moves each perturbed gene most.
     order = np.lexsort((change, genes_of))
     last = np.r_[np.flatnonzero(np.diff(genes_of[order])), len(order) - 1]
-    best = np.full(int(max(source.max(), target.max())) + 1, -1, dtype=np.int64)
+    best = np.full(int(max(source.max(), target.max(), genes_of.max())) + 1, -1, np.int64)
     best[genes_of[order][last]] = groups[order][last]
     g = best[source]
     ok = g > 0

@@ -187,6 +187,10 @@ class ConditionalGRNRegressor(PerturbationModel):
     coef_ : scipy.sparse.csr_array or None
         (n_genes, n_genes) regulator x target coefficients; the stored entries
         are the fitted edges. ``None`` for non-linear regressors.
+    iv_unidentified_ : pandas.DataFrame
+        ``regressor="iv"`` only: the edges (``regulator``, ``target``) that
+        the perturbation conditions do not identify (first-stage F < 10,
+        ``causalcell.models._iv``); they are left out of ``coef_``.
     spline_coef_ : scipy.sparse.csr_array
         ``regressor="spline"`` only: (n_regulators * n_basis, n_genes), the
         coefficient of basis function b of regulator j in gene g's model at
@@ -422,7 +426,7 @@ class ConditionalGRNRegressor(PerturbationModel):
 
     def _reset(self) -> None:
         for name in ("stderr_", "dof_", "rss_", "spline_coef_", "spline_regulators_",
-                     "spline_knots_"):
+                     "spline_knots_", "iv_unidentified_"):
             if hasattr(self, name):
                 delattr(self, name)
         self._steady = None
