@@ -110,3 +110,31 @@ def test_predictions_from_a_learned_network_converge_to_the_exact_answer(seed):
     assert r_large >= 0.99
     assert worst_large <= 0.3
     assert worst_large < 0.5 * worst_small
+
+
+def test_refutation_pvalues_equal_a_naive_z_test():
+    """p-value that perturbing s moves t by w x (s's own change): in s's single-gene
+    condition, ((mean_t - control_t) - w (mean_s - control_s)) / Welch standard error
+    of t's change, two-sided normal; computed here cell by cell."""
+    from scipy.stats import norm
+
+    from causalcell.graph._lasso import _design, _refutation_pvalues, _single_gene_sums
+
+    adata, _ = _collider(n=400, seed=3)
+    sums, group_gene = _single_gene_sums(_design(adata, None))
+    source, target = np.array([0, 1, 2, 0]), np.array([2, 2, 3, 1])
+    weight = np.array([0.8, 0.0, 0.3, -0.5])
+    got = _refutation_pvalues(source, target, weight, sums, group_gene)
+    X = np.asarray(adata.X)
+    labels = adata.obs["perturbation"].to_numpy()
+    control = X[labels == "control"]
+    for s, t, w, p in zip(source, target, weight, got, strict=True):
+        cells = X[labels == f"G{s}"]
+        change_t = cells[:, t].mean() - control[:, t].mean()
+        change_s = cells[:, s].mean() - control[:, s].mean()
+        se = np.sqrt(cells[:, t].var(ddof=1) / len(cells)
+                     + control[:, t].var(ddof=1) / len(control))
+        assert p == pytest.approx(2 * norm.sf(abs((change_t - w * change_s) / se)), rel=1e-9)
+    # The true edge with its true weight is not refuted; a wrong weight is.
+    assert got[0] > 0.01
+    assert got[1] < 1e-10
