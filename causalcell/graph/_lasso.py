@@ -422,32 +422,168 @@ def _edge_evidence(
     return np.minimum(out * np.maximum(count, 1), 1.0)
 
 
-def _orient(
-    source: np.ndarray, target: np.ndarray, qvalue: np.ndarray, fdr: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Orientation of pairs selected in both directions.
-
-    For a pair a <-> b: if perturbing a significantly changes b (q < fdr) and
-    perturbing b does not significantly change a (q >= fdr, or b was not
-    perturbed alone), keep a -> b and drop b -> a. Otherwise keep both.
-
-    Returns the boolean mask of edges kept and, for kept edges, ``oriented``:
-    False where both directions of the pair are kept.
-    """
+def _skeleton_orientation(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``oriented`` of the skeleton: False where the pair is selected in both directions."""
     n_genes = int(max(source.max(initial=-1), target.max(initial=-1))) + 1
     key = source * n_genes + target
-    reverse = target * n_genes + source
-    order = np.argsort(key)
-    pos = np.searchsorted(key[order], reverse)
-    pos = np.minimum(pos, len(key) - 1)
-    has_reverse = key[order][pos] == reverse if len(key) else np.zeros(0, bool)
-    rev_index = order[pos]
-    significant = is_significant(qvalue, fdr)
-    rev_significant = np.where(has_reverse, significant[rev_index], False)
-    drop = has_reverse & rev_significant & ~significant
-    keep = ~drop
-    oriented = ~(has_reverse & ~(significant ^ rev_significant))
-    return keep, oriented
+    return ~np.isin(target * n_genes + source, key)
+
+
+# Decisions of _orient_pairs, one per skeleton pair (the ``decision`` column).
+_FORWARD = "a->b"  # perturbing a moves b, perturbing b does not move a (or b untested)
+_BACKWARD = "b->a"
+_BOTH = "both"  # each moves the other: a feedback loop through a and b
+_NEITHER = "neither moves the other"  # both perturbed, no effect: unrefuted directions kept
+_UNTESTED = "undetermined"  # no decisive test: the lasso's selection is kept
+_NOT_A_REGULATOR = "only direction not a candidate"  # the evidence points to a non-regulator
+_REFUTED_AB = "a->b refuted"  # a's perturbation lacks the effect a -> b predicts: b -> a
+_REFUTED_BA = "b->a refuted"
+_PRIOR = "regulators="  # one gene is not a candidate regulator: one direction possible
+
+
+@dataclass(frozen=True)
+class _Orientation:
+    """The oriented edges (gene indices), their q-values and flags, and the report."""
+
+    source: np.ndarray
+    target: np.ndarray
+    qvalue: np.ndarray
+    oriented: np.ndarray
+    table: pd.DataFrame
+    counts: dict[str, int]
+
+
+def _orient_pairs(
+    design: Design, edges: _Edges, reg_idx: np.ndarray, fdr: float, genes: pd.Index,
+) -> _Orientation:
+    """Orient every pair of the skeleton from the interventional evidence.
+
+    For each unordered pair {a, b} selected in either direction, both
+    directions are tested ("perturbing a alone moves b", Welch against the
+    controls, BH over every tested direction of every pair; see
+    :func:`_edge_evidence`). Then, with "moves" meaning q < ``fdr``:
+
+    - a moves b and b does not move a (or b is never perturbed): a -> b;
+    - each moves the other: both directions (a feedback loop);
+    - both are perturbed and neither moves the other: no directed path either
+      way, so the lasso selected them as co-regulators of a common target:
+      dropped;
+    - only one direction starts at a candidate regulator (``regulators=``)
+      and no test contradicts it: that direction;
+    - otherwise (no decisive test): the lasso's selection is kept, with
+      ``oriented=False``.
+
+    A direction whose regulator is not a candidate cannot be kept. Pairs not
+    oriented by a test are listed in the returned table.
+    """
+    p = len(genes)
+    a = np.minimum(edges.source, edges.target)
+    b = np.maximum(edges.source, edges.target)
+    selected = set((edges.source * p + edges.target).tolist())
+    pairs = np.unique(a * p + b)
+    pa, pb = np.divmod(pairs, p)
+    n_pairs = len(pairs)
+    sums = _single_gene_sums(design)
+    q = _intervention_qvalues(design, np.r_[pa, pb], np.r_[pb, pa], sums)
+    q_ab, q_ba = q[:n_pairs], q[n_pairs:]
+    moves_ab, moves_ba = is_significant(q_ab, fdr), is_significant(q_ba, fdr)
+    tested_both = np.isfinite(q_ab) & np.isfinite(q_ba)
+    decision = np.full(n_pairs, _UNTESTED, dtype=object)
+    decision[moves_ab & ~moves_ba] = _FORWARD
+    decision[moves_ba & ~moves_ab] = _BACKWARD
+    decision[moves_ab & moves_ba] = _BOTH
+    decision[~moves_ab & ~moves_ba & tested_both] = _NEITHER
+    sel_ab = np.isin(pa * p + pb, list(selected))
+    sel_ba = np.isin(pb * p + pa, list(selected))
+    # A selected direction whose regression weight predicts an effect of the
+    # perturbation that is absent is refuted (BH over the tested directions).
+    weight_of = pd.Series(edges.weight, index=edges.source * p + edges.target)
+    w_ab = weight_of.reindex(pa * p + pb).to_numpy(dtype=float)
+    w_ba = weight_of.reindex(pb * p + pa).to_numpy(dtype=float)
+    refute_p = _refutation_pvalues(np.r_[pa, pb], np.r_[pb, pa], np.r_[w_ab, w_ba], *sums)
+    refute_p[~np.r_[sel_ab, sel_ba]] = np.nan
+    refuted = is_significant(bh_qvalues(refute_p), fdr)
+    refuted_ab, refuted_ba = refuted[:n_pairs], refuted[n_pairs:]
+    # Not decided by the direct tests: a refuted direction leaves the other one.
+    undecided = decision == _UNTESTED
+    decision[undecided & refuted_ba & ~refuted_ab] = _REFUTED_BA
+    decision[undecided & refuted_ab & ~refuted_ba] = _REFUTED_AB
+    keep_ab = np.isin(decision, [_FORWARD, _BOTH, _REFUTED_BA]) | (
+        np.isin(decision, [_UNTESTED, _NEITHER]) & sel_ab & ~refuted_ab)
+    keep_ba = np.isin(decision, [_BACKWARD, _BOTH, _REFUTED_AB]) | (
+        np.isin(decision, [_UNTESTED, _NEITHER]) & sel_ba & ~refuted_ba)
+    is_reg = np.zeros(p, dtype=bool)
+    is_reg[reg_idx] = True
+    # Only one direction is a candidate (regulators=): the prior orients the pair
+    # unless a test contradicts it.
+    prior_ab = is_reg[pa] & ~is_reg[pb]
+    prior_ba = is_reg[pb] & ~is_reg[pa]
+    decision[(prior_ab & sel_ab | prior_ba & sel_ba) & (decision == _UNTESTED)] = _PRIOR
+    keep_ab |= prior_ab & (decision == _PRIOR)
+    keep_ba |= prior_ba & (decision == _PRIOR)
+    lost = (keep_ab & ~is_reg[pa] & ~(keep_ba & is_reg[pb])) | (
+        keep_ba & ~is_reg[pb] & ~(keep_ab & is_reg[pa]))
+    keep_ab &= is_reg[pa]
+    keep_ba &= is_reg[pb]
+    decision[lost & ~keep_ab & ~keep_ba] = _NOT_A_REGULATOR
+    oriented_pair = np.isin(decision, [_FORWARD, _BACKWARD, _BOTH, _PRIOR, _REFUTED_AB,
+                                       _REFUTED_BA])
+    source = np.r_[pa[keep_ab], pb[keep_ba]]
+    target = np.r_[pb[keep_ab], pa[keep_ba]]
+    qvalue = np.r_[q_ab[keep_ab], q_ba[keep_ba]]
+    oriented = np.r_[oriented_pair[keep_ab], oriented_pair[keep_ba]]
+    order = np.lexsort((source, target))
+    report = ~oriented_pair
+    names = genes.to_numpy(dtype=object)
+    kept = np.where(keep_ab & keep_ba, "both", np.where(keep_ab, "a->b",
+                                                        np.where(keep_ba, "b->a", "none")))
+    table = pd.DataFrame({
+        "gene_a": names[pa[report]],
+        "gene_b": names[pb[report]],
+        "q_a_to_b": q_ab[report],
+        "q_b_to_a": q_ba[report],
+        "reason": decision[report].astype(str),
+        "kept": kept[report],
+    })
+    counts = {
+        "n_pairs": int(n_pairs),
+        "n_oriented": int(np.isin(decision, [_FORWARD, _BACKWARD, _REFUTED_AB,
+                                             _REFUTED_BA]).sum()),
+        "n_oriented_by_regulators": int((decision == _PRIOR).sum()),
+        "n_feedback_pairs": int((decision == _BOTH).sum()),
+        "n_unoriented": int(report.sum()),
+    }
+    return _Orientation(source[order], target[order], qvalue[order], oriented[order], table,
+                        counts)
+
+
+def _warn_unoriented(orientation: _Orientation) -> None:
+    """One warning stating how many pairs the interventions did not orient, and why."""
+    table = orientation.table
+    if table.empty:
+        return
+    parts = []
+    for reason, what in ((_UNTESTED, "no decisive test (neither perturbed, or a perturbation "
+                                     "without effect on an unperturbed partner)"),
+                         (_NEITHER, "both perturbed, neither moves the other"),
+                         (_NOT_A_REGULATOR, "the direction the evidence allows starts at a gene "
+                                            "outside regulators=")):
+        rows = table["reason"] == reason
+        if rows.any():
+            dropped = int((table.loc[rows, "kept"] == "none").sum())
+            parts.append(f"{int(rows.sum())} with {what}, {dropped} of them dropped")
+    doubled = int((table["kept"] == "both").sum())
+    warnings.warn(
+        f"learn_network: {len(table)} of {orientation.counts['n_pairs']} selected gene pairs "
+        f"were not oriented by the interventions: {'; '.join(parts)}; {doubled} kept in both "
+        f"directions (oriented=False). They are listed in G.graph['unoriented']; perturbing "
+        f"one gene of a pair orients it. A pair kept in both directions is a loop for a model "
+        f"fitted on this network: ConditionalGRNRegressor(regressor='iv') fits it "
+        f"consistently, the per-gene fit does not. orient='skeleton' keeps every selected "
+        f"edge unoriented.",
+        CausalCellWarning,
+        stacklevel=3,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -493,6 +629,7 @@ def learn_network(
     max_regulators: int | None = 20,
     layer: str | None = None,
     use_interventions: bool = True,
+    orient: Literal["interventions", "skeleton"] = "interventions",
     orient_fdr: float = 0.05,
     n_jobs: int = 1,
     verbose: bool = False,
@@ -552,12 +689,23 @@ def learn_network(
     layer : str, optional
         Layer holding log-normalized expression; ``None`` uses ``X``.
     use_interventions : bool, default True
-        Orient pairs of genes selected in both directions (a -> b and
-        b -> a) from the interventional samples; see Notes. Targeted samples
-        are excluded from each gene's own regression whatever this setting.
+        Test the effects of the perturbations (``intervention_q``) and use
+        them to orient; ``False`` implies ``orient="skeleton"`` without
+        q-values. Targeted samples are excluded from each gene's own
+        regression whatever this setting.
+    orient : {"interventions", "skeleton"}, default "interventions"
+        ``"interventions"``: every selected pair of genes gets its direction
+        from the interventional evidence (see Notes); pairs the evidence
+        cannot orient are reported in ``G.graph["unoriented"]`` and with a
+        warning, and their edges carry ``oriented=False``; ``weight`` is the
+        least-squares coefficient of each gene on its kept regulators.
+        ``"skeleton"``: the lasso's selection as it is (the Markov blanket of
+        each gene: a regulator is often selected in both directions, then
+        both edges carry ``oriented=False``), with the lasso weights.
     orient_fdr : float, default 0.05
-        False discovery rate (Benjamini-Hochberg, over the tested edges) of
-        the interventional evidence used for orientation.
+        False discovery rate (Benjamini-Hochberg) of the interventional tests
+        used for orientation: over both directions of every selected pair,
+        and separately over the refutation tests (see Notes).
     n_jobs : int, default 1
         Processes for the per-gene fits (joblib; -1: all cores). Starting
         the processes takes a second or two, so this pays off only when the
@@ -575,18 +723,29 @@ def learn_network(
     networkx.DiGraph
         Every gene of ``adata`` is a node; edges ``regulator -> target`` carry
 
-        - ``weight``: the regression coefficient on the expression scale;
-        - ``stability`` (stability selection only): selection frequency;
+        - ``weight``: the regression coefficient on the expression scale
+          (least squares on the kept regulators with ``orient="interventions"``,
+          the lasso coefficient with ``orient="skeleton"`` and
+          ``method="lasso"``);
+        - ``stability`` (stability selection only): selection frequency of
+          the edge (of its reverse when only that was selected);
         - ``intervention_q``: BH q-value of "perturbing the regulator alone
           changes the target" (Welch test against the controls; NaN when the
           regulator has no single-gene perturbation, the data have no
           controls, or ``use_interventions=False``);
-        - ``oriented``: False when both directions of the pair are kept (the
-          direction is undetermined), True otherwise.
+        - ``oriented``: True when the direction was decided (by the
+          interventions, or by ``regulators=`` when only one gene of the pair
+          is a candidate), False when the evidence left it open.
 
         ``G.graph`` records the method, its parameters, ``n_samples``,
-        ``n_regulators``, ``n_oriented`` (pairs resolved by interventions)
-        and, for stability selection with ``threshold > 0.5``,
+        ``n_regulators``; ``n_pairs`` (selected pairs), ``n_oriented`` (pairs
+        oriented by the interventions), ``n_oriented_by_regulators``,
+        ``n_feedback_pairs`` (each gene's perturbation moves the other: both
+        directions kept), ``n_unoriented`` and ``unoriented``: a DataFrame
+        with one row per pair not oriented (``gene_a``, ``gene_b``,
+        ``q_a_to_b``, ``q_b_to_a``, ``reason``, ``kept``: ``"a->b"``,
+        ``"b->a"``, ``"both"`` or ``"none"``); and, for stability selection
+        with ``threshold > 0.5``,
         ``expected_false_edges_bound``: the sum over genes of the
         Meinshausen-Bühlmann bound q^2 / ((2 threshold - 1) p) on the
         expected number of falsely selected regulators (q: mean number of
@@ -604,20 +763,41 @@ def learn_network(
     Notes
     -----
     **Orientation.** The lasso of g on all other genes selects g's Markov
-    blanket: its regulators but also its targets, so a regulator a of b is
-    often selected in both directions, a -> b and b -> a. Interventions break
+    blanket: its regulators but also its targets and its targets' other
+    regulators, so a regulator a of b is often selected in both directions
+    and co-regulators of a gene are selected together. Interventions break
     the symmetry: if perturbing a changes b, a is upstream of b. For every
-    selected edge a -> b whose regulator a has single-gene perturbations, the
-    mean of b in those samples is compared with the control samples by a
-    Welch t-test (the smallest p-value over a's single-gene conditions,
-    Bonferroni-corrected for their number; combinations are not used), and
-    p-values are turned into BH q-values over all tested edges. For a pair
-    selected in both directions, the edge a -> b is kept and b -> a dropped
-    when q(a -> b) < ``orient_fdr`` and b -> a is not significant (or b was
-    not perturbed); symmetrically; otherwise both are kept with
-    ``oriented=False``. Edges selected in one direction only are never
-    reversed. With pseudobulk input (one row per perturbation) there are no
-    replicates to test, and nothing is oriented.
+    selected pair {a, b}, both directions are tested: the mean of b in a's
+    single-gene conditions against the controls by a Welch t-test (the
+    smallest p-value over a's single-gene conditions, Bonferroni-corrected
+    for their number; combinations are not used), and BH q-values are taken
+    over every tested direction of every pair, so the expected share of
+    false "a moves b" calls is at most ``orient_fdr``. "Moves" means
+    q < ``orient_fdr``. Then:
+
+    - a moves b, and b does not move a or was never perturbed: a -> b;
+    - each moves the other: both directions (a feedback loop);
+    - a selected direction a -> b whose weight w predicts that perturbing a
+      changes b by w times a's own change, while the observed change of b
+      differs from that prediction (a Welch z test, BH over these tests at
+      ``orient_fdr``), is refuted: when the direct tests did not decide the
+      pair, the other direction is kept;
+    - both perturbed, neither moves the other: the unrefuted selected
+      directions are kept (none, for co-regulators of a common target);
+    - only one gene of the pair is a candidate regulator: that direction,
+      unless refuted;
+    - otherwise the evidence is silent (neither gene perturbed, or a
+      perturbation without an effect on an unperturbed partner): the lasso's
+      selection is kept, ``oriented=False``.
+
+    Pairs not oriented are listed in ``G.graph["unoriented"]`` with a
+    warning stating how many. A pair kept in both directions is a loop for a
+    model fitted on the network: ``ConditionalGRNRegressor(regressor="iv")``
+    fits such loops consistently (a wrong direction gets a coefficient near
+    0), the per-gene fit does not. With pseudobulk input (one row per
+    perturbation) there are no replicates to test, and nothing is oriented.
+    A perturbation that moves nothing (power, or effects that cancel along
+    two paths) leaves its pairs unoriented or, if refuted, dropped.
 
     **Cost.** One pass over the data costs O(n p r) for n samples, p genes
     and r candidate regulators, and the moments take O(p r) memory (restrict
@@ -648,16 +828,12 @@ def learn_network(
     """
     random_state = renamed("learn_network", "seed", seed, "random_state", random_state, 0)
     options = _Options.checked(method, alpha, n_bootstrap, threshold, max_regulators,
-                               orient_fdr, n_jobs, random_state)
+                               orient_fdr, n_jobs, random_state, orient)
     design = _design(adata, layer)
     genes = pd.Index(adata.var_names).astype(str)
     reg_idx = _regulator_index(regulators, genes)
     mom, reads = _first_pass(design, reg_idx, verbose)
     edges = _select_edges(design, reads, mom, reg_idx, options, verbose)
-    qvalue = np.full(len(edges.source), np.nan)
-    if use_interventions:
-        qvalue = _intervention_qvalues(design, edges)
-    keep, oriented = _orient(edges.source, edges.target, qvalue, options.orient_fdr)
     params: dict[str, Any] = {
         "method": method,
         "alpha": options.alpha,
@@ -665,6 +841,7 @@ def learn_network(
         "n_samples": design.shape[0],
         "n_regulators": len(reg_idx),
         "use_interventions": bool(use_interventions),
+        "orient": options.orient,
         "orient_fdr": options.orient_fdr,
     }
     if method == "stability":
@@ -675,8 +852,71 @@ def learn_network(
             else repr(random_state),
             expected_false_edges_bound=edges.bound,
         )
-    params["n_oriented"] = int((~keep).sum())
-    return _network(genes, edges, qvalue, keep, oriented, params)
+    if options.orient == "interventions" and use_interventions:
+        orientation = _orient_pairs(design, edges, reg_idx, options.orient_fdr, genes)
+        weight = _refit_weights(reads, mom, reg_idx, orientation.source, orientation.target,
+                                options.n_jobs)
+        stability = None
+        if edges.stability is not None:
+            # Selection frequency of the kept direction, or of the reverse one when
+            # only that was selected (the orientation turned it around).
+            p = len(genes)
+            freq = pd.Series(edges.stability, index=edges.target * p + edges.source)
+            src, tgt = orientation.source, orientation.target
+            stability = freq.reindex(tgt * p + src).to_numpy()
+            reverse = freq.reindex(src * p + tgt).to_numpy()
+            stability = np.where(np.isnan(stability), reverse, stability)
+        final = _Edges(orientation.source, orientation.target, weight, stability, edges.bound)
+        qvalue, oriented = orientation.qvalue, orientation.oriented
+        params.update(orientation.counts)
+        params["unoriented"] = orientation.table
+        _warn_unoriented(orientation)
+    else:
+        final = edges
+        qvalue = np.full(len(edges.source), np.nan)
+        if use_interventions:
+            qvalue = _intervention_qvalues(design, edges.source, edges.target)
+        oriented = _skeleton_orientation(edges.source, edges.target)
+        doubled = ~oriented & (edges.source < edges.target)
+        names = genes.to_numpy(dtype=object)
+        params.update(n_oriented=0, n_unoriented=int(doubled.sum()))
+        params["unoriented"] = pd.DataFrame({
+            "gene_a": names[edges.source[doubled]],
+            "gene_b": names[edges.target[doubled]],
+            "reason": "orient='skeleton'" if use_interventions else "use_interventions=False",
+            "kept": "both",
+        })
+    return _network(genes, final, qvalue, oriented, params)
+
+
+def _refit_weights(
+    reads: Design, mom: Moments, reg_idx: np.ndarray, source: np.ndarray, target: np.ndarray,
+    n_jobs: int,
+) -> np.ndarray:
+    """Least-squares coefficient of every edge: each target on its kept regulators, over
+    the samples that do not target it (the shared moments, exact leave-out)."""
+    from joblib import Parallel
+    from tqdm.auto import tqdm
+
+    p_genes = reads.shape[1]
+    reg_position = np.full(p_genes, -1, dtype=np.int64)
+    reg_position[reg_idx] = np.arange(len(reg_idx))
+    fixed: dict[int, np.ndarray] = {}
+    if len(target):
+        order = np.argsort(target, kind="stable")
+        t_sorted, s_sorted = target[order], source[order]
+        bounds = np.flatnonzero(np.diff(t_sorted)) + 1
+        for tg, src in zip(t_sorted[np.r_[0, bounds]], np.split(s_sorted, bounds), strict=True):
+            fixed[int(tg)] = reg_position[src]
+    refit_genes = np.array(sorted(fixed), dtype=np.int64)
+    with Parallel(n_jobs=n_jobs, return_as="generator_unordered") as runner:
+        results = _solve_genes(reads, mom, reg_idx, refit_genes, _Task("refit", fixed=fixed),
+                               subsample=None, runner=runner, progress=tqdm(disable=True))
+    r_src, r_tgt, r_weight = _edges_from(results, reg_idx)
+    weight_of = pd.Series(r_weight, index=r_tgt * p_genes + r_src)
+    # A regulator that is constant where its target is fitted has no coefficient: 0.
+    weight = weight_of.reindex(target * p_genes + source).to_numpy(dtype=float)
+    return np.nan_to_num(weight, nan=0.0)
 
 
 @dataclass(frozen=True)
@@ -691,14 +931,21 @@ class _Options:
     orient_fdr: float
     n_jobs: int
     random_state: Any
+    orient: str = "interventions"
 
     @classmethod
     def checked(
         cls, method: object, alpha: object, n_bootstrap: object, threshold: object,
         max_regulators: object, orient_fdr: object, n_jobs: object, random_state: object,
+        orient: object = "interventions",
     ) -> _Options:
         if method not in ("lasso", "stability"):
             raise ParameterError(f"method={method!r} is invalid; use 'lasso' or 'stability'.")
+        if orient not in ("interventions", "skeleton"):
+            raise ParameterError(
+                f"orient={orient!r} is invalid; use 'interventions' (orient every selected pair "
+                f"from the perturbations) or 'skeleton' (keep the lasso's selection unoriented)."
+            )
         alpha = check_fraction("alpha", alpha)
         orient_fdr = check_fraction("orient_fdr", orient_fdr)
         threshold = check_fraction("threshold", threshold, closed_right=True)
@@ -720,6 +967,7 @@ class _Options:
             orient_fdr=orient_fdr,
             n_jobs=check_n_jobs(n_jobs),
             random_state=check_random_state(random_state),
+            orient=str(orient),
         )
 
 
@@ -765,48 +1013,102 @@ def _select_edges(
     return _Edges(*_edges_from(results, reg_idx))
 
 
-def _intervention_qvalues(design: Design, edges: _Edges) -> np.ndarray:
-    """BH q-value of "perturbing the regulator alone changes the target", per edge
-    (NaN for all, with a warning, when there are fewer than 2 controls)."""
+def _single_gene_sums(design: Design) -> tuple[GroupMoments, np.ndarray]:
+    """Moments of the control group (0) and of every single-gene condition, and the
+    target gene of each group (one pass over the data)."""
     groups, group_gene = _single_target_groups(design.interventions)
-    sums = group_moments(design.X, groups, len(group_gene), squares=True)
-    n_controls = int(sums.count[0])
+    return group_moments(design.X, groups, len(group_gene), squares=True), group_gene
+
+
+def _intervention_qvalues(
+    design: Design, source: np.ndarray, target: np.ndarray,
+    sums: tuple[GroupMoments, np.ndarray] | None = None,
+) -> np.ndarray:
+    """BH q-value of "perturbing ``source[i]`` alone changes ``target[i]``", per pair
+    (NaN for all, with a warning, when there are fewer than 2 controls)."""
+    moments_, group_gene = _single_gene_sums(design) if sums is None else sums
+    n_controls = int(moments_.count[0])
     if n_controls >= 2:
-        return bh_qvalues(_edge_evidence(edges.source, edges.target, sums, group_gene))
-    if len(edges.source):
+        return bh_qvalues(_edge_evidence(source, target, moments_, group_gene))
+    if len(source):
         warnings.warn(
             f"learn_network: {n_controls} control sample(s) (is_control); at least 2 are "
             f"needed to test the effects of perturbations (pseudobulk data has one row per "
             f"condition: pass the cells instead). Edges are not oriented by interventions.",
             CausalCellWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
-    return np.full(len(edges.source), np.nan)
+    return np.full(len(source), np.nan)
+
+
+def _refutation_pvalues(
+    source: np.ndarray, target: np.ndarray, weight: np.ndarray, sums: GroupMoments,
+    group_gene: np.ndarray,
+) -> np.ndarray:
+    """p-value that perturbing ``source`` moves ``target`` by ``weight`` x the source's
+    own change (the direct effect an edge source -> target of that weight predicts).
+
+    In the source's single-gene condition that changes it most, the observed
+    change of the target (against the controls) is compared with ``weight``
+    times the observed change of the source: a Welch z statistic on the
+    target's change. A small p-value refutes the edge with that weight (the
+    predicted effect is absent). NaN where the source has no such condition
+    or fewer than 2 controls.
+    """
+    out = np.full(len(source), np.nan)
+    groups = np.flatnonzero(group_gene >= 0)
+    if len(source) == 0 or len(groups) == 0 or sums.count[0] < 2:
+        return out
+    genes_of = group_gene[groups]
+    n0 = sums.count[0]
+    m_self, _ = mean_and_variance(sums.count[groups], sums.sums[groups, genes_of],
+                                  sums.squares[groups, genes_of])
+    m0_self, _ = mean_and_variance(n0, sums.sums[0, genes_of], sums.squares[0, genes_of])
+    change = np.abs(m_self - m0_self)
+    # The condition that moves each perturbed gene most.
+    order = np.lexsort((change, genes_of))
+    last = np.r_[np.flatnonzero(np.diff(genes_of[order])), len(order) - 1]
+    best = np.full(int(max(source.max(), target.max(), genes_of.max())) + 1, -1, np.int64)
+    best[genes_of[order][last]] = groups[order][last]
+    g = best[source]
+    ok = g > 0
+    if not ok.any():
+        return out
+    g, s_, t_ = g[ok], source[ok], target[ok]
+    n1 = sums.count[g]
+    m1s, _ = mean_and_variance(n1, sums.sums[g, s_], sums.squares[g, s_])
+    m0s, _ = mean_and_variance(n0, sums.sums[0, s_], sums.squares[0, s_])
+    m1t, v1t = mean_and_variance(n1, sums.sums[g, t_], sums.squares[g, t_])
+    m0t, v0t = mean_and_variance(n0, sums.sums[0, t_], sums.squares[0, t_])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = ((m1t - m0t) - weight[ok] * (m1s - m0s)) / np.sqrt(v1t / n1 + v0t / n0)
+    from scipy.stats import norm
+
+    out[ok] = np.where(np.isfinite(z), 2.0 * norm.sf(np.abs(z)), np.nan)
+    return out
 
 
 def _network(
-    genes: pd.Index, edges: _Edges, qvalue: np.ndarray, keep: np.ndarray,
-    oriented: np.ndarray, params: dict[str, Any],
+    genes: pd.Index, edges: _Edges, qvalue: np.ndarray, oriented: np.ndarray,
+    params: dict[str, Any],
 ) -> nx.DiGraph:
-    """The kept edges as a DiGraph over every gene, with their attributes."""
+    """The edges as a DiGraph over every gene, with their attributes."""
     G = nx.DiGraph(**params)
     G.add_nodes_from(genes.tolist())
     names = genes.to_numpy(dtype=object)
-    kept = np.flatnonzero(keep)
     attrs: list[dict[str, Any]] = [
         {
             "weight": float(edges.weight[i]),
             "intervention_q": float(qvalue[i]),
             "oriented": bool(oriented[i]),
         }
-        for i in kept
+        for i in range(len(edges.source))
     ]
     if edges.stability is not None:
-        for d, i in zip(attrs, kept, strict=True):
+        for d, i in zip(attrs, range(len(edges.source)), strict=True):
             d["stability"] = float(edges.stability[i])
     G.add_edges_from(
-        (names[s], names[t], d)
-        for s, t, d in zip(edges.source[kept], edges.target[kept], attrs, strict=True)
+        (names[s], names[t], d) for s, t, d in zip(edges.source, edges.target, attrs, strict=True)
     )
     return G
 

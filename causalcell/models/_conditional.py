@@ -56,6 +56,7 @@ from causalcell.models._base import (
 )
 from causalcell.models._basis import KNOT_PLACEMENTS, SplineBasis
 from causalcell.models._generic import fit_per_gene, regulator_lists
+from causalcell.models._iv import fit_iv, unidentified_message
 from causalcell.models._model_file import (
     CONDITIONAL_LEVELS_N,
     check_arrays,
@@ -91,7 +92,7 @@ DEFAULT_ALPHAS: tuple[float, ...] = (
     10000.0,
     100000.0,
 )
-_STRING_REGRESSORS = ("ridge", "ols", "lasso", "spline")
+_STRING_REGRESSORS = ("ridge", "ols", "iv", "lasso", "spline")
 _STEADY_STATE_METHODS = ("auto", "closed_form", "iteration")
 _MAX_CELL_STARTS = 1 << 24  # start-state values built at once when averaging over cells
 
@@ -101,11 +102,26 @@ class ConditionalGRNRegressor(PerturbationModel):
 
     Parameters
     ----------
-    regressor : {"ridge", "ols", "lasso", "spline"} or scikit-learn regressor, default "ridge"
+    regressor : {"ridge", "ols", "iv", "lasso", "spline"} or scikit-learn regressor, default "ridge"
         ``"ridge"`` and ``"ols"`` use the batched exact solver (one pass over
         the samples, exact per-gene exclusion by downdating; see
         ``causalcell.models._solve``); ``"ols"`` also gives statistical
-        inference (:meth:`coef_table`). ``"spline"`` is additive non-linear
+        inference (:meth:`coef_table`). ``"iv"`` is the feedback-consistent
+        fit: two-stage least squares with the perturbation conditions as
+        instruments for the regulators (``causalcell.models._iv``), which
+        equals the weighted least squares of the per-condition means of the
+        gene on those of its regulators, over the conditions that do not
+        target the gene (weights: samples per condition). Per-gene ridge / OLS
+        regressions are biased when the network has feedback loops (the
+        regulators depend on the gene's own noise through the loop) and the
+        bias does not shrink with data; ``"iv"`` is consistent as the cells
+        per condition grow. It needs every gene's regulators to be moved
+        independently by the conditions that keep the gene (in practice:
+        each regulator perturbed in some condition that does not target the
+        gene, and at least ``r + 1`` such conditions for ``r`` regulators);
+        otherwise ``fit`` raises a :class:`~causalcell.errors.NetworkError`
+        naming the unidentified edges. Unpenalized (``alpha`` is ignored);
+        one pass over the samples, Dask too. ``"spline"`` is additive non-linear
         regulation, ``x_g = intercept + sum_r c_rg(x_r)``: each regulator is
         expanded in a B-spline basis (scikit-learn's ``SplineTransformer``
         with ``n_knots``, ``degree``, ``knots``, linear extrapolation outside
@@ -125,7 +141,7 @@ class ConditionalGRNRegressor(PerturbationModel):
         the Gram matrix). For ``"lasso"`` it is scikit-learn's ``Lasso``
         alpha (per-sample scale; ~0.01 suits log-normalized data). For
         ``"spline"`` it penalizes the basis coefficients as ridge does.
-        Ignored by ``"ols"`` and estimator instances.
+        Ignored by ``"ols"``, ``"iv"`` and estimator instances.
     alphas : sequence of float, default :data:`DEFAULT_ALPHAS`
         Candidates for ``alpha="gcv"``.
     regulators : sequence of str, optional
@@ -171,6 +187,10 @@ class ConditionalGRNRegressor(PerturbationModel):
     coef_ : scipy.sparse.csr_array or None
         (n_genes, n_genes) regulator x target coefficients; the stored entries
         are the fitted edges. ``None`` for non-linear regressors.
+    iv_unidentified_ : pandas.DataFrame
+        ``regressor="iv"`` only: the edges (``regulator``, ``target``) that
+        the perturbation conditions do not identify (first-stage F < 10,
+        ``causalcell.models._iv``); they are left out of ``coef_``.
     spline_coef_ : scipy.sparse.csr_array
         ``regressor="spline"`` only: (n_regulators * n_basis, n_genes), the
         coefficient of basis function b of regulator j in gene g's model at
@@ -274,14 +294,16 @@ class ConditionalGRNRegressor(PerturbationModel):
         parents, pool = self._structure(genes, network)
         self._reset()
         lazy = is_dask_array(X)
-        if lazy and kind not in ("ridge", "ols"):
+        if lazy and kind not in ("ridge", "ols", "iv"):
             raise ParameterError(
                 f"regressor={self.regressor!r} needs X in memory; X is out of core (a Dask "
-                f"array or a backed file). Use regressor='ridge' or 'ols' (exact, one pass over "
-                f"the blocks), or {LOAD_IN_MEMORY}."
+                f"array or a backed file). Use regressor='ridge', 'ols' or 'iv' (exact, one "
+                f"pass over the blocks), or {LOAD_IN_MEMORY}."
             )
         samples = None
-        if kind in ("ridge", "ols"):
+        if kind == "iv":
+            self._fit_iv(X, iv, parents, pool, genes)
+        elif kind in ("ridge", "ols"):
             samples = self._fit_linear(X, iv, parents, pool, kind, genes,
                                        control_weights(adata, iv) if lazy else None)
         elif kind == "spline":
@@ -333,6 +355,35 @@ class ConditionalGRNRegressor(PerturbationModel):
         self._regulators = None
         return fit.samples
 
+    def _fit_iv(
+        self, X: Any, iv: Any, parents: sp.csc_array | None, pool: np.ndarray | None,
+        genes: pd.Index,
+    ) -> None:
+        """Two-stage least squares, the perturbation conditions as instruments; genes
+        that the conditions do not identify get the per-gene ridge fit, with a warning."""
+        fit, unidentified = fit_iv(X, iv, parents=parents, pool=pool, names=genes,
+                                   verbose=self.verbose)
+        coef, intercept, alpha = fit.coef, fit.intercept, fit.alpha
+        names = np.asarray(genes, dtype=object)
+        self.iv_unidentified_ = pd.DataFrame({"regulator": names[unidentified[:, 0]],
+                                              "target": names[unidentified[:, 1]]})
+        if len(unidentified):
+            warnings.warn(
+                f"{unidentified_message(unidentified, genes)}. These edges are left out of "
+                f"the fit (listed in iv_unidentified_): the intercept absorbs a regulator that "
+                f"the conditions do not move, but perturbing that regulator is then predicted "
+                f"to have no effect through these edges. Perturb the regulators, or fit with "
+                f"regressor='ridge' (biased under feedback).",
+                CausalCellWarning,
+                stacklevel=3,
+            )
+        self.coef_ = coef
+        self.intercept_ = intercept
+        self.alpha_ = alpha
+        self.n_samples_ = fit.n_samples
+        self.estimators_ = None
+        self._regulators = None
+
     def _fit_spline(
         self, X: Any, iv: Any, parents: sp.csc_array | None, pool: np.ndarray | None,
         genes: pd.Index,
@@ -375,7 +426,7 @@ class ConditionalGRNRegressor(PerturbationModel):
 
     def _reset(self) -> None:
         for name in ("stderr_", "dof_", "rss_", "spline_coef_", "spline_regulators_",
-                     "spline_knots_"):
+                     "spline_knots_", "iv_unidentified_"):
             if hasattr(self, name):
                 delattr(self, name)
         self._steady = None
@@ -387,16 +438,17 @@ class ConditionalGRNRegressor(PerturbationModel):
         if isinstance(reg, str):
             if reg not in _STRING_REGRESSORS:
                 raise ParameterError(
-                    f"regressor={reg!r} is not known; use 'ridge', 'ols', 'lasso', 'spline' or a "
-                    f"scikit-learn regressor instance (e.g. sklearn.linear_model.ElasticNet())."
+                    f"regressor={reg!r} is not known; use 'ridge', 'ols', 'iv', 'lasso', 'spline' "
+                    f"or a scikit-learn regressor instance (e.g. "
+                    f"sklearn.linear_model.ElasticNet())."
                 )
             kind = reg
         elif hasattr(reg, "fit") and hasattr(reg, "predict"):
             kind = "estimator"
         else:
             raise ParameterError(
-                f"regressor must be 'ridge', 'ols', 'lasso' or a scikit-learn regressor "
-                f"(an object with fit and predict); got {type(reg).__name__}."
+                f"regressor must be 'ridge', 'ols', 'iv', 'lasso', 'spline' or a scikit-learn "
+                f"regressor (an object with fit and predict); got {type(reg).__name__}."
             )
         alpha = self.alpha
         if isinstance(alpha, str):

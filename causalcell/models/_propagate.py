@@ -18,6 +18,7 @@ or :class:`~causalcell.models._generic.GenericFit`) behind one interface.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Literal
 
 import numpy as np
@@ -49,6 +50,10 @@ _DENSE_EIGEN = 200
 _DENSE_FACTOR_GENES = 3000
 _DENSE_FACTOR_DENSITY = 0.05
 _STABLE_MARGIN = 1e-10
+# Pivots of I - W^T below this fraction of the largest count as zero (singular).
+_SINGULAR_PIVOT = 1e-12
+# Genes of an unstable component named in the error message, at most.
+_SHOWN_GENES = 10
 
 
 def _operand(M: sp.csr_array) -> Any:
@@ -197,38 +202,56 @@ class SteadyState:
                 self._radius[key] = bound if bound < 1.0 - _STABLE_MARGIN else _spectral_radius(sub)
             rho = self._radius[key]
             if rho >= 1.0 - _STABLE_MARGIN:
-                shown = (
-                    ", ".join(str(self.names[i]) for i in nodes[:5])
-                    if self.names is not None
-                    else f"{len(nodes)} genes"
-                )
-                raise PredictionError(
-                    f"The fitted regulation is unstable under {label or 'this perturbation'}: "
-                    f"the weights of the feedback loop through {shown} have spectral radius "
-                    f"{rho:.3g} >= 1, so the propagation has no steady state. Refit with a "
-                    f"larger alpha (or alpha='gcv'), use a network with fewer feedback "
-                    f"edges, or predict a finite number of steps (steps=k)."
-                )
+                raise self._unstable(nodes, rho, label)
+
+    def _unstable(self, nodes: np.ndarray, rho: float, label: str) -> PredictionError:
+        """The error naming the strongly connected component whose loop diverges."""
+        if self.names is not None:
+            shown = ", ".join(str(self.names[i]) for i in nodes[:_SHOWN_GENES])
+            if len(nodes) > _SHOWN_GENES:
+                shown += f", ... ({len(nodes)} genes)"
+        else:
+            shown = f"{len(nodes)} genes"
+        return PredictionError(
+            f"The fitted regulation is unstable under {label or 'this perturbation'}: the "
+            f"weights of the feedback loop through {shown} (a strongly connected component of "
+            f"the intervention graph) have spectral radius {rho:.3g} >= 1, so the propagation "
+            f"has no steady state. Refit with a larger alpha (or alpha='gcv'), use a network "
+            f"with fewer feedback edges, or predict a finite number of steps (steps=k). Per-gene "
+            f"fits (ridge, ols) of a network with feedback loops are biased, and the bias does "
+            f"not shrink with data: refit with regressor='iv' (consistent under feedback)."
+        )
 
     # ------------------------------------------------------------------ solve
     def _inverse_columns(self, targets: np.ndarray) -> np.ndarray:
         """Columns ``targets`` of (I - W^T)^{-1}, shape (p, len(targets))."""
         p = self.p
+        if self._factor == "singular":  # known from an earlier call: do not factor again
+            raise self._singular()
         if self._factor is None:
+            self._factor = "singular"  # until a factorization succeeds
             A = sp.eye_array(p, format="csr") - self.W.T.tocsr()
             dense = p <= _DENSE_FACTOR_GENES or self.W.nnz > _DENSE_FACTOR_DENSITY * p * p
             if dense:
-                lu, piv = la.lu_factor(A.toarray(), check_finite=False)
-                if np.any(np.diag(lu) == 0):
+                with warnings.catch_warnings():
+                    # An exactly zero pivot warns; it is reported as singular below.
+                    warnings.simplefilter("ignore", la.LinAlgWarning)
+                    lu, piv = la.lu_factor(A.toarray(), check_finite=False)
+                pivots = np.abs(np.diag(lu))
+                if pivots.min(initial=1.0) <= _SINGULAR_PIVOT * pivots.max(initial=1.0):
                     raise self._singular()
                 self._factor = ("dense", (lu, piv))
             else:
                 from scipy.sparse.linalg import splu
 
                 try:
-                    self._factor = ("sparse", splu(A.tocsc()))
+                    lu = splu(A.tocsc())
                 except RuntimeError:
                     raise self._singular() from None
+                pivots = np.abs(lu.U.diagonal())
+                if pivots.min(initial=1.0) <= _SINGULAR_PIVOT * pivots.max(initial=1.0):
+                    raise self._singular()
+                self._factor = ("sparse", lu)
         kind, fac = self._factor
         E = np.zeros((p, len(targets)))
         E[targets, np.arange(len(targets))] = 1.0
@@ -243,6 +266,35 @@ class SteadyState:
             "unique steady state. Refit with a larger alpha, or predict a finite number of "
             "steps (steps=k)."
         )
+
+    def _cut_changes(self, tset: np.ndarray, D: np.ndarray) -> np.ndarray:
+        """Steady changes (rows, p) on the intervention graph of targets ``tset``.
+
+        For the other genes N: ``delta_N = W[N, N]^T delta_N + W[T, N]^T d``,
+        solved directly on the intervention graph (one factorization of
+        ``I - W[N, N]^T`` per target set). Used when I - W^T itself is
+        singular, e.g. a loop with eigenvalue 1 that the intervention cuts.
+        """
+        p = self.p
+        rest = np.setdiff1d(np.arange(p), tset, assume_unique=False)
+        W = self.W
+        A = sp.eye_array(len(rest), format="csc") - sp.csc_array(W[rest][:, rest].T)
+        rhs = np.asarray(sp.csr_array(W[tset][:, rest]).T @ D.T)  # (|N|, rows)
+        try:
+            if len(rest) <= _DENSE_FACTOR_GENES:
+                sol = la.solve(A.toarray(), rhs, check_finite=False)
+            else:
+                from scipy.sparse.linalg import splu
+
+                sol = splu(A).solve(rhs)
+        except (la.LinAlgError, RuntimeError):
+            raise self._singular() from None
+        if not np.isfinite(sol).all():
+            raise self._singular()
+        delta = np.zeros((D.shape[0], p))
+        delta[:, rest] = sol.T
+        delta[:, tset] = D
+        return delta
 
     def changes(self, mask: sp.csr_array, d: np.ndarray, labels: Any = None) -> np.ndarray:
         """Steady changes (n, p) for clamped changes ``d`` at the entries of ``mask``."""
@@ -268,7 +320,17 @@ class SteadyState:
                 label = None if labels is None else repr(str(labels[perturbed[first[s]]]))
                 self.check(tset[tset >= 0], label or "")
         targets = np.unique(cols)
-        K = self._inverse_columns(targets)
+        try:
+            K = self._inverse_columns(targets)
+        except PredictionError:
+            # I - W^T is singular, but each intervention graph may not be (the
+            # stability check above passed): solve on those, one per target set.
+            for s, tset in enumerate(sets):
+                rows = perturbed[inverse == s]
+                tgt = tset[tset >= 0]
+                D = d[indptr[rows][:, None] + np.arange(len(tgt))[None, :]]
+                delta[rows] = self._cut_changes(tgt, D)
+            return delta
         col_of = np.full(p, -1, dtype=np.int64)
         col_of[targets] = np.arange(len(targets))
         single = perturbed[counts[perturbed] == 1]

@@ -1,0 +1,385 @@
+"""The feedback-consistent linear fit: two-stage least squares with the perturbations as
+instruments (``ConditionalGRNRegressor(regressor="iv")``).
+
+Under feedback (x = W^T x + e with loops), a gene's regulators depend on the
+gene's own noise through the loop, so the per-gene regression of x_g on its
+regulators is biased, and the bias does not shrink with data. The
+perturbation conditions are valid instruments: which genes a sample's tool
+targets is set by the experimenter, independent of the noise, and (for a
+condition that does not target g) it moves g only through g's regulators.
+
+With the condition indicators as instruments, the first stage of two-stage
+least squares (2SLS) replaces each regulator by its mean in the sample's
+condition, and the second stage regresses x_g on those means. Because the
+fitted regulators are constant within a condition, 2SLS of gene g equals the
+**weighted least squares of the condition means of g on the condition means
+of its regulators**, weights = samples per condition, over the conditions
+that do not target g (exact, not an approximation; Angrist & Pischke 2009,
+section 4.1.3 on grouped-data IV). So:
+
+1. **One pass over the samples** (:func:`causalcell.data._stats.group_moments`,
+   in row blocks, on Dask too) gives the per-condition sums of X; the
+   targeted entries of known level are replaced by T (the design Z, the
+   convention of every causalcell fit) from one gather of those entries.
+2. **Gram form**: the weighted cross-products of the condition means of
+   every regulator with every gene are formed once (K conditions: K u p
+   flops for u regulators and p genes); each gene's statistics are those
+   totals minus the few conditions that target it (an exact downdate).
+3. **Batched solves**: genes with the same number of regulators are stacked
+   and solved in one LAPACK call per stack.
+
+Identifiability (the rank condition of 2SLS, and strong instruments): the
+condition means of g's regulators, over the conditions that keep g, must move
+independently of each other (with the intercept) and clearly beyond their
+sampling noise. It holds when each regulator of g is perturbed in some
+condition that does not target g (or is moved there independently of the
+other regulators), and needs at least ``r_g + 1`` such conditions. The
+strength is measured by a first-stage F statistic: the smallest eigenvalue of
+the regulators' between-condition scatter in units of their pooled
+within-condition variance, per instrument (a Cragg & Donald 1993 type
+statistic, within-condition correlations ignored); below
+:data:`MIN_FIRST_STAGE_F` = 10 (Staiger & Stock 1997) the gene counts as not
+identified: 2SLS with weak instruments is biased towards the per-gene fit and
+erratic. :func:`fit_iv` returns those genes and a message naming their edges;
+``ConditionalGRNRegressor(regressor="iv")`` fits them by the per-gene ridge
+fit instead and warns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+from causalcell.data._interventions import Interventions
+from causalcell.data._sparse import gather_entries
+from causalcell.data._stats import group_moments
+from causalcell.models._solve import LinearFit
+
+__all__ = ["fit_iv"]
+
+# Stacked systems use at most this many float64 values at once.
+_STACK_VALUES = 1 << 24
+# Smallest eigenvalue of a gene's regulator correlation matrix (over the
+# conditions that keep it) below which its system counts as rank-deficient.
+_RANK_TOLERANCE = 1e-10
+# Unidentified edges named in the error message, at most.
+_SHOWN = 8
+#: Smallest first-stage F statistic (see :func:`fit_iv`) of an identified gene:
+#: the rule of thumb of Staiger & Stock (1997) against weak instruments.
+MIN_FIRST_STAGE_F = 10.0
+
+
+def _kept_conditions_lost(targets: sp.csc_array, genes: np.ndarray,
+                          count: np.ndarray) -> np.ndarray:
+    """Per gene, the number of non-empty conditions that target it (and are left out)."""
+    T = targets[:, genes]
+    T = sp.csc_array(T.multiply((count > 0)[:, None]))
+    return np.diff(T.indptr) if T.nnz else np.zeros(len(genes), dtype=np.int64)
+
+
+def condition_means(
+    X: Any, interventions: Interventions
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-condition means of the design Z (targeted entries of known level at T).
+
+    One pass over X (dense, sparse or Dask, in row blocks) plus one gather of
+    the targeted entries. Returns the means (K, p), the samples per condition
+    (K,) and every gene's pooled within-condition variance (p,) (of the
+    measured values; the noise level the first-stage strength is measured
+    against).
+    """
+    iv = interventions
+    K = len(iv.conditions)
+    sums = group_moments(X, iv.codes, K, squares=True)
+    total = np.asarray(sums.sums, dtype=np.float64).copy()
+    rows, cols = iv.entry_rows, iv.mask.indices
+    known = ~np.isnan(iv.levels)
+    if known.any():
+        measured = gather_entries(X, rows[known], cols[known])
+        np.add.at(total, (iv.codes[rows[known]], cols[known]), iv.levels[known] - measured)
+    count = np.asarray(sums.count, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = total / count[:, None]
+        measured_means = np.where(count[:, None] > 0, sums.sums / count[:, None], 0.0)
+    within = np.asarray(sums.squares).sum(axis=0) - (count @ measured_means**2)
+    within_var = np.maximum(within, 0.0) / max(float(count.sum()) - int((count > 0).sum()), 1.0)
+    return np.where(count[:, None] > 0, means, 0.0), count, within_var
+
+
+def _condition_targets(interventions: Interventions) -> sp.csc_array:
+    """(K, p) boolean: condition k targets gene g (from one sample of each condition)."""
+    iv = interventions
+    K = len(iv.conditions)
+    first = np.full(K, -1, dtype=np.int64)
+    order = np.arange(len(iv.codes))[::-1]
+    first[iv.codes[order]] = order  # the last write per condition is its first sample
+    present = (first >= 0).astype(np.float64)
+    rows = sp.csr_array(iv.mask, dtype=np.float64)[np.maximum(first, 0)]
+    # Conditions without samples (weight 0) target nothing.
+    out = sp.csc_array(sp.diags_array(present) @ rows, dtype=bool)
+    out.eliminate_zeros()
+    out.sort_indices()
+    return out
+
+
+def fit_iv(
+    X: Any,
+    interventions: Interventions,
+    *,
+    parents: sp.csc_array | None = None,
+    pool: np.ndarray | None = None,
+    names: Any = None,
+    verbose: bool = False,
+    min_strength: float = MIN_FIRST_STAGE_F,
+) -> tuple[LinearFit, np.ndarray]:
+    """Two-stage least squares of every gene on its regulators, the conditions as instruments.
+
+    For gene g with regulators R: the samples that target g are left out
+    (whole conditions: a condition targets the same genes in all its
+    samples), targeted regulators enter at their level T, and the result
+    equals a per-gene 2SLS of x_g on [1, x_R] with the indicators of the
+    remaining conditions as instruments (see the module docstring for how
+    it is computed from one pass).
+
+    Parameters
+    ----------
+    X
+        Expression, samples x genes (dense, sparse or Dask).
+    interventions
+        The samples' interventions.
+    parents
+        (p, p) sparse, nonzero (r, g) when r regulates g (network mode).
+    pool
+        Gene indices: every gene regressed on all pool members but itself.
+        Exactly one of ``parents`` and ``pool``.
+    names
+        Gene names, for messages.
+    verbose
+        Progress bar over the stacks of genes.
+
+    Returns
+    -------
+    LinearFit
+        ``alpha`` is 0 (no penalty), ``rss`` and ``stderr`` are not
+        computed (NaN / None), ``n_samples`` counts the samples used.
+
+    Raises
+    ------
+    NetworkError
+        Some gene's regulators are not identified (rank-deficient condition
+        means); the message names those edges.
+    """
+    from tqdm.auto import tqdm
+
+    means, count, within_var = condition_means(X, interventions)
+    _K, p = means.shape
+    targets = _condition_targets(interventions)
+    if (parents is None) == (pool is None):
+        raise ValueError("fit_iv: give exactly one of parents= and pool=.")
+    if parents is not None:
+        P = sp.csc_array(parents).astype(bool)
+        P.setdiag(False)
+        P.eliminate_zeros()
+        P.sort_indices()
+        sizes = np.diff(P.indptr).astype(np.int64)
+        regulators = np.unique(P.indices).astype(np.int64)
+    else:
+        pool_idx = np.unique(np.asarray(pool, dtype=np.int64))
+        regulators = pool_idx
+        in_pool = np.zeros(p, dtype=bool)
+        in_pool[pool_idx] = True
+        sizes = len(pool_idx) - in_pool.astype(np.int64)
+
+    # Totals over every condition, shifted by the overall mean for accuracy.
+    weight_total = float(count.sum())
+    shift = count @ means / weight_total
+    Mc = means - shift
+    Mw = Mc * count[:, None]
+    s_all = Mw.sum(axis=0)  # (p,) ~ 0 by construction, kept for exactness
+    pos = np.full(p, -1, dtype=np.int64)
+    pos[regulators] = np.arange(len(regulators))
+    Q_reg = Mc[:, regulators].T @ Mw  # (u, p): regulators x every gene
+    sq_all = np.einsum("kp,kp->p", Mc, Mw)
+
+    excl_ptr, excl_cond = targets.indptr, targets.indices
+    n_excluded_conditions = np.diff(excl_ptr)
+    n_samples = np.full(p, weight_total) - np.asarray(
+        targets.T.astype(np.float64) @ count).ravel()
+    n_samples = np.rint(n_samples).astype(np.int64)
+
+    fit_genes = np.flatnonzero((sizes > 0) & (n_samples > 0))
+    order = np.lexsort((n_excluded_conditions[fit_genes], sizes[fit_genes]))
+    fit_genes = fit_genes[order]
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    vals: list[np.ndarray] = []
+    intercept = np.zeros(p)
+    dropped: list[tuple[np.ndarray, np.ndarray]] = []  # (regulators, target) not identified
+
+    def regs_of(genes: np.ndarray, r: int) -> np.ndarray:
+        if parents is not None:
+            idx = P.indptr[genes][:, None] + np.arange(r)[None, :]
+            return P.indices[idx].astype(np.int64)
+        full = np.broadcast_to(regulators, (len(genes), len(regulators)))
+        if r == len(regulators):
+            return np.array(full)
+        return full[full != genes[:, None]].reshape(len(genes), r)
+
+    stacks = []
+    key = sizes[fit_genes]
+    bounds = np.flatnonzero(np.diff(key)) + 1
+    for grp in np.split(np.arange(len(fit_genes)), bounds) if len(fit_genes) else []:
+        r = int(key[grp[0]])
+        k_max = int(n_excluded_conditions[fit_genes[grp]].max(initial=0))
+        step = max(1, _STACK_VALUES // max(1, 3 * r * r + k_max * (r + 1) + 8 * r))
+        stacks.extend((fit_genes[grp[i : i + step]], r) for i in range(0, len(grp), step))
+
+    with threadpool_limits(limits=1):
+        for genes, r in tqdm(stacks, desc="IV solves", unit="stack", disable=not verbose,
+                             leave=False):
+            m = len(genes)
+            R = regs_of(genes, r)  # (m, r)
+            pr = pos[R]
+            Q = Q_reg[pr[:, :, None], R[:, None, :]]  # (m, r, r) regulator cross-products
+            b = Q_reg[pr, genes[:, None]]  # (m, r) regulator x gene
+            s_R = s_all[R]
+            s_g = s_all[genes].copy()
+            W = np.full(m, weight_total)
+            syy = sq_all[genes].copy()
+            # Downdate: the conditions that target each gene.
+            counts = n_excluded_conditions[genes]
+            k = int(counts.max(initial=0))
+            if k:
+                padded = np.zeros((m, k), dtype=np.int64)
+                valid = np.arange(k)[None, :] < counts[:, None]
+                which = np.repeat(np.arange(m), counts)
+                offset = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts,
+                                                                   counts)
+                padded[which, offset] = excl_cond[np.repeat(excl_ptr[genes], counts) + offset]
+                w = np.where(valid, count[padded], 0.0)  # (m, k)
+                ER = Mc[padded[:, :, None], R[:, None, :]]  # (m, k, r)
+                Eg = Mc[padded, genes[:, None]]  # (m, k)
+                wER = ER * w[:, :, None]
+                Q = Q - np.einsum("mki,mkj->mij", wER, ER)
+                b = b - np.einsum("mki,mk->mi", wER, Eg)
+                s_R = s_R - wER.sum(axis=1)
+                s_g = s_g - (w * Eg).sum(axis=1)
+                W = W - w.sum(axis=1)
+                syy = syy - (w * Eg * Eg).sum(axis=1)
+            S = Q - s_R[:, :, None] * s_R[:, None, :] / W[:, None, None]
+            S = 0.5 * (S + S.transpose(0, 2, 1))
+            bc = b - s_R * (s_g / W)[:, None]
+            sd = np.sqrt(np.maximum(np.diagonal(S, axis1=1, axis2=2), 0.0))
+            scale = np.where(sd > 0, sd, 1.0)
+            C = S / (scale[:, :, None] * scale[:, None, :])
+            # First-stage strength: the between-condition scatter of the regulators
+            # in units of their within-condition noise, per instrument (K_g - 1
+            # conditions beyond the intercept); its smallest eigenvalue is a
+            # Cragg-Donald-type F statistic (within-condition correlations
+            # ignored). Near 1 the condition means move only by sampling noise.
+            noise = np.sqrt(np.maximum(within_var[R], 1e-300))
+            n_instruments = np.maximum(
+                (count > 0).sum() - _kept_conditions_lost(targets, genes, count) - 1, 1)
+            F = S / (noise[:, :, None] * noise[:, None, :]) / n_instruments[:, None, None]
+            # A regulator whose own first-stage F is weak cannot be identified with
+            # any others: all such are left out at once (batched), then the joint
+            # strength of the rest is checked; the rare gene still weak is pruned
+            # greedily on its own.
+            active = (np.diagonal(F, axis1=1, axis2=2) >= min_strength) & (sd > 0)
+            Ca, Fa = _restricted(C, active, 1.0), _restricted(F, active, np.inf)
+            low = np.linalg.eigvalsh(Ca)[:, 0]
+            strength = np.linalg.eigvalsh(np.where(np.isinf(Fa), 1e300, Fa))[:, 0]
+            ok = (low > _RANK_TOLERANCE) & (strength >= min_strength)
+            for i in np.flatnonzero(~ok):  # still weak jointly: prune one by one
+                active[i] = _identified_subset(S[i], F[i], min_strength, active[i])
+            Ca = _restricted(C, active, 1.0)
+            rhs = np.where(active, bc / scale, 0.0)
+            beta = np.linalg.solve(Ca, rhs[..., None])[..., 0] / scale
+            beta[~active] = 0.0
+            lost = ~active.all(axis=1)
+            for i in np.flatnonzero(lost):
+                dropped.append((R[i, ~active[i]], np.full(int((~active[i]).sum()), genes[i])))
+            mean_R = shift[R] + s_R / W[:, None]
+            mean_g = shift[genes] + s_g / W
+            intercept[genes] = mean_g - np.einsum("mi,mi->m", mean_R, beta)
+            rows.append(R[active])
+            cols.append(np.broadcast_to(genes[:, None], (m, r))[active])
+            vals.append(beta[active])
+
+    lost_regulator = np.concatenate([d[0] for d in dropped]) if dropped else np.zeros(0, int)
+    lost_target = np.concatenate([d[1] for d in dropped]) if dropped else np.zeros(0, int)
+
+    # Genes without regulators: their mean over the conditions that keep them.
+    only = np.flatnonzero((sizes == 0) & (n_samples > 0))
+    if only.size:
+        kept = ~targets[:, only].toarray()  # (K, m)
+        intercept[only] = (count @ (means[:, only] * kept)) / (count @ kept)
+    data = np.concatenate(vals) if vals else np.zeros(0)
+    coef = sp.csr_array(
+        (data, (np.concatenate(rows) if rows else np.zeros(0, np.int64),
+                np.concatenate(cols) if cols else np.zeros(0, np.int64))),
+        shape=(p, p),
+    )
+    dof = n_samples - np.diff(sp.csc_array(coef).indptr) - 1
+    fit = LinearFit(coef=coef, intercept=intercept, alpha=np.zeros(p), n_samples=n_samples,
+                    rss=np.full(p, np.nan), stderr=None, dof=dof)
+    unidentified = np.column_stack([lost_regulator, lost_target]).astype(np.int64)
+    return fit, unidentified
+
+
+def _restricted(A: np.ndarray, active: np.ndarray, diagonal: float) -> np.ndarray:
+    """Stacked matrices (m, r, r) with the inactive rows and columns replaced by
+    ``diagonal`` on the diagonal and 0 elsewhere (a block that leaves the active
+    block's eigenvalues and solutions unchanged)."""
+    both = active[:, :, None] & active[:, None, :]
+    out = np.where(both, A, 0.0)
+    idx = np.arange(A.shape[1])
+    out[:, idx, idx] = np.where(active, np.diagonal(A, axis1=1, axis2=2), diagonal)
+    return out
+
+
+def _identified_subset(
+    S: np.ndarray, F: np.ndarray, min_strength: float, start: np.ndarray
+) -> np.ndarray:
+    """The regulators of one gene that the conditions identify (boolean mask).
+
+    Greedy: while the smallest eigenvalue of the first-stage strength matrix
+    ``F`` is below ``min_strength`` (or the scatter ``S`` is singular), drop the
+    regulator that weighs most in that weakest direction (its eigenvector).
+    A regulator whose condition means hardly move contributes a constant to
+    the gene's condition means, which the intercept absorbs.
+    """
+    active = start.copy()
+    while active.any():
+        idx = np.flatnonzero(active)
+        sub_s = S[np.ix_(idx, idx)]
+        sd = np.sqrt(np.maximum(np.diag(sub_s), 0.0))
+        if (sd > 0).all():
+            corr_low = np.linalg.eigvalsh(sub_s / np.outer(sd, sd))[0]
+            vals, vecs = np.linalg.eigh(F[np.ix_(idx, idx)])
+            if corr_low > _RANK_TOLERANCE and vals[0] >= min_strength:
+                return active
+            active[idx[int(np.argmax(np.abs(vecs[:, 0])))]] = False
+        else:
+            active[idx[sd <= 0]] = False
+    return active
+
+
+def unidentified_message(unidentified: np.ndarray, names: Any = None) -> str:
+    """A sentence naming the (regulator, target) edges :func:`fit_iv` did not identify."""
+    def name(i: int) -> str:
+        return str(names[i]) if names is not None else f"#{i}"
+
+    shown = ", ".join(f"{name(int(r))} -> {name(int(g))}" for r, g in unidentified[:_SHOWN])
+    n_genes = len(np.unique(unidentified[:, 1]))
+    return (
+        f"regressor='iv' cannot identify {len(unidentified)} edge(s) into {n_genes} gene(s) "
+        f"({shown}{', ...' if len(unidentified) > _SHOWN else ''}): the perturbation "
+        f"conditions that keep the target do not move these regulators independently of its "
+        f"other regulators and clearly beyond sampling noise (first-stage F < "
+        f"{MIN_FIRST_STAGE_F:g}: the regulator is never perturbed in such a condition, moves "
+        f"only together with others, or there are too few conditions)"
+    )
