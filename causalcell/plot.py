@@ -149,7 +149,7 @@ def intervention_graph(
     targets: Hashable | Iterable[Hashable],
     *,
     radius: int = 1,
-    max_nodes: int = 24,
+    max_nodes: int = 20,
     ax: Axes | None = None,
 ) -> Axes:
     """Draw the network around the targets with the do-operator applied.
@@ -386,8 +386,9 @@ def conditioning_comparison(
     if ax is None:
         ncols = min(len(chosen), 2)  # two panels a row: readable at any metric count
         nrows = -(-len(chosen) // ncols)
+        # Constrained layout: a suptitle set later (the demo's) still gets its room.
         fig, grid = plt.subplots(nrows, ncols, figsize=(4.2 * ncols + 2.4, 3.8 * nrows),
-                                 squeeze=False)
+                                 squeeze=False, layout="constrained")
         axes = list(grid.ravel())
         for extra in axes[len(chosen):]:
             extra.set_visible(False)
@@ -409,10 +410,8 @@ def conditioning_comparison(
     handles = [Line2D([], [], color=colors[m], marker="o", label=m) for m in models]
     handles += [Line2D([], [], color="black", lw=2.5, label="rank changes"),
                 Line2D([], [], color="black", lw=1, alpha=0.35, label="rank unchanged")]
-    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
-               fontsize=8)
+    fig.legend(handles=handles, loc="outside right center", frameon=False, fontsize=8)
     fig.suptitle("Model rankings with and without the targeted genes scored")
-    fig.tight_layout()
     return fig
 
 
@@ -470,7 +469,7 @@ def _slope_panel(rows: pd.DataFrame, metric: str, conds: list[str], colors: dict
         labelled.append(where)
         for model, v, y, r in zip(rows["model"], values[:, j], where, ranks[:, j], strict=True):
             if np.isfinite(v) and np.isfinite(r):
-                ax.annotate(f"{int(r)}", (xi, v), xytext=(xi + (-0.1 if j == 0 else 0.1), y),
+                ax.annotate(f"{int(r)}", (xi, v), xytext=(xi + (-0.06 if j == 0 else 0.06), y),
                             textcoords="data", fontsize=7, color=colors[model], va="center",
                             ha="right" if j == 0 else "left")
     ends = np.concatenate([w[np.isfinite(w)] for w in labelled] + [finite])
@@ -486,9 +485,9 @@ def _slope_panel(rows: pd.DataFrame, metric: str, conds: list[str], colors: dict
     changed_any = bool(rows["rank_changed"].any())
     ax.set_title(f"{metric}: " + ("ranking changes" if changed_any else "ranking unchanged"),
                  fontsize=9, color=TARGET_COLOR if changed_any else "black")
-    note = _undefined_note(rows, conds)
+    note = _undefined_note(rows, conds).replace(" (drawn", "\n(drawn")
     if note:
-        ax.text(0.5, -0.16, note, transform=ax.transAxes, ha="center", va="top", fontsize=7,
+        ax.text(0.5, -0.14, note, transform=ax.transAxes, ha="center", va="top", fontsize=7,
                 color="#515a5a", wrap=True)
 
 
@@ -509,7 +508,8 @@ def _undefined_note(rows: pd.DataFrame, conds: list[str]) -> str:
     if missing:
         parts.append(f"not drawn (no value): {', '.join(missing)}")
     if constant:
-        parts.append(f"undefined on every perturbation, drawn at no skill: {', '.join(constant)}")
+        parts.append(f"constant prediction, undefined on every perturbation (drawn at no "
+                     f"skill): {', '.join(constant)}")
     return "; ".join(parts)
 
 
@@ -603,9 +603,10 @@ def retrieval_ranks(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
             ax.hlines([np.median(r) for r in ranks], pos - width * 0.4, pos + width * 0.4,
                       color="black", lw=1.5, zorder=4, gid="median")
     ax.axhline(0.5, color=TARGET_COLOR, linestyle="--", lw=1.2, label="chance (0.5)")
-    many = len(models) * len(exclusions) > 8 or max(map(len, map(str, models))) > 12
-    ax.set_xticks(np.arange(len(models)), models, rotation=25 if many else 0,
-                  ha="right" if many else "center", rotation_mode="anchor")
+    # Long names break before their parenthesis: level labels never overlap each other.
+    ax.set_xticks(np.arange(len(models)),
+                  [str(m).replace(" (", "\n(") if len(str(m)) > 14 else str(m) for m in models],
+                  fontsize=9)
     ax.set_xlim(-0.6, len(models) - 0.4)
     ax.set_ylim(-0.03, 1.03)
     ax.set_ylabel("retrieval rank (0 = own perturbation first)")
@@ -701,7 +702,8 @@ def pairwise_rank_matrix(
         ax.set_yticks(np.arange(n), labels, fontsize=7)
         for row, r in enumerate(ranks[order]):
             ax.text(n - 0.3, row, f"{r:.2f}", va="center", fontsize=7)
-        ax.text(n - 0.3, -0.7, "rank", va="bottom", fontsize=7, fontweight="bold")
+        # Headed below the matrix: above it is the title's place.
+        ax.text(n - 0.3, n - 0.4, "row\nrank", va="top", fontsize=7, fontweight="bold")
     query, cand = ("prediction", "observed") if orientation == "prediction" else (
         "observed", "prediction")
     ax.set_ylabel(f"query i ({query})")
@@ -804,11 +806,14 @@ def predicted_vs_observed(
                label="other genes")
     ax.scatter(obs[targeted], pred[targeted], s=45, color=TARGET_COLOR, marker="D", zorder=4,
                label="targeted gene")
+    # Names stacked in the lower right, each with a line to its point: targets of a
+    # combination often land on one spot, where their names would print over each other.
     for k, (gene, x, y) in enumerate(zip(aligned.genes[targeted], obs[targeted],
                                          pred[targeted], strict=True)):
-        # Staggered offsets: targets of a combination often land on one spot.
-        ax.annotate(str(gene), (x, y), xytext=(6, 4 + 11 * k), textcoords="offset points",
-                    color=TARGET_COLOR, fontsize=9, fontweight="bold")
+        ax.annotate(str(gene), (x, y), xytext=(0.97, 0.04 + 0.07 * k), textcoords="axes fraction",
+                    ha="right", color=TARGET_COLOR, fontsize=9, fontweight="bold",
+                    arrowprops={"arrowstyle": "-", "color": TARGET_COLOR, "lw": 0.6,
+                                "alpha": 0.7, "shrinkB": 4})
     lo = float(min(obs.min(), pred.min(), 0.0))
     hi = float(max(obs.max(), pred.max(), 0.0))
     pad = 0.05 * (hi - lo or 1.0)

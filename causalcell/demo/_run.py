@@ -18,8 +18,6 @@ from causalcell.errors import ParameterError
 __all__ = ["DATASETS", "DemoResult", "TargetSection", "run"]
 
 DATASETS = ("papalexi", "simulated", "sachs")
-# The showcase perturbation's network neighbourhood is drawn up to this many genes.
-SHOWCASE_NODES = 24
 
 
 @dataclass(frozen=True, repr=False)
