@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from causalcell._validation import is_int
 from causalcell.data import Interventions, changes
 from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE
 from causalcell.errors import DataContractError, NetworkError, ParameterError
@@ -196,9 +197,9 @@ def intervention_graph(
     present = [t for t in wanted if t in G]
     if not present:
         raise NetworkError(f"None of the targets {wanted} is a node of the network.")
-    if max_nodes < len(present):
-        raise ParameterError(f"max_nodes={max_nodes} is smaller than the {len(present)} "
-                             f"targets in the network; raise max_nodes.")
+    if not is_int(max_nodes) or max_nodes < len(present):
+        raise ParameterError(f"max_nodes={max_nodes!r} must be an integer of at least the "
+                             f"{len(present)} targets in the network; raise max_nodes.")
     distance = nx.multi_source_dijkstra_path_length(
         G.to_undirected(as_view=True), set(present), cutoff=radius, weight=lambda u, v, d: 1)
     shown = _most_relevant(G, distance, max_nodes)
@@ -929,11 +930,16 @@ def dose_response(
                       label="predicted, bin's mean T")]
     if curve is not None:
         handles.append(Line2D([], [], color="black", label="predicted, grid of T"))
-    first = ax.legend(handles=handles, loc="lower right", frameon=False, fontsize=8)
+    if len(escapers) and np.isfinite(spread):
+        handles.append(Patch(facecolor="#eaecee", label="escaper bins"))
+    # Both legends outside the axes: inside, they cover curves.
+    first = ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(1.0, 0.0),
+                      frameon=False, fontsize=8)
     ax.add_artist(first)
     ax.legend(handles=[Line2D([], [], color=colors(k % 10), marker="o", linestyle="",
                               label=str(g)) for k, g in enumerate(genes)],
-              loc="upper left", frameon=False, fontsize=8, ncol=2)
+              loc="upper left", bbox_to_anchor=(1.0, 1.0), title="gene", frameon=False,
+              fontsize=8)
     ax.set_xlabel(f"level T of {which['perturbation'].iloc[0]} (log-normalized)")
     ax.set_ylabel("change vs control")
     ax.set_title(f"{which['perturbation'].iloc[0]}: the response is a curve", fontsize=10)
@@ -945,6 +951,7 @@ def response_curves(
     *,
     target: str | None = None,
     regulator: str | None = None,
+    max_edges: int = 10,
     ax: Axes | None = None,
 ) -> Axes:
     """Fitted response curves of edges: how a target moves with one regulator.
@@ -962,6 +969,9 @@ def response_curves(
         ``control_level``, ``in_range``; optionally ``model``).
     target, regulator
         Draw only edges into this target / from this regulator.
+    max_edges
+        Draw at most this many edges (one colour each): those whose response
+        spans the widest range; the title says how many of how many are shown.
     ax
         Axes to draw on; a new figure is made when None.
 
@@ -987,9 +997,14 @@ def response_curves(
         table = table[table["regulator"] == regulator]
     if table.empty:
         raise ParameterError(f"No edge {regulator or '*'} -> {target or '*'} in the curves.")
+    if not is_int(max_edges) or max_edges < 1:
+        raise ParameterError(f"max_edges must be a positive integer; got {max_edges!r}.")
     models = table["model"].unique().tolist() if "model" in table.columns else [None]
     styles = ["-", "--", "-.", ":"]
-    edges = table[["regulator", "target"]].drop_duplicates().itertuples(index=False)
+    span = table.groupby(["regulator", "target"], sort=False)["response"].agg(
+        lambda r: float(r.max() - r.min()))
+    n_edges = len(span)
+    edges = list(span.sort_values(ascending=False, kind="stable").index[:max_edges])
     colors = plt.get_cmap("tab10")
     ax = _axes(ax, (6.0, 4.2))
     for k, (reg, tgt) in enumerate(edges):
@@ -1011,8 +1026,10 @@ def response_curves(
     ax.axhline(0.0, color="#d5d8dc", lw=0.8, zorder=0)
     ax.set_xlabel("regulator level (log-normalized)")
     ax.set_ylabel("response of the target (change of its fitted value)")
-    ax.set_title("fitted response curves (dotted: extrapolated)", fontsize=10)
-    ax.legend(frameon=False, fontsize=8, loc="best")
+    shown = "" if len(edges) == n_edges else (
+        f"\nthe {len(edges)} of {n_edges} edges with the widest response")
+    ax.set_title(f"fitted response curves (dotted: extrapolated){shown}", fontsize=10)
+    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return ax
 
 
@@ -1088,15 +1105,19 @@ def evaluation_summary(
                              columns=list(dict.fromkeys(part["conditioning"])))
 
     higher = summary["higher_is_better"].to_numpy(dtype=bool)
-    scores, errors = by_conditioning(summary[higher]), by_conditioning(summary[~higher])
+    # The retrieval rank has its own panel, by exclusion rule, when the table is given.
+    own_panel = (summary["metric"] == "retrieval_rank").to_numpy() & (retrieval is not None)
+    lower = ~higher & ~own_panel
+    scores, errors = by_conditioning(summary[higher]), by_conditioning(summary[lower])
     rows = max(len(scores), 1)
-    fig = Figure(figsize=(13, 0.32 * rows + 2.6), layout="constrained")
+    fig = Figure(figsize=(13, 0.32 * rows + 2.8), layout="constrained")
     ratios = [2.2, 1.3 if len(errors) else 0.01, 1.4]
     left, middle, right = fig.subplots(1, 3, width_ratios=ratios)
     if len(scores):
         _metric_bars(left, scores, "higher")
-        left.legend(title="targeted genes", loc="upper center", bbox_to_anchor=(0.5, -0.14),
-                    ncols=len(scores.columns), frameon=False, fontsize=8)
+        fig.legend(*left.get_legend_handles_labels(), title="conditioning (genes scored)",
+                   loc="outside lower center", ncols=len(scores.columns), frameon=False,
+                   fontsize=8)
     else:
         left.set_axis_off()
     if len(errors):

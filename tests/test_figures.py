@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import warnings
 
-import matplotlib
-
-matplotlib.use("Agg", force=True)
-
 import matplotlib.pyplot as plt
 import networkx as nx
 import numpy as np
@@ -142,4 +138,33 @@ def test_capped_figures_say_what_they_show():
     drawn = {t.get_text() for t in ax.texts}
     assert drawn == {"T"} | {f"G{k:02d}" for k in range(29, 40)}
     check(ax.figure, "intervention_graph")
+    plt.close(ax.figure)
+
+
+def test_dose_response_figures_are_legible():
+    from causalcell.benchmark import predict_dose_response
+    from causalcell.datasets import simulate
+    from causalcell.evaluate import dose_bins, score_dose_response
+    from causalcell.models import ConditionalGRNRegressor
+
+    sim = simulate(n_genes=40, n_tfs=5, regulation="saturating", knockdown_efficiency=0.7,
+                   efficiency_sd=0.2, escaper_fraction=0.2, n_combinations=0,
+                   n_cells_per_perturbation=200, library_size=3e4, random_state=5)
+    model = ConditionalGRNRegressor("spline", alpha="gcv").fit(sim.adata, sim.network)
+    bins = dose_bins(sim.adata, n_bins=4, min_cells=40)
+    scores = score_dose_response(model.predict(bins.request()), sim.adata, bins)
+    counts = scores.genes["condition"].value_counts()
+    label = counts.index[counts >= 3][0]
+    curve = predict_dose_response(model, sim.adata, label, n_levels=20)
+    ax = plot.dose_response(scores, label, n_genes=6, curve=curve)
+    check(ax.figure, "dose_response")
+    plt.close(ax.figure)
+    curves = model.response_curves()
+    regulator = curves["regulator"].iloc[0]
+    n_edges = curves.loc[curves["regulator"] == regulator, "target"].nunique()
+    assert n_edges > 10
+    ax = plot.response_curves(curves, regulator=regulator)
+    assert f"the 10 of {n_edges} edges with the widest response" in ax.get_title()
+    assert len(ax.get_legend().get_texts()) == 10  # one colour per edge: tab10 never repeats
+    check(ax.figure, "response_curves")
     plt.close(ax.figure)
