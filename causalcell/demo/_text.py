@@ -54,11 +54,13 @@ def _target_table(section: TargetSection) -> str:
 def _unmeasured(section: TargetSection, verbose: bool) -> str | None:
     if not section.unmeasured:
         return None
+    n = len(section.unmeasured)
+    head = (f"  ({section.key}: {n} further target{'s are' if n > 1 else ' is'} not among the "
+            f"measured genes")
     if verbose:
-        return (f"  ({len(section.unmeasured)} further targets are not among the measured "
-                f"genes, so their own change cannot be seen: {', '.join(section.unmeasured)}.)")
-    return (f"  ({len(section.unmeasured)} further targets are not among the measured genes; "
-            f"--verbose lists them.)")
+        return f"{head}, so {'their' if n > 1 else 'its'} own change cannot be seen: " \
+               f"{', '.join(section.unmeasured)}.)"
+    return f"{head}; --verbose lists {'them' if n > 1 else 'it'}.)"
 
 
 def _is_summary(line: str) -> bool:
@@ -97,15 +99,14 @@ def render_text(result: DemoResult, *, verbose: bool = False, quiet: bool = Fals
     if quiet:
         return "\n".join(lines)
     held = cv.held_out
-    out = [f"Models of P(X | T) on {result.data} ({result.title}): all {len(held)} "
-           f"perturbations whose targets are measured ({', '.join(held)}), each predicted once "
-           f"in {FOLDS}-fold cross-validation by models fitted without it and told the "
-           f"observed level T of its targeted genes (retrieval_rank: 0 = the true "
-           f"perturbation is found first, 0.5 = chance).",
-           format_comparison(cv, calibrated=verbose)]
+    out = [f"Models of P(X | T) on {result.title}: all {len(held)} perturbations whose "
+           f"targets are measured, each predicted once ({FOLDS}-fold cross-validation) by "
+           f"models fitted without it and told the observed level T of its targeted genes. "
+           f"retrieval_rank: 0 = the true perturbation is found first, 0.5 = chance."]
     if verbose:
-        out.append("   fit + predict over the folds: "
+        out.append(f"   perturbations: {', '.join(held)}; fit + predict over the folds: "
                    + ", ".join(f"{k} {v:.1f} s" for k, v in cv.fit_seconds.items()))
+    out.append(format_comparison(cv, calibrated=verbose))
     out += ["", "What the numbers show:", *lines]
     for section in result.sections:
         note = _unmeasured(section, verbose)
