@@ -809,8 +809,11 @@ def predicted_vs_observed(
                label="targeted gene")
     # Names stacked in the lower right, each with a line to its point: targets of a
     # combination often land on one spot, where their names would print over each other.
-    for k, (gene, x, y) in enumerate(zip(aligned.genes[targeted], obs[targeted],
-                                         pred[targeted], strict=True)):
+    # The lowest point gets the lowest name.
+    by_height = np.argsort(pred[targeted], kind="stable")  # lines to the names never cross
+    for k, (gene, x, y) in enumerate(zip(aligned.genes[targeted][by_height],
+                                         obs[targeted][by_height], pred[targeted][by_height],
+                                         strict=True)):
         ax.annotate(str(gene), (x, y), xytext=(0.97, 0.04 + 0.07 * k), textcoords="axes fraction",
                     ha="right", color=TARGET_COLOR, fontsize=9, fontweight="bold",
                     arrowprops={"arrowstyle": "-", "color": TARGET_COLOR, "lw": 0.6,
