@@ -284,7 +284,10 @@ def _print_evaluation(summary: pd.DataFrame, retrieval: pd.DataFrame | None,
     print(f"{n} perturbations scored (reference: {metrics.attrs.get('reference')}, top-k "
           f"genes by {metrics.attrs.get('de')}). Mean over perturbations:")
     with pd.option_context("display.width", 120, "display.max_rows", 60):
-        print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+        print(table.to_string(float_format=lambda v: f"{v:.3f}", na_rep="n/a"))
+    if table.isna().any(axis=None):
+        print("n/a: no perturbation defines the metric under that conditioning (e.g. no gene "
+              "is significant, or fewer genes than the top k).")
     if retrieval is None:
         print("\nPairwise retrieval needs at least 2 perturbations; it was skipped.")
     else:
