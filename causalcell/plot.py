@@ -150,7 +150,7 @@ def intervention_graph(
     targets: Hashable | Iterable[Hashable],
     *,
     radius: int = 1,
-    max_nodes: int = 20,
+    max_nodes: int = 16,
     ax: Axes | None = None,
 ) -> Axes:
     """Draw the network around the targets with the do-operator applied.
@@ -299,7 +299,9 @@ def _layered_layout(G: nx.DiGraph, targets: list, radius: int, per_column: int =
         rows = -(-len(members) // n_cols)
         for k, node in enumerate(members):
             col, row = divmod(k, rows)
-            y = 1.0 - 2.0 * (row + 0.5 * (col % 2)) / max(rows, 1) if rows > 1 else 0.0
+            # Each further column is shifted by a fraction of a row, so that edges
+            # into it pass between the nodes of the columns before it.
+            y = 1.0 - 2.0 * (row + col / n_cols) / max(rows, 1) if rows > 1 else 0.0
             pos[node] = np.array([x + 0.6 * col, y])
         x += 0.6 * (n_cols - 1) + 1.0
     return pos
