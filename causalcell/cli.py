@@ -44,11 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     demo = sub.add_parser(
         "demo",
-        help="show, on embedded data, how far targeted genes move compared with all others",
+        help="on embedded data: how far targeted genes move, and models of P(X | T) "
+        "compared with and without the targeted genes scored",
         description=(
-            "For each perturbation of an embedded data set, rank the targeted gene's own "
-            "change (mean minus control) among the changes of all genes. Rank 1 means the "
-            "obvious answer, 'the targeted gene moves', is the largest signal in the profile."
+            "Two parts on an embedded data set. (1) For each perturbation, rank the targeted "
+            "gene's own change (mean minus control) among the changes of all genes: rank 1 "
+            "means the obvious answer, 'the targeted gene moves', is the largest signal in "
+            "the profile. (2) Cross-validate the conditional GRN model of P(X | T) and four "
+            "baselines over every perturbation whose targets are measured, score them with "
+            "the targeted genes excluded and with every gene, and say from the numbers "
+            "(paired intervals and p-values) whether any model beats the mean baseline and "
+            "whether a ranking reverses. Prints the comparison and the verdicts; --verbose "
+            "adds the long tables; --out writes every table as CSV and the figures as PNG."
         ),
     )
     demo.add_argument(
@@ -61,9 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=None,
                       help="directory for the CSV tables and PNG figures (created if its "
                       "parent exists)")
-    demo.add_argument("--seed", type=int, default=0, help="seed of the simulation")
-    demo.add_argument("--quiet", action="store_true",
-                      help="print only the summary lines (no tables, no progress bars)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the simulation and folds")
+    loudness = demo.add_mutually_exclusive_group()
+    loudness.add_argument("--verbose", action="store_true",
+                          help="also print the calibrated scores, the verdict per metric, "
+                          "the fit times and the per-perturbation target-effect tables")
+    loudness.add_argument("--quiet", action="store_true",
+                          help="print only the verdict sentences and the files written (no "
+                          "tables, no progress bars)")
     _add_output_flags(demo)
     _add_evaluate_parser(sub)
     _add_export_parser(sub)
@@ -117,46 +129,7 @@ def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     _add_output_flags(evaluate)
 
 
-def _summary(name: str, table: pd.DataFrame) -> str:
-    n = len(table)
-    first = int((table["rank"] == 1).sum())
-    top5 = int((table["rank"] <= 5).sum())
-    median_ratio = float(np.median(table["ratio"][np.isfinite(table["ratio"])]))
-    n_genes = int(table["n_genes"].iloc[0])
-    return (
-        f"{name}: the targeted gene's own change ranks first among {n_genes} genes in "
-        f"{first} of {n} perturbed targets ({100 * first / n:.0f}%), in the top 5 in {top5}; "
-        f"median |target change| / largest other |change| = {median_ratio:.1f}x."
-    )
-
-
-def _print_table(table: pd.DataFrame) -> None:
-    shown = table.sort_values(["rank", "ratio"], ascending=[True, False])
-    cols = ["perturbation", "perturbation_type", "target", "n_cells", "target_change", "rank",
-            "max_other_change", "ratio"]
-    with pd.option_context("display.width", 120, "display.max_rows", 40):
-        print(shown[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-
-
-def _demo_sections(data: str, seed: int) -> list[tuple[str, str, object]]:
-    from causalcell import datasets
-
-    if data == "papalexi":
-        return [
-            ("papalexi2021", "Papalexi et al. 2021, CRISPR knockout in THP-1 cells (real)",
-             datasets.load_papalexi2021),
-            ("simulated", "Simulation with a known network (knockdowns, default settings)",
-             lambda: datasets.simulate(random_state=seed).adata),
-        ]
-    if data == "simulated":
-        return [("simulated", "Simulation with a known network (knockdowns, default settings)",
-                 lambda: datasets.simulate(random_state=seed).adata)]
-    return [("sachs2005", "Sachs et al. 2005, signalling inhibitors/activators (real)",
-             datasets.load_sachs2005)]
-
-
 FIGURE_DPI = 120
-GRN = "conditional GRN"
 
 
 def _write_csv(table: pd.DataFrame, path: Path) -> None:
@@ -228,142 +201,10 @@ def _output_directory(args: argparse.Namespace) -> OutputDirectory | None:
                            wait=not getattr(args, "no_wait", False))
 
 
-def _grn_model(result) -> str:
-    """The main conditional GRN model of a comparison (the first one)."""
-    return next(m for m in result.predictions if m.startswith(GRN))
-
-
-def _showcase(result) -> tuple[str, list[str]] | None:
-    """The held-out perturbation drawn in detail: the largest observed change
-    outside its targets, among those whose targets are all in the network and
-    whose neighbourhood is small enough to draw."""
-    from causalcell.evaluate import align
-
-    main = _grn_model(result)
-    network = result.networks[main]
-    aligned = align(result.predictions[main], result.observed)
-    moved = aligned.observed.copy()
-    moved[aligned.targets.nonzero()] = 0.0  # the target's own change is not the point
-    size = np.linalg.norm(moved, axis=1)
-    for row in np.argsort(-size, kind="stable"):
-        genes = [str(g) for g in aligned.genes[aligned.targets[[row]].indices]]
-        if not genes or not all(g in network for g in genes):
-            continue
-        hood = set()
-        undirected = network.to_undirected(as_view=True)
-        for g in genes:
-            hood |= set(undirected.neighbors(g)) | {g}
-        if len(hood) <= 40:
-            return str(aligned.perturbations[row]), genes
-    return None
-
-
-def _demo_figures(data: str, result, sections: list[tuple[str, object, pd.DataFrame]],
-                  write: _Writer, quiet: bool) -> None:
-    """Every figure of the demo, each saved as it is made."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)  # files only: never open a window
-    import matplotlib.pyplot as plt
-
-    from causalcell import plot
-    from causalcell.evaluate import retrieval
-
-    main = _grn_model(result)
-    showcase = _showcase(result)
-    steps = [f"target_effect_{key}" for key, _, _ in sections]
-    steps += ["conditioning", "retrieval", "rank_matrix"]
-    steps += ["predicted_vs_observed", "intervention_graph"] if showcase else []
-    bar = _progress(steps, "figures", quiet)
-    for step in bar:
-        bar.set_postfix_str(step)
-        if step.startswith("target_effect_"):
-            key, adata, table = next(s for s in sections if f"target_effect_{s[0]}" == step)
-            ax = plot.target_effect(adata)
-            n, first = len(table), int((table["rank"] == 1).sum())
-            ax.set_title(f"{key}: the targeted gene's own change (red) against all other genes "
-                         f"(grey)\nlargest change of its profile in {first} of {n} perturbations",
-                         fontsize=10)
-            write.figure(ax.figure, f"{step}.png")
-        elif step == "conditioning":
-            fig = plot.conditioning_comparison(result.table)
-            fig.suptitle(
-                f"{data}: held-out perturbations scored with every gene (left end) and with "
-                f"the targeted genes excluded (right end)\nup = better; a crossing line is a "
-                f"reversal: the ranking of models changes once the targeted gene no longer "
-                f"counts", fontsize=10)
-            fig.tight_layout()
-            write.figure(fig, f"conditioning_comparison_{data}.png")
-        elif step == "retrieval" and len(result.held_out) >= 2:
-            ranks = pd.concat(
-                [retrieval(pred, result.observed, exclude=("none", "query", "targeted"))
-                 .assign(model=name) for name, pred in result.predictions.items()],
-                ignore_index=True)
-            write.csv(ranks, f"retrieval_{data}.csv")
-            ax = plot.retrieval_ranks(ranks)
-            ax.set_title(f"{data}: does each prediction pick out its own held-out perturbation?"
-                         f"\n(rank 0 = found first, 0.5 = chance; one dot per perturbation)",
-                         fontsize=10)
-            ax.tick_params(axis="x", labelrotation=30)
-            write.figure(ax.figure, f"retrieval_ranks_{data}.png")
-        elif step == "rank_matrix" and len(result.held_out) >= 2:
-            ax = plot.pairwise_rank_matrix(result.predictions[main], result.observed)
-            ax.set_title(f"{data}, {main}: which other perturbation's observed profile is "
-                         f"closer to the prediction than its own? (exclude='targeted', fair)\n"
-                         f"{ax.get_title()}", fontsize=9)
-            write.figure(ax.figure, f"rank_matrix_{data}.png")
-        elif step == "predicted_vs_observed":
-            key, genes = showcase
-            ax = plot.predicted_vs_observed(result.predictions[main], result.observed, key)
-            ax.set_title(f"{data}, {main}, held-out {key}\n{ax.get_title()}", fontsize=9)
-            write.figure(ax.figure, f"predicted_vs_observed_{data}.png")
-        elif step == "intervention_graph":
-            key, genes = showcase
-            fig, axes = plt.subplots(1, len(result.networks),
-                                     figsize=(7 * len(result.networks), 5), squeeze=False)
-            for ax, (name, graph) in zip(axes[0], result.networks.items(), strict=True):
-                plot.intervention_graph(graph, genes, ax=ax)
-                ax.set_title(f"{name}: do({', '.join(genes)}), held-out {key}\nred: targets "
-                             f"set by the tool; dashed: regulation cut by the intervention",
-                             fontsize=9)
-            fig.tight_layout()
-            write.figure(fig, f"intervention_graph_{data}.png")
-
-
 def _progress(items, desc: str, quiet: bool):
     from tqdm.auto import tqdm
 
     return tqdm(items, desc=desc, disable=quiet, leave=False, unit="step")
-
-
-def _demo_models(args: argparse.Namespace) -> tuple[object, str]:
-    """Cross-validate models on the chosen data and say what the numbers show."""
-    from causalcell.demo import (
-        FOLDS,
-        SELECTED,
-        demo_comparison,
-        format_comparison,
-        graph_verdict,
-        verdicts,
-    )
-
-    if not args.quiet:
-        print(f"\n== Models of P(X | T) on {args.data}")
-    result, title = demo_comparison(args.data, random_state=args.seed, verbose=not args.quiet)
-    if not args.quiet:
-        print(f"  ({title}; fit + predict over {FOLDS} folds: "
-              + ", ".join(f"{k} {v:.1f} s" for k, v in result.fit_seconds.items()) + ")")
-    held = result.held_out
-    text = (
-        f"\nCross-validation on {args.data}: all {len(held)} perturbations whose targets are "
-        f"measured ({', '.join(held)}), in {FOLDS} folds; each is predicted once, by models "
-        f"fitted without it and told the observed level T of its targeted genes "
-        f"(retrieval_rank: 0 = the true perturbation is found first, 0.5 = chance).\n"
-        f"{format_comparison(result)}\n" + "\n".join(verdicts(result))
-    )
-    if SELECTED in result.fitted:
-        text += "\n" + graph_verdict(result)
-    return result, text
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -377,44 +218,25 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace, write: _Writer) -> int:
-    from causalcell.data import Interventions
-    from causalcell.demo import target_verdict
-    from causalcell.evaluate import target_effect
+    from causalcell import demo
 
-    summaries = []
-    sections = []
-    for key, title, load in _progress(_demo_sections(args.data, args.seed), "target effect",
-                                      args.quiet):
-        with warnings.catch_warnings():
-            # Unmeasured targets (e.g. IRF1 in Papalexi) are reported below instead.
-            warnings.simplefilter("ignore", category=UserWarning)
-            adata = load()
-            table = target_effect(adata)
-            unmeasured = Interventions.from_adata(adata, warn_unmeasured=False).unmeasured
-        if not args.quiet:
-            print(f"\n== {title}: {adata.n_obs} cells x {adata.n_vars} genes")
-            _print_table(table)
-        summaries.append(_summary(key, table))
-        if unmeasured:
-            summaries.append(
-                f"  ({len(unmeasured)} further targets are not among the measured genes, so "
-                f"their own change cannot be seen: {', '.join(unmeasured)}.)"
-            )
-        write.csv(table, f"target_effect_{key}.csv")
-        sections.append((key, adata, table))
-    result, comparison = _demo_models(args)
-    write.csv(result.table, f"model_comparison_{args.data}.csv")
+    quiet, verbose = args.quiet, getattr(args, "verbose", False)
+    result = demo.run(args.data, random_state=args.seed, verbose=not quiet)
+    for name, table in result.tables.items():
+        write.csv(table, name)
     if write.target is not None:
+        import matplotlib
+
+        matplotlib.use("Agg", force=True)  # files only: never open a window
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=UserWarning)
-            _demo_figures(args.data, result, sections, write, args.quiet)
+            bar = _progress(demo.FIGURES, "figures", quiet)
+            for name, build in bar:
+                bar.set_postfix_str(name)
+                for file_name, fig in build(result):
+                    write.figure(fig, file_name)
     write.commit()
-    print()
-    for line in summaries:
-        print(line)
-    print(comparison)
-    for key, _, table in sections:
-        print(target_verdict(key, table))
+    print(demo.render_text(result, verbose=verbose, quiet=quiet))
     if write.target is not None:
         print(f"Files written to {write.target.out}/:")
         for name in write.written:
@@ -444,35 +266,15 @@ def _by_conditioning(summary: pd.DataFrame) -> pd.DataFrame:
                          columns=list(dict.fromkeys(summary["exclude"])))
 
 
-def _summary_figure(summary: pd.DataFrame, retrieval: pd.DataFrame | None, path: Path) -> None:
-    """Bar charts of the mean scores per exclusion rule, and of the retrieval ranks."""
-    from matplotlib.figure import Figure  # no pyplot: no GUI backend is involved
+def _summary_figure(summary: pd.DataFrame, retrieval: pd.DataFrame | None, path: Path,
+                    title: str | None = None) -> None:
+    """The summary figure (:func:`causalcell.plot.evaluation_summary`) as a PNG."""
+    import matplotlib
 
-    table = _by_conditioning(summary[summary["higher_is_better"]])
-    fig = Figure(figsize=(11, 0.35 * len(table) + 2.0), layout="constrained")
-    left, right = fig.subplots(1, 2, width_ratios=[2, 1])
-    height = 0.8 / max(len(table.columns), 1)
-    y = np.arange(len(table))
-    for k, cond in enumerate(table.columns):
-        left.barh(y + k * height, table[cond].to_numpy(), height=height, label=cond)
-    left.set_yticks(y + height * (len(table.columns) - 1) / 2, table.index)
-    left.invert_yaxis()
-    left.axvline(0, color="black", linewidth=0.8)
-    left.set_xlabel("mean over perturbations (higher is better)")
-    left.legend(title="exclude", loc="upper center", bbox_to_anchor=(0.5, -0.12),
-                ncols=len(table.columns))
-    if retrieval is not None:
-        ranks = retrieval.groupby("exclude", sort=False)["rank"].mean()
-        right.bar(ranks.index, ranks.to_numpy(), color="#4c72b0")
-        right.axhline(0.5, color="#c0392b", linestyle="--", label="chance")
-        right.set_ylim(0, 1)
-        right.set_ylabel("mean retrieval rank (0 = perfect)")
-        right.set_title("pairwise retrieval")
-        right.legend()
-    else:
-        right.set_axis_off()
-        right.text(0.5, 0.5, "retrieval needs\n2+ perturbations", ha="center", va="center")
-    fig.savefig(path, dpi=120)
+    matplotlib.use("Agg", force=True)  # files only: never open a window
+    from causalcell.plot import evaluation_summary
+
+    evaluation_summary(summary, retrieval, title=title).savefig(path, dpi=FIGURE_DPI)
 
 
 def _print_evaluation(summary: pd.DataFrame, retrieval: pd.DataFrame | None,
@@ -482,7 +284,10 @@ def _print_evaluation(summary: pd.DataFrame, retrieval: pd.DataFrame | None,
     print(f"{n} perturbations scored (reference: {metrics.attrs.get('reference')}, top-k "
           f"genes by {metrics.attrs.get('de')}). Mean over perturbations:")
     with pd.option_context("display.width", 120, "display.max_rows", 60):
-        print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+        print(table.to_string(float_format=lambda v: f"{v:.3f}", na_rep="n/a"))
+    if table.isna().any(axis=None):
+        print("n/a: no perturbation defines the metric under that exclusion rule (e.g. no gene "
+              "is significant, or fewer genes than the top k).")
     if retrieval is None:
         print("\nPairwise retrieval needs at least 2 perturbations; it was skipped.")
     else:
@@ -527,7 +332,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         write.csv(summary, "summary.csv")
         if ranks is not None:
             write.csv(ranks, "retrieval.csv")
-        write("summary.png", _summary_figure_file, (summary, ranks))
+        title = f"{args.predicted.name} vs {args.observed.name}"
+        write("summary.png", _summary_figure_file, (summary, ranks, title))
         write.commit()
     _print_evaluation(summary, ranks, metrics)
     print(f"Tables and figure written to {args.out}/")
@@ -547,7 +353,8 @@ def _read_inputs(args: argparse.Namespace) -> tuple:
 
 
 def _summary_figure_file(tables: tuple, path: Path) -> None:
-    _summary_figure(*tables, path)
+    summary, ranks, title = tables
+    _summary_figure(summary, ranks, path, title)
 
 
 # How to score the exported files with each tool (printed after the export).

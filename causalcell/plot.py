@@ -19,19 +19,22 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from causalcell._validation import DEPRECATED, renamed
-from causalcell.data.contract import PERTURBATION
+from causalcell._validation import DEPRECATED, is_int, renamed
+from causalcell.data.contract import PERTURBATION, PERTURBATION_TYPE
 from causalcell.errors import DataContractError, NetworkError, ParameterError
-from causalcell.evaluate import DoseResponseScores
-from causalcell.evaluate._align import align
-from causalcell.evaluate._metrics import perturbation_metrics
-from causalcell.evaluate._retrieval import pairwise_retrieval
+from causalcell.evaluate import (
+    DoseResponseScores,
+    align,
+    pairwise_retrieval,
+    perturbation_metrics,
+)
 from causalcell.evaluate._target_effect import target_entries
 from causalcell.graph import intervene
 
 __all__ = [
     "conditioning_comparison",
     "dose_response",
+    "evaluation_summary",
     "intervention_graph",
     "pairwise_rank_matrix",
     "predicted_vs_observed",
@@ -103,7 +106,7 @@ def target_effect(
         keep = np.ones(values.shape[1], dtype=bool)
         keep[cols] = False
         others.append(values[i, keep])
-    ax = _axes(ax, (7, 0.3 * len(order) + 1.5))
+    ax = _axes(ax, (7, 0.3 * len(order) + 1.8))
     positions = np.arange(len(order))
     ax.boxplot(
         others, positions=positions, orientation="horizontal", whis=(1, 99), showfliers=False,
@@ -116,11 +119,28 @@ def target_effect(
                label="largest untargeted gene")
     ax.scatter(target_max[order], positions, color=TARGET_COLOR, marker="D", s=30, zorder=4,
                label="targeted gene itself")
-    ax.set_yticks(positions, delta.obs[PERTURBATION].to_numpy()[order])
-    ax.set_xlabel("|change| vs control (log-normalized expression)")
+    ax.set_yticks(positions, _row_labels(delta.obs)[order])
+    label = "|change| vs control (log-normalized expression)"
+    if len(order) < len(rows):  # a cap is stated, never silent
+        label += (f"\nshowing the {len(order)} of {len(rows)} perturbations with the largest "
+                  f"target change (max_perturbations={max_perturbations})")
+    ax.set_xlabel(label)
     ax.set_title("The targeted gene moves far more than any other gene")
-    ax.legend(loc="lower right", frameon=False)
+    # Outside the axes: inside, the legend would cover the markers of some row.
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8)
     return ax
+
+
+def _row_labels(obs: pd.DataFrame) -> np.ndarray:
+    """Perturbation labels, with the kind added where a label is not unique (Sachs:
+    ``pkc`` inhibited and activated become ``pkc [inhibition]``, ``pkc [activation]``)."""
+    labels = obs[PERTURBATION].astype(str).to_numpy()
+    if PERTURBATION_TYPE not in obs.columns:
+        return labels
+    kinds = obs[PERTURBATION_TYPE].astype(str).to_numpy()
+    repeated = pd.Series(labels).duplicated(keep=False).to_numpy()
+    return np.where(repeated, np.char.add(np.char.add(labels, " ["),
+                                          np.char.add(kinds.astype(str), "]")), labels)
 
 
 def intervention_graph(
@@ -128,16 +148,18 @@ def intervention_graph(
     targets: Hashable | Iterable[Hashable],
     *,
     radius: int = 1,
-    max_nodes: int = 60,
+    max_nodes: int = 16,
     ax: Axes | None = None,
 ) -> Axes:
     """Draw the network around the targets with the do-operator applied.
 
     Columns from left to right: regulators upstream of the targets, the
-    targets, genes downstream (by directed distance). Targets are red; the
-    incoming edges that the intervention cuts are drawn
-    dashed and faded; kept edges are solid, coloured by the sign of their
-    ``weight`` (activation blue, repression orange).
+    targets, genes downstream (by directed distance); a column with more
+    genes than fit one above another is wrapped into several. Targets are
+    red; the incoming edges that the intervention cuts are drawn dashed and
+    faded; kept edges are solid, coloured by the sign of their ``weight``
+    (activation blue, repression orange). Gene names are written inside the
+    nodes, which are sized to hold the longest name.
 
     Parameters
     ----------
@@ -149,8 +171,10 @@ def intervention_graph(
         Include genes up to this many edges away from a target (both
         directions).
     max_nodes
-        Refuse to draw larger neighbourhoods (they are unreadable); lower
-        ``radius`` instead.
+        Draw at most this many genes: the targets, then the genes nearest to
+        them, among equally near ones those with the strongest edge
+        (largest ``|weight|``) towards the genes already nearer. The title
+        says how many of the neighbourhood's genes are shown.
     ax
         Axes to draw on; a new figure is made when None.
 
@@ -161,7 +185,9 @@ def intervention_graph(
     Raises
     ------
     NetworkError
-        If no target is in ``G``, or the neighbourhood exceeds ``max_nodes``.
+        If no target is in ``G``.
+    ParameterError
+        ``max_nodes`` smaller than the number of targets in ``G``.
     """
     wanted = [targets] if isinstance(targets, str) or not isinstance(targets, Iterable) else list(
         targets
@@ -169,21 +195,21 @@ def intervention_graph(
     present = [t for t in wanted if t in G]
     if not present:
         raise NetworkError(f"None of the targets {wanted} is a node of the network.")
-    undirected = G.to_undirected(as_view=True)
-    nodes: set = set()
-    for t in present:
-        nodes |= set(nx.single_source_shortest_path_length(undirected, t, cutoff=radius))
-    if len(nodes) > max_nodes:
-        raise NetworkError(
-            f"The radius-{radius} neighbourhood of {present} has {len(nodes)} genes (more than "
-            f"max_nodes={max_nodes}); lower radius or raise max_nodes."
-        )
-    sub = G.subgraph(nodes)
+    if not is_int(max_nodes) or max_nodes < len(present):
+        raise ParameterError(f"max_nodes={max_nodes!r} must be an integer of at least the "
+                             f"{len(present)} targets in the network; raise max_nodes.")
+    distance = nx.multi_source_dijkstra_path_length(
+        G.to_undirected(as_view=True), set(present), cutoff=radius, weight=lambda u, v, d: 1)
+    shown = _most_relevant(G, distance, max_nodes)
+    sub = G.subgraph(shown)
     after = intervene(sub, present)
     cut = [e for e in sub.edges if not after.has_edge(*e)]
     kept = list(after.edges)
     ax = _axes(ax, (7, 5))
-    pos = _layered_layout(sub, present, radius)
+    longest = max(len(str(n)) for n in sub.nodes)
+    diameter = max(30.0, 7 * 0.62 * longest + 10.0)  # points: the name fits inside
+    node_size = diameter**2
+    pos = _layered_layout(sub, present, radius, per_column=max(3, int(300 / (1.5 * diameter))))
     colors = [
         "#2471a3" if after.edges[e].get("weight", 1.0) >= 0 else "#e67e22" for e in kept
     ]
@@ -193,7 +219,6 @@ def intervention_graph(
         paired = [e for e in edges if sub.has_edge(e[1], e[0])]
         return [e for e in edges if not sub.has_edge(e[1], e[0])], paired
 
-    node_size = 900
     for edges, style, color_of, alpha in (
         (kept, "solid", dict(zip(kept, colors, strict=True)), 1.0),
         (cut, "dashed", dict.fromkeys(cut, OTHER_COLOR), 0.8),
@@ -208,7 +233,9 @@ def intervention_graph(
     node_colors = [TARGET_COLOR if n in present else "#d6eaf8" for n in sub.nodes]
     nx.draw_networkx_nodes(sub, pos, node_color=node_colors, edgecolors="#34495e", ax=ax,
                            node_size=node_size)
-    nx.draw_networkx_labels(sub, pos, font_size=7, ax=ax)
+    nx.draw_networkx_labels(sub, pos, font_size=7, ax=ax,
+                            font_color={n: "white" if n in present else "black"
+                                        for n in sub.nodes})
     handles = [
         Line2D([], [], color=TARGET_COLOR, marker="o", linestyle="", label="target (do)"),
         Line2D([], [], color="#2471a3", label="activation"),
@@ -217,13 +244,34 @@ def intervention_graph(
     ]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
               fontsize=8)
-    ax.set_title(f"Intervention graph: do({', '.join(map(str, present))})")
+    title = f"Intervention graph: do({', '.join(map(str, present))})"
+    if len(shown) < len(distance):  # the cap is stated, never silent
+        title += (f", {len(shown)} of the {len(distance)} genes within {radius} edge"
+                  f"{'s' if radius > 1 else ''} (strongest links)")
+    ax.set_title(title, fontsize=9)
     ax.set_axis_off()
+    ax.margins(0.08)
     return ax
 
 
-def _layered_layout(G: nx.DiGraph, targets: list, radius: int) -> dict:
-    """Columns by signed directed distance to the targets: upstream < 0 < downstream."""
+def _most_relevant(G: nx.DiGraph, distance: dict, max_nodes: int) -> list:
+    """The ``max_nodes`` genes nearest to the targets (distance 0); among equally near
+    ones, those with the strongest edge (|weight|) to or from a gene one step nearer."""
+    if len(distance) <= max_nodes:
+        return list(distance)
+    strength = dict.fromkeys(distance, 0.0)
+    for u, v, weight in G.subgraph(distance).edges(data="weight", default=1.0):
+        for near, far in ((u, v), (v, u)):
+            if distance[far] == distance[near] + 1:
+                strength[far] = max(strength[far], abs(float(weight)))
+    ranked = sorted(distance, key=lambda n: (distance[n], -strength[n], str(n)))
+    return ranked[:max_nodes]
+
+
+def _layered_layout(G: nx.DiGraph, targets: list, radius: int, per_column: int = 10) -> dict:
+    """Columns by signed directed distance to the targets: upstream < 0 < downstream;
+    a layer with more than ``per_column`` genes is wrapped into several columns,
+    staggered so that edges pass between the nodes."""
     def hops(graph: nx.DiGraph) -> dict:
         # Count edges, not weights: regulation weights are not distances.
         return nx.multi_source_dijkstra_path_length(
@@ -242,11 +290,18 @@ def _layered_layout(G: nx.DiGraph, targets: list, radius: int) -> dict:
     columns: dict[int, list] = {}
     for node in sorted(layers, key=str):
         columns.setdefault(layers[node], []).append(node)
-    pos = {}
-    for layer, members in columns.items():
-        ys = np.linspace(1.0, -1.0, len(members)) if len(members) > 1 else np.zeros(1)
-        for node, y in zip(members, ys, strict=True):
-            pos[node] = np.array([float(layer), float(y)])
+    pos, x = {}, 0.0
+    for layer in sorted(columns):
+        members = columns[layer]
+        n_cols = -(-len(members) // per_column)
+        rows = -(-len(members) // n_cols)
+        for k, node in enumerate(members):
+            col, row = divmod(k, rows)
+            # Each further column is shifted by a fraction of a row, so that edges
+            # into it pass between the nodes of the columns before it.
+            y = 1.0 - 2.0 * (row + col / n_cols) / max(rows, 1) if rows > 1 else 0.0
+            pos[node] = np.array([x + 0.6 * col, y])
+        x += 0.6 * (n_cols - 1) + 1.0
     return pos
 
 
@@ -330,10 +385,11 @@ def conditioning_comparison(
             raise ParameterError(f"Unknown metric(s) {unknown or chosen}; the table has "
                                  f"{available}.")
     if ax is None:
-        ncols = min(len(chosen), 4)
+        ncols = min(len(chosen), 2)  # two panels a row: readable at any metric count
         nrows = -(-len(chosen) // ncols)
-        fig, grid = plt.subplots(nrows, ncols, figsize=(3.2 * ncols + 1.6, 3.6 * nrows),
-                                 squeeze=False)
+        # Constrained layout: a suptitle set later (the demo's) still gets its room.
+        fig, grid = plt.subplots(nrows, ncols, figsize=(4.2 * ncols + 2.4, 3.8 * nrows),
+                                 squeeze=False, layout="constrained")
         axes = list(grid.ravel())
         for extra in axes[len(chosen):]:
             extra.set_visible(False)
@@ -355,10 +411,8 @@ def conditioning_comparison(
     handles = [Line2D([], [], color=colors[m], marker="o", label=m) for m in models]
     handles += [Line2D([], [], color="black", lw=2.5, label="rank changes"),
                 Line2D([], [], color="black", lw=1, alpha=0.35, label="rank unchanged")]
-    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
-               fontsize=8)
+    fig.legend(handles=handles, loc="outside right center", frameon=False, fontsize=8)
     fig.suptitle("Model rankings with and without the targeted genes scored")
-    fig.tight_layout()
     return fig
 
 
@@ -370,31 +424,94 @@ def _reordered(ranks: np.ndarray) -> np.ndarray:
     return (order != order[:, :, :1]).any(axis=(1, 2))
 
 
+def _spread(values: np.ndarray, gap: float) -> np.ndarray:
+    """Label positions near ``values`` (NaN kept) at least ``gap`` apart: labels of
+    near-equal values are stacked around their mean instead of printing over each
+    other."""
+    values = np.asarray(values, dtype=float)
+    out = values.copy()
+    finite = np.flatnonzero(np.isfinite(values))
+    groups = [[i] for i in finite[np.argsort(values[finite], kind="stable")]]
+
+    def ends(group: list[int]) -> tuple[float, float]:
+        centre, half = float(values[group].mean()), gap * (len(group) - 1) / 2
+        return centre - half, centre + half
+
+    merged = True
+    while merged:  # merge neighbouring runs until every pair is a gap apart
+        merged = False
+        for k in range(len(groups) - 1):
+            if ends(groups[k + 1])[0] - ends(groups[k])[1] < gap:
+                groups[k : k + 2] = [groups[k] + groups[k + 1]]
+                merged = True
+                break
+    for group in groups:
+        out[group] = ends(group)[0] + gap * np.arange(len(group))
+    return out
+
+
 def _slope_panel(rows: pd.DataFrame, metric: str, conds: list[str], colors: dict,
                  ax: Axes) -> None:
     x = np.arange(len(conds), dtype=float)
     values = rows[[f"value [{c}]" for c in conds]].to_numpy(dtype=float)
     ranks = rows[[f"rank [{c}]" for c in conds]].to_numpy(dtype=float)
     moved = _reordered(ranks)
-    for model, vals, rks, changed in zip(rows["model"], values, ranks, moved, strict=True):
+    for model, vals, changed in zip(rows["model"], values, moved, strict=True):
         ax.plot(x, vals, marker="o", color=colors[model], label=model,
                 lw=2.5 if changed else 1.0, alpha=1.0 if changed else 0.35, zorder=3 if changed
                 else 2)
-        for xi, v, r in zip(x, vals, rks, strict=True):
-            if np.isfinite(v):
-                ax.annotate(f"{int(r)}" if np.isfinite(r) else "", (xi, v), fontsize=7,
-                            color=colors[model], xytext=(-9 if xi == 0 else 5, -3),
-                            textcoords="offset points")
+    finite = values[np.isfinite(values)]
+    low, high = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
+    span = (high - low) or 1.0
+    gap = 0.085 * span  # about one line of 7-point text on a panel 2.7 in high
+    labelled = []
+    for j, xi in enumerate(x):
+        where = _spread(values[:, j], gap)
+        labelled.append(where)
+        for model, v, y, r in zip(rows["model"], values[:, j], where, ranks[:, j], strict=True):
+            if np.isfinite(v) and np.isfinite(r):
+                ax.annotate(f"{int(r)}", (xi, v), xytext=(xi + (-0.06 if j == 0 else 0.06), y),
+                            textcoords="data", fontsize=7, color=colors[model], va="center",
+                            ha="right" if j == 0 else "left")
+    ends = np.concatenate([w[np.isfinite(w)] for w in labelled] + [finite])
+    if len(ends):
+        pad = 0.06 * span
+        ax.set_ylim(float(ends.min()) - pad, float(ends.max()) + pad)
     better = bool(rows["higher_is_better"].iloc[0])
     if not better:
         ax.invert_yaxis()  # up always means better: a crossing is a reversal
-    ax.set_xticks(x, [c.replace(" ", "\n") for c in conds])
-    ax.set_xlim(x[0] - 0.3, x[-1] + 0.3)
-    ax.set_ylabel(f"mean over perturbations ({'higher' if better else 'lower'} is better)",
-                  fontsize=8)
+    ax.set_xticks(x, conds)
+    ax.set_xlim(x[0] - 0.35, x[-1] + 0.35)
+    ax.set_ylabel(f"mean ({'higher' if better else 'lower'} is better)", fontsize=8)
     changed_any = bool(rows["rank_changed"].any())
-    ax.set_title(f"{metric}\n" + ("ranking changes" if changed_any else "ranking unchanged"),
+    ax.set_title(f"{metric}: " + ("ranking changes" if changed_any else "ranking unchanged"),
                  fontsize=9, color=TARGET_COLOR if changed_any else "black")
+    note = _undefined_note(rows, conds).replace(" (drawn", "\n(drawn")
+    if note:
+        ax.text(0.5, -0.14, note, transform=ax.transAxes, ha="center", va="top", fontsize=7,
+                color="#515a5a", wrap=True)
+
+
+def _undefined_note(rows: pd.DataFrame, conds: list[str]) -> str:
+    """Which models a panel does not show as scores, and why: no value at all (not
+    drawn), or a prediction that left the metric undefined on every perturbation
+    (a constant prediction has no correlation; drawn at the no-skill value)."""
+    missing, constant = [], []
+    for _, row in rows.iterrows():
+        values = [row[f"value [{c}]"] for c in conds]
+        if not np.isfinite(values).any():
+            missing.append(str(row["model"]))
+            continue
+        counts = [(row.get(f"n_undefined [{c}]", 0), row.get(f"n [{c}]", 0)) for c in conds]
+        if any(n > 0 and k == n for k, n in counts):
+            constant.append(str(row["model"]))
+    parts = []
+    if missing:
+        parts.append(f"not drawn (no value): {', '.join(missing)}")
+    if constant:
+        parts.append(f"constant prediction, undefined on every perturbation (drawn at no "
+                     f"skill): {', '.join(constant)}")
+    return "; ".join(parts)
 
 
 # --------------------------------------------------------------------------- retrieval
@@ -403,14 +520,17 @@ _EXCLUSION_ORDER = ("none", "query", "targeted", "all")
 _EXCLUSION_LABEL = {"none": "none", "query": "query only (VCC)", "targeted": "targeted (fair)",
                     "all": "all targeted"}
 _RETRIEVAL_COLUMNS = {PERTURBATION, "distance", "exclude", "orientation", "rank"}
+_MIN_BOX = 10
 
 
 def retrieval_ranks(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
     """Distributions of retrieval ranks per model and exclusion rule.
 
     One box per (model, exclusion), with every perturbation's rank as a
-    dot; 0 means the prediction retrieves its own observed perturbation
-    first, the dashed line at 0.5 is chance. Boxes are coloured by the
+    dot (with fewer than 10 perturbations, the dots and their median only:
+    a box of a few ranks says little); 0 means the prediction retrieves its
+    own observed perturbation first, the dashed line at 0.5 is chance. The
+    title gives the number of perturbations. Boxes are coloured by the
     exclusion rule, so a model that beats chance only without exclusion (or
     under the query-only rule) shows it at once.
 
@@ -458,8 +578,12 @@ def retrieval_ranks(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
     colors = {e: palette(i) for i, e in enumerate(exclusions)}
     grouped = {key: g["rank"].to_numpy(dtype=float)
                for key, g in data.groupby(["model", "exclude"], sort=False)}
+    counts = sorted({len(r) for r in grouped.values()})
+    # Boxes of a handful of ranks (which take few distinct values) look alike and
+    # hide how few there are: below this many, draw the points and their median only.
+    boxes = counts[0] >= _MIN_BOX
     width = 0.8 / len(exclusions)
-    ax = _axes(ax, (1.2 + 1.1 * len(models) * max(len(exclusions), 2) / 2, 4))
+    ax = _axes(ax, (1.6 + 0.45 * len(models) * len(exclusions), 4.2))
     rng = np.random.default_rng(0)  # jitter only; fixed so figures are reproducible
     for k, excl in enumerate(exclusions):
         keys = [(m, excl) for m in models if (m, excl) in grouped]
@@ -467,23 +591,40 @@ def retrieval_ranks(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
             continue
         pos = np.array([models.index(m) for m, _ in keys]) + (k - (len(exclusions) - 1) / 2) * width
         ranks = [grouped[key] for key in keys]
-        ax.boxplot(ranks, positions=pos, widths=width * 0.85, showfliers=False,
-                   patch_artist=True, boxprops={"facecolor": colors[excl], "alpha": 0.6},
-                   medianprops={"color": "black", "gid": "median"})
         xs = np.concatenate([np.full(len(r), p) for r, p in zip(ranks, pos, strict=True)])
-        xs = xs + rng.uniform(-0.25, 0.25, len(xs)) * width
-        ax.scatter(xs, np.concatenate(ranks), s=8, color="#2c3e50", alpha=0.6, zorder=3)
+        xs = xs + rng.uniform(-0.3, 0.3, len(xs)) * width
+        if boxes:
+            ax.boxplot(ranks, positions=pos, widths=width * 0.85, showfliers=False,
+                       patch_artist=True, boxprops={"facecolor": colors[excl], "alpha": 0.6},
+                       medianprops={"color": "black", "gid": "median"})
+            ax.scatter(xs, np.concatenate(ranks), s=8, color="#2c3e50", alpha=0.6, zorder=3)
+        else:
+            ax.scatter(xs, np.concatenate(ranks), s=18, color=colors[excl], edgecolors="#2c3e50",
+                       linewidths=0.5, zorder=3)
+            ax.hlines([np.median(r) for r in ranks], pos - width * 0.4, pos + width * 0.4,
+                      color="black", lw=1.5, zorder=4, gid="median")
     ax.axhline(0.5, color=TARGET_COLOR, linestyle="--", lw=1.2, label="chance (0.5)")
-    ax.set_xticks(np.arange(len(models)), models)
+    # Long names break before their parenthesis: level labels never overlap each other.
+    ax.set_xticks(np.arange(len(models)),
+                  [str(m).replace(" (", "\n(") if len(str(m)) > 14 else str(m) for m in models],
+                  fontsize=9)
     ax.set_xlim(-0.6, len(models) - 0.4)
     ax.set_ylim(-0.03, 1.03)
     ax.set_ylabel("retrieval rank (0 = own perturbation first)")
-    handles = [Patch(facecolor=colors[e], alpha=0.6, label=_EXCLUSION_LABEL.get(e, e))
-               for e in exclusions]
+    if boxes:
+        handles = [Patch(facecolor=colors[e], alpha=0.6, label=_EXCLUSION_LABEL.get(e, e))
+                   for e in exclusions]
+    else:
+        handles = [Line2D([], [], marker="o", linestyle="", color=colors[e],
+                          markeredgecolor="#2c3e50", label=_EXCLUSION_LABEL.get(e, e))
+                   for e in exclusions]
+        handles.append(Line2D([], [], color="black", lw=1.5, label="median"))
     handles.append(Line2D([], [], color=TARGET_COLOR, linestyle="--", label="chance"))
     ax.legend(handles=handles, title="targeted genes excluded", loc="upper left",
               bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8)
-    ax.set_title(f"Pairwise retrieval ({table['distance'].iloc[0]}): lower is better")
+    n = f"n = {counts[0]}" if len(counts) == 1 else f"n = {counts[0]}-{counts[-1]}"
+    ax.set_title(f"Pairwise retrieval ({table['distance'].iloc[0]}), {n} perturbations per "
+                 f"{'box' if boxes else 'group'}, one dot each; lower is better", fontsize=10)
     return ax
 
 
@@ -553,10 +694,11 @@ def pairwise_rank_matrix(
                                       orientation=orientation, return_matrix=True)
     order = np.argsort(ranks, kind="stable")
     n = len(order)
-    ax = _axes(ax, (min(2.5 + 0.28 * n, 12), min(2.0 + 0.28 * n, 11)))
+    side = min(1.6 + 0.26 * n, 11)
+    ax = _axes(ax, (side + 2.6, side + 0.6))
     cmap = ListedColormap(["#fdfefe", "#aab7b8", TARGET_COLOR])
-    ax.imshow(beats[np.ix_(order, order)], cmap=cmap, vmin=0.0, vmax=1.0, aspect="equal",
-              interpolation="nearest")
+    shown = beats[np.ix_(order, order)]
+    ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=1.0, aspect="equal", interpolation="nearest")
     # Outline the diagonal (each query's true match) so the eye finds its row.
     ax.scatter(np.arange(n), np.arange(n), marker="s", s=max(4.0, 2000.0 / n),
                facecolors="none", edgecolors="black", linewidths=0.6)
@@ -566,20 +708,25 @@ def pairwise_rank_matrix(
         ax.set_yticks(np.arange(n), labels, fontsize=7)
         for row, r in enumerate(ranks[order]):
             ax.text(n - 0.3, row, f"{r:.2f}", va="center", fontsize=7)
+        # Headed below the matrix: above it is the title's place.
+        ax.text(n - 0.3, n - 0.4, "row\nrank", va="top", fontsize=7, fontweight="bold")
     query, cand = ("prediction", "observed") if orientation == "prediction" else (
         "observed", "prediction")
     ax.set_ylabel(f"query i ({query})")
     ax.set_xlabel(f"candidate j ({cand})")
-    handles = [Patch(facecolor=TARGET_COLOR, label="j closer than true match"),
-               Patch(facecolor="#aab7b8", label="tie"),
-               Patch(facecolor="#fdfefe", edgecolor="#aab7b8", label="true match closer"),
-               Line2D([], [], marker="s", color="black", markerfacecolor="none", linestyle="",
-                      label="true match (diagonal)")]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.12, 1.0), frameon=False,
-              fontsize=8)
-    ax.set_title(f"Who beats the true match (exclude={exclude!r}, {distance})\n"
-                 f"mean rank {ranks.mean():.3f} (chance 0.5); row rank on the right",
-                 fontsize=9)
+    # Only the kinds of cell that the matrix holds.
+    kinds = [(1.0, Patch(facecolor=TARGET_COLOR, label="j closer than the true match")),
+             (0.5, Patch(facecolor="#aab7b8", label="tie")),
+             (0.0, Patch(facecolor="#fdfefe", edgecolor="#aab7b8", label="true match closer"))]
+    off_diagonal = shown[~np.eye(n, dtype=bool)]
+    handles = [patch for value, patch in kinds if np.isclose(off_diagonal, value).any()]
+    handles.append(Line2D([], [], marker="s", color="black", markerfacecolor="none",
+                          linestyle="", label="true match (diagonal)"))
+    # Right of the column of row ranks (borderaxespad is in font sizes: about 30 points).
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), borderaxespad=3.8,
+              frameon=False, fontsize=8)
+    ax.set_title(f"exclude={exclude!r}, {distance}: mean rank {ranks.mean():.3f} "
+                 f"(chance 0.5), n = {n}", fontsize=9)
     return ax
 
 
@@ -665,11 +812,17 @@ def predicted_vs_observed(
                label="other genes")
     ax.scatter(obs[targeted], pred[targeted], s=45, color=TARGET_COLOR, marker="D", zorder=4,
                label="targeted gene")
-    for k, (gene, x, y) in enumerate(zip(aligned.genes[targeted], obs[targeted],
-                                         pred[targeted], strict=True)):
-        # Staggered offsets: targets of a combination often land on one spot.
-        ax.annotate(str(gene), (x, y), xytext=(6, 4 + 11 * k), textcoords="offset points",
-                    color=TARGET_COLOR, fontsize=9, fontweight="bold")
+    # Names stacked in the lower right, each with a line to its point: targets of a
+    # combination often land on one spot, where their names would print over each other.
+    # The lowest point gets the lowest name.
+    by_height = np.argsort(pred[targeted], kind="stable")  # lines to the names never cross
+    for k, (gene, x, y) in enumerate(zip(aligned.genes[targeted][by_height],
+                                         obs[targeted][by_height], pred[targeted][by_height],
+                                         strict=True)):
+        ax.annotate(str(gene), (x, y), xytext=(0.97, 0.04 + 0.07 * k), textcoords="axes fraction",
+                    ha="right", color=TARGET_COLOR, fontsize=9, fontweight="bold",
+                    arrowprops={"arrowstyle": "-", "color": TARGET_COLOR, "lw": 0.6,
+                                "alpha": 0.7, "shrinkB": 4})
     lo = float(min(obs.min(), pred.min(), 0.0))
     hi = float(max(obs.max(), pred.max(), 0.0))
     pad = 0.05 * (hi - lo or 1.0)
@@ -785,11 +938,16 @@ def dose_response(
                       label="predicted, bin's mean T")]
     if curve is not None:
         handles.append(Line2D([], [], color="black", label="predicted, grid of T"))
-    first = ax.legend(handles=handles, loc="lower right", frameon=False, fontsize=8)
+    if len(escapers) and np.isfinite(spread):
+        handles.append(Patch(facecolor="#eaecee", label="escaper bins"))
+    # Both legends outside the axes: inside, they cover curves.
+    first = ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(1.0, 0.0),
+                      frameon=False, fontsize=8)
     ax.add_artist(first)
     ax.legend(handles=[Line2D([], [], color=colors(k % 10), marker="o", linestyle="",
                               label=str(g)) for k, g in enumerate(genes)],
-              loc="upper left", frameon=False, fontsize=8, ncol=2)
+              loc="upper left", bbox_to_anchor=(1.0, 1.0), title="gene", frameon=False,
+              fontsize=8)
     ax.set_xlabel(f"level T of {which['perturbation'].iloc[0]} (log-normalized)")
     ax.set_ylabel("change vs control")
     ax.set_title(f"{which['perturbation'].iloc[0]}: the response is a curve", fontsize=10)
@@ -801,6 +959,7 @@ def response_curves(
     *,
     target: str | None = None,
     regulator: str | None = None,
+    max_edges: int = 10,
     ax: Axes | None = None,
 ) -> Axes:
     """Fitted response curves of edges: how a target moves with one regulator.
@@ -818,6 +977,9 @@ def response_curves(
         ``control_level``, ``in_range``; optionally ``model``).
     target, regulator
         Draw only edges into this target / from this regulator.
+    max_edges
+        Draw at most this many edges (one colour each): those whose response
+        spans the widest range; the title says how many of how many are shown.
     ax
         Axes to draw on; a new figure is made when None.
 
@@ -843,9 +1005,14 @@ def response_curves(
         table = table[table["regulator"] == regulator]
     if table.empty:
         raise ParameterError(f"No edge {regulator or '*'} -> {target or '*'} in the curves.")
+    if not is_int(max_edges) or max_edges < 1:
+        raise ParameterError(f"max_edges must be a positive integer; got {max_edges!r}.")
     models = table["model"].unique().tolist() if "model" in table.columns else [None]
     styles = ["-", "--", "-.", ":"]
-    edges = table[["regulator", "target"]].drop_duplicates().itertuples(index=False)
+    span = table.groupby(["regulator", "target"], sort=False)["response"].agg(
+        lambda r: float(r.max() - r.min()))
+    n_edges = len(span)
+    edges = list(span.sort_values(ascending=False, kind="stable").index[:max_edges])
     colors = plt.get_cmap("tab10")
     ax = _axes(ax, (6.0, 4.2))
     for k, (reg, tgt) in enumerate(edges):
@@ -867,6 +1034,124 @@ def response_curves(
     ax.axhline(0.0, color="#d5d8dc", lw=0.8, zorder=0)
     ax.set_xlabel("regulator level (log-normalized)")
     ax.set_ylabel("response of the target (change of its fitted value)")
-    ax.set_title("fitted response curves (dotted: extrapolated)", fontsize=10)
-    ax.legend(frameon=False, fontsize=8, loc="best")
+    shown = "" if len(edges) == n_edges else (
+        f"\nthe {len(edges)} of {n_edges} edges with the widest response")
+    ax.set_title(f"fitted response curves (dotted: extrapolated){shown}", fontsize=10)
+    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return ax
+
+
+# --------------------------------------------------------------------------- evaluate
+
+_EXCLUSION_EXPLAINED = {
+    "none": "none: every gene scored",
+    "query": "query: genes targeted in the\nquery ignored (VCC rule)",
+    "targeted": "targeted (fair): genes targeted in\nthe query or candidate ignored",
+    "all": "all: every gene targeted\nanywhere in the data ignored",
+}
+
+
+def _metric_bars(ax: Axes, table: pd.DataFrame, better: str) -> None:
+    """Horizontal bars: one group per metric (rows of ``table``), one bar per
+    exclusion rule (columns)."""
+    height = 0.8 / max(len(table.columns), 1)
+    y = np.arange(len(table))
+    palette = plt.get_cmap("tab10")
+    for k, cond in enumerate(table.columns):
+        ax.barh(y + k * height, table[cond].to_numpy(dtype=float), height=height,
+                label=cond, color=palette(k))
+    ax.set_yticks(y + height * (len(table.columns) - 1) / 2, table.index)
+    ax.invert_yaxis()
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel(f"mean over perturbations ({better} is better)")
+
+
+def evaluation_summary(
+    summary: pd.DataFrame,
+    retrieval: pd.DataFrame | None = None,
+    *,
+    title: str | None = None,
+) -> Figure:
+    """The figure of ``causalcell evaluate``: mean scores per exclusion rule, and the
+    mean retrieval rank per exclusion rule.
+
+    Draws tables it is given (nothing is recomputed): scores where higher is
+    better (correlations) and errors where lower is better (``mse``,
+    ``mae``) in separate panels, since their scales differ; each retrieval
+    exclusion rule is named with what it ignores.
+
+    Parameters
+    ----------
+    summary
+        :func:`causalcell.evaluate.summarize` of :func:`causalcell.evaluate.evaluate`
+        (columns ``metric``, ``exclude``, ``mean``, ``n``,
+        ``higher_is_better``).
+    retrieval
+        :func:`causalcell.evaluate.retrieval` table, or None (the panel says
+        retrieval was not run).
+    title
+        What was scored (e.g. the file names); the number of perturbations is
+        added.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ParameterError
+        A summary without those columns.
+    """
+    needed = {"metric", "exclude", "mean", "n", "higher_is_better"}
+    if not isinstance(summary, pd.DataFrame) or not needed <= set(summary.columns):
+        raise ParameterError(f"summary must be a causalcell.evaluate.summarize() table with "
+                             f"columns {sorted(needed)}.")
+
+    def by_exclusion(part: pd.DataFrame) -> pd.DataFrame:
+        table = part.pivot(index="metric", columns="exclude", values="mean")
+        return table.reindex(index=list(dict.fromkeys(part["metric"])),
+                             columns=list(dict.fromkeys(part["exclude"])))
+
+    higher = summary["higher_is_better"].to_numpy(dtype=bool)
+    # The retrieval rank has its own panel, by exclusion rule, when the table is given.
+    own_panel = (summary["metric"] == "retrieval_rank").to_numpy() & (retrieval is not None)
+    lower = ~higher & ~own_panel
+    scores, errors = by_exclusion(summary[higher]), by_exclusion(summary[lower])
+    rows = max(len(scores), 1)
+    fig = Figure(figsize=(13, 0.32 * rows + 2.8), layout="constrained")
+    ratios = [2.2, 1.3 if len(errors) else 0.01, 1.4]
+    left, middle, right = fig.subplots(1, 3, width_ratios=ratios)
+    if len(scores):
+        _metric_bars(left, scores, "higher")
+        fig.legend(*left.get_legend_handles_labels(), title="exclude (genes not scored)",
+                   loc="outside lower center", ncols=len(scores.columns), frameon=False,
+                   fontsize=8)
+    else:
+        left.set_axis_off()
+    if len(errors):
+        _metric_bars(middle, errors, "lower")
+    else:
+        middle.set_axis_off()
+    if retrieval is not None:
+        ranks = retrieval.groupby("exclude", sort=False)["rank"].mean()
+        order = [e for e in _EXCLUSION_ORDER if e in ranks.index]
+        order += [e for e in ranks.index if e not in order]
+        ranks = ranks.reindex(order)
+        y = np.arange(len(ranks))
+        right.barh(y, ranks.to_numpy(), color="#4c72b0")
+        right.set_yticks(y, [_EXCLUSION_EXPLAINED.get(e, e) for e in ranks.index], fontsize=8)
+        right.invert_yaxis()
+        right.axvline(0.5, color=TARGET_COLOR, linestyle="--", label="chance")
+        right.set_xlim(0, 1)
+        right.set_xlabel("mean retrieval rank (0 = perfect)")
+        right.set_title("pairwise retrieval", fontsize=10)
+        right.legend(loc="lower right", fontsize=8, frameon=False)
+    else:
+        right.set_axis_off()
+        right.text(0.5, 0.5, "retrieval needs\n2+ perturbations", ha="center", va="center")
+    n = int(summary["n"].max()) if len(summary) else 0
+    missing = [] if len(errors) else ["no error metric (mse, mae) in the summary"]
+    head = f"{title}: " if title else ""
+    fig.suptitle(f"{head}mean over {n} perturbations, with the targeted genes excluded and "
+                 f"with every gene" + (f"\n{missing[0]}" if missing else ""), fontsize=10)
+    return fig

@@ -222,3 +222,19 @@ def test_single_perturbation_skips_retrieval(files, tmp_path, capsys):
 def test_help_lists_evaluate(capsys):
     assert main([]) == 0
     assert "evaluate" in capsys.readouterr().out
+
+
+def test_printed_nan_gets_a_footnote(capsys):
+    summary = pd.DataFrame({
+        "metric": ["pearson_delta", "pearson_delta", "de_overlap_sig", "de_overlap_sig"],
+        "conditioning": ["targeted excluded", "none"] * 2,
+        "mean": [0.5, 0.6, np.nan, 0.2],
+    })
+    metrics = pd.DataFrame({"perturbation": ["A", "B"]})
+    cli._print_evaluation(summary, None, metrics)
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("de_overlap_sig"))
+    assert row.split() == ["de_overlap_sig", "n/a", "0.200"]
+    assert "n/a: no perturbation defines the metric under that conditioning" in out
+    cli._print_evaluation(summary.fillna(0.1), None, metrics)
+    assert "n/a" not in capsys.readouterr().out

@@ -12,10 +12,14 @@ import pytest
 import causalcell as cc
 from causalcell import plot
 from causalcell.demo import (
+    FIGURES,
+    NAN_FOOTNOTE,
     SELECTED,
     demo_comparison,
     format_comparison,
     graph_verdict,
+    render_text,
+    run,
     target_verdict,
     verdicts,
 )
@@ -33,8 +37,15 @@ def simulated():
 
 
 @pytest.fixture(scope="module")
-def sachs():
-    return demo_comparison("sachs", verbose=False)[0]
+def sachs_run():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnmeasuredTargetWarning)  # ICAM2
+        return run("sachs")
+
+
+@pytest.fixture(scope="module")
+def sachs(sachs_run):
+    return sachs_run.comparison
 
 
 def test_papalexi_is_cross_validated_over_its_nine_measurable_perturbations(papalexi):
@@ -137,3 +148,68 @@ def test_verdicts_need_a_baseline(simulated):
     with pytest.raises(ParameterError, match="no baseline 'mean'"):
         verdicts(dataclasses.replace(simulated, table=table))
     assert np.isfinite(simulated.table["p_value [targeted]"]).all()
+
+
+def test_default_text_is_short_and_puts_the_comparison_first(sachs_run):
+    text = render_text(sachs_run)
+    lines = text.splitlines()
+    assert lines[0].startswith("Models of P(X | T) on Sachs et al. 2005")
+    assert lines[1].startswith("-- targeted genes excluded (conditioned, causalcell)")
+    assert len(lines) <= 35
+    assert "calibrated (0 = mean baseline" not in text  # behind --verbose
+    assert "pearson_delta (n=7)" in text
+    # The verdicts over all metrics, the graph verdict and the target verdict, computed.
+    for line in verdicts(sachs_run.comparison):
+        assert (line in lines) == (line.startswith("=>") or line.startswith("No order"))
+    assert graph_verdict(sachs_run.comparison) in lines
+    assert target_verdict("sachs2005", sachs_run.sections[0].table) in lines
+    assert "1 further target is not among the measured genes; --verbose lists it." in text
+    assert "--verbose adds" in lines[-1]
+
+
+def test_verbose_adds_the_long_tables_and_quiet_keeps_the_verdicts(sachs_run):
+    short, long = render_text(sachs_run), render_text(sachs_run, verbose=True)
+    pointers = ("--verbose", "  (sachs2005")  # the short text's notes of what --verbose adds
+    kept = {line for line in short.splitlines() if not line.startswith(pointers)}
+    assert kept <= set(long.splitlines())
+    assert "calibrated (0 = mean baseline" in long
+    assert "sachs2005: the targeted gene's own change ranks first among 11 genes in" in long
+    assert "ICAM2" in long
+    assert "ICAM2" not in short
+    assert "== Sachs et al. 2005, signalling inhibitors/activators (real): 7466 cells" in long
+    quiet = render_text(sachs_run, quiet=True).splitlines()
+    assert quiet[0].startswith("=> targeted genes excluded")
+    assert not any(line.startswith(("--", "conditional GRN")) for line in quiet)
+
+
+def test_a_missing_value_is_printed_na_with_a_footnote(sachs):
+    text = format_comparison(sachs)
+    assert "n/a" not in text
+    assert NAN_FOOTNOTE not in text
+    table = sachs.table.copy()
+    row = (table["metric"] == "mse") & (table["model"] == "control")
+    table.loc[row, ["value [none]", "ci_low [none]", "ci_high [none]"]] = np.nan
+    text = format_comparison(dataclasses.replace(sachs, table=table))
+    blocks = text.split("-- nothing excluded")
+    assert NAN_FOOTNOTE not in blocks[0]  # only under the table that has one
+    assert NAN_FOOTNOTE in blocks[1]
+    control = next(line for line in blocks[1].splitlines() if line.startswith("control"))
+    assert " n/a " in control
+
+
+def test_figures_are_name_builder_pairs(sachs_run):
+    names = [name for name, _ in FIGURES]
+    assert names == ["target_effect", "conditioning_comparison", "retrieval_ranks",
+                     "rank_matrix", "predicted_vs_observed", "intervention_graph"]
+    files = []
+    for _, build in FIGURES:
+        for file_name, fig in build(sachs_run):
+            files.append(file_name)
+            plt.close(fig)
+    assert files == ["target_effect_sachs2005.png", "conditioning_comparison_sachs.png",
+                     "retrieval_ranks_sachs.png", "rank_matrix_sachs.png",
+                     "predicted_vs_observed_sachs.png", "intervention_graph_sachs.png"]
+    assert set(sachs_run.tables) == {"target_effect_sachs2005.csv", "model_comparison_sachs.csv",
+                                     "retrieval_sachs.csv"}
+    with pytest.raises(ParameterError, match="Unknown data='nope'"):
+        run("nope")

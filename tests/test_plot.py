@@ -51,8 +51,12 @@ def test_intervention_graph_draws_cut_edges_dashed():
     assert "do(T)" in ax.get_title()
     with pytest.raises(NetworkError, match="None of the targets"):
         plot.intervention_graph(G, "ZZZ")
-    with pytest.raises(NetworkError, match="max_nodes"):
-        plot.intervention_graph(G, "T", radius=3, max_nodes=3)
+    # A larger neighbourhood is cut to the targets' strongest links, and says so.
+    ax = plot.intervention_graph(G, "T", radius=3, max_nodes=3)
+    assert {t.get_text() for t in ax.texts} == {"T", "A", "C"}  # |1.0|, |0.7| beat |-0.5|
+    assert "3 of the 5 genes within 3 edges" in ax.get_title()
+    with pytest.raises(ParameterError, match="max_nodes"):
+        plot.intervention_graph(G, ["T", "C"], max_nodes=1)
     plt.close("all")
 
 
@@ -99,15 +103,14 @@ def _naive_reordered(rows, conds):
 def test_conditioning_comparison_one_line_per_model(comparison):
     fig = plot.conditioning_comparison(comparison)
     panels = [ax for ax in fig.axes if ax.get_visible()]
-    assert [ax.get_title().split("\n")[0] for ax in panels] == list(plot.DEFAULT_METRICS)
+    assert [ax.get_title().split(":")[0] for ax in panels] == list(plot.DEFAULT_METRICS)
     models = list(dict.fromkeys(comparison["model"]))
     conds = ["none", "targeted"]
     for ax in panels:
-        metric = ax.get_title().split("\n")[0]
+        metric = ax.get_title().split(":")[0]
         rows = comparison[comparison["metric"] == metric]
         assert [line.get_label() for line in ax.lines] == models
-        assert [t.get_text() for t in ax.get_xticklabels()] == [c.replace(" ", "\n")
-                                                                 for c in conds]
+        assert [t.get_text() for t in ax.get_xticklabels()] == conds
         for line, (_, row) in zip(ax.lines, rows.iterrows(), strict=True):
             np.testing.assert_allclose(line.get_ydata(), [row[f"value [{c}]"] for c in conds])
         thick = {line.get_label() for line in ax.lines if line.get_linewidth() > 2}
@@ -123,6 +126,22 @@ def test_conditioning_comparison_one_line_per_model(comparison):
                                        if line.get_linewidth() > 2}
     assert fig.legends
     plt.close("all")
+
+
+def test_rank_labels_are_spread_a_gap_apart_around_their_values():
+    from causalcell.plot import _spread
+
+    np.testing.assert_allclose(_spread(np.array([0.0, 0.01, 1.0]), 0.1), [-0.045, 0.055, 1.0])
+    # A run that grows into its neighbour merges with it; NaN stays NaN.
+    out = _spread(np.array([0.0, 0.0, 0.0, 0.15, np.nan]), 0.1)
+    np.testing.assert_allclose(out[:4], [-0.1125, -0.0125, 0.0875, 0.1875])
+    assert np.isnan(out[4])
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        values = rng.normal(size=12)
+        placed = np.sort(_spread(values, 0.3))
+        assert (np.diff(placed) >= 0.3 - 1e-12).all()
+        assert abs(placed.mean() - values.mean()) < 1e-9  # runs stay centred on their values
 
 
 def test_conditioning_comparison_axes_and_errors(comparison):

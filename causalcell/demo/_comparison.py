@@ -1,11 +1,9 @@
-"""The work behind ``causalcell demo``: cross-validate models of P(X | T) on embedded
-data and say, from the numbers alone, what they show.
+"""The demo's comparison: its data, its models, cross-validation, and the verdict
+sentences computed from the numbers alone.
 
-Kept apart from :mod:`causalcell.cli` so that it can be called from Python and
-tested without parsing arguments. Every sentence the demo prints about the
-models is built here from a :class:`~causalcell.benchmark.CrossValidation`
-table (or a target-effect table): change the numbers and the sentences
-change.
+Every sentence the demo prints about the models is built here from a
+:class:`~causalcell.benchmark.CrossValidation` table (or a target-effect
+table): change the numbers and the sentences change.
 """
 
 from __future__ import annotations
@@ -30,6 +28,7 @@ from causalcell.models import (
 
 __all__ = [
     "HEADLINE_METRICS",
+    "NAN_FOOTNOTE",
     "demo_comparison",
     "demo_data",
     "demo_models",
@@ -143,41 +142,60 @@ def _interval(low: float, high: float, signed: bool = False) -> str:
     return f"[{fmt.format(low)}, {fmt.format(high)}]"
 
 
+def _cell(value: float, low: float, high: float) -> str:
+    if not np.isfinite(value):
+        return NOT_AVAILABLE
+    return f"{value:.3f} {_interval(low, high)}"
+
+
+# Printed for a NaN, with the footnote saying what it means.
+NOT_AVAILABLE = "n/a"
+NAN_FOOTNOTE = ("   n/a: no value: the metric is undefined for every scored perturbation of "
+                "that model (e.g. a constant prediction has no correlation), or the data "
+                "have too few genes for it.")
+
+
 def format_comparison(result: CrossValidation,
-                      metrics: Sequence[str] = HEADLINE_METRICS) -> str:
+                      metrics: Sequence[str] = HEADLINE_METRICS, *,
+                      calibrated: bool = True) -> str:
     """The compact text tables printed by the demo, one block per conditioning.
 
     Each cell is the mean over perturbations with its 95% bootstrap
-    interval; the header gives ``n`` per metric; below, the calibrated
-    scores (0 = the mean baseline, 1 = the data's replicate ceiling) and the
-    models whose prediction left a metric undefined (counted as no skill).
+    interval; the header gives ``n`` per metric; below, with ``calibrated``,
+    the calibrated scores (0 = the mean baseline, 1 = the data's replicate
+    ceiling), and the models whose prediction left a metric undefined
+    (counted as no skill). A value that does not exist is printed ``n/a``,
+    with a footnote saying why.
     """
     table = result.table
     shown = [m for m in metrics if m in set(table["metric"])]
     blocks = []
     for cond in _conditionings(table):
         rows = table[table["metric"].isin(shown)]
-        cells, calibrated, undefined = {}, {}, []
+        cells, scaled, undefined = {}, {}, []
         n = {}
         for metric in shown:
             part = rows[rows["metric"] == metric].set_index("model")
             n[metric] = int(part[f"n [{cond}]"].max())
             cells[f"{metric} (n={n[metric]})"] = [
-                f"{v:.3f} {_interval(lo, hi)}" for v, lo, hi in zip(
+                _cell(v, lo, hi) for v, lo, hi in zip(
                     part[f"value [{cond}]"], part[f"ci_low [{cond}]"],
                     part[f"ci_high [{cond}]"], strict=True)]
             if f"calibrated [{cond}]" in part.columns:
-                calibrated[metric] = [f"{v:.2f}" if np.isfinite(v) else "-"
-                                      for v in part[f"calibrated [{cond}]"]]
+                scaled[metric] = [f"{v:.2f}" if np.isfinite(v) else "-"
+                                  for v in part[f"calibrated [{cond}]"]]
             undefined += [f"{model} {metric} {k}/{n[metric]}" for model, k in
                           part[f"n_undefined [{cond}]"].items() if k > 0]
         models = list(dict.fromkeys(rows["model"]))
+        values = pd.DataFrame(cells, index=models)
         text = [f"-- {_TITLES.get(cond, cond)}: mean over perturbations [95% interval]",
-                pd.DataFrame(cells, index=models).to_string()]
-        if calibrated:
+                values.to_string()]
+        if (values == NOT_AVAILABLE).any(axis=None):
+            text.append(NAN_FOOTNOTE)
+        if calibrated and scaled:
             text += ["   calibrated (0 = mean baseline, 1 = replicate ceiling, '-' where the "
                      "ceiling does not beat the baseline):",
-                     pd.DataFrame(calibrated, index=models).to_string()]
+                     pd.DataFrame(scaled, index=models).to_string()]
         if undefined:
             text.append("   undefined (constant prediction; counted as no skill): "
                         + "; ".join(undefined))
