@@ -13,14 +13,16 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from causalcell._outdir import OutputDirectory
 from causalcell._version import __version__
 from causalcell.errors import CausalCellError, DataFileError, ParameterError
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+# numpy and pandas are imported inside the commands: ``causalcell --help`` parses first.
 DATASETS = ("papalexi", "simulated", "sachs")
 
 
@@ -118,6 +120,7 @@ def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _summary(name: str, table: pd.DataFrame) -> str:
+    import numpy as np
     n = len(table)
     first = int((table["rank"] == 1).sum())
     top5 = int((table["rank"] <= 5).sum())
@@ -131,6 +134,7 @@ def _summary(name: str, table: pd.DataFrame) -> str:
 
 
 def _print_table(table: pd.DataFrame) -> None:
+    import pandas as pd
     shown = table.sort_values(["rank", "ratio"], ascending=[True, False])
     cols = ["perturbation", "perturbation_type", "target", "n_cells", "target_change", "rank",
             "max_other_change", "ratio"]
@@ -237,6 +241,8 @@ def _showcase(result) -> tuple[str, list[str]] | None:
     """The held-out perturbation drawn in detail: the largest observed change
     outside its targets, among those whose targets are all in the network and
     whose neighbourhood is small enough to draw."""
+    import numpy as np
+
     from causalcell.evaluate import align
 
     main = _grn_model(result)
@@ -262,6 +268,7 @@ def _demo_figures(data: str, result, sections: list[tuple[str, object, pd.DataFr
                   write: _Writer, quiet: bool) -> None:
     """Every figure of the demo, each saved as it is made."""
     import matplotlib
+    import pandas as pd
 
     matplotlib.use("Agg", force=True)  # files only: never open a window
     import matplotlib.pyplot as plt
@@ -331,7 +338,7 @@ def _demo_figures(data: str, result, sections: list[tuple[str, object, pd.DataFr
 
 
 def _progress(items, desc: str, quiet: bool):
-    from tqdm.auto import tqdm
+    from causalcell._progress import tqdm
 
     return tqdm(items, desc=desc, disable=quiet, leave=False, unit="step")
 
@@ -446,6 +453,7 @@ def _by_conditioning(summary: pd.DataFrame) -> pd.DataFrame:
 
 def _summary_figure(summary: pd.DataFrame, retrieval: pd.DataFrame | None, path: Path) -> None:
     """Bar charts of the mean scores per conditioning, and of the retrieval ranks."""
+    import numpy as np
     from matplotlib.figure import Figure  # no pyplot: no GUI backend is involved
 
     table = _by_conditioning(summary[summary["higher_is_better"]])
@@ -477,6 +485,7 @@ def _summary_figure(summary: pd.DataFrame, retrieval: pd.DataFrame | None, path:
 
 def _print_evaluation(summary: pd.DataFrame, retrieval: pd.DataFrame | None,
                       metrics: pd.DataFrame) -> None:
+    import pandas as pd
     table = _by_conditioning(summary)
     n = metrics.attrs.get("n_perturbations", metrics["perturbation"].nunique())
     print(f"{n} perturbations scored (reference: {metrics.attrs.get('reference')}, top-k "
@@ -605,6 +614,8 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
 def _observed_side(predicted, observed, args: argparse.Namespace):
     """Observed cells of the predicted perturbations and the controls, on the predicted
     genes in their order; expression from --layer in X."""
+    import numpy as np
+
     from causalcell.data import Interventions
     from causalcell.data.contract import expression_matrix
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from tqdm.auto import tqdm
+from causalcell._progress import tqdm
 
 from causalcell.data._design import Design
 from causalcell.data._sparse import as_csr, entry_rows, gather_entries, ragged_gather

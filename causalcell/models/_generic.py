@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 from joblib import Parallel, delayed
 from sklearn.base import clone
-from tqdm.auto import tqdm
+from causalcell._progress import tqdm
 
 from causalcell.data._design import Design
 

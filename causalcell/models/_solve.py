@@ -44,7 +44,7 @@ import numpy as np
 import scipy.linalg as la
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
+from causalcell._progress import tqdm
 
 from causalcell.data._design import Design
 from causalcell.data._interventions import Interventions
