@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from causalcell._progress import tqdm
 
+from causalcell._progress import tqdm
 from causalcell.data._design import Design
 from causalcell.data._sparse import as_csr, entry_rows, gather_entries, ragged_gather
 from causalcell.data.lazy import (

@@ -740,6 +740,7 @@ def _select_edges(
 ) -> _Edges:
     """The lasso (or stability selection) of every gene on its candidate regulators."""
     from joblib import Parallel
+
     from causalcell._progress import tqdm
 
     all_genes = np.arange(design.shape[1])

@@ -44,8 +44,8 @@ import numpy as np
 import scipy.linalg as la
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
-from causalcell._progress import tqdm
 
+from causalcell._progress import tqdm
 from causalcell.data._design import Design
 from causalcell.data._interventions import Interventions
 from causalcell.data._moments import BLOCK_VALUES, Moments, check_gather, left_out, moments
