@@ -615,16 +615,19 @@ def _rank_sum_columns(
     csc = sp.csc_array(X, dtype=np.float64) if sp.issparse(X) else None
     u = np.empty((n_groups, n_genes))
     ties = np.empty((n_groups, n_genes))
-    # Blocks of genes holding about _RANK_BLOCK_ENTRIES stored values each.
+    # Blocks of genes holding about _RANK_BLOCK_ENTRIES stored values each, and at
+    # least one block per core: the blocks run on threads (sorting and searching
+    # release the GIL) and write disjoint columns, so results do not depend on them.
+    threads = _threads()
     if csc is not None:
-        cuts = np.searchsorted(
-            csc.indptr, np.arange(_RANK_BLOCK_ENTRIES, csc.nnz, _RANK_BLOCK_ENTRIES)
-        )
+        size = max(1, min(_RANK_BLOCK_ENTRIES, -(-csc.nnz // threads)))
+        cuts = np.searchsorted(csc.indptr, np.arange(size, csc.nnz, size))
         bounds = np.unique(np.concatenate([[0], cuts, [n_genes]])).tolist()
     else:
-        step = max(1, _RANK_BLOCK_ENTRIES // max(n_cells, 1))
+        step = max(1, min(_RANK_BLOCK_ENTRIES // max(n_cells, 1), -(-n_genes // threads)))
         bounds = [*range(0, n_genes, step), n_genes]
-    for start, stop in pairwise(bounds):
+
+    def one_block(start: int, stop: int) -> None:
         if csc is not None:
             block = csc[:, start:stop]
         else:
@@ -635,6 +638,15 @@ def _rank_sum_columns(
         u[:, start:stop], ties[:, start:stop] = _rank_sum_block(
             block, groups, control, n_groups, n_group_cells
         )
+
+    blocks = list(pairwise(bounds))
+    if threads == 1 or len(blocks) == 1:
+        for start, stop in blocks:
+            one_block(start, stop)
+    else:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            # list(): re-raise a block's exception here
+            list(pool.map(lambda bounds: one_block(*bounds), blocks))
     return u, ties
 
 
