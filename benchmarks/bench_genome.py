@@ -183,7 +183,9 @@ def child(scale: float, workdir: str) -> None:
 
 def _run(scale: float, workdir: str) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", str(scale), "--workdir", workdir],
-                         check=True, capture_output=True, text=True)
+                         capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"the run at scale {scale:g} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
