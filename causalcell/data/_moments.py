@@ -9,13 +9,17 @@ targeted entry set to 0:
 
 - ``cross = W_U^T Y`` (regulators x all genes, U = the union of all regulator
   sets): the regulator / target cross-products *already without* the samples
-  in which each target is targeted; computed as ``Y_U^T Y + S_U^T Y`` with S
-  the (sparse) targeted entries of W, so no copy of ``W_U`` is made;
+  in which each target is targeted; one dense product of the block's ``W_U``
+  (gathered into a reused buffer) with ``Y``, or, when U is every gene,
+  ``Y^T Y + S^T Y`` with S the (sparse) targeted entries of W, so that no copy
+  of the whole block is made;
 - ``W_U^T W_V`` for the targeted regulators V (where ``Y != W``), so that the
   regulator Gram ``W_U^T W_U`` is available (:meth:`Moments.gram`);
 - the column sums of ``W_U`` and of ``Y``, and ``sum Y**2``.
 
-Dense X is read in row blocks (a float64 copy of one block at a time); sparse
+Dense X is read in row blocks (a float64 copy of one block at a time, into one
+buffer reused by every block; the shift and the control sums are taken from it,
+so X is read once); sparse
 X uses sparse products per block (sparse X denser than 15 % is read as dense
 blocks); a Dask X is read block by block where Dask computes, and only the
 statistics (plus, on request, the values the leave-out will need) come back.
@@ -357,7 +361,9 @@ def _dense_sums(Z: np.ndarray, e: _Entries, lay: _Layout, buffers: _Buffers | No
         reg_sums += np.bincount(c, weights=values, minlength=len(U))
     target_sums, target_squares = Z.sum(axis=0), np.einsum("ij,ij->j", Z, Z)
     if into is None:
-        return _Sums(reg_sums, target_sums, target_squares, cross.copy(), tg.copy())
+        if buffers is not None:  # the buffers are overwritten by the next block
+            cross, tg = cross.copy(), tg.copy()
+        return _Sums(reg_sums, target_sums, target_squares, cross, tg)
     into.regulator_sums += reg_sums
     into.target_sums += target_sums
     into.target_squares += target_squares
