@@ -57,6 +57,9 @@ def make_screen(n_cells: int, n_genes: int, n_perturbations: int, seed: int) -> 
     labels = np.array(["control"] + [f"G{i:05d}" for i in range(n_perturbations)])
     # A tenth of the cells are controls, the rest spread over the perturbations.
     codes = np.where(rng.random(n_cells) < 0.1, 0, rng.integers(1, n_perturbations + 1, n_cells))
+    # Every perturbation gets at least 2 cells (scanpy refuses groups of one).
+    perturbed = np.flatnonzero(codes > 0)[: 2 * n_perturbations]
+    codes[perturbed] = np.repeat(np.arange(1, n_perturbations + 1), 2)[: len(perturbed)]
     base = rng.gamma(0.6, 1.0, size=n_genes)
     effect = np.exp(rng.normal(0, 0.3, size=(n_perturbations + 1, n_genes)))
     effect[0] = 1.0
