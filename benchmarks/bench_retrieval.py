@@ -28,6 +28,10 @@ minutes). Three measurements:
    and run this script with that interpreter. Without cell-eval the peer
    comparison is skipped with a message.
 
+0. ``--sizes`` (default 500, 1,000, 2,000; alone with ``--small-only``): the
+   ratio to the floor ``P @ T.T`` at small n, where fixed costs weigh most
+   (target <= 3x from n = 500 up), best of 5, interleaved.
+
 Timings on a shared 2-core machine are noisy: the best of several runs is
 reported, floor and ours interleaved.
 """
@@ -276,8 +280,32 @@ def peer_benchmark() -> None:
           f"{(1 - ranks_p * (N_PEER - 1) / N_PEER).mean():.4f}")
 
 
+def small_benchmark(sizes: list[int], repeats: int = 5) -> None:
+    """Ratio to the floor at small n (fixed costs), euclidean, 'pair', g = 8,000."""
+    print(f"== small n, g = {GENES:,}, euclidean, exclusion='pair' (best of {repeats}, "
+          f"interleaved; target <= 3x the floor) ==")
+    for n in sizes:
+        P, T, targets = make_data(n, GENES, seed=3)
+        pairwise_retrieval(P, T, targets, "euclidean", "pair")  # first touch of the code
+        ours, floor = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            P @ T.T
+            t1 = time.perf_counter()
+            pairwise_retrieval(P, T, targets, "euclidean", "pair")
+            t2 = time.perf_counter()
+            floor.append(t1 - t0)
+            ours.append(t2 - t1)
+        ratio = min(ours) / min(floor)
+        print(f"n = {n:>6,}: ours {min(ours):.3f} s, floor {min(floor):.3f} s, ratio "
+              f"{ratio:.2f}x ({'meets' if ratio <= 3 else 'MISSES'})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="500,1000,2000",
+                        help="n of the small-n ratios (comma-separated)")
+    parser.add_argument("--small-only", action="store_true", help="only the small-n ratios")
     parser.add_argument("--large-genes", type=int, default=GENES,
                         help=f"genes of the n = {N_LARGE:,} run (default {GENES:,})")
     parser.add_argument("--skip-large", action="store_true", help="skip the n = 20,000 run")
@@ -285,6 +313,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.child_large:
         large_child(N_LARGE, args.child_large)
+        return
+    small_benchmark([int(v) for v in args.sizes.split(",")])
+    if args.small_only:
         return
     main_benchmark()
     peer_benchmark()

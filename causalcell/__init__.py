@@ -7,38 +7,25 @@ gene regulatory network; evaluation excludes the targeted genes.
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
-
-# _progress first (the names are imported in this order): it imports tqdm.auto without
-# tqdm's notebook warning, before any module that shows progress bars.
-from causalcell import _progress, benchmark, data, datasets, errors, evaluate, graph, models  # noqa: F401
+from causalcell import _lazy
 from causalcell._version import __version__
-from causalcell.data import Interventions
 
-__all__ = [
-    "Interventions",
-    "__version__",
-    "benchmark",
-    "data",
-    "datasets",
-    "errors",
-    "evaluate",
-    "graph",
-    "models",
-]
-
-# Imported on first use (``cc.plot``): matplotlib is not loaded by ``import causalcell``.
-_LAZY_MODULES = ("plot",)
-
-
-def __getattr__(name: str) -> ModuleType:
-    if name in _LAZY_MODULES:
-        module = importlib.import_module(f"causalcell.{name}")
-        globals()[name] = module  # later lookups skip this function
-        return module
-    raise AttributeError(f"module 'causalcell' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY_MODULES})
+# Subpackages load on first use (``cc.data``, ``cc.plot``): ``import causalcell`` imports
+# no numpy, pandas, anndata, scipy, scikit-learn or matplotlib, and the CLI parses its
+# arguments before anything heavy loads.
+__getattr__, __dir__, _public = _lazy.attach(
+    __name__,
+    {
+        "Interventions": ".data",
+        "benchmark": "",
+        "data": "",
+        "datasets": "",
+        "errors": "",
+        "evaluate": "",
+        "graph": "",
+        "models": "",
+        "plot": "",
+    },
+    globals(),
+)
+__all__ = [name for name in _public if name != "plot"] + ["__version__"]

@@ -2,9 +2,9 @@
 
 In a Jupyter kernel without ipywidgets, importing ``tqdm.auto`` warns with a path
 into site-packages and then falls back to text bars, which is what causalcell
-wants. ``causalcell/__init__.py`` imports this module before any other, so the
-import happens once, here, and the message does not open every notebook that
-imports causalcell. Other warnings are untouched.
+wants. Every causalcell module that shows progress bars takes ``tqdm`` from here,
+so the import happens once, here, and the message does not open every notebook that
+uses causalcell. Other warnings are untouched.
 """
 
 from __future__ import annotations
@@ -16,4 +16,4 @@ from tqdm.std import TqdmWarning
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="IProgress not found", category=TqdmWarning)
-    importlib.import_module("tqdm.auto")
+    tqdm = importlib.import_module("tqdm.auto").tqdm

@@ -13,14 +13,16 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from causalcell._outdir import OutputDirectory
 from causalcell._version import __version__
 from causalcell.errors import CausalCellError, DataFileError, ParameterError
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+# numpy and pandas are imported inside the commands: ``causalcell --help`` parses first.
 DATASETS = ("papalexi", "simulated", "sachs")
 
 
@@ -202,7 +204,7 @@ def _output_directory(args: argparse.Namespace) -> OutputDirectory | None:
 
 
 def _progress(items, desc: str, quiet: bool):
-    from tqdm.auto import tqdm
+    from causalcell._progress import tqdm
 
     return tqdm(items, desc=desc, disable=quiet, leave=False, unit="step")
 
@@ -279,6 +281,7 @@ def _summary_figure(summary: pd.DataFrame, retrieval: pd.DataFrame | None, path:
 
 def _print_evaluation(summary: pd.DataFrame, retrieval: pd.DataFrame | None,
                       metrics: pd.DataFrame) -> None:
+    import pandas as pd
     table = _by_conditioning(summary)
     n = metrics.attrs.get("n_perturbations", metrics["perturbation"].nunique())
     print(f"{n} perturbations scored (reference: {metrics.attrs.get('reference')}, top-k "
@@ -411,6 +414,8 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
 def _observed_side(predicted, observed, args: argparse.Namespace):
     """Observed cells of the predicted perturbations and the controls, on the predicted
     genes in their order; expression from --layer in X."""
+    import numpy as np
+
     from causalcell.data import Interventions
     from causalcell.data.contract import expression_matrix
 

@@ -385,6 +385,35 @@ def test_pseudobulk_dense_row_blocks(monkeypatch):
     np.testing.assert_allclose(pseudobulk(adata).X, expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+def test_pseudobulk_in_threads_and_blocks_equals_naive_groupby(monkeypatch, sparse):
+    """Blocks summed on two threads (float32 X read in float64, CSR split by rows) and
+    groups crossed with an obs column: equal to a pandas groupby in float64."""
+    import importlib
+
+    module = importlib.import_module("causalcell.data._stats")
+    monkeypatch.setattr(module, "_threads", lambda: 2)
+    monkeypatch.setattr(module, "_DENSE_BLOCK_ENTRIES", 37 * 20)  # 37 rows per block
+    monkeypatch.setattr(module, "_RANK_BLOCK_ENTRIES", 50)  # CSR in two row ranges
+    rng = np.random.default_rng(3)
+    n, p = 400, 20
+    label = rng.choice(np.array(["control", "G0", "G1", "G2,G3", "G4"], dtype=object), n)
+    X = rng.random((n, p)).astype(np.float32) * (rng.random((n, p)) < 0.3)
+    obs = pd.DataFrame({"perturbation": label, "is_control": label == "control",
+                        "perturbation_type": np.where(label == "control", "control", "knockout"),
+                        "rep": rng.choice(["r1", "r2", "r3"], n)},
+                       index=[f"c{i}" for i in range(n)])
+    adata = ad.AnnData(X=sp.csr_matrix(X) if sparse else X, obs=obs,
+                       var=pd.DataFrame(index=[f"G{j}" for j in range(p)]))
+    pb = pseudobulk(adata, groupby="rep")
+    naive = pd.DataFrame(X.astype(np.float64)).groupby([label, obs["rep"].to_numpy()],
+                                                       sort=False).mean()
+    assert list(zip(pb.obs["perturbation"], pb.obs["rep"], strict=True)) == list(naive.index)
+    np.testing.assert_allclose(pb.X, naive.to_numpy(), rtol=1e-12, atol=1e-15)
+    sizes = pd.Series(X[:, 0]).groupby([label, obs["rep"].to_numpy()], sort=False).size()
+    np.testing.assert_array_equal(pb.obs["n_cells"].to_numpy(), sizes.to_numpy())
+
+
 def test_pseudobulk_groupby_and_min_cells():
     adata = make_adata(BASIC)
     adata.obs["rep"] = ["r1", "r2"] * 4

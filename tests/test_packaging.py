@@ -47,6 +47,37 @@ def test_plot_is_reachable_without_slowing_the_import():
     assert "has no attribute 'nothing'" in result.stdout
 
 
+def test_import_loads_no_heavy_library():
+    """``import causalcell`` is fast because it loads none of the heavy libraries; the
+    first use of a subpackage loads it."""
+    result = _python(
+        "import sys, causalcell as cc\n"
+        "heavy = ['matplotlib', 'sklearn', 'scipy.stats', 'dask', 'pgmpy', 'statsmodels',\n"
+        "         'anndata', 'pandas', 'numpy']\n"
+        "print(*[m for m in heavy if m in sys.modules])\n"
+        "cc.data.pseudobulk\n"
+        "print('anndata' in sys.modules, cc.Interventions is cc.data.Interventions)\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["", "True True"]
+
+
+def test_help_parses_before_importing():
+    """``causalcell --help`` prints without loading numpy, pandas or anndata."""
+    result = _python(
+        "import sys\n"
+        "from causalcell.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('LOADED', *[m for m in ('numpy', 'pandas', 'anndata') if m in sys.modules])\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "usage: causalcell" in result.stdout
+    assert result.stdout.splitlines()[-1] == "LOADED"
+
+
 def test_no_tqdm_warning_in_a_notebook_without_ipywidgets():
     """Importing causalcell in a Jupyter kernel without ipywidgets (the docs build) must
     not print tqdm's "IProgress not found" warning with a site-packages path."""
@@ -61,6 +92,8 @@ def test_no_tqdm_warning_in_a_notebook_without_ipywidgets():
         "with warnings.catch_warnings(record=True) as caught:\n"
         "    warnings.simplefilter('always')\n"
         "    import causalcell\n"
+        "    causalcell.data.pseudobulk  # loads the modules that show progress bars\n"
+        "    causalcell.models.ConditionalGRNRegressor\n"
         "print([f'{w.category.__name__}: {w.message}' for w in caught])\n"
     )
     assert result.returncode == 0, result.stderr

@@ -18,8 +18,8 @@ import pandas as pd
 from anndata import AnnData
 from sklearn.base import clone
 from sklearn.model_selection import KFold
-from tqdm.auto import tqdm
 
+from causalcell._progress import tqdm
 from causalcell.benchmark._request import observed_request
 from causalcell.data import PERTURBATION, Interventions
 from causalcell.data.lazy import in_memory_copy

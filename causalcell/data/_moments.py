@@ -9,13 +9,17 @@ targeted entry set to 0:
 
 - ``cross = W_U^T Y`` (regulators x all genes, U = the union of all regulator
   sets): the regulator / target cross-products *already without* the samples
-  in which each target is targeted; computed as ``Y_U^T Y + S_U^T Y`` with S
-  the (sparse) targeted entries of W, so no copy of ``W_U`` is made;
+  in which each target is targeted; one dense product of the block's ``W_U``
+  (gathered into a reused buffer) with ``Y``, or, when U is every gene,
+  ``Y^T Y + S^T Y`` with S the (sparse) targeted entries of W, so that no copy
+  of the whole block is made;
 - ``W_U^T W_V`` for the targeted regulators V (where ``Y != W``), so that the
   regulator Gram ``W_U^T W_U`` is available (:meth:`Moments.gram`);
 - the column sums of ``W_U`` and of ``Y``, and ``sum Y**2``.
 
-Dense X is read in row blocks (a float64 copy of one block at a time); sparse
+Dense X is read in row blocks (a float64 copy of one block at a time, into one
+buffer reused by every block; the shift and the control sums are taken from it,
+so X is read once); sparse
 X uses sparse products per block (sparse X denser than 15 % is read as dense
 blocks); a Dask X is read block by block where Dask computes, and only the
 statistics (plus, on request, the values the leave-out will need) come back.
@@ -35,8 +39,8 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from tqdm.auto import tqdm
 
+from causalcell._progress import tqdm
 from causalcell.data._design import Design
 from causalcell.data._sparse import as_csr, entry_rows, gather_entries, ragged_gather
 from causalcell.data.lazy import (
@@ -276,48 +280,96 @@ class _Sums:
         return self
 
 
-def _as_dense(block: Any) -> np.ndarray:
-    """A block of rows (NumPy or SciPy sparse) as a new float64 array."""
+def _as_dense(block: Any, out: np.ndarray | None = None) -> np.ndarray:
+    """A block of rows (NumPy or SciPy sparse) as float64, in ``out`` when given.
+
+    ``out`` (at least as many rows as the block) is reused from block to block:
+    a fresh array per block pays for first-touching its pages, which on these
+    machines costs more than the copy itself.
+    """
+    if out is None:
+        if sp.issparse(block):
+            return block.toarray().astype(np.float64, copy=False)
+        return np.array(block, dtype=np.float64)
+    Z = out[: block.shape[0]]
     if sp.issparse(block):
-        return block.toarray().astype(np.float64, copy=False)
-    return np.array(block, dtype=np.float64)
+        Z.fill(0.0)  # toarray(out=) adds into out
+        sp.csr_array(block, dtype=np.float64).toarray(out=Z)
+    else:
+        np.copyto(Z, block, casting="unsafe")
+    return Z
 
 
 def _first_block_shift(Z: np.ndarray, e: _Entries) -> np.ndarray:
     """Per gene, the mean over the block's samples that do not target it.
 
     Conditioning only; it never reads a gene's values where it is targeted.
+    ``Z`` (raw values) is left as it was: the targeted entries are zeroed for
+    the sum and then restored, so the block is not copied.
     """
     n, p = Z.shape
-    Z = Z.copy()
+    kept = Z[e.rows, e.cols]
     Z[e.rows, e.cols] = 0.0
+    sums = Z.sum(axis=0)
+    Z[e.rows, e.cols] = kept
     counts = n - np.bincount(e.cols, minlength=p).astype(np.float64)
-    return np.divide(Z.sum(axis=0), counts, out=np.zeros(p), where=counts > 0)
+    return np.divide(sums, counts, out=np.zeros(p), where=counts > 0)
 
 
-def _dense_sums(Z: np.ndarray, e: _Entries, lay: _Layout) -> _Sums:
-    """Statistics of one dense block; ``Z`` (float64, raw values) is overwritten."""
+class _Buffers:
+    """Work arrays of the dense block path, allocated once per pass and reused."""
+
+    def __init__(self, rows: int, p: int, u: int, v: int) -> None:
+        self.Z = np.empty((rows, p))
+        self.WU = np.empty((rows, u)) if u < p else None
+        self.WV = np.empty((rows, v))
+        self.cross = np.empty((u, p))
+        self.targeted_gram = np.empty((u, v))
+
+
+def _dense_sums(Z: np.ndarray, e: _Entries, lay: _Layout, buffers: _Buffers | None = None,
+                into: _Sums | None = None) -> _Sums:
+    """Statistics of one dense block; ``Z`` (float64, raw values) is overwritten.
+
+    With ``into`` the block's statistics are added to it (and it is returned).
+    """
     r, c, k = e.rows, e.cols, e.known
+    m = Z.shape[0]
     Z[r[k], c[k]] = e.levels[k]
-    Z -= lay.shift
-    # W = Y + S with S the targeted entries only (sparse), so that
-    # W_U^T Y = Y_U^T Y + S_U^T Y without a copy of W_U.
-    values = Z[r, c]
-    WV = Z[:, lay.targeted_regs]
-    Z[r, c] = 0.0  # Z is now Y
-    U = lay.regulators
-    YU = Z if len(U) == Z.shape[1] else Z[:, U]  # U = every gene: Y_U is Y itself
-    in_u = lay.position[c] >= 0
-    S_U = sp.csr_array(
-        (values[in_u], (lay.position[c[in_u]], r[in_u])), shape=(len(U), Z.shape[0])
-    )
-    cross = YU.T @ Z
-    cross += S_U @ Z
-    tg = YU.T @ WV
-    tg += S_U @ WV
-    reg_sums = YU.sum(axis=0)
-    reg_sums += np.bincount(lay.position[c[in_u]], weights=values[in_u], minlength=len(U))
-    return _Sums(reg_sums, Z.sum(axis=0), np.einsum("ij,ij->j", Z, Z), cross, tg)
+    Z -= lay.shift  # Z is now W
+    U, V = lay.regulators, lay.targeted_regs
+    WV = np.take(Z, V, axis=1, out=None if buffers is None else buffers.WV[:m])
+    if len(U) < Z.shape[1]:
+        # W_U is a copy taken before the targeted entries are zeroed, so that
+        # W_U^T Y is one dense product.
+        WU = np.take(Z, U, axis=1, out=None if buffers is None else buffers.WU[:m])
+        Z[r, c] = 0.0  # Z is now Y
+        cross = np.matmul(WU.T, Z, out=None if buffers is None else buffers.cross)
+        tg = np.matmul(WU.T, WV, out=None if buffers is None else buffers.targeted_gram)
+        reg_sums = WU.sum(axis=0)
+    else:
+        # U = every gene: W_U^T Y = Y^T Y + S^T Y with S the targeted entries of W
+        # (sparse), so that no copy of W is made.
+        values = Z[r, c]
+        Z[r, c] = 0.0  # Z is now Y
+        S = sp.csr_array((values, (c, r)), shape=(len(U), m))
+        cross = np.matmul(Z.T, Z, out=None if buffers is None else buffers.cross)
+        cross += S @ Z
+        tg = np.matmul(Z.T, WV, out=None if buffers is None else buffers.targeted_gram)
+        tg += S @ WV
+        reg_sums = Z.sum(axis=0)
+        reg_sums += np.bincount(c, weights=values, minlength=len(U))
+    target_sums, target_squares = Z.sum(axis=0), np.einsum("ij,ij->j", Z, Z)
+    if into is None:
+        if buffers is not None:  # the buffers are overwritten by the next block
+            cross, tg = cross.copy(), tg.copy()
+        return _Sums(reg_sums, target_sums, target_squares, cross, tg)
+    into.regulator_sums += reg_sums
+    into.target_sums += target_sums
+    into.target_squares += target_squares
+    into.cross += cross
+    into.targeted_gram += tg
+    return into
 
 
 def _sparse_sums(Xb: Any, e: _Entries, lay: _Layout) -> _Sums:
@@ -348,6 +400,7 @@ def _sparse_sums(Xb: Any, e: _Entries, lay: _Layout) -> _Sums:
 
 
 def _block_sums(block: Any, e: _Entries, lay: _Layout, sparse_path: bool) -> _Sums:
+    """Statistics of one block (a Dask task: no buffers shared between blocks)."""
     if sparse_path:
         return _sparse_sums(block, e, lay)
     return _dense_sums(_as_dense(block), e, lay)
@@ -460,18 +513,14 @@ def _pass(
                                               row_weights, verbose)
     else:
         step = _block_rows(p, block_rows)
-        if shift is None and not sparse_path:
-            first = np.arange(min(step, visited)) if rows is None else rows[:step]
-            lay.shift = _first_block_shift(_as_dense(X[first]), _Entries.of_rows(design, first))
-        sums = _memory_pass(design, lay, step, sparse_path, rows, verbose)
+        w = None if row_weights is None else np.asarray(row_weights, dtype=np.float64)
+        sums, weighted = _memory_pass(design, lay, step, sparse_path, rows,
+                                      shift is None and not sparse_path, w, verbose)
         if gather is not None:
             g = sp.csr_array(gather, dtype=bool)
             g.sort_indices()
             values = gather_entries(X, entry_rows(g.indptr), g.indices)
             gathered = sp.csr_array((values, g.indices, g.indptr), shape=(n, p))
-        if row_weights is not None:
-            weighted = np.asarray(as_csr(X).T @ row_weights if sp.issparse(X)
-                                  else np.asarray(X, dtype=np.float64).T @ row_weights).ravel()
     return Moments(
         n=visited,
         regulators=lay.regulators,
@@ -497,14 +546,20 @@ def _empty_sums(lay: _Layout, p: int) -> _Sums:
 
 def _memory_pass(
     design: Design, lay: _Layout, step: int, sparse_path: bool, rows: np.ndarray | None,
-    verbose: bool,
-) -> _Sums:
+    first_block_shift: bool, row_weights: np.ndarray | None, verbose: bool,
+) -> tuple[_Sums, np.ndarray | None]:
+    """The pass over in-memory X; also ``row_weights @ X`` and, on the dense path, the
+    shift from the first block, so that X is read once."""
     X = design.X
     n, p = X.shape
     if sparse_path:
         X = as_csr(X)
     sums = _empty_sums(lay, p)
+    weighted = None if row_weights is None else np.zeros(p)
     count = n if rows is None else len(rows)
+    buffers = None
+    if not sparse_path:
+        buffers = _Buffers(min(step, count), p, len(lay.regulators), len(lay.targeted_regs))
     for start in tqdm(
         range(0, count, step), desc="Gram (samples)", unit="block", disable=not verbose,
         leave=False,
@@ -515,8 +570,18 @@ def _memory_pass(
         else:
             idx = rows[start:stop]
             block, entries = X[idx], _Entries.of_rows(design, idx)
-        sums += _block_sums(block, entries, lay, sparse_path)
-    return sums
+        if sparse_path:
+            if weighted is not None:
+                weighted += np.asarray(row_weights[start:stop] @ block, dtype=np.float64)
+            sums += _sparse_sums(block, entries, lay)
+            continue
+        Z = _as_dense(block, buffers.Z)
+        if weighted is not None:
+            weighted += row_weights[start:stop] @ Z
+        if start == 0 and first_block_shift:
+            lay.shift = _first_block_shift(Z, entries)
+        _dense_sums(Z, entries, lay, buffers, into=sums)
+    return sums, weighted
 
 
 @dataclass

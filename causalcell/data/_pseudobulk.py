@@ -106,16 +106,14 @@ def pseudobulk(
             raise DataContractError(
                 f"groupby column {column!r} is not in obs; available: {list(adata.obs.columns)}."
             )
-    keys = [interventions.codes] + [adata.obs[c].astype(str).to_numpy() for c in extra]
-    groups, uniques = pd.factorize(pd.MultiIndex.from_arrays(keys))
-    n_groups = len(uniques)
+    groups, key_codes, key_values = _group_codes(interventions.codes, adata.obs, extra)
+    n_groups = len(key_codes[0])
     n_cells = np.bincount(groups, minlength=n_groups)
     # Weights 1 / n_cells: the group sums are the means.
     weights = 1.0 / n_cells[groups]
     means = group_moments(X, groups, n_groups, weights=weights, what=_where(layer)).sums
 
-    cond_codes = np.asarray(uniques.get_level_values(0), dtype=np.int64)
-    cond = interventions.conditions.iloc[cond_codes]
+    cond = interventions.conditions.iloc[key_codes[0]]
     obs = pd.DataFrame(
         {
             PERTURBATION: cond[PERTURBATION].to_numpy(),
@@ -127,7 +125,7 @@ def pseudobulk(
     )
     names = cond.index.to_numpy().astype(str)
     for pos, column in enumerate(extra, start=1):
-        values = uniques.get_level_values(pos).to_numpy()
+        values = key_values[pos][key_codes[pos]]
         obs[column] = values
         names = np.char.add(np.char.add(names, f" | {column}="), values.astype(str))
     obs.index = pd.Index(names, dtype=str)
@@ -163,29 +161,58 @@ def _check_finite(means: np.ndarray, groups: pd.Index, where: str) -> None:
         )
 
 
+def _group_codes(
+    conditions: np.ndarray, obs: pd.DataFrame, extra: list[str]
+) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """Group of each cell: its condition crossed with the ``extra`` obs columns.
+
+    Integer codes only: each column is factorized once and the codes are
+    combined into one integer per cell (no tuple per cell). Returns the group
+    of each cell and, per key, the code of each group (first appearance order)
+    and the distinct values the codes index.
+    """
+    codes, values = [np.asarray(conditions, dtype=np.int64)], [None]
+    for column in extra:
+        c, v = pd.factorize(obs[column].astype(str).to_numpy())
+        codes.append(c.astype(np.int64))
+        values.append(np.asarray(v, dtype=object))
+    if len(codes) == 1:
+        groups, conditions_of_group = pd.factorize(codes[0])
+        return groups.astype(np.int64), [conditions_of_group.astype(np.int64)], values
+    groups = codes[0]
+    for c in codes[1:]:
+        # Re-factorized after each column: the combined codes stay below n_cells * size.
+        groups = pd.factorize(groups * (int(c.max()) + 1) + c)[0].astype(np.int64)
+    # factorize numbers groups in order of first appearance: a group's first cell is
+    # where the running maximum of the codes grows, and gives the group's keys.
+    grows = np.ones(len(groups), dtype=bool)
+    grows[1:] = groups[1:] > np.maximum.accumulate(groups)[:-1]
+    first = np.flatnonzero(grows)
+    return groups, [c[first] for c in codes], values
+
+
 def _mean_levels(
     interventions: Interventions, groups: np.ndarray, n_groups: int, cond: pd.DataFrame
 ) -> np.ndarray:
     """Per group and measured target, the mean of the known levels, formatted
     in canonical target order ("nan" for unknown or unmeasured targets)."""
-    frame = pd.DataFrame(
-        {
-            "group": groups[interventions.entry_rows],
-            "gene": interventions.mask.indices,
-            "level": interventions.levels,
-        }
-    )
-    means = frame.groupby(["group", "gene"], sort=False)["level"].mean()
-    lookup = {(int(g), int(j)): float(v) for (g, j), v in means.items()}
-    genes = interventions.genes
+    n_genes = len(interventions.genes)
+    # Mean known level per (group, measured target), keyed group * n_genes + gene.
+    entry_key = groups[interventions.entry_rows] * n_genes + interventions.mask.indices
+    means = pd.Series(interventions.levels).groupby(entry_key, sort=False).mean()
+    # Every group's targets in canonical order, measured or not, flattened.
+    targets = cond["targets"].to_numpy()
+    lengths = np.fromiter(map(len, targets), dtype=np.int64, count=len(targets))
+    flat = [gene for t in targets for gene in t]
+    cols = interventions.genes.get_indexer(flat) if flat else np.zeros(0, dtype=np.int64)
+    owner = np.repeat(np.arange(n_groups), lengths)
+    keys = np.where(cols >= 0, owner * n_genes + cols, -1)
+    values = means.reindex(keys).to_numpy(dtype=np.float64)  # NaN: unknown or unmeasured
+    ends = np.cumsum(lengths)
     out = np.empty(n_groups, dtype=object)
-    # One iteration per group (perturbations, not cells).
-    for g, targets in enumerate(cond["targets"]):
-        if not targets:
-            out[g] = "nan"
-            continue
-        cols = genes.get_indexer(list(targets))
-        out[g] = format_levels([lookup.get((g, int(j)), np.nan) for j in cols])
+    # One string per group (the obs column); no look-ups inside the loop.
+    for g, (stop, length) in enumerate(zip(ends.tolist(), lengths.tolist(), strict=True)):
+        out[g] = format_levels(values[stop - length : stop]) if length else "nan"
     return out
 
 

@@ -35,6 +35,8 @@ J. R. Stat. Soc. B 57, 289-300.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -129,9 +131,14 @@ def mean_and_variance(
     return mean, np.where(count > 1, var, np.nan)
 
 
+def _copy_into(out: np.ndarray, block: np.ndarray) -> np.ndarray:
+    np.copyto(out, block, casting="unsafe")
+    return out
+
+
 def _block_moments(
     block: Any, start: int, stop: int, codes: np.ndarray, weights: np.ndarray | None,
-    n_groups: int, squares: bool,
+    n_groups: int, squares: bool, buffer: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Per-group weighted sums (and sums of squares) of one row block, float64.
 
@@ -144,14 +151,29 @@ def _block_moments(
         zeros = np.zeros((n_groups, n_columns))
         return zeros, (np.zeros((n_groups, n_columns)) if squares else None)
     w = np.ones(len(rows)) if weights is None else weights[rows]
-    indicator = sp.csr_array((w, (codes[rows], rows)), shape=(n_groups, stop - start))
+    # Index arrays of the dtype SciPy gives X (int32 up to 2^31 rows): an int64
+    # indicator would make the product copy every column index of X to int64.
+    index = np.int32 if max(n_groups, stop - start, block.shape[1]) < 2**31 - 1 else np.int64
+    indicator = sp.csr_array((w, (codes[rows].astype(index), rows.astype(index))),
+                             shape=(n_groups, stop - start))
     if sp.issparse(block):
-        block = sp.csr_array(block, dtype=np.float64)
+        # No float64 copy of the block: the product upcasts its values as it reads
+        # them (float64 sums), and the indices are neither copied nor re-checked.
+        block = as_csr(block)
         s1 = (indicator @ block).toarray()
-        s2 = (indicator @ block.multiply(block)).toarray() if squares else None
+        if squares:  # squared in float64, sharing the block's indices
+            square = sp.csr_array((block.data.astype(np.float64) ** 2, block.indices,
+                                   block.indptr), shape=block.shape)
+            s2 = (indicator @ square).toarray()
+        else:
+            s2 = None
     else:
-        # Dense blocks (often float32) are converted to float64 one block at a time.
-        block = np.asarray(block).astype(np.float64, copy=False)
+        # Dense blocks (often float32) are converted to float64 one block at a time,
+        # into ``buffer`` when the caller reuses one (no first touch per block).
+        block = np.asarray(block)
+        if block.dtype != np.float64:
+            out = None if buffer is None else buffer[: block.shape[0]]
+            block = block.astype(np.float64) if out is None else _copy_into(out, block)
         s1 = indicator @ block
         s2 = indicator @ (block * block) if squares else None
     return s1, s2
@@ -226,22 +248,82 @@ def group_moments(
         )
         return GroupMoments(count, s1, s2)
     n_rows, n_columns = X.shape
-    if sp.issparse(X):  # sparse products handle all rows at once: memory is O(nnz)
-        s1, s2 = _block_moments(X, 0, n_rows, codes, weights, n_groups, squares)
-        return GroupMoments(count, s1, s2)
-    X = np.asarray(X)
-    s1 = np.zeros((n_groups, n_columns))
-    s2 = np.zeros((n_groups, n_columns)) if squares else None
-    for start, stop in _dense_blocks(n_rows, n_columns):
+    if sp.issparse(X):
+        X = as_csr(X)
+        # Row ranges of about equal stored entries, one task each (CSR views, no copy).
+        parts = min(_threads(), max(1, X.nnz // _RANK_BLOCK_ENTRIES + 1))
+        cuts = np.searchsorted(X.indptr, np.linspace(0, X.nnz, parts + 1)[1:-1])
+        bounds = np.unique(np.r_[0, cuts, n_rows])
+        blocks = list(pairwise(bounds.tolist()))
+    else:
+        X = np.asarray(X)
+        blocks = _dense_blocks(n_rows, n_columns)
+
+    def one_block(start: int, stop: int, buffer: np.ndarray | None):
         c = codes[start:stop]
         if not (c >= 0).any():
-            continue
+            return None
         w = None if weights is None else weights[start:stop]
-        b1, b2 = _block_moments(X[start:stop], start, stop, c, w, n_groups, squares)
-        s1 += b1
-        if s2 is not None:
-            s2 += b2
+        block = _csr_rows(X, start, stop) if sp.issparse(X) else X[start:stop]
+        return _block_moments(block, start, stop, c, w, n_groups, squares, buffer)
+
+    buffer_shape = None
+    if not sp.issparse(X) and X.dtype != np.float64 and blocks:
+        buffer_shape = (blocks[0][1] - blocks[0][0], n_columns)
+    s1, s2 = _threaded_block_sums(one_block, blocks, (n_groups, n_columns), squares,
+                                  buffer_shape)
     return GroupMoments(count, s1, s2)
+
+
+def _threads() -> int:
+    """Threads for in-memory block work: the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _csr_rows(X: sp.csr_array, start: int, stop: int) -> sp.csr_array:
+    """Rows ``start:stop`` of a CSR matrix as a view (SciPy's slicing copies them)."""
+    lo, hi = X.indptr[start], X.indptr[stop]
+    return sp.csr_array((X.data[lo:hi], X.indices[lo:hi], X.indptr[start : stop + 1] - lo),
+                        shape=(stop - start, X.shape[1]))
+
+
+def _threaded_block_sums(
+    one_block: Any, blocks: list[tuple[int, int]], shape: tuple[int, int], squares: bool,
+    buffer_shape: tuple[int, int] | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Sum ``one_block(start, stop, buffer)`` over the blocks, on every core.
+
+    The products release the GIL, so threads share the blocks: thread k takes
+    blocks k, k + T, ... into its own sums (and its own float64 buffer), and
+    the threads' sums are added in thread order, so the result does not depend
+    on scheduling.
+    """
+    threads = min(_threads(), len(blocks)) or 1
+
+    def worker(k: int) -> tuple[np.ndarray, np.ndarray | None]:
+        s1 = np.zeros(shape)
+        s2 = np.zeros(shape) if squares else None
+        buffer = None if buffer_shape is None else np.empty(buffer_shape)
+        for start, stop in blocks[k::threads]:
+            out = one_block(start, stop, buffer)
+            if out is None:
+                continue
+            s1 += out[0]
+            if s2 is not None:
+                s2 += out[1]
+        return s1, s2
+
+    if threads == 1:
+        return worker(0)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        parts = list(pool.map(worker, range(threads)))
+    total = parts[0]
+    for part in parts[1:]:
+        total = _add_moments(total, part)
+    return total
 
 
 def normalized(weights: np.ndarray) -> np.ndarray:
@@ -533,16 +615,19 @@ def _rank_sum_columns(
     csc = sp.csc_array(X, dtype=np.float64) if sp.issparse(X) else None
     u = np.empty((n_groups, n_genes))
     ties = np.empty((n_groups, n_genes))
-    # Blocks of genes holding about _RANK_BLOCK_ENTRIES stored values each.
+    # Blocks of genes holding about _RANK_BLOCK_ENTRIES stored values each, and at
+    # least one block per core: the blocks run on threads (sorting and searching
+    # release the GIL) and write disjoint columns, so results do not depend on them.
+    threads = _threads()
     if csc is not None:
-        cuts = np.searchsorted(
-            csc.indptr, np.arange(_RANK_BLOCK_ENTRIES, csc.nnz, _RANK_BLOCK_ENTRIES)
-        )
+        size = max(1, min(_RANK_BLOCK_ENTRIES, -(-csc.nnz // threads)))
+        cuts = np.searchsorted(csc.indptr, np.arange(size, csc.nnz, size))
         bounds = np.unique(np.concatenate([[0], cuts, [n_genes]])).tolist()
     else:
-        step = max(1, _RANK_BLOCK_ENTRIES // max(n_cells, 1))
+        step = max(1, min(_RANK_BLOCK_ENTRIES // max(n_cells, 1), -(-n_genes // threads)))
         bounds = [*range(0, n_genes, step), n_genes]
-    for start, stop in pairwise(bounds):
+
+    def one_block(start: int, stop: int) -> None:
         if csc is not None:
             block = csc[:, start:stop]
         else:
@@ -553,6 +638,15 @@ def _rank_sum_columns(
         u[:, start:stop], ties[:, start:stop] = _rank_sum_block(
             block, groups, control, n_groups, n_group_cells
         )
+
+    blocks = list(pairwise(bounds))
+    if threads == 1 or len(blocks) == 1:
+        for start, stop in blocks:
+            one_block(start, stop)
+    else:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            # list(): re-raise a block's exception here
+            list(pool.map(lambda bounds: one_block(*bounds), blocks))
     return u, ties
 
 

@@ -34,8 +34,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
-from tqdm.auto import tqdm
 
+from causalcell._progress import tqdm
 from causalcell._validation import check_path
 from causalcell.errors import DataContractError, DataFileError, ParameterError
 

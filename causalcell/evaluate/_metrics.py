@@ -388,7 +388,11 @@ def nonfinite_rows(values: np.ndarray) -> np.ndarray:
     :func:`~causalcell.evaluate.pairwise_retrieval` and of
     :func:`~causalcell.evaluate.align`; each caller words its own error.
     """
-    return np.flatnonzero(~np.isfinite(values).all(axis=1))
+    # A finite row sum proves the row finite (NaN and inf propagate through +)
+    # without a boolean temporary of the whole array; only the other rows are
+    # looked at value by value (a sum can also overflow).
+    suspect = np.flatnonzero(~np.isfinite(values.sum(axis=1)))
+    return suspect[~np.isfinite(values[suspect]).all(axis=1)]
 
 
 def _check_matrix(name: str, values, shape: tuple[int, int] | None) -> np.ndarray:

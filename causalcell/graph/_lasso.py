@@ -988,7 +988,8 @@ def _select_edges(
 ) -> _Edges:
     """The lasso (or stability selection) of every gene on its candidate regulators."""
     from joblib import Parallel
-    from tqdm.auto import tqdm
+
+    from causalcell._progress import tqdm
 
     all_genes = np.arange(design.shape[1])
     # One pool for every dispatch (stability selection dispatches 2 per split).
@@ -1137,7 +1138,7 @@ def _stability(
     Returns source, target, weight, selection frequency and the summed
     Meinshausen-Bühlmann error bound (NaN for ``threshold <= 0.5``).
     """
-    from tqdm.auto import tqdm
+    from causalcell._progress import tqdm
 
     rng = np.random.default_rng(random_state)
     n, p_genes = design.shape

@@ -305,7 +305,7 @@ class ConditionalGRNRegressor(PerturbationModel):
             self._fit_iv(X, iv, parents, pool, genes)
         elif kind in ("ridge", "ols"):
             samples = self._fit_linear(X, iv, parents, pool, kind, genes,
-                                       control_weights(adata, iv) if lazy else None)
+                                       control_weights(adata, iv))
         elif kind == "spline":
             self._fit_spline(X, iv, parents, pool, genes)
         else:
@@ -416,9 +416,10 @@ class ConditionalGRNRegressor(PerturbationModel):
         """The training control mean and the mean level of each training target."""
         p = len(self.genes_)
         if samples is not None:
-            # The pass over the Dask blocks already summed the controls and read
-            # the targeted entries: no second pass over out-of-core data.
-            control, measured = samples.weighted_sum, samples.gathered
+            # The pass over the samples already summed the controls (and, over Dask
+            # blocks, read the targeted entries): X is not read a second time.
+            control = samples.weighted_sum
+            measured = X if samples.gathered is None else samples.gathered
         else:
             control, measured = weighted_column_sums(X, control_weights(adata, iv)), X
         self.control_mean_ = control if iv.is_control.any() else np.full(p, np.nan)

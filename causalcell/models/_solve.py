@@ -44,8 +44,8 @@ import numpy as np
 import scipy.linalg as la
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
 
+from causalcell._progress import tqdm
 from causalcell.data._design import Design
 from causalcell.data._interventions import Interventions
 from causalcell.data._moments import BLOCK_VALUES, Moments, check_gather, left_out, moments
@@ -95,7 +95,7 @@ class LinearFit:
     rss: np.ndarray
     stderr: sp.csr_array | None
     dof: np.ndarray
-    samples: Moments | None = None  # the pass, kept for out-of-core fits
+    samples: Moments | None = None  # the pass (its control sums; Dask: gathered values)
 
 
 class _Collector:
@@ -754,8 +754,8 @@ def fit_linear(
     block_rows
         Rows per block of the pass over the samples.
     row_weights
-        Dask X only: also compute ``row_weights @ X`` in the same pass
-        (``LinearFit.samples.weighted_sum``).
+        Also compute ``row_weights @ X`` in the same pass
+        (``LinearFit.samples.weighted_sum``, e.g. the control mean): X is read once.
     verbose
         Progress bars.
     names
@@ -784,7 +784,7 @@ def fit_linear(
     lazy = is_dask_array(X)
     gather = _gather_pattern(design, structure) if lazy else None
     cp = moments(design, regulators, block_rows=block_rows, gather=gather,
-                 row_weights=row_weights if lazy else None, verbose=verbose)
+                 row_weights=row_weights, verbose=verbose)
     ctx = _Context(design=design.with_values(cp.gathered) if lazy else design, moments=cp)
     out = _Collector(p, solver.inference)
     if structure.parents is not None:
@@ -793,7 +793,7 @@ def fit_linear(
         fitted = _solve_pool(ctx, structure, solver, out, verbose, names)
     _intercept_only(cp, ~fitted & (cp.n_included > 0), solver, out)
     result = out.result()
-    result.samples = cp if lazy else None
+    result.samples = cp
     return result
 
 
