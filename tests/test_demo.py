@@ -213,3 +213,19 @@ def test_figures_are_name_builder_pairs(sachs_run):
                                      "retrieval_sachs.csv"}
     with pytest.raises(ParameterError, match="Unknown data='nope'"):
         run("nope")
+
+
+def test_graph_verdict_counts_the_unoriented_pairs_of_the_learned_graphs(sachs):
+    """learn_network's per-call warning is replaced by one computed sentence."""
+    counts = [len(g.graph["unoriented"])
+              for g in sachs.fold_networks["conditional GRN (learned graph)"]]
+    text = graph_verdict(sachs)
+    spread = (f"{min(counts)}" if min(counts) == max(counts)
+              else f"{min(counts)} to {max(counts)}")
+    assert f"left {spread} selected gene pairs" in text
+    learned = [g.copy() for g in sachs.fold_networks["conditional GRN (learned graph)"]]
+    for g in learned:
+        g.graph["unoriented"] = g.graph["unoriented"].iloc[:0]
+    networks = {**sachs.fold_networks, "conditional GRN (learned graph)": learned}
+    none = dataclasses.replace(sachs, fold_networks=networks)
+    assert "left 0 selected gene pairs" in graph_verdict(none)
