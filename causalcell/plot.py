@@ -1138,7 +1138,8 @@ def evaluation_summary(
         order += [e for e in ranks.index if e not in order]
         ranks = ranks.reindex(order)
         y = np.arange(len(ranks))
-        right.barh(y, ranks.to_numpy(), color="#4c72b0")
+        bars = right.barh(y, ranks.to_numpy(), color="#4c72b0")
+        right.bar_label(bars, fmt="%.3f", padding=3, fontsize=8)  # a rank of 0 has no bar
         right.set_yticks(y, [_EXCLUSION_EXPLAINED.get(e, e) for e in ranks.index], fontsize=8)
         right.invert_yaxis()
         right.axvline(0.5, color=TARGET_COLOR, linestyle="--", label="chance")

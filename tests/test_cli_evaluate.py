@@ -227,7 +227,7 @@ def test_help_lists_evaluate(capsys):
 def test_printed_nan_gets_a_footnote(capsys):
     summary = pd.DataFrame({
         "metric": ["pearson_delta", "pearson_delta", "de_overlap_sig", "de_overlap_sig"],
-        "conditioning": ["targeted excluded", "none"] * 2,
+        "exclude": ["targeted", "none"] * 2,
         "mean": [0.5, 0.6, np.nan, 0.2],
     })
     metrics = pd.DataFrame({"perturbation": ["A", "B"]})
@@ -235,6 +235,6 @@ def test_printed_nan_gets_a_footnote(capsys):
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("de_overlap_sig"))
     assert row.split() == ["de_overlap_sig", "n/a", "0.200"]
-    assert "n/a: no perturbation defines the metric under that conditioning" in out
+    assert "n/a: no perturbation defines the metric under that exclusion rule" in out
     cli._print_evaluation(summary.fillna(0.1), None, metrics)
     assert "n/a" not in capsys.readouterr().out

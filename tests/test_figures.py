@@ -119,7 +119,7 @@ def test_evaluate_summary_figure_is_legible_and_complete(result):
     assert any(t.startswith(f"{result.data}.h5ad: mean over {len(cv.held_out)} perturbations")
                for t in shown)
     assert {"mse", "mae"} <= shown  # the errors are drawn, in their own panel
-    assert any(t.startswith("pair (fair): genes targeted") for t in shown)
+    assert any(t.startswith("targeted (fair): genes targeted") for t in shown)
     plt.close(fig)
 
 

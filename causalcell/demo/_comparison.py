@@ -47,7 +47,7 @@ GRN = "conditional GRN"
 BASELINE = "mean"
 SACHS_GRAPHS = ("consensus graph", "learned graph")
 SELECTED = f"{GRN} (selected graph)"
-_TITLES = {"targeted": "targeted genes excluded (conditioned, causalcell)",
+EXCLUDE_TITLES = {"targeted": "targeted genes excluded (conditioned, causalcell)",
            "none": "nothing excluded (unconditioned, the usual numbers)"}
 
 
@@ -195,7 +195,7 @@ def format_comparison(result: CrossValidation,
                           part[f"n_undefined [{cond}]"].items() if k > 0]
         models = list(dict.fromkeys(rows["model"]))
         values = pd.DataFrame(cells, index=models)
-        text = [f"-- {_TITLES.get(cond, cond)}: mean over perturbations [95% interval]",
+        text = [f"-- {EXCLUDE_TITLES.get(cond, cond)}: mean over perturbations [95% interval]",
                 values.to_string()]
         if (values == NOT_AVAILABLE).any(axis=None):
             text.append(NAN_FOOTNOTE)
@@ -265,18 +265,19 @@ def verdicts(result: CrossValidation, metrics: Sequence[str] = HEADLINE_METRICS,
             if verdict.startswith("beats"):
                 winners.append(f"{best['model']} on {metric}")
             lines.append(
-                f"{_TITLES.get(cond, cond)}, {metric} (n = {int(best[f'n [{cond}]'])}): best "
-                f"model {best['model']} {best[f'value [{cond}]']:.3f} "
+                f"{EXCLUDE_TITLES.get(cond, cond)}, {metric} "
+                f"(n = {int(best[f'n [{cond}]'])}): best model {best['model']} "
+                f"{best[f'value [{cond}]']:.3f} "
                 f"{_interval(best[f'ci_low [{cond}]'], best[f'ci_high [{cond}]'])} {verdict} "
                 f"(difference {best[f'diff [{cond}]']:+.3f} "
                 f"{_interval(best[f'diff_ci_low [{cond}]'], best[f'diff_ci_high [{cond}]'], True)}"
                 f", p = {best[f'p_value [{cond}]']:.2g}).")
         if winners:
-            lines.append(f"=> {_TITLES.get(cond, cond)}: {'; '.join(winners)} beat(s) the mean "
-                         f"baseline (interval of the difference excludes 0 and p < "
+            lines.append(f"=> {EXCLUDE_TITLES.get(cond, cond)}: {'; '.join(winners)} beat(s) "
+                         f"the mean baseline (interval of the difference excludes 0 and p < "
                          f"{_alpha(result):.2g}).")
         else:
-            lines.append(f"=> {_TITLES.get(cond, cond)}: nothing beats the mean baseline on "
+            lines.append(f"=> {EXCLUDE_TITLES.get(cond, cond)}: nothing beats the mean baseline on "
                          f"{', '.join(shown)} (no difference whose interval excludes 0 with p "
                          f"< {_alpha(result):.2g}).")
     if len(_conditionings(table)) > 1:
@@ -356,7 +357,7 @@ def graph_verdict(result: CrossValidation, selected: str = SELECTED, *,
                  f"graph unoriented (listed in its graph['unoriented']).")
     return (f"Graph verdict by nested selection ({metric} inside each training split, never "
             f"on the scored perturbations): {lead} (chosen: {chosen}); scored on the held-out "
-            f"folds ({_TITLES.get(c, c)}, n = {int(row[f'n [{c}]'])}), the selected graph's "
+            f"folds ({EXCLUDE_TITLES.get(c, c)}, n = {int(row[f'n [{c}]'])}), the selected graph's "
             f"{metric} {row[f'value [{c}]']:.3f} "
             f"{_interval(row[f'ci_low [{c}]'], row[f'ci_high [{c}]'])} {verdict} "
             f"({base[f'value [{c}]']:.3f}; difference {row[f'diff [{c}]']:+.3f} "

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from causalcell.demo._comparison import (
-    _TITLES,
+    EXCLUDE_TITLES,
     FOLDS,
     SELECTED,
     format_comparison,
@@ -65,7 +65,7 @@ def _unmeasured(section: TargetSection, verbose: bool) -> str | None:
 
 def _is_summary(line: str) -> bool:
     """A verdict over all metrics (the per-metric lines start with a conditioning)."""
-    return line.startswith("=>") or not line.startswith(tuple(_TITLES.values()))
+    return line.startswith("=>") or not line.startswith(tuple(EXCLUDE_TITLES.values()))
 
 
 def render_text(result: DemoResult, *, verbose: bool = False, quiet: bool = False) -> str:
