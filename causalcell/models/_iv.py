@@ -174,160 +174,214 @@ def fit_iv(
     """
     from tqdm.auto import tqdm
 
-    means, count, within_var = condition_means(X, interventions)
-    _K, p = means.shape
-    targets = _condition_targets(interventions)
     if (parents is None) == (pool is None):
         raise ValueError("fit_iv: give exactly one of parents= and pool=.")
-    if parents is not None:
-        P = sp.csc_array(parents).astype(bool)
-        P.setdiag(False)
-        P.eliminate_zeros()
-        P.sort_indices()
-        sizes = np.diff(P.indptr).astype(np.int64)
-        regulators = np.unique(P.indices).astype(np.int64)
-    else:
-        pool_idx = np.unique(np.asarray(pool, dtype=np.int64))
-        regulators = pool_idx
-        in_pool = np.zeros(p, dtype=bool)
-        in_pool[pool_idx] = True
-        sizes = len(pool_idx) - in_pool.astype(np.int64)
-
-    # Totals over every condition, shifted by the overall mean for accuracy.
-    weight_total = float(count.sum())
-    shift = count @ means / weight_total
-    Mc = means - shift
-    Mw = Mc * count[:, None]
-    s_all = Mw.sum(axis=0)  # (p,) ~ 0 by construction, kept for exactness
-    pos = np.full(p, -1, dtype=np.int64)
-    pos[regulators] = np.arange(len(regulators))
-    Q_reg = Mc[:, regulators].T @ Mw  # (u, p): regulators x every gene
-    sq_all = np.einsum("kp,kp->p", Mc, Mw)
-
-    excl_ptr, excl_cond = targets.indptr, targets.indices
-    n_excluded_conditions = np.diff(excl_ptr)
-    n_samples = np.full(p, weight_total) - np.asarray(
-        targets.T.astype(np.float64) @ count).ravel()
-    n_samples = np.rint(n_samples).astype(np.int64)
-
-    fit_genes = np.flatnonzero((sizes > 0) & (n_samples > 0))
-    order = np.lexsort((n_excluded_conditions[fit_genes], sizes[fit_genes]))
+    means, count, within_var = condition_means(X, interventions)
+    p = means.shape[1]
+    targets = _condition_targets(interventions)
+    regs = _Regulators(p, parents, pool)
+    totals = _ConditionTotals(means, count, regs.regulators, targets)
+    n_samples = totals.n_samples
+    fit_genes = np.flatnonzero((regs.sizes > 0) & (n_samples > 0))
+    order = np.lexsort((totals.n_excluded[fit_genes], regs.sizes[fit_genes]))
     fit_genes = fit_genes[order]
+
     rows: list[np.ndarray] = []
     cols: list[np.ndarray] = []
     vals: list[np.ndarray] = []
     intercept = np.zeros(p)
     dropped: list[tuple[np.ndarray, np.ndarray]] = []  # (regulators, target) not identified
-
-    def regs_of(genes: np.ndarray, r: int) -> np.ndarray:
-        if parents is not None:
-            idx = P.indptr[genes][:, None] + np.arange(r)[None, :]
-            return P.indices[idx].astype(np.int64)
-        full = np.broadcast_to(regulators, (len(genes), len(regulators)))
-        if r == len(regulators):
-            return np.array(full)
-        return full[full != genes[:, None]].reshape(len(genes), r)
-
-    stacks = []
-    key = sizes[fit_genes]
-    bounds = np.flatnonzero(np.diff(key)) + 1
-    for grp in np.split(np.arange(len(fit_genes)), bounds) if len(fit_genes) else []:
-        r = int(key[grp[0]])
-        k_max = int(n_excluded_conditions[fit_genes[grp]].max(initial=0))
-        step = max(1, _STACK_VALUES // max(1, 3 * r * r + k_max * (r + 1) + 8 * r))
-        stacks.extend((fit_genes[grp[i : i + step]], r) for i in range(0, len(grp), step))
-
     with threadpool_limits(limits=1):
-        for genes, r in tqdm(stacks, desc="IV solves", unit="stack", disable=not verbose,
-                             leave=False):
-            m = len(genes)
-            R = regs_of(genes, r)  # (m, r)
-            pr = pos[R]
-            Q = Q_reg[pr[:, :, None], R[:, None, :]]  # (m, r, r) regulator cross-products
-            b = Q_reg[pr, genes[:, None]]  # (m, r) regulator x gene
-            s_R = s_all[R]
-            s_g = s_all[genes].copy()
-            W = np.full(m, weight_total)
-            syy = sq_all[genes].copy()
-            # Downdate: the conditions that target each gene.
-            counts = n_excluded_conditions[genes]
-            k = int(counts.max(initial=0))
-            if k:
-                padded = np.zeros((m, k), dtype=np.int64)
-                valid = np.arange(k)[None, :] < counts[:, None]
-                which = np.repeat(np.arange(m), counts)
-                offset = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts,
-                                                                   counts)
-                padded[which, offset] = excl_cond[np.repeat(excl_ptr[genes], counts) + offset]
-                w = np.where(valid, count[padded], 0.0)  # (m, k)
-                ER = Mc[padded[:, :, None], R[:, None, :]]  # (m, k, r)
-                Eg = Mc[padded, genes[:, None]]  # (m, k)
-                wER = ER * w[:, :, None]
-                Q = Q - np.einsum("mki,mkj->mij", wER, ER)
-                b = b - np.einsum("mki,mk->mi", wER, Eg)
-                s_R = s_R - wER.sum(axis=1)
-                s_g = s_g - (w * Eg).sum(axis=1)
-                W = W - w.sum(axis=1)
-                syy = syy - (w * Eg * Eg).sum(axis=1)
-            S = Q - s_R[:, :, None] * s_R[:, None, :] / W[:, None, None]
-            S = 0.5 * (S + S.transpose(0, 2, 1))
-            bc = b - s_R * (s_g / W)[:, None]
-            sd = np.sqrt(np.maximum(np.diagonal(S, axis1=1, axis2=2), 0.0))
-            scale = np.where(sd > 0, sd, 1.0)
-            C = S / (scale[:, :, None] * scale[:, None, :])
-            # First-stage strength: the between-condition scatter of the regulators
-            # in units of their within-condition noise, per instrument (K_g - 1
-            # conditions beyond the intercept); its smallest eigenvalue is a
-            # Cragg-Donald-type F statistic (within-condition correlations
-            # ignored). Near 1 the condition means move only by sampling noise.
-            noise = np.sqrt(np.maximum(within_var[R], 1e-300))
-            n_instruments = np.maximum(
-                (count > 0).sum() - _kept_conditions_lost(targets, genes, count) - 1, 1)
-            F = S / (noise[:, :, None] * noise[:, None, :]) / n_instruments[:, None, None]
-            # A regulator whose own first-stage F is weak cannot be identified with
-            # any others: all such are left out at once (batched), then the joint
-            # strength of the rest is checked; the rare gene still weak is pruned
-            # greedily on its own.
-            active = (np.diagonal(F, axis1=1, axis2=2) >= min_strength) & (sd > 0)
-            Ca, Fa = _restricted(C, active, 1.0), _restricted(F, active, np.inf)
-            low = np.linalg.eigvalsh(Ca)[:, 0]
-            strength = np.linalg.eigvalsh(np.where(np.isinf(Fa), 1e300, Fa))[:, 0]
-            ok = (low > _RANK_TOLERANCE) & (strength >= min_strength)
-            for i in np.flatnonzero(~ok):  # still weak jointly: prune one by one
-                active[i] = _identified_subset(S[i], F[i], min_strength, active[i])
-            Ca = _restricted(C, active, 1.0)
-            rhs = np.where(active, bc / scale, 0.0)
-            beta = np.linalg.solve(Ca, rhs[..., None])[..., 0] / scale
-            beta[~active] = 0.0
-            lost = ~active.all(axis=1)
-            for i in np.flatnonzero(lost):
+        for genes, r in tqdm(_stacks(fit_genes, regs.sizes, totals.n_excluded), desc="IV solves",
+                             unit="stack", disable=not verbose, leave=False):
+            R = regs.of(genes, r)  # (m, r)
+            moments = totals.moments(genes, R)
+            active = _identified(moments, R, genes, within_var, targets, count, min_strength)
+            beta, gene_intercept = moments.solve(active)
+            intercept[genes] = gene_intercept
+            for i in np.flatnonzero(~active.all(axis=1)):
                 dropped.append((R[i, ~active[i]], np.full(int((~active[i]).sum()), genes[i])))
-            mean_R = shift[R] + s_R / W[:, None]
-            mean_g = shift[genes] + s_g / W
-            intercept[genes] = mean_g - np.einsum("mi,mi->m", mean_R, beta)
             rows.append(R[active])
-            cols.append(np.broadcast_to(genes[:, None], (m, r))[active])
+            cols.append(np.broadcast_to(genes[:, None], R.shape)[active])
             vals.append(beta[active])
 
-    lost_regulator = np.concatenate([d[0] for d in dropped]) if dropped else np.zeros(0, int)
-    lost_target = np.concatenate([d[1] for d in dropped]) if dropped else np.zeros(0, int)
-
     # Genes without regulators: their mean over the conditions that keep them.
-    only = np.flatnonzero((sizes == 0) & (n_samples > 0))
+    only = np.flatnonzero((regs.sizes == 0) & (n_samples > 0))
     if only.size:
         kept = ~targets[:, only].toarray()  # (K, m)
         intercept[only] = (count @ (means[:, only] * kept)) / (count @ kept)
-    data = np.concatenate(vals) if vals else np.zeros(0)
     coef = sp.csr_array(
-        (data, (np.concatenate(rows) if rows else np.zeros(0, np.int64),
-                np.concatenate(cols) if cols else np.zeros(0, np.int64))),
+        (_concatenate(vals, np.float64), (_concatenate(rows, np.int64),
+                                          _concatenate(cols, np.int64))),
         shape=(p, p),
     )
     dof = n_samples - np.diff(sp.csc_array(coef).indptr) - 1
     fit = LinearFit(coef=coef, intercept=intercept, alpha=np.zeros(p), n_samples=n_samples,
                     rss=np.full(p, np.nan), stderr=None, dof=dof)
-    unidentified = np.column_stack([lost_regulator, lost_target]).astype(np.int64)
-    return fit, unidentified
+    unidentified = np.column_stack([_concatenate([d[0] for d in dropped], np.int64),
+                                    _concatenate([d[1] for d in dropped], np.int64)])
+    return fit, unidentified.astype(np.int64)
+
+
+def _concatenate(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+
+class _Regulators:
+    """Which genes regulate which: from a parent matrix (network mode) or a pool
+    (every gene regressed on all pool members but itself)."""
+
+    def __init__(self, p: int, parents: sp.csc_array | None, pool: np.ndarray | None) -> None:
+        self.parents = None
+        if parents is not None:
+            P = sp.csc_array(parents).astype(bool)
+            P.setdiag(False)
+            P.eliminate_zeros()
+            P.sort_indices()
+            self.parents = P
+            self.sizes = np.diff(P.indptr).astype(np.int64)
+            self.regulators = np.unique(P.indices).astype(np.int64)
+        else:
+            pool_idx = np.unique(np.asarray(pool, dtype=np.int64))
+            self.regulators = pool_idx
+            in_pool = np.zeros(p, dtype=bool)
+            in_pool[pool_idx] = True
+            self.sizes = len(pool_idx) - in_pool.astype(np.int64)
+
+    def of(self, genes: np.ndarray, r: int) -> np.ndarray:
+        """(m, r) regulators of ``genes``, which all have ``r`` of them."""
+        if self.parents is not None:
+            idx = self.parents.indptr[genes][:, None] + np.arange(r)[None, :]
+            return self.parents.indices[idx].astype(np.int64)
+        full = np.broadcast_to(self.regulators, (len(genes), len(self.regulators)))
+        if r == len(self.regulators):
+            return np.array(full)
+        return full[full != genes[:, None]].reshape(len(genes), r)
+
+
+def _stacks(fit_genes: np.ndarray, sizes: np.ndarray,
+            n_excluded: np.ndarray) -> list[tuple[np.ndarray, int]]:
+    """Genes (sorted by regulator count) in stacks of equal regulator count, each
+    small enough (:data:`_STACK_VALUES`) for its batched arrays."""
+    stacks = []
+    key = sizes[fit_genes]
+    bounds = np.flatnonzero(np.diff(key)) + 1
+    for grp in np.split(np.arange(len(fit_genes)), bounds) if len(fit_genes) else []:
+        r = int(key[grp[0]])
+        k_max = int(n_excluded[fit_genes[grp]].max(initial=0))
+        step = max(1, _STACK_VALUES // max(1, 3 * r * r + k_max * (r + 1) + 8 * r))
+        stacks.extend((fit_genes[grp[i : i + step]], r) for i in range(0, len(grp), step))
+    return stacks
+
+
+class _ConditionTotals:
+    """Weighted cross-products of the condition means over every condition, shifted
+    by the overall mean for accuracy; a gene's own statistics are these minus the
+    conditions that target it (:meth:`moments`)."""
+
+    def __init__(self, means: np.ndarray, count: np.ndarray, regulators: np.ndarray,
+                 targets: sp.csc_array) -> None:
+        p = means.shape[1]
+        self.count = count
+        self.weight_total = float(count.sum())
+        self.shift = count @ means / self.weight_total
+        self.Mc = means - self.shift
+        Mw = self.Mc * count[:, None]
+        self.s_all = Mw.sum(axis=0)  # (p,) ~ 0 by construction, kept for exactness
+        self.pos = np.full(p, -1, dtype=np.int64)
+        self.pos[regulators] = np.arange(len(regulators))
+        self.Q_reg = self.Mc[:, regulators].T @ Mw  # (u, p): regulators x every gene
+        self.sq_all = np.einsum("kp,kp->p", self.Mc, Mw)
+        self.excl_ptr, self.excl_cond = targets.indptr, targets.indices
+        self.n_excluded = np.diff(self.excl_ptr)
+        n_samples = np.full(p, self.weight_total) - np.asarray(
+            targets.T.astype(np.float64) @ count).ravel()
+        self.n_samples = np.rint(n_samples).astype(np.int64)
+
+    def moments(self, genes: np.ndarray, R: np.ndarray) -> _GeneMoments:
+        """The stacked centred moments of ``genes`` on their regulators ``R`` over
+        the conditions that keep each gene (an exact downdate of the totals)."""
+        m = len(genes)
+        pr = self.pos[R]
+        Q = self.Q_reg[pr[:, :, None], R[:, None, :]]  # (m, r, r) regulator cross-products
+        b = self.Q_reg[pr, genes[:, None]]  # (m, r) regulator x gene
+        s_R = self.s_all[R]
+        s_g = self.s_all[genes].copy()
+        W = np.full(m, self.weight_total)
+        counts = self.n_excluded[genes]
+        k = int(counts.max(initial=0))
+        if k:
+            padded = np.zeros((m, k), dtype=np.int64)
+            valid = np.arange(k)[None, :] < counts[:, None]
+            which = np.repeat(np.arange(m), counts)
+            offset = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+            padded[which, offset] = self.excl_cond[np.repeat(self.excl_ptr[genes], counts)
+                                                   + offset]
+            w = np.where(valid, self.count[padded], 0.0)  # (m, k)
+            ER = self.Mc[padded[:, :, None], R[:, None, :]]  # (m, k, r)
+            Eg = self.Mc[padded, genes[:, None]]  # (m, k)
+            wER = ER * w[:, :, None]
+            Q = Q - np.einsum("mki,mkj->mij", wER, ER)
+            b = b - np.einsum("mki,mk->mi", wER, Eg)
+            s_R = s_R - wER.sum(axis=1)
+            s_g = s_g - (w * Eg).sum(axis=1)
+            W = W - w.sum(axis=1)
+        S = Q - s_R[:, :, None] * s_R[:, None, :] / W[:, None, None]
+        S = 0.5 * (S + S.transpose(0, 2, 1))
+        bc = b - s_R * (s_g / W)[:, None]
+        mean_R = self.shift[R] + s_R / W[:, None]
+        mean_g = self.shift[genes] + s_g / W
+        return _GeneMoments(S, bc, mean_R, mean_g)
+
+
+class _GeneMoments:
+    """Stacked per-gene statistics: regulator scatter ``S`` (m, r, r), regulator x
+    gene cross-products ``bc`` (m, r), and the weighted means."""
+
+    def __init__(self, S: np.ndarray, bc: np.ndarray, mean_R: np.ndarray,
+                 mean_g: np.ndarray) -> None:
+        self.S, self.bc, self.mean_R, self.mean_g = S, bc, mean_R, mean_g
+        self.sd = np.sqrt(np.maximum(np.diagonal(S, axis1=1, axis2=2), 0.0))
+        self.scale = np.where(self.sd > 0, self.sd, 1.0)
+        # The correlation form: solved and rank-checked on a unit scale.
+        self.C = S / (self.scale[:, :, None] * self.scale[:, None, :])
+
+    def solve(self, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Coefficients (m, r) on the ``active`` regulators (0 elsewhere) and intercepts."""
+        Ca = _restricted(self.C, active, 1.0)
+        rhs = np.where(active, self.bc / self.scale, 0.0)
+        beta = np.linalg.solve(Ca, rhs[..., None])[..., 0] / self.scale
+        beta[~active] = 0.0
+        return beta, self.mean_g - np.einsum("mi,mi->m", self.mean_R, beta)
+
+
+def _identified(moments: _GeneMoments, R: np.ndarray, genes: np.ndarray,
+                within_var: np.ndarray, targets: sp.csc_array, count: np.ndarray,
+                min_strength: float) -> np.ndarray:
+    """(m, r) mask of the regulators each gene's conditions identify.
+
+    First-stage strength: the between-condition scatter of the regulators in
+    units of their within-condition noise, per instrument (K_g - 1 conditions
+    beyond the intercept); its smallest eigenvalue is a Cragg-Donald-type F
+    statistic (within-condition correlations ignored). Near 1 the condition
+    means move only by sampling noise.
+    """
+    S, C, sd = moments.S, moments.C, moments.sd
+    noise = np.sqrt(np.maximum(within_var[R], 1e-300))
+    n_instruments = np.maximum(
+        (count > 0).sum() - _kept_conditions_lost(targets, genes, count) - 1, 1)
+    F = S / (noise[:, :, None] * noise[:, None, :]) / n_instruments[:, None, None]
+    # A regulator whose own first-stage F is weak cannot be identified with any
+    # others: all such are left out at once (batched), then the joint strength of
+    # the rest is checked; the rare gene still weak is pruned greedily on its own.
+    active = (np.diagonal(F, axis1=1, axis2=2) >= min_strength) & (sd > 0)
+    Ca, Fa = _restricted(C, active, 1.0), _restricted(F, active, np.inf)
+    low = np.linalg.eigvalsh(Ca)[:, 0]
+    strength = np.linalg.eigvalsh(np.where(np.isinf(Fa), 1e300, Fa))[:, 0]
+    ok = (low > _RANK_TOLERANCE) & (strength >= min_strength)
+    for i in np.flatnonzero(~ok):  # still weak jointly: prune one by one
+        active[i] = _identified_subset(S[i], F[i], min_strength, active[i])
+    return active
 
 
 def _restricted(A: np.ndarray, active: np.ndarray, diagonal: float) -> np.ndarray:
