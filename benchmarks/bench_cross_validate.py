@@ -28,13 +28,12 @@ import argparse
 import sys
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _timing import best_of
 
 import causalcell as cc
 from causalcell.benchmark import cross_predict, cross_validate, observed_request
@@ -58,13 +57,6 @@ def models() -> dict[str, Any]:
             "control": ControlBaseline(), "target only": TargetOnlyBaseline()}
 
 
-def best_of(repeats: int, fn: Callable[[], Any]) -> tuple[float, Any]:
-    best, result = np.inf, None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def one_split(adata, network) -> float:
@@ -80,7 +72,7 @@ def one_split(adata, network) -> float:
 
 def run(title: str, adata, network, repeats: int) -> float:
     print(f"\n== {title}: {adata.n_obs:,} cells x {adata.n_vars:,} genes ==")
-    t_total, result = best_of(repeats, lambda: cross_validate(models(), adata, network,
+    t_total, result = best_of(repeats=repeats, fn=lambda: cross_validate(models(), adata, network,
                                                               folds=FOLDS, verbose=False))
     n = len(result.held_out)
     print(f"cross_validate, {FOLDS} folds, 5 models, {n} perturbations, ceiling and 2,000 "
@@ -88,10 +80,10 @@ def run(title: str, adata, network, repeats: int) -> float:
     fits = result.fit_seconds
     print("  fit + predict per model (summed over folds): "
           + ", ".join(f"{k} {v:.1f} s" for k, v in fits.items()))
-    t_predict, predicted = best_of(1, lambda: cross_predict(models(), adata, network,
+    t_predict, predicted = best_of(repeats=1, fn=lambda: cross_predict(models(), adata, network,
                                                             folds=FOLDS, verbose=False))
-    t_ceiling, ceiling = best_of(1, lambda: replicate_ceiling(predicted.observed))
-    t_compare, _ = best_of(1, lambda: compare(predicted.predictions, predicted.observed,
+    t_ceiling, ceiling = best_of(repeats=1, fn=lambda: replicate_ceiling(predicted.observed))
+    t_compare, _ = best_of(repeats=1, fn=lambda: compare(predicted.predictions, predicted.observed,
                                               ceiling=ceiling))
     print(f"  parts: cross_predict {t_predict:.1f} s, replicate_ceiling {t_ceiling:.1f} s, "
           f"compare (bootstrap, paired tests, calibration) {t_compare:.1f} s")

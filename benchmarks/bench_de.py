@@ -35,9 +35,7 @@ import argparse
 import sys
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import anndata as ad
 import numpy as np
@@ -45,6 +43,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _timing import best_of
 
 from causalcell.evaluate import differential_expression
 
@@ -80,13 +80,6 @@ def make_screen(n_cells: int, n_genes: int, n_perturbations: int, seed: int) -> 
     return ad.AnnData(X=X, obs=obs, var=var)
 
 
-def best_of(repeats: int, fn: Callable[[], Any]) -> tuple[float, Any]:
-    best, result = np.inf, None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def scanpy_peer(adata: ad.AnnData, method: str) -> pd.DataFrame:
@@ -173,7 +166,7 @@ def main() -> int:
     for n_groups in counts:
         adata = make_screen(args.cells, args.genes, n_groups, SEED)
         for method, peer_method in (("t-test", "t-test"), ("wilcoxon", "wilcoxon")):
-            ours_s, ours = best_of(args.repeats, lambda m=method, adata=adata:
+            ours_s, ours = best_of(repeats=args.repeats, fn=lambda m=method, adata=adata:
                                    differential_expression(adata, method=m))
             line = f"{n_groups:>6} {method:<9} {ours_s:12.3f}"
             run_peer = scanpy is not None and (
@@ -183,7 +176,7 @@ def main() -> int:
                 continue
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                peer_s, peer = best_of(1 if method == "wilcoxon" else args.repeats,
+                peer_s, peer = best_of(repeats=1 if method == "wilcoxon" else args.repeats, fn=
                                        lambda m=peer_method, adata=adata: scanpy_peer(adata, m))
             a = _score_table(ours).loc[peer.index].to_numpy()
             diff = np.nanmax(np.abs(a - peer.to_numpy()) / np.maximum(1.0, np.abs(a)))
@@ -196,7 +189,7 @@ def main() -> int:
             with tempfile.TemporaryDirectory() as tmp:
                 for method in ("t-test", "wilcoxon"):
                     peer_s = crispyx_peer(adata, method, Path(tmp))
-                    ours_s, _ = best_of(args.repeats, lambda m=method, adata=adata:
+                    ours_s, _ = best_of(repeats=args.repeats, fn=lambda m=method, adata=adata:
                                         differential_expression(adata, method=m))
                     print(f"{n_groups:>6} {method:<9} {ours_s:12.3f} {peer_s:9.3f} "
                           f"{ours_s / peer_s:6.2f}  (peer: crispyx, from disk)")

@@ -32,6 +32,8 @@ from scipy.spatial.distance import cdist
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _timing import best_of
+
 from causalcell.evaluate import CellGroups, pairwise_edistances
 
 REPEATS = 3
@@ -66,14 +68,6 @@ def naive(query, candidates, codes, targets, pairs):
     return np.array(out)
 
 
-def best_of(fn, repeats=REPEATS):
-    times = []
-    result = None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), result
 
 
 def main() -> None:
@@ -87,8 +81,8 @@ def main() -> None:
     mask = sp.csr_array(targets)
     print(f"== E-distance retrieval, exclude='targeted', euclidean: n = {n} perturbations x "
           f"{cells} cells per side x g = {g:,} genes ({n * cells:,} cells per side) ==")
-    t_ours, (cand, true, _) = best_of(lambda: pairwise_edistances(Q, C, mask, "targeted"))
-    t_floor, _ = best_of(lambda: query @ candidates.T)
+    t_ours, (cand, true, _) = best_of(lambda: pairwise_edistances(Q, C, mask, "targeted"), REPEATS)
+    t_floor, _ = best_of(lambda: query @ candidates.T, REPEATS)
     rng = np.random.default_rng(1)
     pick = rng.choice(n * n, size=min(NAIVE_PAIRS, n * n), replace=False)
     pairs = np.column_stack(np.unravel_index(pick, (n, n)))

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import networkx as nx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _timing import best_of
 
 from causalcell.graph import intervene, to_adjacency
 
@@ -59,14 +59,6 @@ def random_network(n_genes: int, n_edges: int, seed: int) -> tuple[nx.DiGraph, l
     return G, genes
 
 
-def best_time(func: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        result = None  # free the previous result before timing again
-        start = time.perf_counter()
-        result = func()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def report(name: str, seconds: float, ref_name: str, ref_seconds: float) -> bool:
@@ -90,14 +82,14 @@ def main() -> int:
     targets = [genes[i] for i in rng.choice(N_GENES, size=N_TARGETS, replace=False)]
     n_cut = sum(G.in_degree(t) for t in targets)
 
-    t_copy, _ = best_time(G.copy, repeats=2)
-    t_int, H = best_time(lambda: intervene(G, targets), repeats=3)
+    t_copy, _ = best_of(G.copy, repeats=2)
+    t_int, H = best_of(lambda: intervene(G, targets), repeats=3)
     assert H.number_of_edges() == N_EDGES - n_cut
     assert all(H.in_degree(t) == 0 for t in targets)
     del H
 
-    t_nx, A_nx = best_time(lambda: nx.to_scipy_sparse_array(G, nodelist=genes), repeats=1)
-    t_adj, A = best_time(lambda: to_adjacency(G, genes), repeats=3)
+    t_nx, A_nx = best_of(lambda: nx.to_scipy_sparse_array(G, nodelist=genes), repeats=1)
+    t_adj, A = best_of(lambda: to_adjacency(G, genes), repeats=3)
     assert (A_nx != A).nnz == 0
     assert A.nnz == N_EDGES
 

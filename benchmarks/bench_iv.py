@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from anndata import AnnData
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _timing import best_of
 from bench_solver import N_CELLS, N_GENES, N_REGULATORS, N_TFS, make_data
 
 from causalcell.errors import CausalCellWarning
@@ -67,21 +67,14 @@ def identified_data(seed: int = SEED) -> tuple[AnnData, nx.DiGraph]:
     return AnnData(X=X, obs=obs, var=pd.DataFrame(index=genes)), G
 
 
-def best_time(fit, repeats: int) -> tuple[float, object]:
-    best, model = np.inf, None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model = fit()
-        best = min(best, time.perf_counter() - start)
-    return best, model
 
 
 def run(name: str, adata: AnnData, G: nx.DiGraph, repeats: int) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CausalCellWarning)
-        t_ridge, _ = best_time(
+        t_ridge, _ = best_of(
             lambda: ConditionalGRNRegressor("ridge", alpha=1.0).fit(adata, G), repeats)
-        t_iv, model = best_time(lambda: ConditionalGRNRegressor("iv").fit(adata, G), repeats)
+        t_iv, model = best_of(lambda: ConditionalGRNRegressor("iv").fit(adata, G), repeats)
     n_edges = G.number_of_edges()
     lost = len(model.iv_unidentified_)
     ratio = t_iv / t_ridge

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,16 +22,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _timing import best_of
+
 from causalcell.data import Interventions
-
-
-def best(fn, repeats: int = 5) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -51,13 +43,13 @@ def main() -> None:
         index=[f"c{i}" for i in range(args.cells)],
     )
     categorical = obs.astype({"perturbation": "category", "perturbation_type": "category"})
-    reference = best(lambda: pd.factorize(pd.MultiIndex.from_arrays(
-        [obs["perturbation"], obs["perturbation_type"], obs["is_control"]])))
+    reference, _ = best_of(lambda: pd.factorize(pd.MultiIndex.from_arrays(
+        [obs["perturbation"], obs["perturbation_type"], obs["is_control"]])), repeats=5)
     print(f"{args.cells:,} cells, {args.perturbations:,} perturbations; best of 5")
     print(f"reference: MultiIndex tuple factorization (one step of the earlier parser): "
           f"{reference:.3f} s")
     for name, frame in (("object columns", obs), ("categorical columns", categorical)):
-        ours = best(lambda frame=frame: Interventions.from_obs(frame, genes))
+        ours, _ = best_of(lambda frame=frame: Interventions.from_obs(frame, genes), repeats=5)
         print(f"Interventions.from_obs, {name}: {ours:.3f} s -> {reference / ours:.1f}x faster "
               f"than the reference step alone (target >= 10x the earlier parser)")
 

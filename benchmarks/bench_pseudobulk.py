@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -26,6 +25,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _timing import best_of
 
 from causalcell.data import pseudobulk
 
@@ -50,13 +51,6 @@ def make_screen(n: int, p: int, n_perturbations: int, seed: int = SEED) -> ad.An
     return ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=genes))
 
 
-def best(fn, repeats: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), out
 
 
 def main() -> None:
@@ -83,16 +77,16 @@ def main() -> None:
         data = adata if layout == "sparse" else ad.AnnData(
             X=adata.X.toarray(), obs=adata.obs, var=adata.var)
         X = data.X
-        floor, _ = best(lambda X=X: (X.data if sp.issparse(X) else X).sum(dtype=np.float64),
+        floor, _ = best_of(lambda X=X: (X.data if sp.issparse(X) else X).sum(dtype=np.float64),
                         args.repeats)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ours, pb = best(lambda data=data: pseudobulk(data), args.repeats)
+            ours, pb = best_of(lambda data=data: pseudobulk(data), args.repeats)
         line = f"{layout:<7} {floor:9.3f} {ours:13.3f}"
         if sc is None:
             print(line)
             continue
-        theirs, agg = best(lambda data=data: sc.get.aggregate(data, by="perturbation",
+        theirs, agg = best_of(lambda data=data: sc.get.aggregate(data, by="perturbation",
                                                               func="mean"), args.repeats)
         expected = pd.DataFrame(agg.layers["mean"], index=agg.obs_names.astype(str))
         got = pd.DataFrame(np.asarray(pb.X), index=pb.obs["perturbation"].astype(str).to_numpy())
