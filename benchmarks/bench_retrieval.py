@@ -276,7 +276,7 @@ def peer_benchmark() -> None:
 
 
 def small_benchmark(sizes: list[int], repeats: int = 5) -> None:
-    """Ratio to the floor at small n (fixed costs), euclidean, 'pair', g = 8,000."""
+    """Ratio to the floor at small n (fixed costs), euclidean, exclude='targeted', g = 8,000."""
     print(f"== small n, g = {GENES:,}, euclidean, exclude='targeted' (best of {repeats}, "
           f"interleaved; target <= 3x the floor) ==")
     for n in sizes:
