@@ -44,6 +44,7 @@ import numbers
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -223,113 +224,25 @@ def dose_bins(
     if isinstance(n_bins, bool) or not isinstance(n_bins, numbers.Integral) or n_bins < 1:
         raise ParameterError(f"n_bins={n_bins!r} must be a positive integer (e.g. 4).")
     min_cells = _check_min_cells(min_cells)
-    if not isinstance(cells, AnnData):
-        raise DataContractError(f"dose_bins() takes cells as an AnnData, got "
-                                f"{type(cells).__name__}.")
-    if "n_cells" in cells.obs.columns:
-        raise DataContractError(
-            "dose_bins() needs cells: it bins each perturbation's cells by their level T, and "
-            "this data holds pseudobulk profiles (obs has 'n_cells'). Pass the per-cell AnnData."
-        )
-    validate(cells, layer=layer)
-    iv = Interventions.from_adata(cells, warn_unmeasured=False)
-    if not iv.is_control.any():
-        raise DataContractError(
-            f"dose_bins() needs control cells (column {IS_CONTROL!r}): bins are scored as "
-            f"changes against the control mean, and escapers are told by the control level."
-        )
-    X = expression_matrix(cells, layer)
+    iv, X = _dose_input(cells, layer)
     cond = iv.conditions
-    codes = iv.codes
-    n = iv.n_samples
-    # Per-cell T of single-target cells: the recorded level, else the measured one.
-    rows, cols = iv.entry_rows, iv.mask.indices
-    n_measured = cond["n_measured"].to_numpy()[codes]
-    single_entry = n_measured[rows] == 1
-    level = iv.levels.copy()
-    unknown = np.flatnonzero(single_entry & np.isnan(level))
-    level[unknown] = gather_entries(X, rows[unknown], cols[unknown])
-    cell_level = np.full(n, np.nan)
-    cell_level[rows[single_entry]] = level[single_entry]
-    cell_target = np.full(n, -1, dtype=np.int64)
-    cell_target[rows[single_entry]] = cols[single_entry]
+    cell_level, cell_target, n_measured = _cell_levels(iv, X)
     perturbed = ~iv.is_control & (n_measured > 0)
-    counts = np.bincount(codes[perturbed], minlength=len(cond))
-    kind = cond[PERTURBATION_TYPE].to_numpy().astype(str)
-    binnable = ((cond["n_measured"].to_numpy() == 1) & (cond["n_targets"].to_numpy() == 1)
-                & np.isin(kind, _BINNABLE_KINDS))
-    n_eff = np.clip(np.minimum(n_bins, counts // min_cells), 1, None)
-    present = (counts > 0) & ~cond[IS_CONTROL].to_numpy() & binnable
-    if not present.any():
-        raise DataContractError(
-            "dose_bins(): no single-gene knockdown or overexpression of a measured gene to bin "
-            "by T (knockouts hold T = 0 by rule; combinations have no one-dimensional dose). "
-            "Score those with causalcell.benchmark.cross_validate."
-        )
-    small = present & (counts < min_cells)
-    if small.any():
-        names = cond.index[small].tolist()
-        warnings.warn(
-            f"dose_bins(): {len(names)} perturbation(s) have fewer than min_cells={min_cells} "
-            f"cells and are left out: {', '.join(map(str, names[:10]))}"
-            f"{' ...' if len(names) > 10 else ''}.",
-            CausalCellWarning, stacklevel=2,
-        )
-    usable = present & ~small
-    if not usable.any():
-        raise DataContractError(
-            f"dose_bins(): no perturbation has min_cells={min_cells} cells (the largest has "
-            f"{int(counts.max(initial=0))}): too few cells per bin. Lower min_cells (>= "
-            f"{MIN_CELLS_PER_BIN}) or pass more cells."
-        )
-    # Equal-count bins by rank of T within each condition (ties broken by cell order).
-    member = perturbed & usable[codes]
-    idx = np.flatnonzero(member)
-    key = np.where(np.isnan(cell_level[idx]), 0.0, cell_level[idx])
-    order = idx[np.lexsort((idx, key, codes[idx]))]
-    sorted_codes = codes[order]
-    starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
-    sizes = np.diff(np.r_[starts, len(order)])
-    rank = np.arange(len(order)) - np.repeat(starts, sizes)
-    n_of = np.repeat(sizes, sizes)
-    b = (rank * n_eff[sorted_codes]) // n_of
-    cell_code_bin = np.full(n, -1, dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(n_eff * usable)])
-    cell_code_bin[order] = offsets[sorted_codes] + b
+    usable, n_eff = _binned_conditions(iv, perturbed, n_bins, min_cells)
+    cell_code_bin, offsets = _assign_bins(iv.codes, perturbed & usable[iv.codes], cell_level,
+                                          n_eff, usable)
     n_total = int(offsets[-1])
     # Bin table, one row per (condition, bin) in condition order.
     bin_condition = np.repeat(np.arange(len(cond)), n_eff * usable)
     bin_index = np.arange(n_total) - offsets[bin_condition]
     binned = cell_code_bin >= 0
     n_cells = np.bincount(cell_code_bin[binned], minlength=n_total)
+    mean_level, low, high = _level_summary(cell_code_bin, cell_level, n_total)
     has_level = binned & ~np.isnan(cell_level)
-    level_sum = np.bincount(cell_code_bin[has_level], weights=cell_level[has_level],
-                            minlength=n_total)
-    level_n = np.bincount(cell_code_bin[has_level], minlength=n_total)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_level = np.where(level_n > 0, level_sum / level_n, np.nan)
-    low = np.full(n_total, np.inf)
-    high = np.full(n_total, -np.inf)
-    np.minimum.at(low, cell_code_bin[has_level], cell_level[has_level])
-    np.maximum.at(high, cell_code_bin[has_level], cell_level[has_level])
-    low[level_n == 0] = np.nan
-    high[level_n == 0] = np.nan
-    # Escapers: a bin whose mean T is within one control sd of the target's control level.
     target = np.full(n_total, -1, dtype=np.int64)
     target[cell_code_bin[has_level]] = cell_target[has_level]
-    control_rows = np.flatnonzero(iv.is_control)
-    control_level = np.full(n_total, np.nan)
-    control_sd = np.full(n_total, np.nan)
-    with_target = np.flatnonzero(target >= 0)
-    if with_target.size:
-        genes = np.unique(target[with_target])
-        stats = group_moments(X[control_rows][:, genes] if not sp.issparse(X)
-                              else sp.csr_array(X)[control_rows][:, genes],
-                              np.zeros(len(control_rows), dtype=np.int64), 1, squares=True)
-        mean, var = stats.mean_and_variance()
-        where = np.searchsorted(genes, target[with_target])
-        control_level[with_target] = mean[0, where]
-        control_sd[with_target] = np.sqrt(np.nan_to_num(var[0, where]))
+    control_level, control_sd = _control_levels(X, iv.is_control, target)
+    # Escapers: a bin whose mean T is within one control sd of the target's control level.
     escaper = mean_level >= control_level - control_sd
     # The level each bin is asked at: its mean T (combinations: each target's mean).
     text = _level_text(iv, cell_code_bin, n_total, X, bin_condition, n_eff)
@@ -356,6 +269,135 @@ def dose_bins(
         index=pd.Index(names, name="dose_bin"),
     )
     return DoseBins(table, cell_code_bin, cell_level, text)
+
+
+def _dose_input(cells: AnnData, layer: str | None) -> tuple[Interventions, Any]:
+    """The interventions and expression of per-cell data with controls, or our error."""
+    if not isinstance(cells, AnnData):
+        raise DataContractError(f"dose_bins() takes cells as an AnnData, got "
+                                f"{type(cells).__name__}.")
+    if "n_cells" in cells.obs.columns:
+        raise DataContractError(
+            "dose_bins() needs cells: it bins each perturbation's cells by their level T, and "
+            "this data holds pseudobulk profiles (obs has 'n_cells'). Pass the per-cell AnnData."
+        )
+    validate(cells, layer=layer)
+    iv = Interventions.from_adata(cells, warn_unmeasured=False)
+    if not iv.is_control.any():
+        raise DataContractError(
+            f"dose_bins() needs control cells (column {IS_CONTROL!r}): bins are scored as "
+            f"changes against the control mean, and escapers are told by the control level."
+        )
+    return iv, expression_matrix(cells, layer)
+
+
+def _cell_levels(iv: Interventions, X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per cell: T of its single measured target (the recorded level, else the measured
+    one; NaN otherwise), that target's column (-1 otherwise), and its measured target
+    count."""
+    rows, cols = iv.entry_rows, iv.mask.indices
+    n_measured = iv.conditions["n_measured"].to_numpy()[iv.codes]
+    single_entry = n_measured[rows] == 1
+    level = iv.levels.copy()
+    unknown = np.flatnonzero(single_entry & np.isnan(level))
+    level[unknown] = gather_entries(X, rows[unknown], cols[unknown])
+    cell_level = np.full(iv.n_samples, np.nan)
+    cell_level[rows[single_entry]] = level[single_entry]
+    cell_target = np.full(iv.n_samples, -1, dtype=np.int64)
+    cell_target[rows[single_entry]] = cols[single_entry]
+    return cell_level, cell_target, n_measured
+
+
+def _binned_conditions(iv: Interventions, perturbed: np.ndarray, n_bins: int,
+                       min_cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which conditions are binned (single-gene knockdown / overexpression with
+    ``min_cells`` cells; the others warned about or refused) and their bin counts."""
+    cond = iv.conditions
+    counts = np.bincount(iv.codes[perturbed], minlength=len(cond))
+    kind = cond[PERTURBATION_TYPE].to_numpy().astype(str)
+    binnable = ((cond["n_measured"].to_numpy() == 1) & (cond["n_targets"].to_numpy() == 1)
+                & np.isin(kind, _BINNABLE_KINDS))
+    n_eff = np.clip(np.minimum(n_bins, counts // min_cells), 1, None)
+    present = (counts > 0) & ~cond[IS_CONTROL].to_numpy() & binnable
+    if not present.any():
+        raise DataContractError(
+            "dose_bins(): no single-gene knockdown or overexpression of a measured gene to bin "
+            "by T (knockouts hold T = 0 by rule; combinations have no one-dimensional dose). "
+            "Score those with causalcell.benchmark.cross_validate."
+        )
+    small = present & (counts < min_cells)
+    if small.any():
+        names = cond.index[small].tolist()
+        warnings.warn(
+            f"dose_bins(): {len(names)} perturbation(s) have fewer than min_cells={min_cells} "
+            f"cells and are left out: {', '.join(map(str, names[:10]))}"
+            f"{' ...' if len(names) > 10 else ''}.",
+            CausalCellWarning, stacklevel=3,
+        )
+    usable = present & ~small
+    if not usable.any():
+        raise DataContractError(
+            f"dose_bins(): no perturbation has min_cells={min_cells} cells (the largest has "
+            f"{int(counts.max(initial=0))}): too few cells per bin. Lower min_cells (>= "
+            f"{MIN_CELLS_PER_BIN}) or pass more cells."
+        )
+    return usable, n_eff
+
+
+def _assign_bins(codes: np.ndarray, member: np.ndarray, cell_level: np.ndarray,
+                 n_eff: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each member cell's bin (-1 for the others): equal-count bins by rank of T within
+    its condition (ties broken by cell order); and the first bin of each condition."""
+    idx = np.flatnonzero(member)
+    key = np.where(np.isnan(cell_level[idx]), 0.0, cell_level[idx])
+    order = idx[np.lexsort((idx, key, codes[idx]))]
+    sorted_codes = codes[order]
+    starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+    sizes = np.diff(np.r_[starts, len(order)])
+    rank = np.arange(len(order)) - np.repeat(starts, sizes)
+    n_of = np.repeat(sizes, sizes)
+    b = (rank * n_eff[sorted_codes]) // n_of
+    cell_code_bin = np.full(len(codes), -1, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(n_eff * usable)])
+    cell_code_bin[order] = offsets[sorted_codes] + b
+    return cell_code_bin, offsets
+
+
+def _level_summary(cell_bin: np.ndarray, cell_level: np.ndarray,
+                   n_total: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, smallest and largest T of each bin's cells (NaN for a bin without T)."""
+    has_level = (cell_bin >= 0) & ~np.isnan(cell_level)
+    level_sum = np.bincount(cell_bin[has_level], weights=cell_level[has_level],
+                            minlength=n_total)
+    level_n = np.bincount(cell_bin[has_level], minlength=n_total)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_level = np.where(level_n > 0, level_sum / level_n, np.nan)
+    low = np.full(n_total, np.inf)
+    high = np.full(n_total, -np.inf)
+    np.minimum.at(low, cell_bin[has_level], cell_level[has_level])
+    np.maximum.at(high, cell_bin[has_level], cell_level[has_level])
+    low[level_n == 0] = np.nan
+    high[level_n == 0] = np.nan
+    return mean_level, low, high
+
+
+def _control_levels(X: Any, is_control: np.ndarray,
+                    target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per bin, the control mean and sd of its target gene (NaN without one)."""
+    control_rows = np.flatnonzero(is_control)
+    control_level = np.full(len(target), np.nan)
+    control_sd = np.full(len(target), np.nan)
+    with_target = np.flatnonzero(target >= 0)
+    if with_target.size:
+        genes = np.unique(target[with_target])
+        stats = group_moments(X[control_rows][:, genes] if not sp.issparse(X)
+                              else sp.csr_array(X)[control_rows][:, genes],
+                              np.zeros(len(control_rows), dtype=np.int64), 1, squares=True)
+        mean, var = stats.mean_and_variance()
+        where = np.searchsorted(genes, target[with_target])
+        control_level[with_target] = mean[0, where]
+        control_sd[with_target] = np.sqrt(np.nan_to_num(var[0, where]))
+    return control_level, control_sd
 
 
 def _level_text(iv: Interventions, cell_bin: np.ndarray, n_total: int, X, bin_condition,
