@@ -229,3 +229,29 @@ def test_graph_verdict_counts_the_unoriented_pairs_of_the_learned_graphs(sachs):
     networks = {**sachs.fold_networks, "conditional GRN (learned graph)": learned}
     none = dataclasses.replace(sachs, fold_networks=networks)
     assert "left 0 selected gene pairs" in graph_verdict(none)
+
+
+def test_the_best_model_is_judged_with_holm_adjusted_p_values(simulated):
+    """The best model is picked on the scored perturbations: its test against the
+    baseline is one of several, so a raw p of 0.04 among four models whose others
+    have p = 0.04, 0.5, 0.6 does not make a verdict (Holm: 0.16)."""
+    table = simulated.table.copy()
+    cond, metric = "targeted", "mse"
+    rows = (table["metric"] == metric) & (table["model"] != "mean")
+    models = table.loc[rows, "model"].tolist()
+    assert len(models) == 4
+    best = table.loc[rows].sort_values(f"value [{cond}]").index[0]  # lowest mse
+    others = [i for i in table.index[rows] if i != best]
+    table.loc[best, [f"diff_ci_low [{cond}]", f"diff_ci_high [{cond}]"]] = [-0.3, -0.1]
+    table.loc[best, f"p_value [{cond}]"] = 0.04
+    table.loc[others, f"p_value [{cond}]"] = [0.04, 0.5, 0.6]
+    lines = verdicts(dataclasses.replace(simulated, table=table), metrics=[metric])
+    line = next(line for line in lines if line.startswith("targeted genes excluded"))
+    assert "is indistinguishable from the mean baseline" in line
+    assert "p = 0.04; Holm-adjusted over 4 models 0.16" in line
+    # A raw p of 0.001 (Holm: 4 x 0.001) makes the verdict.
+    table.loc[best, f"p_value [{cond}]"] = 0.001
+    lines = verdicts(dataclasses.replace(simulated, table=table), metrics=[metric])
+    line = next(line for line in lines if line.startswith("targeted genes excluded"))
+    assert "beats the mean baseline" in line
+    assert "Holm-adjusted over 4 models 0.004" in line

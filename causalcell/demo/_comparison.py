@@ -228,6 +228,17 @@ def _judge(row: pd.Series, cond: str, better: float, alpha: float) -> str:
     return "is indistinguishable from the mean baseline"
 
 
+def _holm(p_values: pd.Series) -> pd.Series:
+    """Holm-adjusted p-values (Holm 1979) of the finite entries; NaN stays NaN."""
+    from statsmodels.stats.multitest import multipletests
+
+    out = pd.Series(np.nan, index=p_values.index)
+    finite = np.isfinite(p_values.to_numpy(dtype=float))
+    if finite.any():
+        out[finite] = multipletests(p_values[finite].to_numpy(dtype=float), method="holm")[1]
+    return out
+
+
 def _alpha(result: CrossValidation) -> float:
     return 1.0 - float(result.table.attrs.get("confidence_level", 0.95))
 
@@ -237,7 +248,8 @@ def verdicts(result: CrossValidation, metrics: Sequence[str] = HEADLINE_METRICS,
     """Sentences computed from the comparison table: under each conditioning, the
     best model on each metric and whether it beats the mean baseline (the
     interval of the paired difference excludes 0 *and* the paired test's
-    p-value is below 1 - confidence level); whether anything beats the
+    p-value, Holm-adjusted over the models compared since the best is picked
+    on the scored perturbations, is below 1 - confidence level); whether anything beats the
     baseline; and which rankings reverse beyond the intervals between the
     conditionings.
 
@@ -260,7 +272,12 @@ def verdicts(result: CrossValidation, metrics: Sequence[str] = HEADLINE_METRICS,
             if part.empty:
                 continue
             better = 1.0 if bool(part["higher_is_better"].iloc[0]) else -1.0
-            best = part.loc[(better * part[f"value [{cond}]"]).idxmax()]
+            best = part.loc[(better * part[f"value [{cond}]"]).idxmax()].copy()
+            # The best model is picked on the scored perturbations, so its test
+            # against the baseline is one of len(part): Holm's adjustment over
+            # those comparisons keeps the verdict's error rate at alpha.
+            raw = best[f"p_value [{cond}]"]
+            best[f"p_value [{cond}]"] = _holm(part[f"p_value [{cond}]"])[best.name]
             verdict = _judge(best, cond, better, _alpha(result))
             if verdict.startswith("beats"):
                 winners.append(f"{best['model']} on {metric}")
@@ -271,15 +288,16 @@ def verdicts(result: CrossValidation, metrics: Sequence[str] = HEADLINE_METRICS,
                 f"{_interval(best[f'ci_low [{cond}]'], best[f'ci_high [{cond}]'])} {verdict} "
                 f"(difference {best[f'diff [{cond}]']:+.3f} "
                 f"{_interval(best[f'diff_ci_low [{cond}]'], best[f'diff_ci_high [{cond}]'], True)}"
-                f", p = {best[f'p_value [{cond}]']:.2g}).")
+                f", p = {raw:.2g}; Holm-adjusted over {len(part)} models "
+                f"{best[f'p_value [{cond}]']:.2g}).")
         if winners:
             lines.append(f"=> {EXCLUDE_TITLES.get(cond, cond)}: {'; '.join(winners)} beat(s) "
-                         f"the mean baseline (interval of the difference excludes 0 and p < "
-                         f"{_alpha(result):.2g}).")
+                         f"the mean baseline (interval of the difference excludes 0 and "
+                         f"Holm-adjusted p < {_alpha(result):.2g}).")
         else:
             lines.append(f"=> {EXCLUDE_TITLES.get(cond, cond)}: nothing beats the mean baseline on "
-                         f"{', '.join(shown)} (no difference whose interval excludes 0 with p "
-                         f"< {_alpha(result):.2g}).")
+                         f"{', '.join(shown)} (no best model whose difference interval "
+                         f"excludes 0 with Holm-adjusted p < {_alpha(result):.2g}).")
     if len(_conditionings(table)) > 1:
         flips = []
         for metric in shown:
@@ -361,5 +379,7 @@ def graph_verdict(result: CrossValidation, selected: str = SELECTED, *,
             f"{metric} {row[f'value [{c}]']:.3f} "
             f"{_interval(row[f'ci_low [{c}]'], row[f'ci_high [{c}]'])} {verdict} "
             f"({base[f'value [{c}]']:.3f}; difference {row[f'diff [{c}]']:+.3f} "
-            f"{_interval(row[f'diff_ci_low [{c}]'], row[f'diff_ci_high [{c}]'], True)})."
+            f"{_interval(row[f'diff_ci_low [{c}]'], row[f'diff_ci_high [{c}]'], True)}, "
+            f"p = {row[f'p_value [{c}]']:.2g}: one comparison fixed before scoring, so not "
+            f"adjusted)."
             f"{pairs}")
