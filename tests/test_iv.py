@@ -146,8 +146,8 @@ def test_iv_is_consistent_under_feedback_and_per_gene_fit_is_not():
 def test_iv_leaves_out_and_names_unidentified_edges():
     """G3 and G4 are never perturbed and G4 has 4 regulators but only 4
     conditions keep it: the rank condition fails. The edges into G4 that the
-    conditions cannot identify are left out, named in a warning and in
-    iv_unidentified_; the identified genes are fitted as usual."""
+    conditions cannot identify are left out (iv_fallback='drop'), named in a
+    warning and in iv_unidentified_; the identified genes are fitted as usual."""
     rng = np.random.default_rng(4)
     p = 5
     W = random_feedback(p, rng)
@@ -157,7 +157,7 @@ def test_iv_leaves_out_and_names_unidentified_edges():
     for r in ("G0", "G1", "G2", "G3"):
         G.add_edge(r, "G4", weight=0.1)
     with pytest.warns(CausalCellWarning, match=r"cannot identify .*G3 -> G4"):
-        model = ConditionalGRNRegressor("iv").fit(ad, G)
+        model = ConditionalGRNRegressor("iv", iv_fallback="drop").fit(ad, G)
     lost = set(map(tuple, model.iv_unidentified_.to_numpy()))
     assert ("G3", "G4") in lost
     assert all(target in ("G3", "G4") for _, target in lost)
@@ -176,3 +176,50 @@ def test_iv_gene_without_regulators_gets_its_mean():
     iv = Interventions.from_adata(ad)
     keep = ~iv.mask.toarray()[:, 3]
     np.testing.assert_allclose(model.intercept_[3], np.asarray(ad.X)[keep, 3].mean(), atol=1e-10)
+
+
+def _unperturbed_root(n_cells: int = 400, seed: int = 6):
+    """G0 -> G2 <- G1, G2 -> G3, G3 <-> G4 (a loop); G1, G2, G3, G4 knocked out,
+    G0 never: the conditions cannot identify G0 -> G2."""
+    rng = np.random.default_rng(seed)
+    W = np.zeros((5, 5))
+    W[0, 2], W[1, 2], W[2, 3], W[3, 4], W[4, 3] = 0.8, -0.6, 0.7, 0.5, 0.4
+    conds = [(), (1,), (2,), (3,), (4,)]
+    return sample(W, np.full(5, 4.0), conds, n_cells, rng), W
+
+
+@pytest.mark.parametrize("alpha", [1.0, "gcv"])
+def test_iv_fallback_ridge_equals_the_ridge_fit_and_leaves_identified_genes(alpha):
+    """G2's regulator G0 is never perturbed: G2 gets exactly the column of the
+    regressor='ridge' model (same alpha); every other gene keeps the 2SLS fit of
+    iv_fallback='drop'. An unidentified gene on a loop keeps the drop behaviour
+    (the per-gene fit is biased there)."""
+    ad, W = _unperturbed_root()
+    G = network(W)
+    G.add_edge("G0", "G4", weight=0.0)  # G4 is on the G3 <-> G4 loop
+    with pytest.warns(CausalCellWarning, match=r"G0 -> G2.*per-gene ridge fit"):
+        got = ConditionalGRNRegressor("iv", alpha=alpha).fit(ad, G)
+    drop = ConditionalGRNRegressor("iv", alpha=alpha, iv_fallback="drop")
+    with pytest.warns(CausalCellWarning, match=r"left out of the fit"):
+        drop.fit(ad, G)
+    ridge = ConditionalGRNRegressor("ridge", alpha=alpha).fit(ad, G)
+    assert set(map(tuple, got.iv_unidentified_.to_numpy())) == {("G0", "G2"), ("G0", "G4")}
+    assert list(got.iv_fallback_genes_) == ["G2"]
+    assert drop.iv_fallback_genes_.empty
+    C, D, R = got.coef_.toarray(), drop.coef_.toarray(), ridge.coef_.toarray()
+    np.testing.assert_allclose(C[:, 2], R[:, 2], rtol=1e-10, atol=1e-12)
+    assert got.intercept_[2] == pytest.approx(ridge.intercept_[2], rel=1e-10)
+    assert got.alpha_[2] == ridge.alpha_[2]
+    assert C[0, 2] != 0 and D[0, 2] == 0
+    others = [0, 1, 3, 4]
+    np.testing.assert_array_equal(C[:, others], D[:, others])
+    np.testing.assert_array_equal(got.intercept_[others], drop.intercept_[others])
+    np.testing.assert_array_equal(got.alpha_[others], 0.0)
+
+
+def test_iv_fallback_is_checked():
+    from causalcell.errors import ParameterError
+
+    ad, W = _unperturbed_root(n_cells=50)
+    with pytest.raises(ParameterError, match="iv_fallback must be one of"):
+        ConditionalGRNRegressor("iv", iv_fallback="ols").fit(ad, network(W))
