@@ -421,27 +421,34 @@ class ConditionalGRNRegressor(PerturbationModel):
         names = np.asarray(genes, dtype=object)
         self.iv_unidentified_ = pd.DataFrame({"regulator": names[unidentified[:, 0]],
                                               "target": names[unidentified[:, 1]]})
-        fallback = np.unique(unidentified[:, 1])
+        targets = np.unique(unidentified[:, 1])
+        fallback = np.zeros(0, dtype=np.int64)
         if self.iv_fallback == "ridge":
-            fallback = fallback[~_on_a_cycle(parents, pool, len(genes))[fallback]]
-        if fallback.size and self.iv_fallback == "ridge":
+            # The per-gene fit is consistent only off loops: a gene on a loop of the
+            # network keeps its unidentified edges left out.
+            fallback = targets[~_on_a_cycle(parents, pool, len(genes))[targets]]
+        parts = []
+        if fallback.size:
             coef, intercept, alpha = self._iv_fallback_fit(X, iv, parents, pool, genes, fit,
                                                             fallback)
-            what = (
-                f"The {fallback.size} gene(s) with such edges are fitted instead by the "
-                f"per-gene ridge fit on all their regulators (iv_fallback='ridge', "
-                f"alpha={self.alpha!r}; listed in iv_fallback_genes_): consistent for an "
-                f"acyclic network, but biased when these genes sit in a feedback loop. "
-                f"Perturb the regulators for the feedback-consistent fit."
+            parts.append(
+                f"The {fallback.size} gene(s) with such edges off the network's loops are "
+                f"fitted instead by the per-gene ridge fit on all their regulators "
+                f"(iv_fallback='ridge', alpha={self.alpha!r}; listed in iv_fallback_genes_): "
+                f"consistent for an acyclic network, biased if a gene's regulators depend on "
+                f"its own noise (a feedback loop the network misses)."
             )
-        else:
-            fallback = np.zeros(0, dtype=np.int64)
-            what = (
-                "These edges are left out of the fit (iv_fallback='drop'): the intercept "
-                "absorbs a regulator that the conditions do not move, but perturbing that "
-                "regulator is then predicted to have no effect through these edges. Perturb "
-                "the regulators, or use iv_fallback='ridge' (biased under feedback)."
+        n_left = targets.size - fallback.size
+        if n_left:
+            why = ("they lie on a loop of the network, where the per-gene fit is biased"
+                   if self.iv_fallback == "ridge" else "iv_fallback='drop'")
+            parts.append(
+                f"The unidentified edges into {n_left} gene(s) are left out of the fit ({why}): "
+                f"the intercept absorbs a regulator that the conditions do not move, but "
+                f"perturbing that regulator is then predicted to have no effect through them."
             )
+        parts.append("Perturb the regulators for the feedback-consistent fit.")
+        what = " ".join(parts)
         self.iv_fallback_genes_ = pd.Index(names[fallback], dtype=object)
         if len(unidentified):
             warnings.warn(
