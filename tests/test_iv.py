@@ -225,3 +225,24 @@ def test_iv_fallback_is_checked():
     ad, W = _unperturbed_root(n_cells=50)
     with pytest.raises(ParameterError, match="iv_fallback must be one of"):
         ConditionalGRNRegressor("iv", iv_fallback="ols").fit(ad, network(W))
+
+
+def test_iv_fallback_in_pool_mode_equals_the_ridge_fit():
+    """Every gene regressed on the pool {G0, G1}; G0 is never perturbed, so no
+    gene's G0 edge is identified. Genes outside the pool get exactly the ridge
+    fit; the pool members regress on each other (a loop): edges left out."""
+    ad, _W = _unperturbed_root()
+    pool = ["G0", "G1"]
+    with pytest.warns(CausalCellWarning, match=r"ridge fit.*left out"):
+        got = ConditionalGRNRegressor("iv", regulators=pool).fit(ad)
+    ridge = ConditionalGRNRegressor("ridge", regulators=pool).fit(ad)
+    assert list(got.iv_fallback_genes_) == ["G2", "G3", "G4"]
+    C, R = got.coef_.toarray(), ridge.coef_.toarray()
+    np.testing.assert_allclose(C[:, 2:], R[:, 2:], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got.intercept_[2:], ridge.intercept_[2:], rtol=1e-10)
+    # G1 -> G0 is identified (G1 is perturbed), G0 -> G1 is not and G1 is on the loop.
+    with pytest.warns(CausalCellWarning, match="left out"):
+        drop = ConditionalGRNRegressor("iv", regulators=pool, iv_fallback="drop").fit(ad)
+    np.testing.assert_array_equal(C[:, :2], drop.coef_.toarray()[:, :2])
+    assert C[0, 1] == 0
+    assert C[1, 0] != 0
