@@ -246,3 +246,28 @@ def test_iv_fallback_in_pool_mode_equals_the_ridge_fit():
     np.testing.assert_array_equal(C[:, :2], drop.coef_.toarray()[:, :2])
     assert C[0, 1] == 0
     assert C[1, 0] != 0
+
+
+def test_iv_fallback_on_dask_and_saved():
+    """The ridge fallback runs on Dask like the rest of the fit; iv_fallback is
+    stored with the model's parameters."""
+    da = pytest.importorskip("dask.array")
+    ad, W = _unperturbed_root()
+    with pytest.warns(CausalCellWarning, match="per-gene ridge fit"):
+        ref = ConditionalGRNRegressor("iv").fit(ad, network(W))
+    lazy = ad.copy()
+    lazy.X = da.from_array(np.asarray(ad.X), chunks=(300, -1))
+    with pytest.warns(CausalCellWarning, match="per-gene ridge fit"):
+        got = ConditionalGRNRegressor("iv").fit(lazy, network(W))
+    assert list(got.iv_fallback_genes_) == ["G2"]
+    np.testing.assert_allclose(got.coef_.toarray(), ref.coef_.toarray(), atol=1e-10)
+    np.testing.assert_allclose(got.intercept_, ref.intercept_, atol=1e-10)
+
+
+def test_iv_fallback_is_saved(tmp_path):
+    ad, W = _unperturbed_root(n_cells=100)
+    with pytest.warns(CausalCellWarning, match="left out"):
+        model = ConditionalGRNRegressor("iv", iv_fallback="drop").fit(ad, network(W))
+    loaded = ConditionalGRNRegressor.load(model.save(tmp_path / "model"))
+    assert loaded.iv_fallback == "drop"
+    np.testing.assert_array_equal(loaded.coef_.toarray(), model.coef_.toarray())
