@@ -163,22 +163,25 @@ class ConditionalGRNRegressor(PerturbationModel):
         gene among ``alphas`` by generalized cross-validation (exact, from
         the Gram matrix). For ``"lasso"`` it is scikit-learn's ``Lasso``
         alpha (per-sample scale; ~0.01 suits log-normalized data). For
-        ``"spline"`` it penalizes the basis coefficients as ridge does.
-        Ignored by ``"ols"``, ``"iv"`` and estimator instances.
+        ``"spline"`` it penalizes the basis coefficients as ridge does. For
+        ``"iv"`` it is the penalty of the ridge fallback (``iv_fallback``).
+        Ignored by ``"ols"`` and estimator instances.
     alphas : sequence of float, default :data:`DEFAULT_ALPHAS`
         Candidates for ``alpha="gcv"``.
     iv_fallback : {"ridge", "drop"}, default "ridge"
         ``regressor="iv"`` only: what to do with a gene that has an edge the
         perturbation conditions do not identify (first-stage F < 10,
         ``causalcell.models._iv``; typically a regulator never perturbed in
-        a condition that keeps the gene). ``"ridge"``: the gene gets the
-        per-gene ridge fit on all its regulators (``alpha`` / ``alphas``, the
-        same batched solver, its column equals that of
-        ``regressor="ridge"``), consistent for an acyclic network but biased
-        when the gene sits in a feedback loop; the other genes keep their
-        2SLS fit. ``"drop"``: the unidentified edges are left out (the
-        intercept absorbs the regulator, so perturbing it is predicted to
-        have no effect through them). Either way a warning names the edges.
+        a condition that keeps the gene). ``"ridge"``: unless the gene lies
+        on a directed cycle of the network, it gets the per-gene ridge fit on
+        all its regulators (``alpha`` / ``alphas``, the same batched solver:
+        its column equals that of ``regressor="ridge"``), consistent for an
+        acyclic network but biased if the gene is in a feedback loop the
+        network misses; the other genes keep their 2SLS fit. ``"drop"``, and
+        genes on a cycle under ``"ridge"`` (where the per-gene fit is
+        biased): the unidentified edges are left out (the intercept absorbs
+        the regulator, so perturbing it is predicted to have no effect
+        through them). Either way a warning names the edges.
     regulators : sequence of str, optional
         Eligible regulators, e.g. the transcription factors
         (:func:`causalcell.datasets.load_tf_names`). Without a network every
@@ -227,11 +230,12 @@ class ConditionalGRNRegressor(PerturbationModel):
         the perturbation conditions do not identify (first-stage F < 10,
         ``causalcell.models._iv``). With ``iv_fallback="drop"`` they are
         left out of ``coef_``; with ``"ridge"`` their targets are in
-        ``iv_fallback_genes_``.
+        ``iv_fallback_genes_`` unless on a cycle of the network.
     iv_fallback_genes_ : pandas.Index
         ``regressor="iv"`` only: the genes fitted by the per-gene ridge fit
-        instead of 2SLS (the targets of ``iv_unidentified_`` when
-        ``iv_fallback="ridge"``, else empty).
+        instead of 2SLS (with ``iv_fallback="ridge"``, the targets of
+        ``iv_unidentified_`` that are not on a cycle of the network; else
+        empty).
     spline_coef_ : scipy.sparse.csr_array
         ``regressor="spline"`` only: (n_regulators * n_basis, n_genes), the
         coefficient of basis function b of regulator j in gene g's model at
