@@ -146,8 +146,8 @@ def test_iv_is_consistent_under_feedback_and_per_gene_fit_is_not():
 def test_iv_leaves_out_and_names_unidentified_edges():
     """G3 and G4 are never perturbed and G4 has 4 regulators but only 4
     conditions keep it: the rank condition fails. The edges into G4 that the
-    conditions cannot identify are left out, named in a warning and in
-    iv_unidentified_; the identified genes are fitted as usual."""
+    conditions cannot identify are left out (iv_fallback='drop'), named in a
+    warning and in iv_unidentified_; the identified genes are fitted as usual."""
     rng = np.random.default_rng(4)
     p = 5
     W = random_feedback(p, rng)
@@ -157,7 +157,7 @@ def test_iv_leaves_out_and_names_unidentified_edges():
     for r in ("G0", "G1", "G2", "G3"):
         G.add_edge(r, "G4", weight=0.1)
     with pytest.warns(CausalCellWarning, match=r"cannot identify .*G3 -> G4"):
-        model = ConditionalGRNRegressor("iv").fit(ad, G)
+        model = ConditionalGRNRegressor("iv", iv_fallback="drop").fit(ad, G)
     lost = set(map(tuple, model.iv_unidentified_.to_numpy()))
     assert ("G3", "G4") in lost
     assert all(target in ("G3", "G4") for _, target in lost)
@@ -176,3 +176,98 @@ def test_iv_gene_without_regulators_gets_its_mean():
     iv = Interventions.from_adata(ad)
     keep = ~iv.mask.toarray()[:, 3]
     np.testing.assert_allclose(model.intercept_[3], np.asarray(ad.X)[keep, 3].mean(), atol=1e-10)
+
+
+def _unperturbed_root(n_cells: int = 400, seed: int = 6):
+    """G0 -> G2 <- G1, G2 -> G3, G3 <-> G4 (a loop); G1, G2, G3, G4 knocked out,
+    G0 never: the conditions cannot identify G0 -> G2."""
+    rng = np.random.default_rng(seed)
+    W = np.zeros((5, 5))
+    W[0, 2], W[1, 2], W[2, 3], W[3, 4], W[4, 3] = 0.8, -0.6, 0.7, 0.5, 0.4
+    conds = [(), (1,), (2,), (3,), (4,)]
+    return sample(W, np.full(5, 4.0), conds, n_cells, rng), W
+
+
+@pytest.mark.parametrize("alpha", [1.0, "gcv"])
+def test_iv_fallback_ridge_equals_the_ridge_fit_and_leaves_identified_genes(alpha):
+    """G2's regulator G0 is never perturbed: G2 gets exactly the column of the
+    regressor='ridge' model (same alpha); every other gene keeps the 2SLS fit of
+    iv_fallback='drop'. An unidentified gene on a loop keeps the drop behaviour
+    (the per-gene fit is biased there)."""
+    ad, W = _unperturbed_root()
+    G = network(W)
+    G.add_edge("G0", "G4", weight=0.0)  # G4 is on the G3 <-> G4 loop
+    with pytest.warns(CausalCellWarning, match=r"G0 -> G2.*per-gene ridge fit.*edges into 1 "
+                                               r"gene\(s\) are left out .*on a loop"):
+        got = ConditionalGRNRegressor("iv", alpha=alpha).fit(ad, G)
+    drop = ConditionalGRNRegressor("iv", alpha=alpha, iv_fallback="drop")
+    with pytest.warns(CausalCellWarning, match=r"left out of the fit"):
+        drop.fit(ad, G)
+    ridge = ConditionalGRNRegressor("ridge", alpha=alpha).fit(ad, G)
+    assert set(map(tuple, got.iv_unidentified_.to_numpy())) == {("G0", "G2"), ("G0", "G4")}
+    assert list(got.iv_fallback_genes_) == ["G2"]
+    assert drop.iv_fallback_genes_.empty
+    C, D, R = got.coef_.toarray(), drop.coef_.toarray(), ridge.coef_.toarray()
+    np.testing.assert_allclose(C[:, 2], R[:, 2], rtol=1e-10, atol=1e-12)
+    assert got.intercept_[2] == pytest.approx(ridge.intercept_[2], rel=1e-10)
+    assert got.alpha_[2] == ridge.alpha_[2]
+    assert C[0, 2] != 0
+    assert D[0, 2] == 0
+    others = [0, 1, 3, 4]
+    np.testing.assert_array_equal(C[:, others], D[:, others])
+    np.testing.assert_array_equal(got.intercept_[others], drop.intercept_[others])
+    np.testing.assert_array_equal(got.alpha_[others], 0.0)
+
+
+def test_iv_fallback_is_checked():
+    from causalcell.errors import ParameterError
+
+    ad, W = _unperturbed_root(n_cells=50)
+    with pytest.raises(ParameterError, match="iv_fallback must be one of"):
+        ConditionalGRNRegressor("iv", iv_fallback="ols").fit(ad, network(W))
+
+
+def test_iv_fallback_in_pool_mode_equals_the_ridge_fit():
+    """Every gene regressed on the pool {G0, G1}; G0 is never perturbed, so no
+    gene's G0 edge is identified. Genes outside the pool get exactly the ridge
+    fit; the pool members regress on each other (a loop): edges left out."""
+    ad, _W = _unperturbed_root()
+    pool = ["G0", "G1"]
+    with pytest.warns(CausalCellWarning, match=r"ridge fit.*left out"):
+        got = ConditionalGRNRegressor("iv", regulators=pool).fit(ad)
+    ridge = ConditionalGRNRegressor("ridge", regulators=pool).fit(ad)
+    assert list(got.iv_fallback_genes_) == ["G2", "G3", "G4"]
+    C, R = got.coef_.toarray(), ridge.coef_.toarray()
+    np.testing.assert_allclose(C[:, 2:], R[:, 2:], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got.intercept_[2:], ridge.intercept_[2:], rtol=1e-10)
+    # G1 -> G0 is identified (G1 is perturbed), G0 -> G1 is not and G1 is on the loop.
+    with pytest.warns(CausalCellWarning, match="left out"):
+        drop = ConditionalGRNRegressor("iv", regulators=pool, iv_fallback="drop").fit(ad)
+    np.testing.assert_array_equal(C[:, :2], drop.coef_.toarray()[:, :2])
+    assert C[0, 1] == 0
+    assert C[1, 0] != 0
+
+
+def test_iv_fallback_on_dask_and_saved():
+    """The ridge fallback runs on Dask like the rest of the fit; iv_fallback is
+    stored with the model's parameters."""
+    da = pytest.importorskip("dask.array")
+    ad, W = _unperturbed_root()
+    with pytest.warns(CausalCellWarning, match="per-gene ridge fit"):
+        ref = ConditionalGRNRegressor("iv").fit(ad, network(W))
+    lazy = ad.copy()
+    lazy.X = da.from_array(np.asarray(ad.X), chunks=(300, -1))
+    with pytest.warns(CausalCellWarning, match="per-gene ridge fit"):
+        got = ConditionalGRNRegressor("iv").fit(lazy, network(W))
+    assert list(got.iv_fallback_genes_) == ["G2"]
+    np.testing.assert_allclose(got.coef_.toarray(), ref.coef_.toarray(), atol=1e-10)
+    np.testing.assert_allclose(got.intercept_, ref.intercept_, atol=1e-10)
+
+
+def test_iv_fallback_is_saved(tmp_path):
+    ad, W = _unperturbed_root(n_cells=100)
+    with pytest.warns(CausalCellWarning, match="left out"):
+        model = ConditionalGRNRegressor("iv", iv_fallback="drop").fit(ad, network(W))
+    loaded = ConditionalGRNRegressor.load(model.save(tmp_path / "model"))
+    assert loaded.iv_fallback == "drop"
+    np.testing.assert_array_equal(loaded.coef_.toarray(), model.coef_.toarray())

@@ -99,12 +99,25 @@ def _learned_network_errors(seed: int, n_cells: int, regressor: str):
     return float(np.median(rs)), worst
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+_MISSED_EDGES = {14: "G3 -> G12 and G8 -> G12", 17: "G3 -> G13", 18: "G5 -> G9"}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2] + [
+    pytest.param(seed, marks=pytest.mark.xfail(
+        strict=True, reason=f"learn_network misses the true edge(s) {edges}"))
+    for seed, edges in _MISSED_EDGES.items()])
 def test_predictions_from_a_learned_network_converge_to_the_exact_answer(seed):
-    """Measured with seeds 0-19 (this setting, regressor='iv'): the worst error at
-    2,000 cells per perturbation is <= 0.15 sd in 17 of 20 models (0.77-1.9 sd
-    in 3, whose never-perturbed root regulators the conditions barely move);
-    median r >= 0.989 in all. The tests run the first three seeds."""
+    """Measured with seeds 0-19 (this setting, regressor='iv', default
+    iv_fallback='ridge'): median r >= 0.989 at 2,000 cells in all; the worst
+    error at 2,000 cells per perturbation is <= 0.15 sd in 17 of 20 models and
+    shrinks from 100 cells in those. In 3 it is 0.77-1.9 sd: seeds 14 (0.96
+    sd), 17 (0.77) and 18 (1.90), where learn_network misses true edges from
+    perturbed regulators (:data:`_MISSED_EDGES`); with those edges added to
+    the learned network the worst error is 0.06-0.08 sd. The unidentified
+    edges (never-perturbed roots) are not the cause: with iv_fallback='drop'
+    the figures at 2,000 cells are the same. The tests run the first three
+    seeds, and the three failing ones as strict xfails (they pass once
+    learn_network finds those edges)."""
     _r_small, worst_small = _learned_network_errors(seed, 100, "iv")
     r_large, worst_large = _learned_network_errors(seed, 2000, "iv")
     assert r_large >= 0.99

@@ -93,8 +93,30 @@ DEFAULT_ALPHAS: tuple[float, ...] = (
     100000.0,
 )
 _STRING_REGRESSORS = ("ridge", "ols", "iv", "lasso", "spline")
+_IV_FALLBACKS = ("ridge", "drop")
 _STEADY_STATE_METHODS = ("auto", "closed_form", "iteration")
 _MAX_CELL_STARTS = 1 << 24  # start-state values built at once when averaging over cells
+
+
+def _on_a_cycle(parents: sp.csc_array | None, pool: np.ndarray | None, p: int) -> np.ndarray:
+    """(p,) bool: the gene lies on a directed cycle of the regulator structure.
+
+    Network mode: a strongly connected component of two or more genes. Pool
+    mode: every gene regresses on all pool members but itself, so pool
+    members form cycles as soon as the pool has two of them.
+    """
+    if parents is None:
+        out = np.zeros(p, dtype=bool)
+        members = np.unique(np.asarray(pool, dtype=np.int64))
+        out[members] = len(members) >= 2
+        return out
+    from scipy.sparse.csgraph import connected_components
+
+    P = sp.csr_array(parents, dtype=bool)
+    P.setdiag(False)
+    P.eliminate_zeros()
+    _, label = connected_components(P, directed=True, connection="strong")
+    return np.bincount(label, minlength=p)[label] >= 2
 
 
 class ConditionalGRNRegressor(PerturbationModel):
@@ -119,9 +141,10 @@ class ConditionalGRNRegressor(PerturbationModel):
         independently by the conditions that keep the gene (in practice:
         each regulator perturbed in some condition that does not target the
         gene, and at least ``r + 1`` such conditions for ``r`` regulators);
-        otherwise ``fit`` raises a :class:`~causalcell.errors.NetworkError`
-        naming the unidentified edges. Unpenalized (``alpha`` is ignored);
-        one pass over the samples, Dask too. ``"spline"`` is additive non-linear
+        a gene with edges the conditions do not identify is handled as
+        ``iv_fallback`` says, with a warning naming the edges. Unpenalized
+        (``alpha`` serves only the ridge fallback); one pass over the samples,
+        Dask too (two with fallback genes). ``"spline"`` is additive non-linear
         regulation, ``x_g = intercept + sum_r c_rg(x_r)``: each regulator is
         expanded in a B-spline basis (scikit-learn's ``SplineTransformer``
         with ``n_knots``, ``degree``, ``knots``, linear extrapolation outside
@@ -140,10 +163,25 @@ class ConditionalGRNRegressor(PerturbationModel):
         gene among ``alphas`` by generalized cross-validation (exact, from
         the Gram matrix). For ``"lasso"`` it is scikit-learn's ``Lasso``
         alpha (per-sample scale; ~0.01 suits log-normalized data). For
-        ``"spline"`` it penalizes the basis coefficients as ridge does.
-        Ignored by ``"ols"``, ``"iv"`` and estimator instances.
+        ``"spline"`` it penalizes the basis coefficients as ridge does. For
+        ``"iv"`` it is the penalty of the ridge fallback (``iv_fallback``).
+        Ignored by ``"ols"`` and estimator instances.
     alphas : sequence of float, default :data:`DEFAULT_ALPHAS`
         Candidates for ``alpha="gcv"``.
+    iv_fallback : {"ridge", "drop"}, default "ridge"
+        ``regressor="iv"`` only: what to do with a gene that has an edge the
+        perturbation conditions do not identify (first-stage F < 10,
+        ``causalcell.models._iv``; typically a regulator never perturbed in
+        a condition that keeps the gene). ``"ridge"``: unless the gene lies
+        on a directed cycle of the network, it gets the per-gene ridge fit on
+        all its regulators (``alpha`` / ``alphas``, the same batched solver:
+        its column equals that of ``regressor="ridge"``), consistent for an
+        acyclic network but biased if the gene is in a feedback loop the
+        network misses; the other genes keep their 2SLS fit. ``"drop"``, and
+        genes on a cycle under ``"ridge"`` (where the per-gene fit is
+        biased): the unidentified edges are left out (the intercept absorbs
+        the regulator, so perturbing it is predicted to have no effect
+        through them). Either way a warning names the edges.
     regulators : sequence of str, optional
         Eligible regulators, e.g. the transcription factors
         (:func:`causalcell.datasets.load_tf_names`). Without a network every
@@ -190,7 +228,14 @@ class ConditionalGRNRegressor(PerturbationModel):
     iv_unidentified_ : pandas.DataFrame
         ``regressor="iv"`` only: the edges (``regulator``, ``target``) that
         the perturbation conditions do not identify (first-stage F < 10,
-        ``causalcell.models._iv``); they are left out of ``coef_``.
+        ``causalcell.models._iv``). With ``iv_fallback="drop"`` they are
+        left out of ``coef_``; with ``"ridge"`` their targets are in
+        ``iv_fallback_genes_`` unless on a cycle of the network.
+    iv_fallback_genes_ : pandas.Index
+        ``regressor="iv"`` only: the genes fitted by the per-gene ridge fit
+        instead of 2SLS (with ``iv_fallback="ridge"``, the targets of
+        ``iv_unidentified_`` that are not on a cycle of the network; else
+        empty).
     spline_coef_ : scipy.sparse.csr_array
         ``regressor="spline"`` only: (n_regulators * n_basis, n_genes), the
         coefficient of basis function b of regulator j in gene g's model at
@@ -207,7 +252,8 @@ class ConditionalGRNRegressor(PerturbationModel):
         regulators.
     intercept_ : numpy.ndarray
     alpha_ : numpy.ndarray
-        Ridge penalty used per gene.
+        Ridge penalty used per gene (``regressor="iv"``: 0, the penalty of
+        the ridge fallback for ``iv_fallback_genes_``).
     n_samples_ : numpy.ndarray
         Training samples used per gene (those not targeting it).
     control_mean_ : numpy.ndarray
@@ -238,6 +284,7 @@ class ConditionalGRNRegressor(PerturbationModel):
         *,
         alpha: float | Literal["gcv"] = 1.0,
         alphas: Sequence[float] = DEFAULT_ALPHAS,
+        iv_fallback: Literal["ridge", "drop"] = "ridge",
         regulators: Sequence[str] | None = None,
         layer: str | None = None,
         n_knots: int = 4,
@@ -251,6 +298,7 @@ class ConditionalGRNRegressor(PerturbationModel):
         self.regressor = regressor
         self.alpha = alpha
         self.alphas = alphas
+        self.iv_fallback = iv_fallback
         self.regulators = regulators
         self.layer = layer
         self.n_knots = n_knots
@@ -329,20 +377,7 @@ class ConditionalGRNRegressor(PerturbationModel):
         kind: str, genes: pd.Index, control: np.ndarray | None,
     ) -> Any:
         """The batched exact ridge / OLS fit; returns the pass over a Dask X (else None)."""
-        gcv = isinstance(self.alpha, str)
-        fit = fit_linear(
-            X,
-            iv,
-            parents=parents,
-            pool=pool,
-            method=kind,
-            alpha=0.0 if gcv or kind == "ols" else float(self.alpha),
-            alphas=np.asarray(self.alphas, dtype=float) if gcv and kind == "ridge" else None,
-            inference=kind == "ols",
-            row_weights=control,
-            verbose=self.verbose,
-            names=genes,
-        )
+        fit = self._linear_fit(X, iv, parents, pool, kind, genes, control)
         self.coef_ = fit.coef
         self.intercept_ = fit.intercept
         self.alpha_ = fit.alpha
@@ -355,25 +390,74 @@ class ConditionalGRNRegressor(PerturbationModel):
         self._regulators = None
         return fit.samples
 
+    def _linear_fit(
+        self, X: Any, iv: Any, parents: sp.csc_array | None, pool: np.ndarray | None,
+        kind: str, genes: pd.Index, control: np.ndarray | None,
+        responses: np.ndarray | None = None,
+    ) -> Any:
+        """:func:`fit_linear` with this model's penalty (``alpha`` or ``alpha="gcv"``)."""
+        gcv = isinstance(self.alpha, str)
+        return fit_linear(
+            X,
+            iv,
+            parents=parents,
+            pool=pool,
+            responses=responses,
+            method=kind,
+            alpha=0.0 if gcv or kind == "ols" else float(self.alpha),
+            alphas=np.asarray(self.alphas, dtype=float) if gcv and kind == "ridge" else None,
+            inference=kind == "ols",
+            row_weights=control,
+            verbose=self.verbose,
+            names=genes,
+        )
+
     def _fit_iv(
         self, X: Any, iv: Any, parents: sp.csc_array | None, pool: np.ndarray | None,
         genes: pd.Index,
     ) -> None:
         """Two-stage least squares, the perturbation conditions as instruments; genes
-        that the conditions do not identify get the per-gene ridge fit, with a warning."""
+        with edges the conditions do not identify get the per-gene ridge fit
+        (``iv_fallback="ridge"``) or lose those edges (``"drop"``), with a warning."""
         fit, unidentified = fit_iv(X, iv, parents=parents, pool=pool, names=genes,
                                    verbose=self.verbose)
         coef, intercept, alpha = fit.coef, fit.intercept, fit.alpha
         names = np.asarray(genes, dtype=object)
         self.iv_unidentified_ = pd.DataFrame({"regulator": names[unidentified[:, 0]],
                                               "target": names[unidentified[:, 1]]})
+        targets = np.unique(unidentified[:, 1])
+        fallback = np.zeros(0, dtype=np.int64)
+        if self.iv_fallback == "ridge":
+            # The per-gene fit is consistent only off loops: a gene on a loop of the
+            # network keeps its unidentified edges left out.
+            fallback = targets[~_on_a_cycle(parents, pool, len(genes))[targets]]
+        parts = []
+        if fallback.size:
+            coef, intercept, alpha = self._iv_fallback_fit(X, iv, parents, pool, genes, fit,
+                                                            fallback)
+            parts.append(
+                f"The {fallback.size} gene(s) with such edges off the network's loops are "
+                f"fitted instead by the per-gene ridge fit on all their regulators "
+                f"(iv_fallback='ridge', alpha={self.alpha!r}; listed in iv_fallback_genes_): "
+                f"consistent for an acyclic network, biased if a gene's regulators depend on "
+                f"its own noise (a feedback loop the network misses)."
+            )
+        n_left = targets.size - fallback.size
+        if n_left:
+            why = ("they lie on a loop of the network, where the per-gene fit is biased"
+                   if self.iv_fallback == "ridge" else "iv_fallback='drop'")
+            parts.append(
+                f"The unidentified edges into {n_left} gene(s) are left out of the fit ({why}): "
+                f"the intercept absorbs a regulator that the conditions do not move, but "
+                f"perturbing that regulator is then predicted to have no effect through them."
+            )
+        parts.append("Perturb the regulators for the feedback-consistent fit.")
+        what = " ".join(parts)
+        self.iv_fallback_genes_ = pd.Index(names[fallback], dtype=object)
         if len(unidentified):
             warnings.warn(
-                f"{unidentified_message(unidentified, genes)}. These edges are left out of "
-                f"the fit (listed in iv_unidentified_): the intercept absorbs a regulator that "
-                f"the conditions do not move, but perturbing that regulator is then predicted "
-                f"to have no effect through these edges. Perturb the regulators, or fit with "
-                f"regressor='ridge' (biased under feedback).",
+                f"{unidentified_message(unidentified, genes)} (listed in iv_unidentified_). "
+                f"{what}",
                 CausalCellWarning,
                 stacklevel=3,
             )
@@ -383,6 +467,38 @@ class ConditionalGRNRegressor(PerturbationModel):
         self.n_samples_ = fit.n_samples
         self.estimators_ = None
         self._regulators = None
+
+    def _iv_fallback_fit(
+        self, X: Any, iv: Any, parents: sp.csc_array | None, pool: np.ndarray | None,
+        genes: pd.Index, fit: Any, fallback: np.ndarray,
+    ) -> tuple[sp.csr_array, np.ndarray, np.ndarray]:
+        """The IV fit with the columns of ``fallback`` genes replaced by their ridge fit.
+
+        The batched solver fits only those genes: in network mode the parent
+        matrix is restricted to their columns (so the pass over X forms the
+        moments of their regulators only), in pool mode ``responses`` selects
+        them. One more pass over X; identified genes keep their 2SLS fit.
+        """
+        p = len(genes)
+        is_fallback = np.zeros(p, dtype=bool)
+        is_fallback[fallback] = True
+        if parents is not None:
+            P = sp.coo_array(parents)
+            keep = is_fallback[P.col]
+            parents = sp.csc_array((P.data[keep], (P.row[keep], P.col[keep])), shape=(p, p))
+        ridge = self._linear_fit(X, iv, parents, pool, "ridge", genes, None,
+                                 responses=fallback)
+        C, R = sp.coo_array(fit.coef), sp.coo_array(ridge.coef)
+        kept, new = ~is_fallback[C.col], is_fallback[R.col]
+        coef = sp.csr_array(
+            (np.concatenate([C.data[kept], R.data[new]]),
+             (np.concatenate([C.row[kept], R.row[new]]),
+              np.concatenate([C.col[kept], R.col[new]]))),
+            shape=(p, p),
+        )
+        intercept = np.where(is_fallback, ridge.intercept, fit.intercept)
+        alpha = np.where(is_fallback, ridge.alpha, fit.alpha)
+        return coef, intercept, alpha
 
     def _fit_spline(
         self, X: Any, iv: Any, parents: sp.csc_array | None, pool: np.ndarray | None,
@@ -427,7 +543,7 @@ class ConditionalGRNRegressor(PerturbationModel):
 
     def _reset(self) -> None:
         for name in ("stderr_", "dof_", "rss_", "spline_coef_", "spline_regulators_",
-                     "spline_knots_", "iv_unidentified_"):
+                     "spline_knots_", "iv_unidentified_", "iv_fallback_genes_"):
             if hasattr(self, name):
                 delattr(self, name)
         self._steady = None
@@ -467,6 +583,12 @@ class ConditionalGRNRegressor(PerturbationModel):
             raise ParameterError(f"alpha must be a number >= 0 or 'gcv'; got {alpha!r}.")
         elif kind == "lasso" and alpha <= 0:
             raise ParameterError("regressor='lasso' needs alpha > 0 (e.g. 0.01).")
+        if self.iv_fallback not in _IV_FALLBACKS:
+            raise ParameterError(
+                f"iv_fallback must be one of {list(_IV_FALLBACKS)} (what regressor='iv' does "
+                f"with a gene whose regulators the conditions do not identify); got "
+                f"{self.iv_fallback!r}."
+            )
         if kind == "spline":
             if not is_int(self.n_knots) or self.n_knots < 2:
                 raise ParameterError(

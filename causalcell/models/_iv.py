@@ -40,9 +40,13 @@ within-condition variance, per instrument (a Cragg & Donald 1993 type
 statistic, within-condition correlations ignored); below
 :data:`MIN_FIRST_STAGE_F` = 10 (Staiger & Stock 1997) the gene counts as not
 identified: 2SLS with weak instruments is biased towards the per-gene fit and
-erratic. :func:`fit_iv` returns those genes and a message naming their edges;
-``ConditionalGRNRegressor(regressor="iv")`` fits them by the per-gene ridge
-fit instead and warns.
+erratic. :func:`fit_iv` leaves those edges out (the intercept absorbs the
+regulator) and returns them; :func:`unidentified_message` names them.
+``ConditionalGRNRegressor(regressor="iv")`` warns and, with
+``iv_fallback="ridge"`` (its default), refits each such gene that is not on
+a loop of the network by the per-gene ridge fit on all its regulators
+(consistent for an acyclic network, biased under feedback); with
+``iv_fallback="drop"`` the edges stay out.
 """
 
 from __future__ import annotations
@@ -165,12 +169,11 @@ def fit_iv(
     LinearFit
         ``alpha`` is 0 (no penalty), ``rss`` and ``stderr`` are not
         computed (NaN / None), ``n_samples`` counts the samples used.
-
-    Raises
-    ------
-    NetworkError
-        Some gene's regulators are not identified (rank-deficient condition
-        means); the message names those edges.
+        Edges the conditions do not identify (first-stage F below
+        ``min_strength``, or rank-deficient condition means) are left out
+        of ``coef``; the gene's other regulators are fitted.
+    numpy.ndarray
+        (n_edges, 2) int: the (regulator, target) edges left out.
     """
     from tqdm.auto import tqdm
 
