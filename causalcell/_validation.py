@@ -128,7 +128,12 @@ def check_level_grid(
     finite and >= 0 (log-normalized expression), and at most ``upper`` (one
     bound per target, explained by ``why`` in the message) when given.
     """
-    values = np.asarray(levels, dtype=np.float64)
+    try:
+        values = np.asarray(levels, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ParameterError(
+            f"{where}: levels must be numbers (levels T of {label!r}); got {levels!r:.80}."
+        ) from None
     if values.ndim == 1 and n_targets == 1:
         values = values[:, None]
     if values.ndim != 2 or values.shape[1] != n_targets or values.shape[0] == 0:

@@ -261,13 +261,6 @@ def _standardize_file(adata, args: argparse.Namespace, side: str):
         )
 
 
-def _by_conditioning(summary: pd.DataFrame) -> pd.DataFrame:
-    """Mean of each metric (rows, in order) per exclusion rule (columns, in order)."""
-    table = summary.pivot(index="metric", columns="exclude", values="mean")
-    return table.reindex(index=list(dict.fromkeys(summary["metric"])),
-                         columns=list(dict.fromkeys(summary["exclude"])))
-
-
 def _summary_figure(summary: pd.DataFrame, retrieval: pd.DataFrame | None, path: Path,
                     title: str | None = None) -> None:
     """The summary figure (:func:`causalcell.plot.evaluation_summary`) as a PNG."""
@@ -282,7 +275,10 @@ def _summary_figure(summary: pd.DataFrame, retrieval: pd.DataFrame | None, path:
 def _print_evaluation(summary: pd.DataFrame, retrieval: pd.DataFrame | None,
                       metrics: pd.DataFrame) -> None:
     import pandas as pd
-    table = _by_conditioning(summary)
+
+    from causalcell.evaluate._exclude import means_by_exclude
+
+    table = means_by_exclude(summary)
     n = metrics.attrs.get("n_perturbations", metrics["perturbation"].nunique())
     print(f"{n} perturbations scored (reference: {metrics.attrs.get('reference')}, top-k "
           f"genes by {metrics.attrs.get('de')}). Mean over perturbations:")

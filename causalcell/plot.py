@@ -28,6 +28,7 @@ from causalcell.evaluate import (
     pairwise_retrieval,
     perturbation_metrics,
 )
+from causalcell.evaluate._exclude import current_table, means_by_exclude
 from causalcell.evaluate._target_effect import target_entries
 from causalcell.graph import intervene
 
@@ -554,6 +555,7 @@ def retrieval_ranks(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
         Missing columns, an empty table, or several distances or
         orientations.
     """
+    table = current_table("retrieval_ranks", table)
     if not isinstance(table, pd.DataFrame) or not set(table.columns) >= _RETRIEVAL_COLUMNS:
         cols = list(table.columns) if isinstance(table, pd.DataFrame) else type(table).__name__
         raise ParameterError(
@@ -1102,21 +1104,19 @@ def evaluation_summary(
     ParameterError
         A summary without those columns.
     """
+    summary = current_table("evaluation_summary", summary)
+    if retrieval is not None:
+        retrieval = current_table("evaluation_summary", retrieval)
     needed = {"metric", "exclude", "mean", "n", "higher_is_better"}
     if not isinstance(summary, pd.DataFrame) or not needed <= set(summary.columns):
         raise ParameterError(f"summary must be a causalcell.evaluate.summarize() table with "
                              f"columns {sorted(needed)}.")
 
-    def by_exclusion(part: pd.DataFrame) -> pd.DataFrame:
-        table = part.pivot(index="metric", columns="exclude", values="mean")
-        return table.reindex(index=list(dict.fromkeys(part["metric"])),
-                             columns=list(dict.fromkeys(part["exclude"])))
-
     higher = summary["higher_is_better"].to_numpy(dtype=bool)
     # The retrieval rank has its own panel, by exclusion rule, when the table is given.
     own_panel = (summary["metric"] == "retrieval_rank").to_numpy() & (retrieval is not None)
     lower = ~higher & ~own_panel
-    scores, errors = by_exclusion(summary[higher]), by_exclusion(summary[lower])
+    scores, errors = means_by_exclude(summary[higher]), means_by_exclude(summary[lower])
     rows = max(len(scores), 1)
     fig = Figure(figsize=(13, 0.32 * rows + 2.8), layout="constrained")
     ratios = [2.2, 1.3 if len(errors) else 0.01, 1.4]

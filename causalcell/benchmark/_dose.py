@@ -53,6 +53,11 @@ _DOSE_KINDS = ("knockdown", "overexpression")
 
 def _observed_max(adata: AnnData, genes: list[str], layer: str | None) -> np.ndarray:
     """The largest value of each gene in ``adata`` (any sample)."""
+    if not isinstance(adata, AnnData):
+        raise DataContractError(
+            f"predict_dose_response(): adata must be an AnnData (the data whose observed range "
+            f"of T bounds the grid), got {type(adata).__name__}."
+        )
     idx = adata.var_names.astype(str).get_indexer(genes)
     if (idx < 0).any():
         missing = [g for g, i in zip(genes, idx, strict=True) if i < 0]

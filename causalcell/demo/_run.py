@@ -104,8 +104,7 @@ def _sections(data: str, random_state: int) -> list[tuple[str, str, Callable[[],
 
 
 def _target_sections(data: str, random_state: int, verbose: bool) -> list[TargetSection]:
-    from tqdm.auto import tqdm
-
+    from causalcell._progress import tqdm
     from causalcell.data import Interventions
     from causalcell.evaluate import target_effect
 

@@ -552,6 +552,9 @@ def score_dose_response(
     if not isinstance(bins, DoseBins):
         raise ParameterError(f"bins must be the DoseBins of dose_bins(cells), got "
                              f"{type(bins).__name__}.")
+    if not isinstance(cells, AnnData):
+        raise DataContractError(f"score_dose_response() takes cells as an AnnData (the cells "
+                                f"given to dose_bins()), got {type(cells).__name__}.")
     if len(bins.cell_bin) != cells.n_obs:
         raise DataContractError(
             f"bins were made from {len(bins.cell_bin)} cells but cells has {cells.n_obs}: "

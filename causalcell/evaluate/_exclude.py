@@ -85,7 +85,7 @@ def fill_doc(**fragments: str) -> Callable[[_Documented], _Documented]:
 
 
 def exclude_rule(where: str, value: object, allowed: Sequence[str] = METRIC_EXCLUDES,
-                 *, parameter: str = "exclude") -> str:
+                 *, parameter: str = "exclude", stacklevel: int = 3) -> str:
     """``value`` as one rule of ``allowed``, an old spelling translated with a FutureWarning.
 
     Parameters
@@ -99,6 +99,9 @@ def exclude_rule(where: str, value: object, allowed: Sequence[str] = METRIC_EXCL
         :data:`RETRIEVAL_EXCLUDES`).
     parameter
         The parameter's name, for the messages.
+    stacklevel
+        Frames from here to the user's call, for the warning (3: the caller of
+        the public function that called this).
 
     Raises
     ------
@@ -112,7 +115,7 @@ def exclude_rule(where: str, value: object, allowed: Sequence[str] = METRIC_EXCL
             f"{where}: {parameter}={value!r} is now spelled {parameter}={new!r}; the old "
             f"value will stop working in the next release.",
             FutureWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
         value = new
     if not hashable or value not in allowed:
@@ -133,7 +136,11 @@ def exclude_rules(where: str, value: object, allowed: Sequence[str] = METRIC_EXC
         values = tuple(value)
     else:
         values = ()
-    rules = tuple(exclude_rule(where, v, allowed, parameter=parameter) for v in values)
+    # A loop, not a generator: the warning's stack level counts frames.
+    rules = []
+    for v in values:
+        rules.append(exclude_rule(where, v, allowed, parameter=parameter, stacklevel=4))
+    rules = tuple(rules)
     if not rules or len(set(rules)) != len(rules):
         raise ParameterError(
             f"{where}: {parameter}={value!r} is invalid; give one of "
@@ -167,3 +174,11 @@ def current_table(where: str, table: object) -> object:
     out = table.rename(columns={old[0]: EXCLUDE_COLUMN})
     out[EXCLUDE_COLUMN] = out[EXCLUDE_COLUMN].map(lambda v: _OLD_VALUES.get(v, v))
     return out
+
+
+def means_by_exclude(summary: pd.DataFrame) -> pd.DataFrame:
+    """A :func:`~causalcell.evaluate.summarize` table as metrics (rows) x exclusion
+    rules (columns) of the mean, both in their order of appearance."""
+    table = summary.pivot(index="metric", columns=EXCLUDE_COLUMN, values="mean")
+    return table.reindex(index=list(dict.fromkeys(summary["metric"])),
+                         columns=list(dict.fromkeys(summary[EXCLUDE_COLUMN])))

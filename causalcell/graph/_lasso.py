@@ -465,9 +465,10 @@ def _orient_pairs(
 
     - a moves b and b does not move a (or b is never perturbed): a -> b;
     - each moves the other: both directions (a feedback loop);
-    - both are perturbed and neither moves the other: no directed path either
-      way, so the lasso selected them as co-regulators of a common target:
-      dropped;
+    - both are perturbed and neither moves the other: no decisive test; the
+      selected directions that no refutation test contradicts are kept, with
+      ``oriented=False`` (co-regulators of a common target are dropped by the
+      refutation test);
     - only one direction starts at a candidate regulator (``regulators=``)
       and no test contradicts it: that direction;
     - otherwise (no decisive test): the lasso's selection is kept, with
@@ -896,7 +897,8 @@ def _refit_weights(
     """Least-squares coefficient of every edge: each target on its kept regulators, over
     the samples that do not target it (the shared moments, exact leave-out)."""
     from joblib import Parallel
-    from tqdm.auto import tqdm
+
+    from causalcell._progress import tqdm
 
     p_genes = reads.shape[1]
     reg_position = np.full(p_genes, -1, dtype=np.int64)

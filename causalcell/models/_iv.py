@@ -76,14 +76,6 @@ _SHOWN = 8
 MIN_FIRST_STAGE_F = 10.0
 
 
-def _kept_conditions_lost(targets: sp.csc_array, genes: np.ndarray,
-                          count: np.ndarray) -> np.ndarray:
-    """Per gene, the number of non-empty conditions that target it (and are left out)."""
-    T = targets[:, genes]
-    T = sp.csc_array(T.multiply((count > 0)[:, None]))
-    return np.diff(T.indptr) if T.nnz else np.zeros(len(genes), dtype=np.int64)
-
-
 def condition_means(
     X: Any, interventions: Interventions
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -163,6 +155,9 @@ def fit_iv(
         Gene names, for messages.
     verbose
         Progress bar over the stacks of genes.
+    min_strength
+        Smallest first-stage F statistic of an identified regulator set
+        (default :data:`MIN_FIRST_STAGE_F`).
 
     Returns
     -------
@@ -175,7 +170,7 @@ def fit_iv(
     numpy.ndarray
         (n_edges, 2) int: the (regulator, target) edges left out.
     """
-    from tqdm.auto import tqdm
+    from causalcell._progress import tqdm
 
     if (parents is None) == (pool is None):
         raise ValueError("fit_iv: give exactly one of parents= and pool=.")
@@ -193,17 +188,19 @@ def fit_iv(
     cols: list[np.ndarray] = []
     vals: list[np.ndarray] = []
     intercept = np.zeros(p)
-    dropped: list[tuple[np.ndarray, np.ndarray]] = []  # (regulators, target) not identified
+    lost_regulators: list[np.ndarray] = []  # the edges not identified: regulator ...
+    lost_targets: list[np.ndarray] = []  # ... and target
     with threadpool_limits(limits=1):
         for genes, r in tqdm(_stacks(fit_genes, regs.sizes, totals.n_excluded), desc="IV solves",
                              unit="stack", disable=not verbose, leave=False):
             R = regs.of(genes, r)  # (m, r)
             moments = totals.moments(genes, R)
-            active = _identified(moments, R, genes, within_var, targets, count, min_strength)
+            active = _identified(moments, R, within_var, totals.n_excluded[genes], count,
+                                 min_strength)
             beta, gene_intercept = moments.solve(active)
             intercept[genes] = gene_intercept
-            for i in np.flatnonzero(~active.all(axis=1)):
-                dropped.append((R[i, ~active[i]], np.full(int((~active[i]).sum()), genes[i])))
+            lost_regulators.append(R[~active])
+            lost_targets.append(np.broadcast_to(genes[:, None], R.shape)[~active])
             rows.append(R[active])
             cols.append(np.broadcast_to(genes[:, None], R.shape)[active])
             vals.append(beta[active])
@@ -221,8 +218,8 @@ def fit_iv(
     dof = n_samples - np.diff(sp.csc_array(coef).indptr) - 1
     fit = LinearFit(coef=coef, intercept=intercept, alpha=np.zeros(p), n_samples=n_samples,
                     rss=np.full(p, np.nan), stderr=None, dof=dof)
-    unidentified = np.column_stack([_concatenate([d[0] for d in dropped], np.int64),
-                                    _concatenate([d[1] for d in dropped], np.int64)])
+    unidentified = np.column_stack([_concatenate(lost_regulators, np.int64),
+                                    _concatenate(lost_targets, np.int64)])
     return fit, unidentified.astype(np.int64)
 
 
@@ -358,9 +355,8 @@ class _GeneMoments:
         return beta, self.mean_g - np.einsum("mi,mi->m", self.mean_R, beta)
 
 
-def _identified(moments: _GeneMoments, R: np.ndarray, genes: np.ndarray,
-                within_var: np.ndarray, targets: sp.csc_array, count: np.ndarray,
-                min_strength: float) -> np.ndarray:
+def _identified(moments: _GeneMoments, R: np.ndarray, within_var: np.ndarray,
+                n_excluded: np.ndarray, count: np.ndarray, min_strength: float) -> np.ndarray:
     """(m, r) mask of the regulators each gene's conditions identify.
 
     First-stage strength: the between-condition scatter of the regulators in
@@ -372,7 +368,7 @@ def _identified(moments: _GeneMoments, R: np.ndarray, genes: np.ndarray,
     S, C, sd = moments.S, moments.C, moments.sd
     noise = np.sqrt(np.maximum(within_var[R], 1e-300))
     n_instruments = np.maximum(
-        (count > 0).sum() - _kept_conditions_lost(targets, genes, count) - 1, 1)
+        (count > 0).sum() - n_excluded - 1, 1)
     F = S / (noise[:, :, None] * noise[:, None, :]) / n_instruments[:, None, None]
     # A regulator whose own first-stage F is weak cannot be identified with any
     # others: all such are left out at once (batched), then the joint strength of
