@@ -24,6 +24,7 @@ from anndata import AnnData
 from causalcell._validation import check_level_grid, is_int
 from causalcell.benchmark._cross_validate import Networks, cross_predict
 from causalcell.data import LEVEL, Interventions
+from causalcell.data._schema import format_levels
 from causalcell.data.contract import (
     COMBINATION_SEPARATOR,
     IS_CONTROL,
@@ -157,7 +158,7 @@ def predict_dose_response(
             f"({t:.4g})" for g, t in zip(genes, top, strict=True)
         ) + " (beyond the observed range a model only extrapolates)"
         grid = check_level_grid(levels, k, perturbation, "predict_dose_response()", limit, why)
-    text = [COMBINATION_SEPARATOR.join(repr(float(v)) for v in row) for row in grid]
+    text = [format_levels(row) for row in grid]
     label = COMBINATION_SEPARATOR.join(genes)
     request = pd.DataFrame(
         {PERTURBATION: [label] * len(grid) + ["control"],

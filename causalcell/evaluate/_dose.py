@@ -52,6 +52,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from causalcell.data import LEVEL, Interventions
+from causalcell.data._schema import format_levels
 from causalcell.data._sparse import gather_entries
 from causalcell.data._stats import group_moments
 from causalcell.data.contract import (
@@ -244,8 +245,8 @@ def dose_bins(
     control_level, control_sd = _control_levels(X, iv.is_control, target)
     # Escapers: a bin whose mean T is within one control sd of the target's control level.
     escaper = mean_level >= control_level - control_sd
-    # The level each bin is asked at: its mean T (combinations: each target's mean).
-    text = _level_text(iv, cell_code_bin, n_total, X, bin_condition, n_eff)
+    # The level each bin is asked at: its mean T (binned conditions have one target).
+    text = np.array([format_levels([v]) for v in mean_level], dtype=object)
     condition_keys = cond.index.to_numpy()[bin_condition]
     total = n_eff[bin_condition]
     names = [f"{c} [bin {i + 1}/{t}]" for c, i, t in zip(condition_keys, bin_index, total,
@@ -398,34 +399,6 @@ def _control_levels(X: Any, is_control: np.ndarray,
         control_level[with_target] = mean[0, where]
         control_sd[with_target] = np.sqrt(np.nan_to_num(var[0, where]))
     return control_level, control_sd
-
-
-def _level_text(iv: Interventions, cell_bin: np.ndarray, n_total: int, X, bin_condition,
-                n_eff) -> np.ndarray:
-    """Each bin's request level: per target, the mean over its cells of T (recorded, or
-    measured where not recorded; knockouts 0), in the order of the label's targets."""
-    rows, cols = iv.entry_rows, iv.mask.indices
-    value = iv.levels.copy()
-    unknown = np.flatnonzero(np.isnan(value))
-    value[unknown] = gather_entries(X, rows[unknown], cols[unknown])
-    in_bin = cell_bin[rows] >= 0
-    p = iv.shape[1]
-    key = cell_bin[rows[in_bin]] * p + cols[in_bin]
-    uniq, inverse = np.unique(key, return_inverse=True)
-    means = np.bincount(inverse, weights=value[in_bin]) / np.bincount(inverse)
-    mean_of = dict(zip(uniq.tolist(), means.tolist(), strict=True))
-    genes = iv.genes
-    position = {g: i for i, g in enumerate(genes)}
-    text = np.empty(n_total, dtype=object)
-    targets = iv.conditions["targets"].to_numpy()
-    for b in range(n_total):  # one short string per bin
-        parts = []
-        for gene in targets[bin_condition[b]]:
-            j = position.get(gene)
-            v = mean_of.get(b * p + j) if j is not None else None
-            parts.append("nan" if v is None else repr(float(v)))
-        text[b] = ",".join(parts)
-    return text
 
 
 @dataclass(frozen=True, repr=False)
