@@ -1,4 +1,5 @@
-"""Bugs found by reviewing the merged change; each test failed before its fix."""
+"""Bugs found by reviewing the merged change (each test failed before its fix), and one
+guard for a suspected bug that turned out unreachable."""
 
 from __future__ import annotations
 
@@ -62,3 +63,31 @@ def test_dose_functions_refuse_a_missing_anndata(sim):
     with pytest.raises(DataContractError, match="AnnData"):
         score_dose_response(sim.truth, None, bins)
     assert np.isfinite(bins.table["level"]).all()
+
+
+def test_a_refuted_direction_is_not_kept_by_the_regulator_prior(monkeypatch):
+    """Only a is a candidate regulator, a -> b is selected, no direct test decides
+    the pair, and a -> b is refuted: the prior must not keep it. (A review feared it
+    would when both directions are refuted; b -> a cannot be selected when b is not a
+    candidate regulator, so only its own refutation counts, and this guards that.)"""
+    import pandas as pd
+
+    from causalcell.graph import _lasso
+
+    monkeypatch.setattr(_lasso, "_single_gene_sums", lambda design: ())
+    monkeypatch.setattr(_lasso, "_intervention_qvalues",
+                        lambda design, src, dst, sums: np.full(len(src), np.nan))
+    monkeypatch.setattr(_lasso, "_refutation_pvalues",
+                        lambda src, dst, w, *sums: np.full(len(src), 1e-12))
+    genes = pd.Index(["A", "B"])
+    edges = _lasso._Edges(source=np.array([0]), target=np.array([1]), weight=np.array([0.8]))
+    result = _lasso._orient_pairs(None, edges, np.array([0]), 0.05, genes)
+    assert len(result.source) == 0  # nothing kept: the only selected direction is refuted
+    assert result.counts["n_oriented_by_regulators"] == 0
+    assert result.table["kept"].tolist() == ["none"]
+    # Not refuted, the prior orients the pair as before.
+    monkeypatch.setattr(_lasso, "_refutation_pvalues",
+                        lambda src, dst, w, *sums: np.full(len(src), 0.9))
+    result = _lasso._orient_pairs(None, edges, np.array([0]), 0.05, genes)
+    assert (result.source.tolist(), result.target.tolist()) == ([0], [1])
+    assert result.oriented.tolist() == [True]
