@@ -237,12 +237,14 @@ def intervention_graph(
     nx.draw_networkx_labels(sub, pos, font_size=7, ax=ax,
                             font_color={n: "white" if n in present else "black"
                                         for n in sub.nodes})
-    handles = [
-        Line2D([], [], color=TARGET_COLOR, marker="o", linestyle="", label="target (do)"),
-        Line2D([], [], color="#2471a3", label="activation"),
-        Line2D([], [], color="#e67e22", label="repression"),
-        Line2D([], [], color=OTHER_COLOR, linestyle="--", label="cut by the intervention"),
-    ]
+    # The legend names only what the figure draws.
+    kinds = [("#2471a3", "activation"), ("#e67e22", "repression")]
+    handles = [Line2D([], [], color=TARGET_COLOR, marker="o", linestyle="", label="target (do)")]
+    handles += [Line2D([], [], color=color, label=label) for color, label in kinds
+                if color in colors]
+    if cut:
+        handles.append(Line2D([], [], color=OTHER_COLOR, linestyle="--",
+                              label="cut by the intervention"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
               fontsize=8)
     title = f"Intervention graph: do({', '.join(map(str, present))})"

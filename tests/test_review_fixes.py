@@ -91,3 +91,21 @@ def test_a_refuted_direction_is_not_kept_by_the_regulator_prior(monkeypatch):
     result = _lasso._orient_pairs(None, edges, np.array([0]), 0.05, genes)
     assert (result.source.tolist(), result.target.tolist()) == ([0], [1])
     assert result.oriented.tolist() == [True]
+
+
+def test_intervention_graph_legend_lists_only_what_is_drawn():
+    import networkx as nx
+
+    G = nx.DiGraph()
+    G.add_edge("A", "B", weight=0.5)
+    G.add_edge("C", "A", weight=0.3)
+    ax = plot.intervention_graph(G, ["A"])
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    plt.close(ax.figure)
+    assert labels == ["target (do)", "activation", "cut by the intervention"]
+    G.add_edge("A", "D", weight=-0.2)
+    G.remove_edge("C", "A")
+    ax = plot.intervention_graph(G, ["A"])
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    plt.close(ax.figure)
+    assert labels == ["target (do)", "activation", "repression"]
