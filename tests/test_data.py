@@ -392,7 +392,7 @@ def test_pseudobulk_in_threads_and_blocks_equals_naive_groupby(monkeypatch, spar
     import importlib
 
     module = importlib.import_module("causalcell.data._stats")
-    monkeypatch.setattr(module, "_threads", lambda: 2)
+    monkeypatch.setattr(module, "_threads", lambda bytes_per_thread=0: 2)
     monkeypatch.setattr(module, "_DENSE_BLOCK_ENTRIES", 37 * 20)  # 37 rows per block
     monkeypatch.setattr(module, "_RANK_BLOCK_ENTRIES", 50)  # CSR in two row ranges
     rng = np.random.default_rng(3)

@@ -127,13 +127,14 @@ def test_sparse_explicit_zeros_and_blocks(monkeypatch):
                           shape=csr.shape)
     stored.data[::3] = 0.0  # explicit zeros in the structure
     dense = stored.toarray()
-    monkeypatch.setattr(stats_module, "_threads", lambda: 1)
+    monkeypatch.setattr(stats_module, "_threads", lambda bytes_per_thread=0: 1)
     u_ref, _, p_ref = rank_sum_test(dense, groups, control)
     t_ref, _tp_ref, _ = welch_ttest(dense, groups, control)
     monkeypatch.setattr(stats_module, "_RANK_BLOCK_ENTRIES", 50)
     monkeypatch.setattr(stats_module, "_DENSE_BLOCK_ENTRIES", 100)
     monkeypatch.setattr(stats_module, "_KEY_LIMIT", 0)  # the lexsort path
-    monkeypatch.setattr(stats_module, "_threads", lambda: 2)  # blocks on two threads
+    # blocks on two threads
+    monkeypatch.setattr(stats_module, "_threads", lambda bytes_per_thread=0: 2)
     for data in (stored, dense):
         u, _, p = rank_sum_test(data, groups, control)
         np.testing.assert_array_equal(u, u_ref)

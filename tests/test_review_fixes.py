@@ -109,3 +109,22 @@ def test_intervention_graph_legend_lists_only_what_is_drawn():
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     plt.close(ax.figure)
     assert labels == ["target (do)", "activation", "repression"]
+
+
+def test_block_threads_respect_blas_limits_and_the_memory_budget():
+    from threadpoolctl import threadpool_limits
+
+    from causalcell.data import _stats
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        assert _stats._threads() == 1
+    assert _stats._threads(bytes_per_thread=_stats._THREAD_SUMS_BYTES * 4) == 1
+    # Sums are the same whatever the thread count.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(5_000, 40))
+    codes = rng.integers(0, 7, 5_000)
+    many = _stats.group_moments(X, codes, 7, squares=True)
+    with threadpool_limits(limits=1, user_api="blas"):
+        one = _stats.group_moments(X, codes, 7, squares=True)
+    np.testing.assert_array_equal(many.sums, one.sums)
+    np.testing.assert_array_equal(many.squares, one.squares)

@@ -275,12 +275,29 @@ def group_moments(
     return GroupMoments(count, s1, s2)
 
 
-def _threads() -> int:
-    """Threads for in-memory block work: the cores this process may use."""
+#: Memory the per-thread partial sums of one call may take together; beyond it
+#: fewer threads are used (each thread holds its own sums).
+_THREAD_SUMS_BYTES = 1 << 30
+
+
+def _threads(bytes_per_thread: int = 0) -> int:
+    """Threads for in-memory block work: the cores this process may use, no more
+    than the BLAS thread limit in force (so ``threadpoolctl.threadpool_limits`` and
+    parallel workers that set it are respected), and no more than fit the memory
+    budget when each thread needs ``bytes_per_thread`` of its own."""
+    from threadpoolctl import threadpool_info
+
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    limits = [info["num_threads"] for info in threadpool_info()
+              if info.get("user_api") == "blas" and info.get("num_threads")]
+    if limits:
+        cores = min(cores, *limits)
+    if bytes_per_thread > 0:
+        cores = min(cores, max(1, _THREAD_SUMS_BYTES // bytes_per_thread))
+    return cores
 
 
 def _csr_rows(X: sp.csr_array, start: int, stop: int) -> sp.csr_array:
@@ -301,7 +318,8 @@ def _threaded_block_sums(
     the threads' sums are added in thread order, so the result does not depend
     on scheduling.
     """
-    threads = min(_threads(), len(blocks)) or 1
+    per_thread = 8 * shape[0] * shape[1] * (2 if squares else 1)
+    threads = min(_threads(per_thread), len(blocks)) or 1
 
     def worker(k: int) -> tuple[np.ndarray, np.ndarray | None]:
         s1 = np.zeros(shape)
