@@ -20,6 +20,7 @@ __all__ = [
     "ParameterError",
     "PredictionError",
     "UnmeasuredTargetWarning",
+    "UnorientedEdgesWarning",
 ]
 
 
@@ -91,6 +92,13 @@ class UnmeasuredTargetWarning(CausalCellWarning):
 class NetworkWarning(CausalCellWarning):
     """Edges were dropped while reading a network (duplicates, self-loops,
     genes absent from the data); the message counts them and gives examples."""
+
+
+class UnorientedEdgesWarning(CausalCellWarning):
+    """:func:`~causalcell.graph.learn_network` could not orient some selected gene
+    pairs from the interventions; the message counts them by reason and the pairs
+    are in ``G.graph["unoriented"]`` (silence with ``warnings.filterwarnings(
+    "ignore", category=UnorientedEdgesWarning)`` when that table is read instead)."""
 
 
 class ExpressionScaleWarning(CausalCellWarning):

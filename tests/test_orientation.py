@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from _linear_scm import exact_mean, exact_sd, random_dag, request, sample
 
-from causalcell.errors import CausalCellWarning, ParameterError
+from causalcell.errors import CausalCellWarning, ParameterError, UnorientedEdgesWarning
 from causalcell.graph import learn_network
 from causalcell.models import ConditionalGRNRegressor
 
@@ -52,7 +52,7 @@ def test_unperturbed_pairs_are_reported_not_silently_doubled():
     in G.graph['unoriented'], and a warning says how many."""
     adata, _ = _collider()
     controls = adata[adata.obs["is_control"].to_numpy()].copy()
-    with pytest.warns(CausalCellWarning, match=r"(\d+) of (\d+) selected gene pairs were not "
+    with pytest.warns(UnorientedEdgesWarning, match=r"(\d+) of (\d+) selected gene pairs were not "
                                                r"oriented"):
         G = learn_network(controls, alpha=0.05, verbose=False)
     table = G.graph["unoriented"]

@@ -18,7 +18,7 @@ import pandas as pd
 from anndata import AnnData
 
 from causalcell.benchmark import CrossValidation, cross_validate, select
-from causalcell.errors import CausalCellWarning, ParameterError
+from causalcell.errors import ParameterError, UnorientedEdgesWarning
 from causalcell.models import (
     ConditionalGRNRegressor,
     ControlBaseline,
@@ -81,8 +81,7 @@ def _learned_graph(train: AnnData) -> nx.DiGraph:
     # unoriented; the demo calls it once per (inner) fold, so it reports those
     # pairs once, counted from G.graph["unoriented"], in graph_verdict instead.
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="learn_network: .* not oriented",
-                                category=CausalCellWarning)
+        warnings.simplefilter("ignore", UnorientedEdgesWarning)
         return learn_network(train, verbose=False)
 
 

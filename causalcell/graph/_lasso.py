@@ -71,7 +71,7 @@ from causalcell.data._stats import (
 from causalcell.data._stats import significant as is_significant
 from causalcell.data.contract import IS_CONTROL, checked_interventions, expression_matrix
 from causalcell.data.lazy import is_dask_array
-from causalcell.errors import CausalCellWarning, ParameterError
+from causalcell.errors import CausalCellWarning, ParameterError, UnorientedEdgesWarning
 
 __all__ = ["learn_network"]
 
@@ -582,7 +582,7 @@ def _warn_unoriented(orientation: _Orientation) -> None:
         f"fitted on this network: ConditionalGRNRegressor(regressor='iv') fits it "
         f"consistently, the per-gene fit does not. orient='skeleton' keeps every selected "
         f"edge unoriented.",
-        CausalCellWarning,
+        UnorientedEdgesWarning,
         stacklevel=3,
     )
 
@@ -791,14 +791,15 @@ def learn_network(
       perturbation without an effect on an unperturbed partner): the lasso's
       selection is kept, ``oriented=False``.
 
-    Pairs not oriented are listed in ``G.graph["unoriented"]`` with a
-    warning stating how many. A pair kept in both directions is a loop for a
-    model fitted on the network: ``ConditionalGRNRegressor(regressor="iv")``
-    fits such loops consistently (a wrong direction gets a coefficient near
-    0), the per-gene fit does not. With pseudobulk input (one row per
-    perturbation) there are no replicates to test, and nothing is oriented.
-    A perturbation that moves nothing (power, or effects that cancel along
-    two paths) leaves its pairs unoriented or, if refuted, dropped.
+    Pairs not oriented are listed in ``G.graph["unoriented"]`` with an
+    :class:`~causalcell.errors.UnorientedEdgesWarning` stating how many. A
+    pair kept in both directions is a loop for a model fitted on the network:
+    ``ConditionalGRNRegressor(regressor="iv")`` fits such loops consistently
+    (a wrong direction gets a coefficient near 0), the per-gene fit does not.
+    With pseudobulk input (one row per perturbation) there are no replicates
+    to test, and nothing is oriented. A perturbation that moves nothing
+    (power, or effects that cancel along two paths) leaves its pairs
+    unoriented or, if refuted, dropped.
 
     **Cost.** One pass over the data costs O(n p r) for n samples, p genes
     and r candidate regulators, and the moments take O(p r) memory (restrict
