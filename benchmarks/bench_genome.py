@@ -244,6 +244,8 @@ def main() -> None:
         child(args.child, args.workdir)
         return
     scale = 0.004 if args.quick else args.scale
+    if args.workdir is not None:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
         small = _run(scale / 2, workdir)
         big = _run(scale, workdir)
