@@ -34,6 +34,7 @@ __all__ = [
     "is_int",
     "is_real",
     "naming",
+    "nonfinite_rows",
     "renamed",
 ]
 
@@ -153,6 +154,22 @@ def check_level_grid(
             f"[0{bound}]; levels must be >= 0 (log-normalized expression){why}."
         )
     return values
+
+
+def nonfinite_rows(values: np.ndarray) -> np.ndarray:
+    """Indices of the rows of a 2-d array that hold a NaN or an infinite value.
+
+    The one test behind every "finite values" check: the data contract's scan
+    of ``X`` (:func:`causalcell.data.validate`, block by block), the metrics,
+    :func:`~causalcell.evaluate.pairwise_retrieval` and
+    :func:`~causalcell.evaluate.align`; each caller words its own error.
+    """
+    # A finite row sum proves the row finite (NaN and inf propagate through +)
+    # without a boolean temporary of the whole array; only the other rows are
+    # looked at value by value (a sum can also overflow, silently: not the user's concern).
+    with np.errstate(over="ignore", invalid="ignore"):
+        suspect = np.flatnonzero(~np.isfinite(values.sum(axis=1)))
+    return suspect[~np.isfinite(values[suspect]).all(axis=1)]
 
 
 def check_n_jobs(n_jobs: object) -> int:

@@ -33,7 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 from anndata import AnnData
 
-from causalcell._validation import check_anndata
+from causalcell._validation import check_anndata, nonfinite_rows
 from causalcell.data._interventions import Interventions
 from causalcell.data._schema import (
     COMBINATION_SEPARATOR,
@@ -193,14 +193,9 @@ def _check_expression(adata: AnnData, layer: str | None, *, scan_lazy: bool = Fa
         return
     for start in range(0, arr.shape[0], _FINITE_BLOCK_ROWS):
         block = arr[start : start + _FINITE_BLOCK_ROWS]
-        # A finite sum proves every value finite (NaN and inf propagate through +)
-        # without a boolean temporary; only an overflowing or bad block is re-read.
-        if np.isfinite(block.sum()):
-            continue
-        finite = np.isfinite(block)
-        if not finite.all():
-            bad_rows = np.flatnonzero(~finite.all(axis=1))
-            total = int((~finite).sum())
+        bad_rows = nonfinite_rows(block)
+        if len(bad_rows):
+            total = int((~np.isfinite(block[bad_rows])).sum())
             raise _nonfinite_error(adata, where, start + int(bad_rows[0]), total)
 
 

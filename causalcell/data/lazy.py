@@ -36,7 +36,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from causalcell._progress import tqdm
-from causalcell._validation import check_path
+from causalcell._validation import check_path, nonfinite_rows
 from causalcell.errors import DataContractError, DataFileError, ParameterError
 
 __all__ = [
@@ -155,14 +155,19 @@ def check_finite_block(block: Any, start: int, what: str = "X") -> None:
     DataContractError
         Naming the first row at fault.
     """
-    values = block.data if sp.issparse(block) else np.asarray(block)
-    if values.dtype.kind not in "fc" or np.isfinite(values).all():
-        return
     if sp.issparse(block):
+        if block.dtype.kind not in "fc" or np.isfinite(block.data).all():
+            return
         coo = sp.coo_array(block)
         row = int(coo.row[~np.isfinite(coo.data)][0])
     else:
-        row = int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0])
+        values = np.asarray(block)
+        if values.dtype.kind not in "fc":
+            return
+        rows = nonfinite_rows(values)
+        if not len(rows):
+            return
+        row = int(rows[0])
     raise DataContractError(
         f"{what} contains NaN or infinite values, first in sample {start + row} (row index). "
         f"Expression must be finite: impute or drop those cells / genes first."

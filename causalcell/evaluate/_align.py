@@ -32,7 +32,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from causalcell._validation import naming
+from causalcell._validation import naming, nonfinite_rows
 from causalcell.data import Interventions, pseudobulk
 from causalcell.data._pseudobulk import row_weights
 from causalcell.data._schema import did_you_mean
@@ -49,7 +49,6 @@ from causalcell.data.contract import (
 from causalcell.data.lazy import is_dask_array
 from causalcell.errors import DataContractError, ParameterError
 from causalcell.evaluate._de import control_rows
-from causalcell.evaluate._metrics import nonfinite_rows
 
 __all__ = [
     "ALIGN_DOC",

@@ -88,7 +88,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from causalcell._validation import is_real
+from causalcell._validation import is_real, nonfinite_rows
 from causalcell.errors import DataContractError, ParameterError
 from causalcell.evaluate._exclude import EXCLUDE_DOC, exclude_rule, fill_doc
 
@@ -98,7 +98,6 @@ __all__ = [
     "higher_is_better",
     "metric_names",
     "no_skill",
-    "nonfinite_rows",
     "perturbation_metrics",
     "targets_matrix",
 ]
@@ -379,20 +378,6 @@ def _block_metrics(
         out[f"de_overlap_{suffix}"] = overlap
         out[f"de_pearson_{suffix}"] = pearson
     return out
-
-
-def nonfinite_rows(values: np.ndarray) -> np.ndarray:
-    """Indices of the rows of a 2-d array that hold a NaN or an infinite value.
-
-    The one test behind the "finite changes" checks of the metrics, of
-    :func:`~causalcell.evaluate.pairwise_retrieval` and of
-    :func:`~causalcell.evaluate.align`; each caller words its own error.
-    """
-    # A finite row sum proves the row finite (NaN and inf propagate through +)
-    # without a boolean temporary of the whole array; only the other rows are
-    # looked at value by value (a sum can also overflow).
-    suspect = np.flatnonzero(~np.isfinite(values.sum(axis=1)))
-    return suspect[~np.isfinite(values[suspect]).all(axis=1)]
 
 
 def _check_matrix(name: str, values, shape: tuple[int, int] | None) -> np.ndarray:

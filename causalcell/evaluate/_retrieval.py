@@ -85,11 +85,10 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.spatial.distance import cdist
 
-from causalcell._validation import DEPRECATED, renamed
+from causalcell._validation import DEPRECATED, nonfinite_rows, renamed
 from causalcell.data.lazy import active_client, is_dask_array, map_row_blocks
 from causalcell.errors import DataContractError, ParameterError
 from causalcell.evaluate._exclude import EXCLUDE_DOC, RETRIEVAL_EXCLUDES, exclude_rule, fill_doc
-from causalcell.evaluate._metrics import nonfinite_rows
 
 __all__ = [
     "DISTANCES",
