@@ -128,3 +128,21 @@ def test_block_threads_respect_blas_limits_and_the_memory_budget():
         one = _stats.group_moments(X, codes, 7, squares=True)
     np.testing.assert_array_equal(many.sums, one.sums)
     np.testing.assert_array_equal(many.squares, one.squares)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_group_moments_asks_the_thread_count_once(monkeypatch, sparse):
+    """threadpool_info() inspects every loaded library: one call per pass, not one
+    for the sparse row split and another for the threads."""
+    from scipy.sparse import csr_array
+
+    from causalcell.data import _stats
+
+    calls = []
+    monkeypatch.setattr(_stats, "_threads", lambda bytes_per_thread=0: calls.append(1) or 2)
+    rng = np.random.default_rng(0)
+    X = rng.poisson(0.5, size=(300, 20)).astype(np.float64)
+    codes = rng.integers(0, 4, 300)
+    sums = _stats.group_moments(csr_array(X) if sparse else X, codes, 4)
+    assert len(calls) == 1
+    np.testing.assert_allclose(sums.sums, np.stack([X[codes == k].sum(0) for k in range(4)]))

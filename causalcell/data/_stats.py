@@ -248,10 +248,12 @@ def group_moments(
         )
         return GroupMoments(count, s1, s2)
     n_rows, n_columns = X.shape
+    # Each thread holds its own float64 sums (and sums of squares).
+    threads = _threads(8 * n_groups * n_columns * (2 if squares else 1))
     if sp.issparse(X):
         X = as_csr(X)
         # Row ranges of about equal stored entries, one task each (CSR views, no copy).
-        parts = min(_threads(), max(1, X.nnz // _RANK_BLOCK_ENTRIES + 1))
+        parts = min(threads, max(1, X.nnz // _RANK_BLOCK_ENTRIES + 1))
         cuts = np.searchsorted(X.indptr, np.linspace(0, X.nnz, parts + 1)[1:-1])
         bounds = np.unique(np.r_[0, cuts, n_rows])
         blocks = list(pairwise(bounds.tolist()))
@@ -271,7 +273,7 @@ def group_moments(
     if not sp.issparse(X) and X.dtype != np.float64 and blocks:
         buffer_shape = (blocks[0][1] - blocks[0][0], n_columns)
     s1, s2 = _threaded_block_sums(one_block, blocks, (n_groups, n_columns), squares,
-                                  buffer_shape)
+                                  buffer_shape, threads)
     return GroupMoments(count, s1, s2)
 
 
@@ -309,17 +311,16 @@ def _csr_rows(X: sp.csr_array, start: int, stop: int) -> sp.csr_array:
 
 def _threaded_block_sums(
     one_block: Any, blocks: list[tuple[int, int]], shape: tuple[int, int], squares: bool,
-    buffer_shape: tuple[int, int] | None,
+    buffer_shape: tuple[int, int] | None, threads: int,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Sum ``one_block(start, stop, buffer)`` over the blocks, on every core.
 
     The products release the GIL, so threads share the blocks: thread k takes
     blocks k, k + T, ... into its own sums (and its own float64 buffer), and
     the threads' sums are added in thread order, so the result does not depend
-    on scheduling.
+    on scheduling. At most ``threads`` threads (see :func:`_threads`).
     """
-    per_thread = 8 * shape[0] * shape[1] * (2 if squares else 1)
-    threads = min(_threads(per_thread), len(blocks)) or 1
+    threads = min(threads, len(blocks)) or 1
 
     def worker(k: int) -> tuple[np.ndarray, np.ndarray | None]:
         s1 = np.zeros(shape)
