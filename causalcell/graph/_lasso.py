@@ -6,7 +6,10 @@ accepts as its network. Each gene is regressed on its candidate regulators
 with the lasso, on the samples in which it is **not** targeted (a targeted
 gene's level is set by the tool, not by its regulators: Pearl's
 do-operator); optionally with stability selection (Meinshausen & Bühlmann
-2010), and with edge orientation from the interventional samples. For small
+2010), with edge orientation from the interventional samples, and with an
+invariance check that adds regulators the lasso missed (Peters, Bühlmann &
+Meinshausen 2016: a perturbed gene's residual given its true regulators does
+not shift under the perturbations of other genes). For small
 variable sets, see :func:`causalcell.graph.learn_pc` (``_pc.py``).
 
 How :func:`learn_network` computes
@@ -713,7 +716,7 @@ def _restore_invariance(
 
     is then 0 up to noise, with variance at most sigma_g^2 (1/n_k + 1/n_0)
     (sigma_g^2: g's residual variance; the fitted weights only reduce it). A
-    significant shift (z test, BH over every condition and gene at ``fdr``)
+    significant shift (z test, BH over every condition and checked gene at ``fdr``)
     means a regulator of g is missing among the perturbed gene a and the genes
     a's perturbation moves (which the lasso can miss when a descendant of g
     stands in for it, or when two paths from a to g cancel). Of those
@@ -722,9 +725,20 @@ def _restore_invariance(
     correlation with g given its regulators joins them if that correlation is
     significant (t test, Bonferroni over the candidates, at ``fdr``); g is
     refitted and the check repeats, at most :data:`_MAX_INVARIANCE_ROUNDS`
-    times. Genes on a two-gene loop of the network are not checked: least
-    squares is biased there, so their residuals shift under perturbation even
-    with the right regulators.
+    times. Of the sets along this forward path (the first included), g keeps
+    the one whose residual shifts in the fewest conditions (at the first
+    round's BH cutoff; the smallest set on ties): a regulator that restores
+    invariance nowhere is undone, while two missing regulators that each
+    alone do not (both moved by one perturbation) are both kept. Only genes
+    with a single-gene perturbation of their own are checked: their
+    descendants are moved by it, so the orientation keeps them out of the
+    gene's regulators and the check excludes them as candidates.
+    An unperturbed gene's regulators may include descendants that no test can
+    reveal; their shifts would be mistaken for missing regulators (measured on
+    random acyclic models: most additions to unperturbed genes were false).
+    Under feedback, least squares is biased and residuals can shift even with
+    the right regulators; an addition then needs its partial correlation to
+    be significant, and the IV fit gives a loop's coefficients.
 
     All shifts are one sparse product of the condition means with the weight
     matrix; only the genes flagged are refitted.
@@ -750,8 +764,12 @@ def _restore_invariance(
                           "perturbed": pd.Series(dtype=object), "shift_q": pd.Series(dtype=float)})
     groups = np.flatnonzero(group_gene >= 0)
     can_test = len(groups) > 0 and group_moments_.count[0] >= 2
+    # Refitted: the genes with regulators (their weights) and the perturbed genes
+    # (checked; a residual variance each).
+    checked = np.unique(group_gene[group_gene >= 0])
+    refitted = np.union1d(np.unique(target), checked)
     with Parallel(n_jobs=n_jobs, return_as="generator_unordered") as runner:
-        solved = _solve_genes(reads, mom, reg_idx, all_genes, _Task("refit", fixed=fixed),
+        solved = _solve_genes(reads, mom, reg_idx, refitted, _Task("refit", fixed=fixed),
                               subsample=None, runner=runner, progress=tqdm(disable=True))
         results = {r[0]: r for r in solved}
         if not can_test:
@@ -762,13 +780,17 @@ def _restore_invariance(
         genes_of = group_gene[groups]
         is_reg = np.zeros(p, dtype=bool)
         is_reg[reg_idx] = True
-        added: list[tuple[int, int, int, float]] = []
         # Genes that may still gain a regulator: the perturbed ones (see above).
         active = np.zeros(p, dtype=bool)
         active[genes_of] = True
+        cutoff = -1.0  # the first round's BH cutoff: one yardstick for every set of a gene
+        # Per gene, the sets along its forward path: (conditions shifted, result).
+        best: dict[int, tuple[int, _GeneResult]] = {}
+        why: dict[tuple[int, int], tuple[int, float]] = {}  # (gene, reg): (perturbed, q)
         for _ in range(_MAX_INVARIANCE_ROUNDS):
             W = _weights_matrix(results, reg_idx, p)
-            residual_var = np.array([results[g][3] for g in all_genes])
+            residual_var = np.full(p, np.nan)  # NaN: not checked
+            residual_var[checked] = [results[int(g)][3] for g in checked]
             shift = change - np.asarray((sp.csr_array(change) @ W).todense())
             with np.errstate(divide="ignore", invalid="ignore"):
                 z = shift / np.sqrt(residual_var[None, :] * inverse_counts[:, None])
@@ -776,6 +798,12 @@ def _restore_invariance(
             pvalue = np.where(np.isfinite(z), 2.0 * norm.sf(np.abs(z)), np.nan)
             q = bh_qvalues(pvalue.ravel()).reshape(pvalue.shape)
             shifted = is_significant(q, fdr)
+            if cutoff < 0:
+                if not shifted.any():
+                    break
+                cutoff = float(np.max(pvalue[shifted]))  # the largest p-value called significant
+                counts = np.sum(np.nan_to_num(pvalue, nan=1.0) <= cutoff, axis=0)
+                best = {int(g): (int(counts[g]), results[int(g)]) for g in genes_of}
             flagged = np.flatnonzero(shifted.any(axis=0) & active)
             if len(flagged) == 0:
                 break
@@ -799,11 +827,28 @@ def _restore_invariance(
             for g, positions, coef, var in grown:
                 new = np.setdiff1d(positions, fixed[g])
                 if len(new) == 0:
-                    active[g] = False  # nothing explains the shift: stop checking it
+                    active[g] = False  # no candidate explains the shift
                     continue
+                why[g, int(reg_idx[new[0]])] = (by_gene[g], q_of[g])
                 fixed[g] = positions
                 results[g] = (g, positions, coef, var)
-                added.append((int(reg_idx[new[0]]), g, by_gene[g], q_of[g]))
+                own = genes_of != g
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    new_z = (change[own, g] - change[own][:, reg_idx[positions]] @ coef) / np.sqrt(
+                        var * inverse_counts[own])
+                n_shifted = int(np.sum(np.nan_to_num(2.0 * norm.sf(np.abs(new_z)), nan=1.0)
+                                       <= cutoff))
+                if n_shifted < best[g][0]:
+                    best[g] = (n_shifted, results[g])
+        # Each gene keeps the set of its path whose residual shifts in the fewest
+        # conditions (the first, i.e. smallest, on ties): an addition that
+        # restores invariance nowhere is undone.
+        added: list[tuple[int, int, int, float]] = []
+        for g, (_, result) in best.items():
+            results[g] = result
+            for position in result[1]:
+                if (g, int(reg_idx[position])) in why:
+                    added.append((int(reg_idx[position]), g, *why[g, int(reg_idx[position])]))
     src, tgt, w = _edges_from(list(results.values()), reg_idx)
     names = genes.to_numpy(dtype=object)
     if not added:
@@ -1006,7 +1051,13 @@ def learn_network(
         directions kept), ``n_unoriented`` and ``unoriented``: a DataFrame
         with one row per pair not oriented (``gene_a``, ``gene_b``,
         ``q_a_to_b``, ``q_b_to_a``, ``reason``, ``kept``: ``"a->b"``,
-        ``"b->a"``, ``"both"`` or ``"none"``); and, for stability selection
+        ``"b->a"``, ``"both"`` or ``"none"``); ``n_added`` and ``added``: the
+        edges the invariance check added (``regulator``, ``target``,
+        ``perturbed``: the gene whose perturbation shifted the target's
+        residual, ``shift_q``: the BH q-value of that shift; an added edge's
+        ``intervention_q`` is the smallest Welch q-value, BH over every
+        single-gene condition and gene, of its regulator's conditions); and,
+        for stability selection
         with ``threshold > 0.5``,
         ``expected_false_edges_bound``: the sum over genes of the
         Meinshausen-Bühlmann bound q^2 / ((2 threshold - 1) p) on the
@@ -1052,6 +1103,27 @@ def learn_network(
       perturbation without an effect on an unperturbed partner): the lasso's
       selection is kept, ``oriented=False``.
 
+    **Missing regulators (invariance).** The lasso can miss a regulator a of
+    g: when a child of g, moved by a through g, explains g better than a
+    does, or when two paths from a to g cancel. Each gene's equation holds
+    with the same weights in every condition that does not target the gene
+    (invariant causal prediction, Peters, Bühlmann & Meinshausen 2016 [4]_),
+    so with least-squares weights the change of g's residual mean in a's
+    condition against the controls is 0 up to noise. For every gene with a
+    single-gene perturbation of its own, these changes are z-tested in every
+    other single-gene condition (standard error from g's residual variance;
+    BH over all conditions and checked genes at ``orient_fdr``). Where one is
+    significant, the regulator is sought among the perturbed gene and the
+    genes its perturbation moves (Welch, BH at ``orient_fdr``), except g's
+    descendants (moved by g's perturbation and not moving g): the candidate
+    with the largest partial correlation with g given its regulators is added
+    if that correlation is significant (t test, Bonferroni over the
+    candidates, at ``orient_fdr``), g is refitted, and the check repeats (at
+    most 10 regulators added per gene); g keeps the set along this path
+    whose residual shifts in the fewest conditions. Added edges are listed in
+    ``G.graph["added"]``. Genes never perturbed are not checked (their
+    selected regulators may include descendants no test reveals).
+
     Pairs not oriented are listed in ``G.graph["unoriented"]`` with an
     :class:`~causalcell.errors.UnorientedEdgesWarning` stating how many. A
     pair kept in both directions is a loop for a model fitted on the network:
@@ -1078,6 +1150,9 @@ def learn_network(
        another look at stability selection. J R Stat Soc B 75, 55-80 (2013).
     .. [3] Efron B, Hastie T, Johnstone I, Tibshirani R. Least angle
        regression. Ann Stat 32, 407-499 (2004).
+    .. [4] Peters J, Bühlmann P, Meinshausen N. Causal inference by using
+       invariant prediction: identification and confidence intervals. J R
+       Stat Soc B 78, 947-1012 (2016).
 
     Examples
     --------
