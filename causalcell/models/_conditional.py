@@ -236,6 +236,21 @@ class ConditionalGRNRegressor(PerturbationModel):
         instead of 2SLS (with ``iv_fallback="ridge"``, the targets of
         ``iv_unidentified_`` that are not on a cycle of the network; else
         empty).
+    stderr_ : scipy.sparse.csr_array
+        ``regressor="ols"`` and ``"iv"`` only: standard errors with the
+        structure of ``coef_`` (OLS; for ``"iv"`` the 2SLS ones,
+        sqrt(rss_ / dof_ x [(Zhat^T Zhat)^-1]_rr) with Zhat the first-stage
+        fitted regulators, as statsmodels' ``IV2SLS``; NaN for
+        ``iv_fallback_genes_``, whose ridge fit has none).
+    rss_ : numpy.ndarray
+        ``regressor="ols"`` and ``"iv"`` only: residual sum of squares per
+        gene over its samples (for ``"iv"`` the structural residuals
+        x_g - intercept - coef . z with the measured regulators z, not the
+        first-stage fitted values; the ridge fit's for
+        ``iv_fallback_genes_``).
+    dof_ : numpy.ndarray
+        ``regressor="ols"`` and ``"iv"`` only: residual degrees of freedom
+        per gene, ``n_samples_ - n_regulators - 1``.
     spline_coef_ : scipy.sparse.csr_array
         ``regressor="spline"`` only: (n_regulators * n_basis, n_genes), the
         coefficient of basis function b of regulator j in gene g's model at
@@ -957,10 +972,12 @@ class ConditionalGRNRegressor(PerturbationModel):
     def coef_table(self) -> pd.DataFrame:
         """One row per fitted edge: regulator, target, coef (and OLS inference).
 
-        For ``regressor="ols"`` the columns ``se``, ``t``, ``p_value``
-        (two-sided t test with the gene's residual degrees of freedom) and
-        ``q_value`` (Benjamini-Hochberg over all edges) are added; they equal
-        statsmodels' ``OLS`` results for each gene's regression.
+        For ``regressor="ols"`` and ``"iv"`` the columns ``se``, ``t``,
+        ``p_value`` (two-sided t test with the gene's residual degrees of
+        freedom) and ``q_value`` (Benjamini-Hochberg over all edges) are
+        added; they equal statsmodels' ``OLS`` (``IV2SLS`` for ``"iv"``)
+        results for each gene's regression (NaN for the ridge-refitted
+        ``iv_fallback_genes_``).
 
         Returns
         -------

@@ -27,6 +27,15 @@ section 4.1.3 on grouped-data IV). So:
    totals minus the few conditions that target it (an exact downdate).
 3. **Batched solves**: genes with the same number of regulators are stacked
    and solved in one LAPACK call per stack.
+4. **Inference** (``rss``, ``stderr``): the residual of the structural
+   equation x_g - a - z_R b uses the measured regulators, whose
+   within-condition products the condition sums do not hold: a second pass
+   forms the samples' moments (:func:`causalcell.data._moments.moments`, the
+   ridge solver's, exact leave-out of the samples that target g), and the
+   same pass gives the control mean. The 2SLS covariance is
+   rss / (n - r - 1) x (Zhat^T Zhat)^-1, whose regulator block is the inverse
+   of the count-weighted scatter of the condition means (Wooldridge 2010,
+   Econometric Analysis of Cross Section and Panel Data, section 5.2).
 
 Identifiability (the rank condition of 2SLS, and strong instruments): the
 condition means of g's regulators, over the conditions that keep g, must move
@@ -142,7 +151,8 @@ def fit_iv(
     samples), targeted regulators enter at their level T, and the result
     equals a per-gene 2SLS of x_g on [1, x_R] with the indicators of the
     remaining conditions as instruments (see the module docstring for how
-    it is computed from one pass).
+    it is computed from the condition sums, and the inference from a second
+    pass).
 
     Parameters
     ----------
