@@ -694,6 +694,18 @@ def _moved_by(
     return sp.csr_array((indicator @ sp.csr_array(moved.astype(np.float64))) > 0), qvalue
 
 
+def _shift_z(change: np.ndarray, inverse_counts: np.ndarray, genes_of: np.ndarray,
+             W: sp.csr_array, residual_var: np.ndarray) -> np.ndarray:
+    """(K, p) z statistics of the residual mean shifts: condition k's change of
+    x_g - sum_r W[r, g] x_r against the controls, over sqrt(residual variance x
+    (1/n_k + 1/n_0)); NaN in each condition's own target (and unchecked genes)."""
+    shift = change - np.asarray(W.T @ change.T).T  # d - d W: one sparse product
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = shift / np.sqrt(residual_var[None, :] * inverse_counts[:, None])
+    z[np.arange(len(genes_of)), genes_of] = np.nan
+    return z
+
+
 def _weights_matrix(results: dict[int, _GeneResult], reg_idx: np.ndarray, p: int) -> sp.csr_array:
     """Regulator x gene coefficients of the per-gene results."""
     src, tgt, w = _edges_from(list(results.values()), reg_idx)
@@ -788,13 +800,10 @@ def _restore_invariance(
         best: dict[int, tuple[int, _GeneResult]] = {}
         why: dict[tuple[int, int], tuple[int, float]] = {}  # (gene, reg): (perturbed, q)
         for _ in range(_MAX_INVARIANCE_ROUNDS):
-            W = _weights_matrix(results, reg_idx, p)
             residual_var = np.full(p, np.nan)  # NaN: not checked
             residual_var[checked] = [results[int(g)][3] for g in checked]
-            shift = change - np.asarray((sp.csr_array(change) @ W).todense())
-            with np.errstate(divide="ignore", invalid="ignore"):
-                z = shift / np.sqrt(residual_var[None, :] * inverse_counts[:, None])
-            z[np.arange(len(groups)), genes_of] = np.nan  # g's own conditions
+            z = _shift_z(change, inverse_counts, genes_of, _weights_matrix(results, reg_idx, p),
+                         residual_var)
             pvalue = np.where(np.isfinite(z), 2.0 * norm.sf(np.abs(z)), np.nan)
             q = bh_qvalues(pvalue.ravel()).reshape(pvalue.shape)
             shifted = is_significant(q, fdr)
@@ -1004,8 +1013,10 @@ def learn_network(
         ``"interventions"``: every selected pair of genes gets its direction
         from the interventional evidence (see Notes); pairs the evidence
         cannot orient are reported in ``G.graph["unoriented"]`` and with a
-        warning, and their edges carry ``oriented=False``; ``weight`` is the
-        least-squares coefficient of each gene on its kept regulators.
+        warning, and their edges carry ``oriented=False``; regulators of a
+        perturbed gene that the lasso missed are added by an invariance check
+        (see Notes); ``weight`` is the least-squares coefficient of each gene
+        on its kept regulators.
         ``"skeleton"``: the lasso's selection as it is (the Markov blanket of
         each gene: a regulator is often selected in both directions, then
         both edges carry ``oriented=False``), with the lasso weights.
