@@ -1046,7 +1046,8 @@ def learn_network(
           the lasso coefficient with ``orient="skeleton"`` and
           ``method="lasso"``);
         - ``stability`` (stability selection only): selection frequency of
-          the edge (of its reverse when only that was selected);
+          the edge (of its reverse when only that was selected; NaN for an
+          edge the invariance check added);
         - ``intervention_q``: BH q-value of "perturbing the regulator alone
           changes the target" (Welch test against the controls; NaN when the
           regulator has no single-gene perturbation, the data have no
