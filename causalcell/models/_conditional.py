@@ -239,8 +239,8 @@ class ConditionalGRNRegressor(PerturbationModel):
     stderr_ : scipy.sparse.csr_array
         ``regressor="ols"`` and ``"iv"`` only: standard errors with the
         structure of ``coef_`` (OLS; for ``"iv"`` the 2SLS ones,
-        sqrt(rss_ / dof_ x [(Zhat^T Zhat)^-1]_rr) with Zhat the first-stage
-        fitted regulators, as statsmodels' ``IV2SLS``; NaN for
+        ``sqrt(rss_ / dof_ * inv(Zhat.T @ Zhat)[r, r])`` with Zhat the
+        first-stage fitted regulators, as statsmodels' ``IV2SLS``; NaN for
         ``iv_fallback_genes_``, whose ridge fit has none).
     rss_ : numpy.ndarray
         ``regressor="ols"`` and ``"iv"`` only: residual sum of squares per
