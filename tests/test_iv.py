@@ -51,7 +51,7 @@ def _naive_2sls(adata, network_or_pool, genes):
         instruments = (codes[:, None] == present[None, :]).astype(float)
         exog = np.column_stack([np.ones(keep.sum()), Z[keep][:, regs]])
         res = IV2SLS(Z[keep, g], exog, instrument=instruments).fit()
-        coef[g] = (regs, res.params)
+        coef[g] = (regs, res.params, res.bse, res.ssr, res.df_resid)
     return coef
 
 
@@ -89,11 +89,20 @@ def test_iv_equals_statsmodels_2sls(mode, sparse):
     naive = _naive_2sls(ad, structure, genes)
     C = model.coef_.toarray()
     assert naive
-    for g, (regs, params) in naive.items():
+    S = model.stderr_.toarray()
+    for g, (regs, params, bse, ssr, df_resid) in naive.items():
         np.testing.assert_allclose(model.intercept_[g], params[0], atol=1e-8, rtol=1e-8)
         np.testing.assert_allclose(C[regs, g], params[1:], atol=1e-8, rtol=1e-8)
+        # Inference: the structural residuals (measured regulators), 2SLS covariance.
+        np.testing.assert_allclose(model.rss_[g], ssr, rtol=1e-8)
+        np.testing.assert_allclose(S[regs, g], bse[1:], atol=1e-10, rtol=1e-8)
+        assert model.dof_[g] == df_resid
     iv = Interventions.from_adata(ad)
     np.testing.assert_array_equal(model.n_samples_, ad.n_obs - iv.mask.toarray().sum(axis=0))
+    # coef_table carries the same inference as for regressor="ols".
+    table = model.coef_table()
+    assert {"se", "t", "p_value", "q_value"} <= set(table.columns)
+    np.testing.assert_allclose(table["t"], table["coef"] / table["se"])
 
 
 def test_iv_on_dask_equals_in_memory():
@@ -106,6 +115,9 @@ def test_iv_on_dask_equals_in_memory():
     got = ConditionalGRNRegressor("iv").fit(lazy, network(W))
     np.testing.assert_allclose(got.coef_.toarray(), ref.coef_.toarray(), atol=1e-12)
     np.testing.assert_allclose(got.intercept_, ref.intercept_, atol=1e-12)
+    np.testing.assert_allclose(got.rss_, ref.rss_, rtol=1e-10)
+    np.testing.assert_allclose(got.stderr_.toarray(), ref.stderr_.toarray(), rtol=1e-10)
+    np.testing.assert_allclose(got.control_mean_, ref.control_mean_, rtol=1e-12)
 
 
 def _errors(n_cells, regressor, rng):
@@ -271,3 +283,36 @@ def test_iv_fallback_is_saved(tmp_path):
     loaded = ConditionalGRNRegressor.load(model.save(tmp_path / "model"))
     assert loaded.iv_fallback == "drop"
     np.testing.assert_array_equal(loaded.coef_.toarray(), model.coef_.toarray())
+
+
+def test_iv_inspection_survives_save_and_load(tmp_path):
+    """iv_unidentified_, iv_fallback_genes_ and the 2SLS inference (stderr_, rss_,
+    dof_; NaN standard errors for the ridge-refitted gene, whose rss_ is the ridge
+    fit's) are written by save() and restored by load()."""
+    ad, W = _unperturbed_root(n_cells=200)
+    G = network(W)
+    G.add_edge("G0", "G4", weight=0.0)  # unidentified on the loop: left out
+    with pytest.warns(CausalCellWarning, match="per-gene ridge fit"):
+        model = ConditionalGRNRegressor("iv").fit(ad, G)
+    ridge = ConditionalGRNRegressor("ridge").fit(ad, G)
+    assert list(model.iv_fallback_genes_) == ["G2"]
+    S = model.stderr_.toarray()
+    assert np.isnan(S[[0, 1], 2]).all()  # the ridge-fitted gene: no standard errors
+    # G2's rss_: its ridge fit's residuals over the samples that keep it (knockouts at 0).
+    X = np.asarray(ad.X)
+    keep = (ad.obs["perturbation"] != "G2").to_numpy()
+    fitted = ridge.intercept_[2] + X[keep] @ ridge.coef_.toarray()[:, 2]
+    assert model.rss_[2] == pytest.approx(np.sum((X[keep, 2] - fitted) ** 2), rel=1e-8)
+    assert np.isfinite(S[2, 3])
+    assert S[2, 3] > 0
+    loaded = ConditionalGRNRegressor.load(model.save(tmp_path / "model"))
+    pd.testing.assert_frame_equal(loaded.iv_unidentified_, model.iv_unidentified_)
+    pd.testing.assert_index_equal(loaded.iv_fallback_genes_, model.iv_fallback_genes_)
+    np.testing.assert_array_equal(loaded.stderr_.toarray(), S)
+    np.testing.assert_array_equal(loaded.rss_, model.rss_)
+    np.testing.assert_array_equal(loaded.dof_, model.dof_)
+    pd.testing.assert_frame_equal(loaded.coef_table(), model.coef_table())
+    # A model without an IV fit has none of these after loading.
+    plain = ConditionalGRNRegressor.load(ridge.save(tmp_path / "ridge"))
+    assert not hasattr(plain, "iv_unidentified_")
+    assert not hasattr(plain, "iv_fallback_genes_")

@@ -6,7 +6,10 @@ accepts as its network. Each gene is regressed on its candidate regulators
 with the lasso, on the samples in which it is **not** targeted (a targeted
 gene's level is set by the tool, not by its regulators: Pearl's
 do-operator); optionally with stability selection (Meinshausen & Bühlmann
-2010), and with edge orientation from the interventional samples. For small
+2010), with edge orientation from the interventional samples, and with an
+invariance check that adds regulators the lasso missed (Peters, Bühlmann &
+Meinshausen 2016: a perturbed gene's residual given its true regulators does
+not shift under the perturbations of other genes). For small
 variable sets, see :func:`causalcell.graph.learn_pc` (``_pc.py``).
 
 How :func:`learn_network` computes
@@ -233,16 +236,73 @@ class _GeneProblem:
         sol, *_ = np.linalg.lstsq(self.gram(idx, idx), self.rho[idx], rcond=None)
         return sol
 
+    def residual_variance(self, idx: np.ndarray, sol: np.ndarray) -> float:
+        """Unbiased residual variance (expression scale) of the least squares on
+        ``idx`` with standardized coefficients ``sol``: (1 - R^2) x the gene's sum
+        of squares / (n - |idx| - 1); NaN without a degree of freedom."""
+        dof = self.n - len(idx) - 1
+        if dof <= 0:
+            return float("nan")
+        unexplained = max(1.0 - float(self.rho[idx] @ sol), 0.0) if len(idx) else 1.0
+        return unexplained * self.sd_gene**2 * self.n / dof
+
+    def best_addition(self, idx: np.ndarray, allowed: np.ndarray) -> tuple[int, float]:
+        """The candidate among ``allowed`` (indices into ``cand``, none in ``idx``)
+        with the largest partial correlation with the gene given ``idx``, and the
+        two-sided p-value of that partial correlation (t test, Bonferroni over
+        ``allowed``). ``(-1, 1.0)`` when there is no candidate."""
+        from scipy.stats import t as student
+
+        if len(allowed) == 0:
+            return -1, 1.0
+        sol = self.refit(idx)
+        if len(idx):
+            cross = self.gram(allowed, idx)
+            coupling, *_ = np.linalg.lstsq(self.gram(idx, idx), cross.T, rcond=None)
+            covariance = self.rho[allowed] - cross @ sol
+            var_candidate = 1.0 - np.einsum("ij,ji->i", cross, coupling)
+            var_gene = 1.0 - float(self.rho[idx] @ sol)
+        else:
+            covariance, var_candidate, var_gene = self.rho[allowed], np.ones(len(allowed)), 1.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            partial = covariance / np.sqrt(var_candidate * var_gene)
+        partial = np.where(var_candidate > _TINY_VARIANCE, partial, 0.0)
+        best = int(np.argmax(np.abs(partial)))
+        r = float(np.clip(partial[best], -1.0, 1.0))
+        dof = self.n - len(idx) - 2
+        if dof <= 0 or not np.isfinite(r):
+            return -1, 1.0
+        stat = r * math.sqrt(dof / max(1.0 - r * r, 1e-300))
+        return int(allowed[best]), min(1.0, 2.0 * float(student.sf(abs(stat), dof)) * len(allowed))
+
+
+# Per gene: (gene, regulator positions into reg_idx, coefficients, residual variance of
+# the least-squares refit: NaN for the lasso modes).
+_GeneResult = tuple[int, np.ndarray, np.ndarray, float]
+
 
 @dataclass(frozen=True)
 class _Task:
     """What to compute for each gene of a chunk."""
 
-    mode: Literal["lasso", "select", "refit"]
+    mode: Literal["lasso", "select", "refit", "grow"]
     alpha: float = 0.0
     max_regulators: int | None = None
-    # For "refit": regulator positions (into reg_idx) per gene.
+    # For "refit" and "grow": regulator positions (into reg_idx) per gene.
     fixed: dict[int, np.ndarray] = field(default_factory=dict)
+    # For "grow": the regulator positions one of which may join each gene's
+    # regulators (the one most partially correlated with the gene, when its
+    # Bonferroni p-value is below ``alpha``).
+    allowed: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def restricted(self, genes: Iterable[int]) -> _Task:
+        """The task for ``genes`` only (what a parallel worker needs)."""
+        if self.mode not in ("refit", "grow"):
+            return self
+        genes = [int(g) for g in genes]
+        return _Task(self.mode, self.alpha, self.max_regulators,
+                     fixed={g: self.fixed[g] for g in genes if g in self.fixed},
+                     allowed={g: self.allowed[g] for g in genes if g in self.allowed})
 
 
 def _run_chunk(
@@ -252,7 +312,7 @@ def _run_chunk(
     mom: Moments,
     reg_idx: np.ndarray,
     task: _Task,
-) -> list[tuple[int, np.ndarray, np.ndarray]]:
+) -> list[_GeneResult]:
     """Solve the genes of one chunk.
 
     Returns per gene ``(gene, regulator positions into reg_idx, coefficients
@@ -272,20 +332,25 @@ def _run_chunk(
 
 def _solve_one(
     gene: int, excluded: np.ndarray, mom: Moments, reg_idx: np.ndarray, task: _Task
-) -> tuple[int, np.ndarray, np.ndarray]:
+) -> _GeneResult:
     """One gene of :func:`_run_chunk`."""
     prob = _GeneProblem(mom, excluded, gene, reg_idx)
     if not prob.ok:
-        return gene, np.zeros(0, dtype=np.int64), np.zeros(0)
-    if task.mode == "refit":
+        return gene, np.zeros(0, dtype=np.int64), np.zeros(0), float("nan")
+    if task.mode in ("refit", "grow"):
         wanted = task.fixed.get(gene, np.zeros(0, dtype=np.int64))
         idx = np.flatnonzero(np.isin(prob.cand, wanted))
-        coef = prob.to_data_scale(idx, prob.refit(idx))
-    else:
-        idx, coef = prob.lasso(task.alpha, task.max_regulators)
-        if task.mode == "lasso":
-            coef = prob.to_data_scale(idx, coef)
-    return gene, prob.cand[idx], coef
+        if task.mode == "grow":
+            allowed = np.flatnonzero(np.isin(prob.cand, task.allowed.get(gene, wanted[:0])))
+            best, pvalue = prob.best_addition(idx, np.setdiff1d(allowed, idx))
+            if best >= 0 and pvalue < task.alpha:
+                idx = np.sort(np.r_[idx, best])
+        sol = prob.refit(idx)
+        return gene, prob.cand[idx], prob.to_data_scale(idx, sol), prob.residual_variance(idx, sol)
+    idx, coef = prob.lasso(task.alpha, task.max_regulators)
+    if task.mode == "lasso":
+        coef = prob.to_data_scale(idx, coef)
+    return gene, prob.cand[idx], coef, float("nan")
 
 
 def _chunks(genes: np.ndarray, n_jobs: int) -> list[np.ndarray]:
@@ -304,7 +369,7 @@ def _solve_genes(
     subsample: np.ndarray | None,
     runner: Any,
     progress: Any,
-) -> list[tuple[int, np.ndarray, np.ndarray]]:
+) -> list[_GeneResult]:
     """Run ``task`` for every gene, in chunks dispatched by ``runner`` (a
     :class:`joblib.Parallel` returning an unordered generator).
 
@@ -322,15 +387,10 @@ def _solve_genes(
             # The regulator values of the rows the chunk's genes leave out, read once.
             block = design.block(union, reg_idx) if len(union) else np.zeros((0, len(reg_idx)))
             local = [np.searchsorted(union, r) for r in per_gene]
-            sub_task = task
-            if task.mode == "refit":
-                sub_task = _Task(
-                    mode="refit",
-                    fixed={int(g): task.fixed.get(int(g)) for g in chunk if int(g) in task.fixed},
-                )
+            sub_task = task.restricted(chunk)
             yield delayed(_run_chunk)([int(g) for g in chunk], local, block, mom, reg_idx, sub_task)
 
-    results: list[tuple[int, np.ndarray, np.ndarray]] = []
+    results: list[_GeneResult] = []
     for part in runner(jobs()):
         results.extend(part)
         progress.update(len(part))
@@ -338,7 +398,7 @@ def _solve_genes(
 
 
 def _edges_from(
-    results: list[tuple[int, np.ndarray, np.ndarray]], reg_idx: np.ndarray
+    results: list[_GeneResult], reg_idx: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Concatenate per-gene results into (source gene, target gene, value) arrays."""
     if not results:
@@ -455,6 +515,7 @@ class _Orientation:
 
 def _orient_pairs(
     design: Design, edges: _Edges, reg_idx: np.ndarray, fdr: float, genes: pd.Index,
+    sums: tuple[GroupMoments, np.ndarray] | None = None,
 ) -> _Orientation:
     """Orient every pair of the skeleton from the interventional evidence.
 
@@ -484,7 +545,8 @@ def _orient_pairs(
     pairs = np.unique(a * p + b)
     pa, pb = np.divmod(pairs, p)
     n_pairs = len(pairs)
-    sums = _single_gene_sums(design)
+    if sums is None:
+        sums = _single_gene_sums(design)
     q = _intervention_qvalues(design, np.r_[pa, pb], np.r_[pb, pa], sums)
     q_ab, q_ba = q[:n_pairs], q[n_pairs:]
     moves_ab, moves_ba = is_significant(q_ab, fdr), is_significant(q_ba, fdr)
@@ -556,6 +618,259 @@ def _orient_pairs(
     }
     return _Orientation(source[order], target[order], qvalue[order], oriented[order], table,
                         counts)
+
+
+# ---------------------------------------------------------------------------
+# Missing regulators: invariance of each gene's equation under the perturbations
+# ---------------------------------------------------------------------------
+
+# At most this many regulators are added to one gene by the invariance check
+# (one per round); each round refits only the genes that changed.
+_MAX_INVARIANCE_ROUNDS = 10
+
+
+@dataclass(frozen=True)
+class _Invariance:
+    """The network after the invariance check: edges, least-squares weights, and
+    the table of added edges."""
+
+    source: np.ndarray
+    target: np.ndarray
+    weight: np.ndarray
+    added: pd.DataFrame
+    # intervention_q of the added edges (rows of ``added``).
+    added_q: np.ndarray
+
+
+def _single_gene_contrasts(
+    reads: Design, reg_idx: np.ndarray, sums: GroupMoments, group_gene: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per single-gene condition k (groups 1..K), the change of every gene's mean
+    against the controls, with the targeted regulator at its level T where T is
+    known (the value the regressions read), and ``1/n_k + 1/n_0``.
+
+    Returns ``(change (K, p), inverse_counts (K,))``.
+    """
+    means = sums.mean()
+    groups = np.flatnonzero(group_gene >= 0)
+    change = means[groups] - means[0]
+    genes_of = group_gene[groups]
+    # The targeted entry of each group's samples: its mean over the samples, with T
+    # substituted (only regulator columns are read by an equation).
+    iv = reads.interventions
+    sample_group, _ = _single_target_groups(iv)
+    entry_group = sample_group[iv.entry_rows]
+    is_reg = np.zeros(reads.shape[1], dtype=bool)
+    is_reg[reg_idx] = True
+    own = (entry_group > 0) & is_reg[reads.mask.indices] & ~np.isnan(reads.levels)
+    rows, cols = iv.entry_rows[own], reads.mask.indices[own]
+    if len(rows):
+        correction = reads.levels[own] - reads.measured(rows, cols)
+        shift = np.bincount(entry_group[own] - 1, weights=correction, minlength=len(groups))
+        change[np.arange(len(groups)), genes_of] += shift / sums.count[groups]
+    inverse_counts = 1.0 / sums.count[groups] + 1.0 / sums.count[0]
+    return change, inverse_counts
+
+
+def _moved_by(
+    sums: GroupMoments, group_gene: np.ndarray, fdr: float
+) -> tuple[sp.csr_array, np.ndarray]:
+    """Gene x gene: True where a single-gene perturbation of the row gene moves the
+    column gene (Welch against the controls, BH over every condition and gene at
+    ``fdr``; a gene's own column is left out), and the q-values (conditions x
+    genes)."""
+    groups = np.flatnonzero(group_gene >= 0)
+    p = sums.sums.shape[1]
+    m1, v1 = mean_and_variance(sums.count[groups, None], sums.sums[groups], sums.squares[groups])
+    m0, v0 = mean_and_variance(sums.count[0], sums.sums[0], sums.squares[0])
+    pvalue = welch(m1 - m0, v1, sums.count[groups, None], v0[None], sums.count[0])[1]
+    pvalue[np.arange(len(groups)), group_gene[groups]] = np.nan
+    qvalue = bh_qvalues(pvalue.ravel()).reshape(pvalue.shape)
+    moved = is_significant(qvalue, fdr)
+    indicator = sp.csr_array(
+        (np.ones(len(groups)), (group_gene[groups], np.arange(len(groups)))),
+        shape=(p, len(groups)),
+    )
+    return sp.csr_array((indicator @ sp.csr_array(moved.astype(np.float64))) > 0), qvalue
+
+
+def _shift_z(change: np.ndarray, inverse_counts: np.ndarray, genes_of: np.ndarray,
+             W: sp.csr_array, residual_var: np.ndarray) -> np.ndarray:
+    """(K, p) z statistics of the residual mean shifts: condition k's change of
+    x_g - sum_r W[r, g] x_r against the controls, over sqrt(residual variance x
+    (1/n_k + 1/n_0)); NaN in each condition's own target (and unchecked genes)."""
+    shift = change - np.asarray(W.T @ change.T).T  # d - d W: one sparse product
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = shift / np.sqrt(residual_var[None, :] * inverse_counts[:, None])
+    z[np.arange(len(genes_of)), genes_of] = np.nan
+    return z
+
+
+def _weights_matrix(results: dict[int, _GeneResult], reg_idx: np.ndarray, p: int) -> sp.csr_array:
+    """Regulator x gene coefficients of the per-gene results."""
+    src, tgt, w = _edges_from(list(results.values()), reg_idx)
+    return sp.csr_array((w, (src, tgt)), shape=(p, p))
+
+
+def _restore_invariance(
+    reads: Design, mom: Moments, reg_idx: np.ndarray, source: np.ndarray, target: np.ndarray,
+    sums: tuple[GroupMoments, np.ndarray], fdr: float, n_jobs: int, genes: pd.Index,
+) -> _Invariance:
+    """Add the regulators that the perturbations show to be missing, and refit.
+
+    Each gene's equation ``x_g = sum_r w_rg x_r + c_g + e_g`` holds, with the same
+    weights, in every condition that does not target g (invariance: Peters,
+    Bühlmann & Meinshausen 2016). With least-squares weights on the kept
+    regulators, the change of g's residual mean in a single-gene condition k
+    against the controls,
+
+        s_kg = d_kg - sum_r w_rg d_kr     (d: condition mean minus control mean),
+
+    is then 0 up to noise, with variance at most sigma_g^2 (1/n_k + 1/n_0)
+    (sigma_g^2: g's residual variance; the fitted weights only reduce it). A
+    significant shift (z test, BH over every condition and checked gene at ``fdr``)
+    means a regulator of g is missing among the perturbed gene a and the genes
+    a's perturbation moves (which the lasso can miss when a descendant of g
+    stands in for it, or when two paths from a to g cancel). Of those
+    candidates, except g's own descendants (moved by perturbing g, not moving
+    g) and non-candidates (``regulators=``), the one with the largest partial
+    correlation with g given its regulators joins them if that correlation is
+    significant (t test, Bonferroni over the candidates, at ``fdr``); g is
+    refitted and the check repeats, at most :data:`_MAX_INVARIANCE_ROUNDS`
+    times. Of the sets along this forward path (the first included), g keeps
+    the one whose residual shifts in the fewest conditions (at the first
+    round's BH cutoff; the smallest set on ties): a regulator that restores
+    invariance nowhere is undone, while two missing regulators that each
+    alone do not (both moved by one perturbation) are both kept. Only genes
+    with a single-gene perturbation of their own are checked: their
+    descendants are moved by it, so the orientation keeps them out of the
+    gene's regulators and the check excludes them as candidates.
+    An unperturbed gene's regulators may include descendants that no test can
+    reveal; their shifts would be mistaken for missing regulators (measured on
+    random acyclic models: most additions to unperturbed genes were false).
+    Under feedback, least squares is biased and residuals can shift even with
+    the right regulators; an addition then needs its partial correlation to
+    be significant, and the IV fit gives a loop's coefficients.
+
+    All shifts are one sparse product of the condition means with the weight
+    matrix; only the genes flagged are refitted.
+    """
+    from joblib import Parallel
+    from scipy.stats import norm
+
+    from causalcell._progress import tqdm
+
+    p = len(genes)
+    group_moments_, group_gene = sums
+    reg_position = np.full(p, -1, dtype=np.int64)
+    reg_position[reg_idx] = np.arange(len(reg_idx))
+    all_genes = np.arange(p)
+    fixed = {int(g): np.zeros(0, dtype=np.int64) for g in all_genes}
+    order = np.argsort(target, kind="stable")
+    bounds = np.flatnonzero(np.diff(target[order])) + 1
+    if len(order):
+        for g, src in zip(target[order][np.r_[0, bounds]], np.split(source[order], bounds),
+                          strict=True):
+            fixed[int(g)] = reg_position[src]
+    empty = pd.DataFrame({"regulator": pd.Series(dtype=object), "target": pd.Series(dtype=object),
+                          "perturbed": pd.Series(dtype=object), "shift_q": pd.Series(dtype=float)})
+    groups = np.flatnonzero(group_gene >= 0)
+    can_test = len(groups) > 0 and group_moments_.count[0] >= 2
+    # Refitted: the genes with regulators (their weights) and the perturbed genes
+    # (checked; a residual variance each).
+    checked = np.unique(group_gene[group_gene >= 0])
+    refitted = np.union1d(np.unique(target), checked)
+    with Parallel(n_jobs=n_jobs, return_as="generator_unordered") as runner:
+        solved = _solve_genes(reads, mom, reg_idx, refitted, _Task("refit", fixed=fixed),
+                              subsample=None, runner=runner, progress=tqdm(disable=True))
+        results = {r[0]: r for r in solved}
+        if not can_test:
+            src, tgt, w = _edges_from(list(results.values()), reg_idx)
+            return _Invariance(src, tgt, w, empty, np.zeros(0))
+        change, inverse_counts = _single_gene_contrasts(reads, reg_idx, group_moments_, group_gene)
+        moved, moved_q = _moved_by(group_moments_, group_gene, fdr)
+        genes_of = group_gene[groups]
+        is_reg = np.zeros(p, dtype=bool)
+        is_reg[reg_idx] = True
+        # Genes that may still gain a regulator: the perturbed ones (see above).
+        active = np.zeros(p, dtype=bool)
+        active[genes_of] = True
+        cutoff = -1.0  # the first round's BH cutoff: one yardstick for every set of a gene
+        # Per gene, the sets along its forward path: (conditions shifted, result).
+        best: dict[int, tuple[int, _GeneResult]] = {}
+        why: dict[tuple[int, int], tuple[int, float]] = {}  # (gene, reg): (perturbed, q)
+        for _ in range(_MAX_INVARIANCE_ROUNDS):
+            residual_var = np.full(p, np.nan)  # NaN: not checked
+            residual_var[checked] = [results[int(g)][3] for g in checked]
+            z = _shift_z(change, inverse_counts, genes_of, _weights_matrix(results, reg_idx, p),
+                         residual_var)
+            pvalue = np.where(np.isfinite(z), 2.0 * norm.sf(np.abs(z)), np.nan)
+            q = bh_qvalues(pvalue.ravel()).reshape(pvalue.shape)
+            shifted = is_significant(q, fdr)
+            if cutoff < 0:
+                if not shifted.any():
+                    break
+                cutoff = float(np.max(pvalue[shifted]))  # the largest p-value called significant
+                counts = np.sum(np.nan_to_num(pvalue, nan=1.0) <= cutoff, axis=0)
+                best = {int(g): (int(counts[g]), results[int(g)]) for g in genes_of}
+            flagged = np.flatnonzero(shifted.any(axis=0) & active)
+            if len(flagged) == 0:
+                break
+            worst = np.argmax(np.where(shifted[:, flagged], np.abs(z[:, flagged]), -1.0), axis=0)
+            perturbed = genes_of[worst]
+            # Candidates: the perturbed gene and what its perturbation moves, minus
+            # the flagged gene's descendants, itself and its regulators.
+            candidate = sp.csr_array(moved[perturbed]).toarray()
+            candidate[np.arange(len(flagged)), perturbed] = True
+            downstream = moved[flagged].toarray() & ~moved[:, flagged].T.toarray()
+            candidate &= ~downstream & is_reg[None, :]
+            candidate[np.arange(len(flagged)), flagged] = False
+            allowed = {int(g): reg_position[np.flatnonzero(row)]
+                       for g, row in zip(flagged, candidate, strict=True)}
+            task = _Task("grow", alpha=fdr, fixed={int(g): fixed[int(g)] for g in flagged},
+                         allowed=allowed)
+            grown = _solve_genes(reads, mom, reg_idx, flagged, task, subsample=None,
+                                 runner=runner, progress=tqdm(disable=True))
+            q_of = dict(zip(flagged.tolist(), q[worst, flagged].tolist(), strict=True))
+            by_gene = dict(zip(flagged.tolist(), perturbed.tolist(), strict=True))
+            for g, positions, coef, var in grown:
+                new = np.setdiff1d(positions, fixed[g])
+                if len(new) == 0:
+                    active[g] = False  # no candidate explains the shift
+                    continue
+                why[g, int(reg_idx[new[0]])] = (by_gene[g], q_of[g])
+                fixed[g] = positions
+                results[g] = (g, positions, coef, var)
+                own = genes_of != g
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    new_z = (change[own, g] - change[own][:, reg_idx[positions]] @ coef) / np.sqrt(
+                        var * inverse_counts[own])
+                n_shifted = int(np.sum(np.nan_to_num(2.0 * norm.sf(np.abs(new_z)), nan=1.0)
+                                       <= cutoff))
+                if n_shifted < best[g][0]:
+                    best[g] = (n_shifted, results[g])
+        # Each gene keeps the set of its path whose residual shifts in the fewest
+        # conditions (the first, i.e. smallest, on ties): an addition that
+        # restores invariance nowhere is undone.
+        added: list[tuple[int, int, int, float]] = []
+        for g, (_, result) in best.items():
+            results[g] = result
+            for position in result[1]:
+                if (g, int(reg_idx[position])) in why:
+                    added.append((int(reg_idx[position]), g, *why[g, int(reg_idx[position])]))
+    src, tgt, w = _edges_from(list(results.values()), reg_idx)
+    names = genes.to_numpy(dtype=object)
+    if not added:
+        return _Invariance(src, tgt, w, empty, np.zeros(0))
+    a = np.array([row[:3] for row in added], dtype=np.int64)
+    table = pd.DataFrame({"regulator": names[a[:, 0]], "target": names[a[:, 1]],
+                          "perturbed": names[a[:, 2]],
+                          "shift_q": np.array([row[3] for row in added])})
+    # "Perturbing the regulator alone moves the target", as for the other edges: the
+    # smallest q over the regulator's single-gene conditions (NaN if never perturbed).
+    hit = genes_of[:, None] == a[None, :, 0]
+    q_added = np.where(hit, moved_q[:, a[:, 1]], np.inf).min(axis=0, initial=np.inf)
+    return _Invariance(src, tgt, w, table, np.where(np.isfinite(q_added), q_added, np.nan))
 
 
 def _warn_unoriented(orientation: _Orientation) -> None:
@@ -698,8 +1013,10 @@ def learn_network(
         ``"interventions"``: every selected pair of genes gets its direction
         from the interventional evidence (see Notes); pairs the evidence
         cannot orient are reported in ``G.graph["unoriented"]`` and with a
-        warning, and their edges carry ``oriented=False``; ``weight`` is the
-        least-squares coefficient of each gene on its kept regulators.
+        warning, and their edges carry ``oriented=False``; regulators of a
+        perturbed gene that the lasso missed are added by an invariance check
+        (see Notes); ``weight`` is the least-squares coefficient of each gene
+        on its kept regulators.
         ``"skeleton"``: the lasso's selection as it is (the Markov blanket of
         each gene: a regulator is often selected in both directions, then
         both edges carry ``oriented=False``), with the lasso weights.
@@ -729,7 +1046,8 @@ def learn_network(
           the lasso coefficient with ``orient="skeleton"`` and
           ``method="lasso"``);
         - ``stability`` (stability selection only): selection frequency of
-          the edge (of its reverse when only that was selected);
+          the edge (of its reverse when only that was selected; NaN for an
+          edge the invariance check added);
         - ``intervention_q``: BH q-value of "perturbing the regulator alone
           changes the target" (Welch test against the controls; NaN when the
           regulator has no single-gene perturbation, the data have no
@@ -745,7 +1063,13 @@ def learn_network(
         directions kept), ``n_unoriented`` and ``unoriented``: a DataFrame
         with one row per pair not oriented (``gene_a``, ``gene_b``,
         ``q_a_to_b``, ``q_b_to_a``, ``reason``, ``kept``: ``"a->b"``,
-        ``"b->a"``, ``"both"`` or ``"none"``); and, for stability selection
+        ``"b->a"``, ``"both"`` or ``"none"``); ``n_added`` and ``added``: the
+        edges the invariance check added (``regulator``, ``target``,
+        ``perturbed``: the gene whose perturbation shifted the target's
+        residual, ``shift_q``: the BH q-value of that shift; an added edge's
+        ``intervention_q`` is the smallest Welch q-value, BH over every
+        single-gene condition and gene, of its regulator's conditions); and,
+        for stability selection
         with ``threshold > 0.5``,
         ``expected_false_edges_bound``: the sum over genes of the
         Meinshausen-Bühlmann bound q^2 / ((2 threshold - 1) p) on the
@@ -791,6 +1115,27 @@ def learn_network(
       perturbation without an effect on an unperturbed partner): the lasso's
       selection is kept, ``oriented=False``.
 
+    **Missing regulators (invariance).** The lasso can miss a regulator a of
+    g: when a child of g, moved by a through g, explains g better than a
+    does, or when two paths from a to g cancel. Each gene's equation holds
+    with the same weights in every condition that does not target the gene
+    (invariant causal prediction, Peters, Bühlmann & Meinshausen 2016 [4]_),
+    so with least-squares weights the change of g's residual mean in a's
+    condition against the controls is 0 up to noise. For every gene with a
+    single-gene perturbation of its own, these changes are z-tested in every
+    other single-gene condition (standard error from g's residual variance;
+    BH over all conditions and checked genes at ``orient_fdr``). Where one is
+    significant, the regulator is sought among the perturbed gene and the
+    genes its perturbation moves (Welch, BH at ``orient_fdr``), except g's
+    descendants (moved by g's perturbation and not moving g): the candidate
+    with the largest partial correlation with g given its regulators is added
+    if that correlation is significant (t test, Bonferroni over the
+    candidates, at ``orient_fdr``), g is refitted, and the check repeats (at
+    most 10 regulators added per gene); g keeps the set along this path
+    whose residual shifts in the fewest conditions. Added edges are listed in
+    ``G.graph["added"]``. Genes never perturbed are not checked (their
+    selected regulators may include descendants no test reveals).
+
     Pairs not oriented are listed in ``G.graph["unoriented"]`` with an
     :class:`~causalcell.errors.UnorientedEdgesWarning` stating how many. A
     pair kept in both directions is a loop for a model fitted on the network:
@@ -817,6 +1162,9 @@ def learn_network(
        another look at stability selection. J R Stat Soc B 75, 55-80 (2013).
     .. [3] Efron B, Hastie T, Johnstone I, Tibshirani R. Least angle
        regression. Ann Stat 32, 407-499 (2004).
+    .. [4] Peters J, Bühlmann P, Meinshausen N. Causal inference by using
+       invariant prediction: identification and confidence intervals. J R
+       Stat Soc B 78, 947-1012 (2016).
 
     Examples
     --------
@@ -855,9 +1203,10 @@ def learn_network(
             expected_false_edges_bound=edges.bound,
         )
     if options.orient == "interventions" and use_interventions:
-        orientation = _orient_pairs(design, edges, reg_idx, options.orient_fdr, genes)
-        weight = _refit_weights(reads, mom, reg_idx, orientation.source, orientation.target,
-                                options.n_jobs)
+        sums = _single_gene_sums(design)
+        orientation = _orient_pairs(design, edges, reg_idx, options.orient_fdr, genes, sums)
+        orientation, weight, added = _with_missing_regulators(
+            reads, mom, reg_idx, orientation, sums, options, genes)
         stability = None
         if edges.stability is not None:
             # Selection frequency of the kept direction, or of the reverse one when
@@ -872,6 +1221,8 @@ def learn_network(
         qvalue, oriented = orientation.qvalue, orientation.oriented
         params.update(orientation.counts)
         params["unoriented"] = orientation.table
+        params["n_added"] = len(added)
+        params["added"] = added
         _warn_unoriented(orientation)
     else:
         final = edges
@@ -891,35 +1242,33 @@ def learn_network(
     return _network(genes, final, qvalue, oriented, params)
 
 
-def _refit_weights(
-    reads: Design, mom: Moments, reg_idx: np.ndarray, source: np.ndarray, target: np.ndarray,
-    n_jobs: int,
-) -> np.ndarray:
-    """Least-squares coefficient of every edge: each target on its kept regulators, over
-    the samples that do not target it (the shared moments, exact leave-out)."""
-    from joblib import Parallel
-
-    from causalcell._progress import tqdm
-
-    p_genes = reads.shape[1]
-    reg_position = np.full(p_genes, -1, dtype=np.int64)
-    reg_position[reg_idx] = np.arange(len(reg_idx))
-    fixed: dict[int, np.ndarray] = {}
-    if len(target):
-        order = np.argsort(target, kind="stable")
-        t_sorted, s_sorted = target[order], source[order]
-        bounds = np.flatnonzero(np.diff(t_sorted)) + 1
-        for tg, src in zip(t_sorted[np.r_[0, bounds]], np.split(s_sorted, bounds), strict=True):
-            fixed[int(tg)] = reg_position[src]
-    refit_genes = np.array(sorted(fixed), dtype=np.int64)
-    with Parallel(n_jobs=n_jobs, return_as="generator_unordered") as runner:
-        results = _solve_genes(reads, mom, reg_idx, refit_genes, _Task("refit", fixed=fixed),
-                               subsample=None, runner=runner, progress=tqdm(disable=True))
-    r_src, r_tgt, r_weight = _edges_from(results, reg_idx)
-    weight_of = pd.Series(r_weight, index=r_tgt * p_genes + r_src)
+def _with_missing_regulators(
+    reads: Design, mom: Moments, reg_idx: np.ndarray, orientation: _Orientation,
+    sums: tuple[GroupMoments, np.ndarray], options: _Options, genes: pd.Index,
+) -> tuple[_Orientation, np.ndarray, pd.DataFrame]:
+    """The oriented edges plus the regulators the invariance check adds
+    (:func:`_restore_invariance`), with least-squares weights: each target on its
+    kept regulators, over the samples that do not target it (the shared moments,
+    exact leave-out). Added edges are oriented (by the perturbation that showed
+    them missing)."""
+    p = len(genes)
+    fit = _restore_invariance(reads, mom, reg_idx, orientation.source, orientation.target,
+                              sums, options.orient_fdr, options.n_jobs, genes)
+    position = pd.Index(genes)
+    add_src = position.get_indexer(fit.added["regulator"]).astype(np.int64)
+    add_tgt = position.get_indexer(fit.added["target"]).astype(np.int64)
+    source = np.r_[orientation.source, add_src]
+    target = np.r_[orientation.target, add_tgt]
+    qvalue = np.r_[orientation.qvalue, fit.added_q]
+    oriented = np.r_[orientation.oriented, np.ones(len(add_src), dtype=bool)]
+    order = np.lexsort((source, target))
+    source, target, qvalue, oriented = source[order], target[order], qvalue[order], oriented[order]
+    weight_of = pd.Series(fit.weight, index=fit.target * p + fit.source)
     # A regulator that is constant where its target is fitted has no coefficient: 0.
-    weight = weight_of.reindex(target * p_genes + source).to_numpy(dtype=float)
-    return np.nan_to_num(weight, nan=0.0)
+    weight = np.nan_to_num(weight_of.reindex(target * p + source).to_numpy(dtype=float), nan=0.0)
+    counts = dict(orientation.counts)
+    out = _Orientation(source, target, qvalue, oriented, orientation.table, counts)
+    return out, weight, fit.added
 
 
 @dataclass(frozen=True)

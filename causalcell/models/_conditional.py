@@ -236,6 +236,21 @@ class ConditionalGRNRegressor(PerturbationModel):
         instead of 2SLS (with ``iv_fallback="ridge"``, the targets of
         ``iv_unidentified_`` that are not on a cycle of the network; else
         empty).
+    stderr_ : scipy.sparse.csr_array
+        ``regressor="ols"`` and ``"iv"`` only: standard errors with the
+        structure of ``coef_`` (OLS; for ``"iv"`` the 2SLS ones,
+        ``sqrt(rss_ / dof_ * inv(Zhat.T @ Zhat)[r, r])`` with Zhat the
+        first-stage fitted regulators, as statsmodels' ``IV2SLS``; NaN for
+        ``iv_fallback_genes_``, whose ridge fit has none).
+    rss_ : numpy.ndarray
+        ``regressor="ols"`` and ``"iv"`` only: residual sum of squares per
+        gene over its samples (for ``"iv"`` the structural residuals
+        x_g - intercept - coef . z with the measured regulators z, not the
+        first-stage fitted values; the ridge fit's for
+        ``iv_fallback_genes_``).
+    dof_ : numpy.ndarray
+        ``regressor="ols"`` and ``"iv"`` only: residual degrees of freedom
+        per gene, ``n_samples_ - n_regulators - 1``.
     spline_coef_ : scipy.sparse.csr_array
         ``regressor="spline"`` only: (n_regulators * n_basis, n_genes), the
         coefficient of basis function b of regulator j in gene g's model at
@@ -350,7 +365,7 @@ class ConditionalGRNRegressor(PerturbationModel):
             )
         samples = None
         if kind == "iv":
-            self._fit_iv(X, iv, parents, pool, genes)
+            samples = self._fit_iv(X, iv, parents, pool, genes, control_weights(adata, iv))
         elif kind in ("ridge", "ols"):
             samples = self._fit_linear(X, iv, parents, pool, kind, genes,
                                        control_weights(adata, iv))
@@ -414,14 +429,16 @@ class ConditionalGRNRegressor(PerturbationModel):
 
     def _fit_iv(
         self, X: Any, iv: Any, parents: sp.csc_array | None, pool: np.ndarray | None,
-        genes: pd.Index,
-    ) -> None:
+        genes: pd.Index, control: np.ndarray,
+    ) -> Any:
         """Two-stage least squares, the perturbation conditions as instruments; genes
         with edges the conditions do not identify get the per-gene ridge fit
-        (``iv_fallback="ridge"``) or lose those edges (``"drop"``), with a warning."""
+        (``iv_fallback="ridge"``) or lose those edges (``"drop"``), with a warning.
+        Returns the pass over the samples (its control sums)."""
         fit, unidentified = fit_iv(X, iv, parents=parents, pool=pool, names=genes,
-                                   verbose=self.verbose)
+                                   verbose=self.verbose, row_weights=control)
         coef, intercept, alpha = fit.coef, fit.intercept, fit.alpha
+        stderr, rss, dof = fit.stderr, fit.rss, fit.dof
         names = np.asarray(genes, dtype=object)
         self.iv_unidentified_ = pd.DataFrame({"regulator": names[unidentified[:, 0]],
                                               "target": names[unidentified[:, 1]]})
@@ -433,8 +450,14 @@ class ConditionalGRNRegressor(PerturbationModel):
             fallback = targets[~_on_a_cycle(parents, pool, len(genes))[targets]]
         parts = []
         if fallback.size:
-            coef, intercept, alpha = self._iv_fallback_fit(X, iv, parents, pool, genes, fit,
-                                                            fallback)
+            coef, intercept, alpha, rss = self._iv_fallback_fit(X, iv, parents, pool, genes,
+                                                                 fit, fallback)
+            # The ridge fit has no standard errors: NaN for those genes' edges.
+            C = sp.coo_array(coef)
+            se = np.asarray(sp.csr_array(fit.stderr)[C.row, C.col], dtype=float).ravel()
+            se = np.where(np.isin(C.col, fallback), np.nan, se)
+            stderr = sp.csr_array((se, (C.row, C.col)), shape=coef.shape)
+            dof = fit.n_samples - np.diff(sp.csc_array(coef).indptr) - 1
             parts.append(
                 f"The {fallback.size} gene(s) with such edges off the network's loops are "
                 f"fitted instead by the per-gene ridge fit on all their regulators "
@@ -465,14 +488,19 @@ class ConditionalGRNRegressor(PerturbationModel):
         self.intercept_ = intercept
         self.alpha_ = alpha
         self.n_samples_ = fit.n_samples
+        self.stderr_ = stderr
+        self.dof_ = dof
+        self.rss_ = rss
         self.estimators_ = None
         self._regulators = None
+        return fit.samples
 
     def _iv_fallback_fit(
         self, X: Any, iv: Any, parents: sp.csc_array | None, pool: np.ndarray | None,
         genes: pd.Index, fit: Any, fallback: np.ndarray,
-    ) -> tuple[sp.csr_array, np.ndarray, np.ndarray]:
-        """The IV fit with the columns of ``fallback`` genes replaced by their ridge fit.
+    ) -> tuple[sp.csr_array, np.ndarray, np.ndarray, np.ndarray]:
+        """The IV fit with the columns of ``fallback`` genes replaced by their ridge fit
+        (coefficients, intercepts, penalties and residual sums of squares).
 
         The batched solver fits only those genes: in network mode the parent
         matrix is restricted to their columns (so the pass over X forms the
@@ -498,7 +526,7 @@ class ConditionalGRNRegressor(PerturbationModel):
         )
         intercept = np.where(is_fallback, ridge.intercept, fit.intercept)
         alpha = np.where(is_fallback, ridge.alpha, fit.alpha)
-        return coef, intercept, alpha
+        return coef, intercept, alpha, np.where(is_fallback, ridge.rss, fit.rss)
 
     def _fit_spline(
         self, X: Any, iv: Any, parents: sp.csc_array | None, pool: np.ndarray | None,
@@ -944,10 +972,12 @@ class ConditionalGRNRegressor(PerturbationModel):
     def coef_table(self) -> pd.DataFrame:
         """One row per fitted edge: regulator, target, coef (and OLS inference).
 
-        For ``regressor="ols"`` the columns ``se``, ``t``, ``p_value``
-        (two-sided t test with the gene's residual degrees of freedom) and
-        ``q_value`` (Benjamini-Hochberg over all edges) are added; they equal
-        statsmodels' ``OLS`` results for each gene's regression.
+        For ``regressor="ols"`` and ``"iv"`` the columns ``se``, ``t``,
+        ``p_value`` (two-sided t test with the gene's residual degrees of
+        freedom) and ``q_value`` (Benjamini-Hochberg over all edges) are
+        added; they equal statsmodels' ``OLS`` (``IV2SLS`` for ``"iv"``)
+        results for each gene's regression (NaN for the ridge-refitted
+        ``iv_fallback_genes_``).
 
         Returns
         -------
@@ -1142,6 +1172,15 @@ class ConditionalGRNRegressor(PerturbationModel):
                 dof=self.dof_,
                 rss=self.rss_,
             )
+        iv = hasattr(self, "iv_unidentified_")
+        if iv:
+            # What the IV fit could not identify, and the genes it refitted by ridge.
+            arrays.update(
+                iv_unidentified_regulator=np.asarray(self.iv_unidentified_["regulator"],
+                                                     dtype=str),
+                iv_unidentified_target=np.asarray(self.iv_unidentified_["target"], dtype=str),
+                iv_fallback_genes=np.asarray(self.iv_fallback_genes_, dtype=str),
+            )
         if spline:
             S = sp.csr_array(self._spline.coef)
             arrays.update(
@@ -1153,6 +1192,7 @@ class ConditionalGRNRegressor(PerturbationModel):
             )
         meta = {
             "inference": inference,
+            "iv": iv,
             "spline": spline,
             "regressor": self.regressor
             if isinstance(self.regressor, str)
@@ -1189,6 +1229,14 @@ class ConditionalGRNRegressor(PerturbationModel):
                 "dof": ("iu", ("genes",)),
                 "rss": ("fiu", ("genes",)),
             })
+        # Files written before the IV fit's attributes were saved have no "iv" entry.
+        iv = bool(header["meta"].get("iv"))
+        if iv:
+            spec.update({
+                "iv_unidentified_regulator": ("U", ("unidentified",)),
+                "iv_unidentified_target": ("U", ("unidentified",)),
+                "iv_fallback_genes": ("U", ("fallback",)),
+            })
         spline = bool(header["meta"].get("spline"))
         if spline:
             spec.update({
@@ -1222,6 +1270,12 @@ class ConditionalGRNRegressor(PerturbationModel):
                 model.stderr_.check_format(full_check=True)
                 model.dof_ = arrays["dof"].astype(np.int64)
                 model.rss_ = arrays["rss"].astype(float)
+            if iv:
+                model.iv_unidentified_ = pd.DataFrame({
+                    "regulator": arrays["iv_unidentified_regulator"].astype(str).astype(object),
+                    "target": arrays["iv_unidentified_target"].astype(str).astype(object)})
+                model.iv_fallback_genes_ = pd.Index(
+                    arrays["iv_fallback_genes"].astype(str).astype(object), dtype=object)
             model.estimators_ = None
             model._regulators = None
             model._spline = None

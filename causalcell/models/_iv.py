@@ -27,6 +27,15 @@ section 4.1.3 on grouped-data IV). So:
    totals minus the few conditions that target it (an exact downdate).
 3. **Batched solves**: genes with the same number of regulators are stacked
    and solved in one LAPACK call per stack.
+4. **Inference** (``rss``, ``stderr``): the residual of the structural
+   equation x_g - a - z_R b uses the measured regulators, whose
+   within-condition products the condition sums do not hold: a second pass
+   forms the samples' moments (:func:`causalcell.data._moments.moments`, the
+   ridge solver's, exact leave-out of the samples that target g), and the
+   same pass gives the control mean. The 2SLS covariance is
+   rss / (n - r - 1) x (Zhat^T Zhat)^-1, whose regulator block is the inverse
+   of the count-weighted scatter of the condition means (Wooldridge 2010,
+   Econometric Analysis of Cross Section and Panel Data, section 5.2).
 
 Identifiability (the rank condition of 2SLS, and strong instruments): the
 condition means of g's regulators, over the conditions that keep g, must move
@@ -57,9 +66,12 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
+from causalcell.data._design import Design
 from causalcell.data._interventions import Interventions
+from causalcell.data._moments import LeftOut, Moments, check_gather, left_out, moments
 from causalcell.data._sparse import gather_entries
 from causalcell.data._stats import group_moments
+from causalcell.data.lazy import is_dask_array
 from causalcell.models._solve import LinearFit
 
 __all__ = ["fit_iv"]
@@ -130,6 +142,7 @@ def fit_iv(
     names: Any = None,
     verbose: bool = False,
     min_strength: float = MIN_FIRST_STAGE_F,
+    row_weights: np.ndarray | None = None,
 ) -> tuple[LinearFit, np.ndarray]:
     """Two-stage least squares of every gene on its regulators, the conditions as instruments.
 
@@ -138,7 +151,8 @@ def fit_iv(
     samples), targeted regulators enter at their level T, and the result
     equals a per-gene 2SLS of x_g on [1, x_R] with the indicators of the
     remaining conditions as instruments (see the module docstring for how
-    it is computed from one pass).
+    it is computed from the condition sums, and the inference from a second
+    pass).
 
     Parameters
     ----------
@@ -158,12 +172,22 @@ def fit_iv(
     min_strength
         Smallest first-stage F statistic of an identified regulator set
         (default :data:`MIN_FIRST_STAGE_F`).
+    row_weights
+        Per-sample weights whose weighted sum of X the pass over the samples
+        returns (``samples.weighted_sum``, e.g. the control mean).
 
     Returns
     -------
     LinearFit
-        ``alpha`` is 0 (no penalty), ``rss`` and ``stderr`` are not
-        computed (NaN / None), ``n_samples`` counts the samples used.
+        ``alpha`` is 0 (no penalty), ``n_samples`` counts the samples used.
+        ``rss`` is the residual sum of squares of the structural equation,
+        x_g - a_g - sum_r b_rg z_r with the measured regulators z (not the
+        first-stage fitted values), over the samples that keep g;
+        ``stderr`` the 2SLS standard errors sqrt(rss / dof x
+        [(Zhat^T Zhat)^-1]_rr), Zhat the first-stage fitted regulators (the
+        condition means) and ``dof = n - r - 1``: statsmodels' ``IV2SLS``.
+        ``samples`` is the pass over the samples that gives them (its
+        ``weighted_sum``; for Dask X the gathered values).
         Edges the conditions do not identify (first-stage F below
         ``min_strength``, or rank-deficient condition means) are left out
         of ``coef``; the gene's other regulators are fitted.
@@ -184,9 +208,14 @@ def fit_iv(
     order = np.lexsort((totals.n_excluded[fit_genes], regs.sizes[fit_genes]))
     fit_genes = fit_genes[order]
 
+    # The samples' own moments (one more pass): the structural residuals need the
+    # within-condition products of the regulators with the gene.
+    samples, reads = _sample_pass(X, interventions, regs, row_weights, verbose)
     rows: list[np.ndarray] = []
     cols: list[np.ndarray] = []
     vals: list[np.ndarray] = []
+    ses: list[np.ndarray] = []
+    rss = np.full(p, np.nan)
     intercept = np.zeros(p)
     lost_regulators: list[np.ndarray] = []  # the edges not identified: regulator ...
     lost_targets: list[np.ndarray] = []  # ... and target
@@ -199,6 +228,12 @@ def fit_iv(
                                  min_strength)
             beta, gene_intercept = moments.solve(active)
             intercept[genes] = gene_intercept
+            rss[genes] = _structural_rss(samples, reads, genes, R, beta)
+            dof = totals.n_samples[genes] - active.sum(axis=1) - 1
+            with np.errstate(divide="ignore", invalid="ignore"):
+                sigma2 = np.where(dof > 0, rss[genes] / dof, np.nan)
+            ses.append(np.sqrt(np.maximum(moments.inverse_diagonal(active), 0.0)
+                               * sigma2[:, None])[active])
             lost_regulators.append(R[~active])
             lost_targets.append(np.broadcast_to(genes[:, None], R.shape)[~active])
             rows.append(R[active])
@@ -210,17 +245,67 @@ def fit_iv(
     if only.size:
         kept = ~targets[:, only].toarray()  # (K, m)
         intercept[only] = (count @ (means[:, only] * kept)) / (count @ kept)
-    coef = sp.csr_array(
-        (_concatenate(vals, np.float64), (_concatenate(rows, np.int64),
-                                          _concatenate(cols, np.int64))),
-        shape=(p, p),
-    )
+        rss[only] = LeftOut(samples, only, np.zeros((len(only), 0), dtype=np.int64),
+                            None).target_sum_of_squares()
+    edge_rows, edge_cols = _concatenate(rows, np.int64), _concatenate(cols, np.int64)
+    coef = sp.csr_array((_concatenate(vals, np.float64), (edge_rows, edge_cols)), shape=(p, p))
+    stderr = sp.csr_array((_concatenate(ses, np.float64), (edge_rows, edge_cols)), shape=(p, p))
     dof = n_samples - np.diff(sp.csc_array(coef).indptr) - 1
     fit = LinearFit(coef=coef, intercept=intercept, alpha=np.zeros(p), n_samples=n_samples,
-                    rss=np.full(p, np.nan), stderr=None, dof=dof)
+                    rss=np.where(n_samples > 0, rss, np.nan), stderr=stderr, dof=dof,
+                    samples=samples)
     unidentified = np.column_stack([_concatenate(lost_regulators, np.int64),
                                     _concatenate(lost_targets, np.int64)])
     return fit, unidentified.astype(np.int64)
+
+
+def _sample_pass(
+    X: Any, interventions: Interventions, regs: _Regulators, row_weights: np.ndarray | None,
+    verbose: bool,
+) -> tuple[Moments, Design]:
+    """The pass over the samples (the moments the ridge solver reads) and the
+    design its leave-outs read (for Dask X, the values the pass gathered)."""
+    design = Design(X, interventions)
+    gather = None
+    if is_dask_array(X):
+        # Single entries of a Dask X cannot be read later: the pass collects what the
+        # leave-outs read (each targeted sample's regulators of its targeted genes)
+        # and the targeted entries (the same rule as the ridge solver's pass).
+        mask = design.mask
+        n, p = design.shape
+        if regs.parents is not None:
+            need = sp.csr_array(mask.astype(np.float64) @ regs.parents.T.astype(np.float64))
+        else:
+            rows = np.flatnonzero(np.diff(mask.indptr))
+            pool = regs.regulators
+            need = sp.csr_array((np.ones(len(rows) * len(pool)),
+                                 (np.repeat(rows, len(pool)), np.tile(pool, len(rows)))),
+                                shape=(n, p))
+        gather = (sp.csr_array(need, dtype=bool) + mask).astype(bool)
+        check_gather(gather.nnz, "regressor='iv'",
+                     "Use a network with fewer regulators per gene than a full regulator pool, "
+                     "or fit on pseudobulk profiles (causalcell.data.pseudobulk).")
+    samples = moments(design, regs.regulators, gather=gather, row_weights=row_weights,
+                      verbose=verbose)
+    return samples, design if gather is None else design.with_values(samples.gathered)
+
+
+def _structural_rss(samples: Moments, reads: Design, genes: np.ndarray, R: np.ndarray,
+                    beta: np.ndarray) -> np.ndarray:
+    """Residual sums of squares of x_g - a_g - z_R b over the samples that keep each
+    gene, from the centred sample moments (the 2SLS intercept makes the residuals
+    sum to 0): S_gg - 2 b^T S_Rg + b^T S_RR b. In chunks of genes whose left-out
+    values (targeted samples x regulators) stay below :data:`_STACK_VALUES`."""
+    out = np.empty(len(genes))
+    most_left = max(int(reads.n_targeted[genes].max(initial=0)), 1)
+    step = max(1, _STACK_VALUES // (most_left * max(R.shape[1], 1)))
+    for start in range(0, len(genes), step):
+        part = left_out(samples, reads, genes[start:start + step], R[start:start + step])
+        b = beta[start:start + step]
+        quad = np.einsum("mi,mij,mj->m", b, part.scatter(), b)
+        out[start:start + step] = (part.target_sum_of_squares()
+                                   - 2.0 * np.einsum("mi,mi->m", b, part.target_scatter()) + quad)
+    return np.maximum(out, 0.0)
 
 
 def _concatenate(parts: list[np.ndarray], dtype: type) -> np.ndarray:
@@ -345,6 +430,14 @@ class _GeneMoments:
         self.scale = np.where(self.sd > 0, self.sd, 1.0)
         # The correlation form: solved and rank-checked on a unit scale.
         self.C = S / (self.scale[:, :, None] * self.scale[:, None, :])
+
+    def inverse_diagonal(self, active: np.ndarray) -> np.ndarray:
+        """(m, r) diagonal of the inverse of the active regulators' scatter of the
+        condition means (the regulator block of (Zhat^T Zhat)^-1, Zhat the
+        first-stage fitted values with the intercept); NaN where inactive."""
+        inverse = np.linalg.inv(_restricted(self.C, active, 1.0))
+        diag = np.diagonal(inverse, axis1=1, axis2=2) / self.scale**2
+        return np.where(active, diag, np.nan)
 
     def solve(self, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Coefficients (m, r) on the ``active`` regulators (0 elsewhere) and intercepts."""
