@@ -65,6 +65,20 @@ def test_basis_equals_scikit_learn_spline_transformer(degree, n_knots, placement
                                reference.transform(inside_and_outside), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("degree", [1, 2, 3, 4, 5])
+def test_cardinal_pieces_are_the_uniform_b_spline(degree):
+    """The polynomial pieces of the uniform path equal scipy's cardinal B-spline: on
+    integer knots 0 .. degree + 1, piece r at position u is B(u + degree - r)."""
+    from causalcell.models._basis import _cardinal_pieces
+
+    u = np.linspace(0.0, 1.0, 11)
+    cardinal = BSpline.basis_element(np.arange(degree + 2.0), extrapolate=False)
+    pieces = _cardinal_pieces(degree)
+    for r in range(degree + 1):
+        ours = np.polynomial.polynomial.polyval(u, pieces[r])
+        np.testing.assert_allclose(ours, np.nan_to_num(cardinal(u + degree - r)), atol=1e-13)
+
+
 def test_degree_one_basis_equals_scikit_learn_per_feature():
     # scikit-learn's linear extrapolation of degree 1 is only right for one feature
     # at a time (it increments `degree` inside its loop over features).
@@ -79,10 +93,11 @@ def test_degree_one_basis_equals_scikit_learn_per_feature():
         np.testing.assert_allclose(ours.transform(test), reference.transform(test), atol=1e-12)
 
 
-def test_basis_derivatives_equal_scipy_and_continue_linearly():
+@pytest.mark.parametrize("placement", ["uniform", "quantile"])
+def test_basis_derivatives_equal_scipy_and_continue_linearly(placement):
     rng = np.random.default_rng(1)
     X = rng.uniform(0.0, 3.0, size=(100, 2))
-    basis = SplineBasis.from_values(X, 5, 3, "quantile")
+    basis = SplineBasis.from_values(X, 5, 3, placement)
     t = basis.full_knots()
     x = np.linspace(-2.0, 5.0, 71)
     for j in range(2):
