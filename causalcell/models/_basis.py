@@ -141,14 +141,25 @@ class SplineBasis:
         return np.hstack([before, k, after])
 
     # ------------------------------------------------------------------ evaluate
-    def transform(self, values: np.ndarray) -> np.ndarray:
-        """(n, u) regulator levels -> (n, u * n_basis) features (regulator-major)."""
+    def transform(self, values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """(n, u) regulator levels -> (n, u * n_basis) features (regulator-major).
+
+        ``out`` (n, u * n_basis), e.g. a column slice of a wider block, receives
+        the features (and is returned) without an intermediate copy.
+        """
         values = np.asarray(values, dtype=np.float64)
         n, u = values.shape
         if u != self.n_regulators:
             raise ValueError(f"expected {self.n_regulators} regulator columns, got {u}")
         which = np.broadcast_to(np.arange(u), (n, u)).ravel()
-        return self.evaluate(values.ravel(), which).reshape(n, u * self.n_basis)
+        features = self.evaluate(values.ravel(), which).reshape(n, u, self.n_basis)
+        if out is None:
+            return features.reshape(n, u * self.n_basis)
+        target = out.reshape(n, u, self.n_basis)
+        if not np.may_share_memory(target, out):  # reshape had to copy: not a view
+            raise ValueError("transform(out=): out must have contiguous rows")
+        np.copyto(target, features)
+        return out
 
     def evaluate(self, x: np.ndarray, which: np.ndarray, derivative: bool = False) -> np.ndarray:
         """Basis values (or first derivatives) of entries x (N,) of regulators ``which`` (N,).
@@ -237,16 +248,20 @@ class SplineBasis:
     def _scatter(self, local: np.ndarray, i: np.ndarray) -> np.ndarray:
         """Place the values of functions i - degree .. i into (N, n_basis): the kept
         functions (the last one of each regulator is dropped, as in the module
-        docstring)."""
+        docstring).
+
+        Written into one padding column more, where the dropped function lands,
+        so that every value is placed without a test; the result is a view
+        without that column.
+        """
         n = len(i)
-        width = self.n_basis
-        out = np.zeros(n * width)
-        column = i - self.degree
-        first = np.arange(n) * width + column
+        width = self.n_basis + 1
+        out = np.zeros((n, width))
+        first = np.arange(0, n * width, width) + (i - self.degree)
+        flat = out.reshape(-1)
         for r in range(self.degree + 1):
-            kept = np.flatnonzero(column + r < width)
-            out[first[kept] + r] = local[kept, r]
-        return out.reshape(n, width)
+            flat[first + r] = local[:, r]
+        return out[:, :-1]
 
     def _values(self, x: np.ndarray, which: np.ndarray, t: np.ndarray) -> np.ndarray:
         local, i = self._local(x, which, t, self.degree)
