@@ -417,3 +417,22 @@ def test_sparse_expression_gives_the_same_spline_model(screen):
     np.testing.assert_allclose(other.spline_coef_.toarray(), dense.spline_coef_.toarray(),
                                atol=1e-12)
     np.testing.assert_allclose(other.intercept_, dense.intercept_, atol=1e-12)
+
+
+def test_large_fixed_penalty_systems_solved_by_cholesky_equal_the_stacked_lu():
+    """Systems of >= _CHOLESKY_SYSTEMS regulators (a spline basis of a few dozen
+    regulators) are solved one Cholesky factorization each; the result is the LU's,
+    and a symmetric system that is not positive definite still gets its solution."""
+    from causalcell.models._solve import _CHOLESKY_SYSTEMS, _solve_symmetric
+
+    rng = np.random.default_rng(0)
+    m, r = 4, _CHOLESKY_SYSTEMS + 20
+    M = rng.normal(size=(m, r, r + 30))
+    A = M @ M.transpose(0, 2, 1) + 0.1 * np.eye(r)
+    A[1] = np.diag(np.where(np.arange(r) % 2 == 0, 1.0, -2.0))  # symmetric, indefinite
+    b = rng.normal(size=(m, r))
+    expected = np.linalg.solve(A, b[..., None])[..., 0]
+    np.testing.assert_allclose(_solve_symmetric(A, b), expected, rtol=1e-9, atol=1e-12)
+    small = A[:, :10, :10] + np.eye(10)
+    np.testing.assert_array_equal(_solve_symmetric(small, b[:, :10]),
+                                  np.linalg.solve(small, b[:, :10, None])[..., 0])
