@@ -237,7 +237,11 @@ def _median_pearson(sim, predictions) -> dict[str, float]:
 def test_known_answer_switch_like_regulation_spline_beats_ridge():
     """A combinatorial knockdown screen whose regulation is switch-like (Hill
     coefficient 6, half-saturation at 0.3 x the control level), true network,
-    5-fold cross-validation over perturbations, scored against Simulation.expected."""
+    5-fold cross-validation over perturbations, scored against Simulation.expected.
+
+    Seeds 0-4 (benchmarks/bench_spline_known_answer.py): spline 0.90-0.94, ridge
+    0.83-0.89 (ridge's scores below 0.8 come only with settings that also take the
+    spline below 0.9 on some seeds; see docs/design.md)."""
     sim = simulate(n_genes=200, n_tfs=20, regulation="saturating", hill_coefficient=6,
                    half_saturation=0.3, knockdown_efficiency=0.85, n_combinations=60,
                    n_cells_per_perturbation=100, random_state=0)
