@@ -11,9 +11,10 @@ per gene repeats the same work thousands of times; here it is shared:
 2. **Per gene**, the regulator Gram is downdated by the few excluded rows
    (:class:`causalcell.data._moments.LeftOut`): exclusion is exact, bit for bit.
 3. **Solves are batched**: genes with the same number of regulators are
-   stacked and solved in one LAPACK call per stack; genes that share one
-   regulator set (a regulator list such as the human TFs) share one
-   factorization; when every gene is regressed on all other members of a
+   stacked and solved in one LAPACK call per stack (from 100 regulators on,
+   one Cholesky factorization per system, :func:`_solve_symmetric`); genes
+   that share one regulator set (a regulator list such as the human TFs)
+   share one factorization; when every gene is regressed on all other members of a
    pool, the precision-matrix identity gives every untargeted member's ridge
    regression from one inverse (see :func:`_pool_solve`).
 
