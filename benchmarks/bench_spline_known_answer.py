@@ -17,7 +17,11 @@ changed:
   level, the regulators' included);
 * ``noise_sd`` (biological cell-to-cell variation: the spread of each
   regulator around its control level that the curves are fitted on);
-* the steepness of the curve (``hill_coefficient``, ``half_saturation``).
+* the steepness of the curve (``hill_coefficient``, ``half_saturation``);
+* "latent regulators": the test's screen with the TF columns of X replaced by
+  the cells' states before count sampling (``simulate(record_states=True)``),
+  everything else as measured: what the count noise of the measured
+  regulators (errors in variables) costs each model.
 
 Run ``python benchmarks/bench_spline_known_answer.py`` from the repository
 root (about 15 s per setting and seed on a quiet 2-core machine; ``--seeds``
@@ -51,6 +55,7 @@ SETTINGS: dict[str, dict] = {
     "depth 100k": {"library_size": 100_000},
     "noise_sd 0.3": {"noise_sd": 0.3},
     "steeper (half-sat 0.25)": {"half_saturation": 0.25},
+    "latent regulators": {"latent_regulators": True},
 }
 TARGET_SPLINE = 0.9
 TARGET_RIDGE = 0.8
@@ -58,11 +63,21 @@ TARGET_RIDGE = 0.8
 
 def median_pearson(seed: int, changes: dict) -> dict[str, float]:
     """Median pearson_delta of ridge and spline over the held-out TF perturbations."""
+    changes = dict(changes)
+    latent = changes.pop("latent_regulators", False)
     sim = simulate(n_genes=200, n_tfs=20, regulation="saturating", n_combinations=60,
-                   n_cells_per_perturbation=100, random_state=seed, **{**TEST, **changes})
+                   n_cells_per_perturbation=100, random_state=seed, record_states=latent,
+                   **{**TEST, **changes})
+    adata = sim.adata
+    if latent:
+        adata = adata.copy()
+        tfs = adata.var["is_tf"].to_numpy(dtype=bool)
+        X = np.asarray(adata.X).copy()
+        X[:, tfs] = adata.layers["state"][:, tfs]
+        adata.X = X
     models = {"ridge": ConditionalGRNRegressor(alpha="gcv"),
               "spline": ConditionalGRNRegressor("spline", alpha="gcv")}
-    predicted = cross_predict(models, sim.adata, sim.network, folds=5, verbose=False)
+    predicted = cross_predict(models, adata, sim.network, folds=5, verbose=False)
     out = {}
     for name, prediction in predicted.predictions.items():
         aligned = align(prediction, sim.expected)
