@@ -236,21 +236,28 @@ def _median_pearson(sim, predictions) -> dict[str, float]:
 
 def test_known_answer_switch_like_regulation_spline_beats_ridge():
     """A combinatorial knockdown screen whose regulation is switch-like (Hill
-    coefficient 6, half-saturation at 0.3 x the control level), true network,
-    5-fold cross-validation over perturbations, scored against Simulation.expected.
+    coefficient 6, half-saturation at 0.3 x the control level) sequenced at 6,000
+    counts per cell, true network, 5-fold cross-validation over perturbations,
+    scored against Simulation.expected: the spline model >= 0.9 where ridge < 0.8.
 
-    Seeds 0-4 (benchmarks/bench_spline_known_answer.py): spline 0.90-0.94, ridge
-    0.83-0.89 (ridge's scores below 0.8 come only with settings that also take the
-    spline below 0.9 on some seeds; see docs/design.md)."""
+    What separates them at this depth is the count noise of the measured regulators
+    (errors in variables): a straight line fitted across the noisy control cells and
+    the knockdowns' exact T is attenuated, the spline's curve much less (with the
+    regulators at their noise-free states both score about 0.92). The depth was
+    chosen on seeds 1 and 2 (largest smallest margin to both thresholds among 5,000,
+    6,000, 7,000 and 8,000 counts; 10,000 leaves ridge at 0.83-0.89), not on this
+    seed. Over seeds 0-6 the acceptance holds on 5: seed 4 leaves ridge at 0.81, seed
+    6 the spline at 0.896 (benchmarks/bench_spline_known_answer.py prints the table).
+    """
     sim = simulate(n_genes=200, n_tfs=20, regulation="saturating", hill_coefficient=6,
                    half_saturation=0.3, knockdown_efficiency=0.85, n_combinations=60,
-                   n_cells_per_perturbation=100, random_state=0)
+                   n_cells_per_perturbation=100, library_size=6_000, random_state=0)
     models = {"ridge": ConditionalGRNRegressor(alpha="gcv"),
               "spline": ConditionalGRNRegressor("spline", alpha="gcv")}
     predicted = cross_predict(models, sim.adata, sim.network, folds=5, verbose=False)
     median = _median_pearson(sim, predicted.predictions)
     assert median["spline"] >= 0.9, median
-    assert median["spline"] >= median["ridge"] + 0.05, median
+    assert median["ridge"] < 0.8, median
 
 
 def test_curve_error_shrinks_as_data_grow():
