@@ -4,9 +4,9 @@ Issue 12's acceptance: on a saturating simulation with the true network, the
 spline model's median Pearson (``pearson_delta`` against
 ``Simulation.expected``, held-out TF perturbations, 5-fold cross-validation
 over perturbations) reaches >= 0.9 where ridge stays < 0.8. The unit test
-(``tests/test_spline.py``) checks seed 0 of the first setting; this script prints the table over
-several seeds for each setting below, and says, computed from the numbers,
-on how many seeds the acceptance holds.
+(``tests/test_spline.py``) checks seed 0 of the first setting; this script
+prints the table over several seeds for each setting below, and says,
+computed from the numbers, on how many seeds the acceptance holds.
 
 Every setting is one screen (200 genes, 20 TFs, 60 TF pairs, 100 cells per
 perturbation, 300 controls, knockdown efficiency 0.85 +- 0.1, Hill
