@@ -19,10 +19,12 @@ The functions are evaluated by de Boor's recursion (de Boor 1978, *A
 Practical Guide to Splines*; Piegl & Tiller 1997, algorithm A2.2) vectorized
 over every (sample, regulator) entry: no loop over regulators or samples,
 only over the degree. With uniform knots (the default) every knot difference
-in the recursion is a multiple of the knot spacing, which cancels: the
-values depend only on the position within the span and are computed without
-reading the knots. The test suite checks equality with ``SplineTransformer``
-itself.
+in the recursion is a multiple of the knot spacing, which cancels: each of
+the degree + 1 functions that are non-zero on a span is one fixed polynomial
+of the position within the span (a piece of the cardinal B-spline, computed
+once by running the recursion on polynomials), evaluated by Horner's rule
+without reading the knots. The test suite checks equality with
+``SplineTransformer`` itself.
 """
 
 from __future__ import annotations
