@@ -519,3 +519,24 @@ def test_bad_arguments_name_the_argument(kwargs: dict, name: str) -> None:
 def test_bad_perturbations_are_reported(perturbations: list, pattern: str) -> None:
     with pytest.raises(DataContractError, match=pattern):
         simulate(perturbations=perturbations)
+
+
+def test_record_states_stores_the_state_behind_the_counts() -> None:
+    """layers["state"] is the state the counts were drawn from: same cells, same X
+    (recording draws no random numbers), and the counts' Poisson mean is
+    library * expm1(state) / 1e4, so at a large library log1p(CP10k) approaches it."""
+    plain = simulate(n_genes=20, n_tfs=4, random_state=3)
+    sim = simulate(n_genes=20, n_tfs=4, random_state=3, record_states=True)
+    assert "state" not in plain.adata.layers
+    np.testing.assert_array_equal(sim.adata.X, plain.adata.X)
+    state = sim.adata.layers["state"]
+    assert state.shape == sim.adata.shape
+    assert state.dtype == np.float32
+    assert state.min() >= 0
+    deep = simulate(n_genes=20, n_tfs=4, random_state=3, record_states=True, library_size=1e7)
+    errors = np.abs(np.asarray(deep.adata.X) - deep.adata.layers["state"])
+    shallow = np.abs(np.asarray(sim.adata.X) - state)
+    assert errors.mean() < shallow.mean() / 10
+    assert np.median(errors) < 0.01
+    with pytest.raises(ParameterError, match="record_states"):
+        simulate(n_genes=20, n_tfs=4, record_states="yes")

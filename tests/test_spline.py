@@ -65,6 +65,20 @@ def test_basis_equals_scikit_learn_spline_transformer(degree, n_knots, placement
                                reference.transform(inside_and_outside), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("degree", [1, 2, 3, 4, 5])
+def test_cardinal_pieces_are_the_uniform_b_spline(degree):
+    """The polynomial pieces of the uniform path equal scipy's cardinal B-spline: on
+    integer knots 0 .. degree + 1, piece r at position u is B(u + degree - r)."""
+    from causalcell.models._basis import _cardinal_pieces
+
+    u = np.linspace(0.0, 1.0, 11)
+    cardinal = BSpline.basis_element(np.arange(degree + 2.0), extrapolate=False)
+    pieces = _cardinal_pieces(degree)
+    for r in range(degree + 1):
+        ours = np.polynomial.polynomial.polyval(u, pieces[r])
+        np.testing.assert_allclose(ours, np.nan_to_num(cardinal(u + degree - r)), atol=1e-13)
+
+
 def test_degree_one_basis_equals_scikit_learn_per_feature():
     # scikit-learn's linear extrapolation of degree 1 is only right for one feature
     # at a time (it increments `degree` inside its loop over features).
@@ -79,10 +93,11 @@ def test_degree_one_basis_equals_scikit_learn_per_feature():
         np.testing.assert_allclose(ours.transform(test), reference.transform(test), atol=1e-12)
 
 
-def test_basis_derivatives_equal_scipy_and_continue_linearly():
+@pytest.mark.parametrize("placement", ["uniform", "quantile"])
+def test_basis_derivatives_equal_scipy_and_continue_linearly(placement):
     rng = np.random.default_rng(1)
     X = rng.uniform(0.0, 3.0, size=(100, 2))
-    basis = SplineBasis.from_values(X, 5, 3, "quantile")
+    basis = SplineBasis.from_values(X, 5, 3, placement)
     t = basis.full_knots()
     x = np.linspace(-2.0, 5.0, 71)
     for j in range(2):
@@ -221,17 +236,28 @@ def _median_pearson(sim, predictions) -> dict[str, float]:
 
 def test_known_answer_switch_like_regulation_spline_beats_ridge():
     """A combinatorial knockdown screen whose regulation is switch-like (Hill
-    coefficient 6, half-saturation at 0.3 x the control level), true network,
-    5-fold cross-validation over perturbations, scored against Simulation.expected."""
+    coefficient 6, half-saturation at 0.3 x the control level) sequenced at 6,000
+    counts per cell, true network, 5-fold cross-validation over perturbations,
+    scored against Simulation.expected: the spline model >= 0.9 where ridge < 0.8.
+
+    What separates them at this depth is the count noise of the measured regulators
+    (errors in variables): a straight line fitted across the noisy control cells and
+    the knockdowns' exact T is attenuated, the spline's curve much less (with the
+    regulators at their noise-free states both score about 0.92). The depth was
+    chosen on seeds 1 and 2 (largest smallest margin to both thresholds among 5,000,
+    6,000, 7,000 and 8,000 counts; 10,000 leaves ridge at 0.83-0.89), not on this
+    seed. Over seeds 0-6 the acceptance holds on 5: seed 4 leaves ridge at 0.81, seed
+    6 the spline at 0.896 (benchmarks/bench_spline_known_answer.py prints the table).
+    """
     sim = simulate(n_genes=200, n_tfs=20, regulation="saturating", hill_coefficient=6,
                    half_saturation=0.3, knockdown_efficiency=0.85, n_combinations=60,
-                   n_cells_per_perturbation=100, random_state=0)
+                   n_cells_per_perturbation=100, library_size=6_000, random_state=0)
     models = {"ridge": ConditionalGRNRegressor(alpha="gcv"),
               "spline": ConditionalGRNRegressor("spline", alpha="gcv")}
     predicted = cross_predict(models, sim.adata, sim.network, folds=5, verbose=False)
     median = _median_pearson(sim, predicted.predictions)
     assert median["spline"] >= 0.9, median
-    assert median["spline"] >= median["ridge"] + 0.05, median
+    assert median["ridge"] < 0.8, median
 
 
 def test_curve_error_shrinks_as_data_grow():
@@ -402,3 +428,22 @@ def test_sparse_expression_gives_the_same_spline_model(screen):
     np.testing.assert_allclose(other.spline_coef_.toarray(), dense.spline_coef_.toarray(),
                                atol=1e-12)
     np.testing.assert_allclose(other.intercept_, dense.intercept_, atol=1e-12)
+
+
+def test_large_fixed_penalty_systems_solved_by_cholesky_equal_the_stacked_lu():
+    """Systems of >= _CHOLESKY_SYSTEMS regulators (a spline basis of a few dozen
+    regulators) are solved one Cholesky factorization each; the result is the LU's,
+    and a symmetric system that is not positive definite still gets its solution."""
+    from causalcell.models._solve import _CHOLESKY_SYSTEMS, _solve_symmetric
+
+    rng = np.random.default_rng(0)
+    m, r = 4, _CHOLESKY_SYSTEMS + 20
+    M = rng.normal(size=(m, r, r + 30))
+    A = M @ M.transpose(0, 2, 1) + 0.1 * np.eye(r)
+    A[1] = np.diag(np.where(np.arange(r) % 2 == 0, 1.0, -2.0))  # symmetric, indefinite
+    b = rng.normal(size=(m, r))
+    expected = np.linalg.solve(A, b[..., None])[..., 0]
+    np.testing.assert_allclose(_solve_symmetric(A, b), expected, rtol=1e-9, atol=1e-12)
+    small = A[:, :10, :10] + np.eye(10)
+    np.testing.assert_array_equal(_solve_symmetric(small, b[:, :10]),
+                                  np.linalg.solve(small, b[:, :10, None])[..., 0])

@@ -204,7 +204,9 @@ class Simulation:
     ----------
     adata
         Cells x genes. ``X``: log1p(CP10k) as float32, ``layers["counts"]``:
-        raw counts (int32). obs: the contract columns, ``total_counts``
+        raw counts (int32); with ``record_states=True`` also
+        ``layers["state"]``, each cell's state before count sampling. obs: the
+        contract columns, ``total_counts``
         (library size used for normalization). var: ``is_tf``,
         ``control_level`` (x0). ``uns["simulation"]``: the parameters.
     network
@@ -356,6 +358,7 @@ def simulate(
     noise_sd: float = 0.1,
     library_size: float = 10_000,
     record_levels: bool = True,
+    record_states: bool = False,
     random_state: int | None = 0,
     seed: Any = DEPRECATED,
 ) -> Simulation:
@@ -417,6 +420,11 @@ def simulate(
         (knockouts record 0). The column is float when no perturbation is a
         combination, otherwise strings such as ``"0.31"``, ``"0.2,0.5"`` and
         ``"nan"`` (controls). With False the column is left out.
+    record_states
+        Also store each cell's state (log1p(CP10k), after the biological
+        noise, before count sampling) in ``layers["state"]`` (float32): the
+        noise-free values behind ``X``, e.g. to measure what the count noise
+        of the measured regulators costs a model (errors in variables).
     random_state
         Seed of the numpy random generator. ``None`` draws a fresh seed and
         records it in ``params["random_state"]``.
@@ -480,6 +488,7 @@ def simulate(
         "noise_sd": noise_sd,
         "library_size": library_size,
         "record_levels": record_levels,
+        "record_states": record_states,
         "random_state": random_state,
     }
     _check_arguments(params)
@@ -537,7 +546,7 @@ def _check_arguments(p: dict[str, Any]) -> None:
         raise _fail("kind", p["kind"], f"one of {list(KNOWN_KINDS)}")
     if p["regulation"] not in ("linear", "saturating"):
         raise _fail("regulation", p["regulation"], "'linear' or 'saturating'")
-    for name in ("feedback", "record_levels"):
+    for name in ("feedback", "record_levels", "record_states"):
         if not isinstance(p[name], bool | np.bool_):
             raise _fail(name, p[name], "True or False")
     if p["feedback"] and p["n_tfs"] < 2:
@@ -1429,6 +1438,7 @@ def _make_cells(
     inverse = _tf_inverse(net) if net.regulation == "linear" else None
     X = np.empty((n_cells, n_genes), dtype=np.float32)
     counts = np.empty((n_cells, n_genes), dtype=np.int32)
+    states = np.empty((n_cells, n_genes), dtype=np.float32) if p["record_states"] else None
     block = max(1, _BLOCK_ENTRIES // n_genes)
     for start in range(0, n_cells, block):
         cells = slice(start, min(start + block, n_cells))
@@ -1436,6 +1446,8 @@ def _make_cells(
         noise = rng_counts.normal(0.0, p["noise_sd"], (n_block, n_genes)) if p["noise_sd"] else None
         state = _steady_state(net, targets[cells], levels[cells], measured[cells], noise, inverse)
         # A state below 0 (noise on a lowly expressed gene) means no expression.
+        if states is not None:
+            states[cells] = np.maximum(state, 0.0)
         rate = np.expm1(np.maximum(state, 0.0))
         rate *= (library[cells] / 1e4)[:, None]
         sampled = rng_counts.poisson(rate)
@@ -1455,6 +1467,6 @@ def _make_cells(
         X=X,
         obs=obs,
         var=_var(net),
-        layers={"counts": counts},
+        layers={"counts": counts} | ({} if states is None else {"state": states}),
         uns={"simulation": _uns(p, design)},
     )

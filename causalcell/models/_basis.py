@@ -19,18 +19,22 @@ The functions are evaluated by de Boor's recursion (de Boor 1978, *A
 Practical Guide to Splines*; Piegl & Tiller 1997, algorithm A2.2) vectorized
 over every (sample, regulator) entry: no loop over regulators or samples,
 only over the degree. With uniform knots (the default) every knot difference
-in the recursion is a multiple of the knot spacing, which cancels: the
-values depend only on the position within the span and are computed without
-reading the knots. The test suite checks equality with ``SplineTransformer``
-itself.
+in the recursion is a multiple of the knot spacing, which cancels: each of
+the degree + 1 functions that are non-zero on a span is one fixed polynomial
+of the position within the span (a piece of the cardinal B-spline, computed
+once by running the recursion on polynomials), evaluated by Horner's rule
+without reading the knots. The test suite checks equality with
+``SplineTransformer`` itself.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from numpy.polynomial import polynomial as P
 
 from causalcell.errors import ParameterError
 
@@ -139,14 +143,25 @@ class SplineBasis:
         return np.hstack([before, k, after])
 
     # ------------------------------------------------------------------ evaluate
-    def transform(self, values: np.ndarray) -> np.ndarray:
-        """(n, u) regulator levels -> (n, u * n_basis) features (regulator-major)."""
+    def transform(self, values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """(n, u) regulator levels -> (n, u * n_basis) features (regulator-major).
+
+        ``out`` (n, u * n_basis), e.g. a column slice of a wider block, receives
+        the features (and is returned) without an intermediate copy.
+        """
         values = np.asarray(values, dtype=np.float64)
         n, u = values.shape
         if u != self.n_regulators:
             raise ValueError(f"expected {self.n_regulators} regulator columns, got {u}")
         which = np.broadcast_to(np.arange(u), (n, u)).ravel()
-        return self.evaluate(values.ravel(), which).reshape(n, u * self.n_basis)
+        features = self.evaluate(values.ravel(), which).reshape(n, u, self.n_basis)
+        if out is None:
+            return features.reshape(n, u * self.n_basis)
+        target = out.reshape(n, u, self.n_basis)
+        if not np.may_share_memory(target, out):  # reshape had to copy: not a view
+            raise ValueError("transform(out=): out must have contiguous rows")
+        np.copyto(target, features)
+        return out
 
     def evaluate(self, x: np.ndarray, which: np.ndarray, derivative: bool = False) -> np.ndarray:
         """Basis values (or first derivatives) of entries x (N,) of regulators ``which`` (N,).
@@ -209,39 +224,46 @@ class SplineBasis:
 
     def _local_uniform(self, x: np.ndarray, which: np.ndarray,
                        degree: int) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`_local` for evenly spaced knots: with u the position of x in its
-        span (0 to 1), ``right[r+1] = (r + 1 - u) h``, ``left[j-r] = (u + j - r - 1) h``
-        and their sum ``j h``: h cancels."""
+        """:meth:`_local` for evenly spaced knots.
+
+        With u the position of x in its span (0 to 1), de Boor's recursion has
+        ``right[r+1] = (r + 1 - u) h``, ``left[j-r] = (u + j - r - 1) h`` and
+        their sum ``j h``: h cancels, and each of the ``degree + 1`` non-zero
+        functions is one fixed polynomial in u (a piece of the cardinal
+        B-spline, :func:`_cardinal_pieces`), evaluated by Horner's rule.
+        """
         low = self.knots[:, 0]
         h = self.knots[:, 1] - low
         position = (x - low[which]) / h[which]
         span = np.clip(np.floor(position), 0, self.n_knots - 2)  # right end: last span
         u = position - span
-        # One contiguous array per function (column slices of an (N, d+1) array
-        # are strided and several times slower).
-        values = [np.ones(len(x))]
-        for j in range(1, degree + 1):
-            saved = np.zeros(len(x))
-            for r in range(j):
-                temp = values[r] * (1.0 / j)
-                values[r] = saved + (r + 1 - u) * temp
-                saved = (u + (j - r - 1)) * temp
-            values.append(saved)
-        return np.column_stack(values), self.degree + span.astype(np.int64)
+        pieces = _cardinal_pieces(degree)
+        values = np.empty((degree + 1, len(x)))  # one contiguous row per function
+        for r in range(degree + 1):
+            v = values[r]
+            v.fill(pieces[r, degree])
+            for k in range(degree - 1, -1, -1):
+                v *= u
+                v += pieces[r, k]
+        return values.T, self.degree + span.astype(np.int64)
 
     def _scatter(self, local: np.ndarray, i: np.ndarray) -> np.ndarray:
         """Place the values of functions i - degree .. i into (N, n_basis): the kept
         functions (the last one of each regulator is dropped, as in the module
-        docstring)."""
+        docstring).
+
+        Written into one padding column more, where the dropped function lands,
+        so that every value is placed without a test; the result is a view
+        without that column.
+        """
         n = len(i)
-        width = self.n_basis
-        out = np.zeros(n * width)
-        column = i - self.degree
-        first = np.arange(n) * width + column
+        width = self.n_basis + 1
+        out = np.zeros((n, width))
+        first = np.arange(0, n * width, width) + (i - self.degree)
+        flat = out.reshape(-1)
         for r in range(self.degree + 1):
-            kept = np.flatnonzero(column + r < width)
-            out[first[kept] + r] = local[kept, r]
-        return out.reshape(n, width)
+            flat[first + r] = local[:, r]
+        return out[:, :-1]
 
     def _values(self, x: np.ndarray, which: np.ndarray, t: np.ndarray) -> np.ndarray:
         local, i = self._local(x, which, t, self.degree)
@@ -265,3 +287,26 @@ class SplineBasis:
             a = np.where(span_a > 0, padded[rows, np.arange(d + 1)[None, :]] / span_a, 0.0)
             b = np.where(span_b > 0, padded[rows, np.arange(1, d + 2)[None, :]] / span_b, 0.0)
         return self._scatter(d * (a - b), i)
+
+
+@functools.cache
+def _cardinal_pieces(degree: int) -> np.ndarray:
+    """(degree + 1, degree + 1): row r holds the coefficients (powers of u, ascending)
+    of the r-th non-zero B-spline of degree ``degree`` on a span of evenly spaced
+    knots, u the position in the span (e.g. cubic: (1 - u)^3 / 6, ..., u^3 / 6).
+
+    Built by running de Boor's recursion of :meth:`SplineBasis._local` (uniform
+    form: h cancels) on polynomials instead of numbers.
+    """
+    values = [np.array([1.0])]
+    for j in range(1, degree + 1):
+        saved = np.zeros(1)
+        for r in range(j):
+            temp = values[r] / j
+            values[r] = P.polyadd(saved, P.polymul([r + 1.0, -1.0], temp))
+            saved = P.polymul([j - r - 1.0, 1.0], temp)
+        values.append(saved)
+    out = np.zeros((degree + 1, degree + 1))
+    for r, coefficients in enumerate(values):
+        out[r, : len(coefficients)] = coefficients
+    return out

@@ -66,12 +66,16 @@ class _ExpandedValues:
 
     def __getitem__(self, rows: Any) -> np.ndarray:
         idx = np.arange(self.shape[0])[rows]
-        X = self.design.X[idx]
-        X = X.toarray() if sp.issparse(X) else np.asarray(X)
+        # The pass reads contiguous row blocks: a slice of dense X is a view, copied
+        # once, into the expanded block.
+        X = self.design.X[rows] if isinstance(rows, slice) else self.design.X[idx]
         out = np.empty((len(idx), self.shape[1]))
         p = self.design.shape[1]
-        out[:, :p] = X
-        out[:, p:] = self.basis.transform(self.design.block(idx, self.regulators))
+        if sp.issparse(X):
+            out[:, :p] = X.toarray()
+        else:
+            np.copyto(out[:, :p], X, casting="unsafe")
+        self.basis.transform(self.design.block(idx, self.regulators), out=out[:, p:])
         return out
 
 
