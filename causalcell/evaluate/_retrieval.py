@@ -105,9 +105,13 @@ ORIENTATIONS = ("prediction", "observed")
 TIE_RTOL = 1e-10
 ZERO_RTOL = 1e-12
 
-# Elements of one (block, n) temporary or (block, genes) buffer: about 16 MiB
-# of float64; about twenty of them live at once: a few hundred MiB at most.
+# Elements of one (block, n) temporary: about 16 MiB of float64; about twenty
+# of them live at once: a few hundred MiB at most.
 _BLOCK_ELEMENTS = 1 << 21
+# Elements of one (block, genes) buffer (32 MiB of float64; at most two of
+# them): a small n then takes a few large blocks, so the product streams the
+# (n, genes) candidates from memory a few times instead of n / 262 times.
+_BUFFER_ELEMENTS = 1 << 22
 _MIN_BLOCK = 64
 _SHOWN = 10
 
@@ -128,9 +132,13 @@ def _rows_text(rows: np.ndarray) -> str:
     return shown + (f" ... and {more} more" if more > 0 else "")
 
 
-def _as_profiles(name: str, values: Any) -> np.ndarray:
+def _as_profiles(name: str, values: Any) -> tuple[np.ndarray, np.ndarray]:
     """A finite float64 (n, g) array (the caller's array itself when it already is one:
-    it is only read)."""
+    it is only read) and its column sums.
+
+    The column sums serve the column mean and prove the array finite in the same
+    pass (NaN and inf propagate through +); the rows are looked at one by one only
+    when a sum is not finite (a NaN, an inf, or an overflow of finite values)."""
     if sp.issparse(values):
         values = values.toarray()
     try:
@@ -141,13 +149,15 @@ def _as_profiles(name: str, values: Any) -> np.ndarray:
     if array.ndim != 2:
         raise DataContractError(f"{name} must be 2-dimensional (perturbations x genes); "
                                 f"got shape {array.shape}.")
-    rows = nonfinite_rows(array)
+    column_sums = array.sum(axis=0)
+    rows = (nonfinite_rows(array) if not np.isfinite(column_sums).all()
+            else np.zeros(0, dtype=np.int64))
     if len(rows):
         raise DataContractError(
             f"{name} has NaN or infinite values in {len(rows)} row(s): {_rows_text(rows)}. "
             f"Drop or fill those perturbations before retrieval."
         )
-    return array
+    return array, column_sums
 
 
 def _computed(*values: Any) -> list[Any]:
@@ -380,10 +390,10 @@ def pairwise_retrieval(
         prediction ``P_j`` (PerturBench, Wong et al.); ``exclude="query"``
         then means the observed row's genes, which are the same genes.
     block_size
-        Query rows processed at once; default ``2**21 // max(n, g)`` (at
-        least 64). Memory beyond the inputs and one float64 copy of one of
-        them is about ``20 * block_size * max(n, g) * 8`` bytes (about 300 MB
-        by default). Results do not depend on it.
+        Query rows processed at once; default ``min(2**21 // n, 2**22 // g)``
+        (at least 64). Memory beyond the inputs and one float64 copy of one of
+        them is about ``(20 * n + 2 * g) * block_size * 8`` bytes (at most
+        about 400 MB by default). Results do not depend on it.
     return_matrix
         Also return the (n, n) float32 matrix ``B`` with ``B[i, j]`` = 1 when
         candidate ``j`` beats the true match of query ``i``, 0.5 for a tie, 0
@@ -464,8 +474,8 @@ def pairwise_retrieval(
     # Profiles are perturbations x genes: small enough to hold; a Dask input
     # is computed once, here.
     predicted, observed = _computed(predicted, observed)
-    P = _as_profiles("predicted", predicted)
-    T = _as_profiles("observed", observed)
+    P, P_sums = _as_profiles("predicted", predicted)
+    T, T_sums = _as_profiles("observed", observed)
     if P.shape != T.shape:
         raise DataContractError(
             f"predicted has shape {P.shape} but observed has shape {T.shape}; row i of both "
@@ -481,7 +491,9 @@ def pairwise_retrieval(
     Q, C = (P, T) if orientation == "prediction" else (T, P)
 
     similarity = distance in ("cosine", "pearson")
-    mu = None if similarity else (P.mean(axis=0) + T.mean(axis=0)) / 2.0
+    # The column means of P and T (the same bits as P.mean(axis=0), which
+    # divides the same sums), from the sums the finiteness check computed.
+    mu = None if similarity else (P_sums / n + T_sums / n) / 2.0
     # The candidate side is needed whole (the product against every query
     # block); the query side is transformed block by block.
     Cx = _transform(C, distance, mu)
@@ -507,9 +519,9 @@ def pairwise_retrieval(
     q_count = g_eff - (np.diff(Rq.indptr) if Rq is not None else np.zeros(n, np.int64))
 
     if block_size is None:
-        # The (block, genes) buffers and the (block, n) temporaries each stay
-        # near _BLOCK_ELEMENTS.
-        block_size = max(_MIN_BLOCK, _BLOCK_ELEMENTS // max(n, g))
+        # The (block, n) temporaries stay near _BLOCK_ELEMENTS, the (block,
+        # genes) buffers near _BUFFER_ELEMENTS.
+        block_size = max(_MIN_BLOCK, min(_BLOCK_ELEMENTS // n, _BUFFER_ELEMENTS // g))
     block_size = int(min(block_size, n))
     work = _QueryBlocks(
         Q=Q, C=C, Cz=Cz, distance=distance, mu=mu, keep=keep, Rq=Rq, Rc=Rc,
@@ -554,13 +566,13 @@ class _QueryBlocks:
         self.nc0, self.sc0, self.q_count, self.scale_c = nc0, sc0, q_count, scale_c
         self.return_matrix = return_matrix
 
-    def buffers(self, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
-        """Work buffers for blocks of up to ``size`` query rows."""
+    def buffers(self, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Work buffers for blocks of up to ``size`` query rows (at most two)."""
         g, g_eff = self.Q.shape[1], self.Cz.shape[1]
         q_full = np.empty((size, g))
         q_buf = q_full if self.keep is None else np.empty((size, g_eff))
         c_buf = None if self.true_same_as_cand else np.empty((size, g))
-        return q_full, q_buf, c_buf, np.empty((size, g_eff))
+        return q_full, q_buf, c_buf
 
     def ranks(self, lo: int, hi: int, buffers: tuple | None = None
               ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -570,7 +582,7 @@ class _QueryBlocks:
         n = Cz.shape[0]
         b = hi - lo
         similarity = distance in ("cosine", "pearson")
-        q_full, q_buf, c_buf, d_buf = buffers if buffers is not None else self.buffers(b)
+        q_full, q_buf, c_buf = buffers if buffers is not None else self.buffers(b)
         # Query block and the true matches' block, transformed and zeroed.
         Qb = _transform(self.Q[lo:hi], distance, mu, out=q_full[:b])
         scale_q = None if similarity else _full_scale(Qb, distance)
@@ -589,11 +601,14 @@ class _QueryBlocks:
             beats = _beats_similarity(Qb, Cb, Cz, self.nc0, self.sc0, self.q_count[lo:hi], A,
                                       B, pearson=distance == "pearson")
         else:
-            diff = np.subtract(Qb, Cb, out=d_buf[:b])
+            # The query block's buffer is our own and Qb is not needed once the
+            # candidate distances are in: it then takes Qb - Cb in place (a
+            # second (block, genes) buffer would cost its first touch per call).
             if distance == "manhattan":
                 cand = cdist(Qb, Cz, "cityblock")
                 cand -= A.sum(np.abs(A.q))
                 cand -= B.sum(np.abs(B.c))
+                diff = np.subtract(Qb, Cb, out=Qb)
                 true = np.abs(diff, out=diff).sum(axis=1)[:, None] - A.sum(np.abs(A.q - A.c))
             else:
                 # Squared distances for both members of the euclidean family.
@@ -603,6 +618,7 @@ class _QueryBlocks:
                 cand += self.nc0[None, :]
                 cand -= A.sum(A.q * A.q)
                 cand -= B.sum(B.c * B.c)
+                diff = np.subtract(Qb, Cb, out=Qb)
                 true = np.einsum("ij,ij->i", diff, diff)[:, None] - A.sum(np.square(A.q - A.c))
             scale_c = self.scale_c
             tol = TIE_RTOL * ((scale_q + scale_c[lo:hi])[:, None] + scale_c[None, :])
