@@ -241,14 +241,14 @@ class Interventions:
         columns = _read_columns(obs)
         raw = _raw_conditions(columns, obs.index)
         cond = _canonical_conditions(raw, genes)
-        indptr, indices = ragged_gather(cond.indptr, cond.indices, cond.codes)
+        indptr, indices, rows = _sample_entries(cond)
         mask = sp.csr_array(
             (np.ones(len(indices), dtype=bool), indices, indptr), shape=(len(obs), len(genes))
         )
-        levels = _LevelParser(obs, raw, genes, indptr).parse()
+        levels = _LevelParser(obs, raw, genes, rows).parse()
         # Knockouts: T = 0 whatever transcript is still measured.
         is_knockout = np.asarray(columns.kind_values == KNOCKOUT)[columns.kind_codes]
-        levels[is_knockout[entry_rows(indptr)]] = 0.0
+        levels[is_knockout[rows]] = 0.0
         if cond.unmeasured and warn_unmeasured:
             _warn_unmeasured(cond.unmeasured, genes)
         return cls(
@@ -536,6 +536,24 @@ def _canonical_conditions(raw: _RawConditions, genes: pd.Index) -> _Conditions:
     return _Conditions(codes, frame, indptr, indices, unmeasured)
 
 
+def _sample_entries(cond: _Conditions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The mask's indptr and indices (each sample gets its condition's measured
+    targets) and the sample of each entry."""
+    per_condition = np.diff(cond.indptr)
+    if per_condition.max(initial=0) > 1:  # combinations: a ragged gather
+        indptr, indices = ragged_gather(cond.indptr, cond.indices, cond.codes)
+        return indptr, indices, entry_rows(indptr)
+    # At most one measured target per condition (most screens): one lookup per
+    # sample, without the ragged gather's offsets.
+    targeted = (per_condition > 0)[cond.codes]
+    rows = np.flatnonzero(targeted)
+    column = np.full(len(per_condition), -1, dtype=np.int64)
+    column[per_condition > 0] = cond.indices
+    indptr = np.zeros(len(targeted) + 1, dtype=np.int64)
+    np.cumsum(targeted, out=indptr[1:])
+    return indptr, column[cond.codes[rows]], rows
+
+
 def _condition_keys(conditions: pd.DataFrame) -> list[str]:
     """Readable unique keys: the canonical label, plus the kind when a label
     occurs with several kinds (e.g. a gene both knocked down and activated)."""
@@ -570,12 +588,12 @@ class _LevelParser:
     """
 
     def __init__(
-        self, obs: pd.DataFrame, raw: _RawConditions, genes: pd.Index, indptr: np.ndarray
+        self, obs: pd.DataFrame, raw: _RawConditions, genes: pd.Index, rows: np.ndarray
     ) -> None:
         self.obs = obs
         self.raw = raw
         self.genes = genes
-        self.rows = entry_rows(indptr)
+        self.rows = rows  # the sample of each mask entry
         n_targets = np.fromiter(map(len, raw.targets), dtype=np.int64, count=len(raw.targets))
         self.n_targets = n_targets[raw.codes]
         control = np.asarray(raw.control, dtype=bool)[raw.codes]
