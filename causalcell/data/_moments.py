@@ -334,13 +334,16 @@ def _chunk_rows(p: int) -> int:
 
 
 def _dense_sums(Z: np.ndarray, e: _Entries, lay: _Layout, buffers: _Buffers | None = None,
-                into: _Sums | None = None, source: np.ndarray | None = None) -> _Sums:
+                into: _Sums | None = None, source: np.ndarray | None = None,
+                row_weights: np.ndarray | None = None,
+                weighted: np.ndarray | None = None) -> _Sums:
     """Statistics of one dense block; ``Z`` (float64) is overwritten.
 
     ``Z`` holds the block's raw values, or, with ``source`` (the block as read,
     any real dtype), only receives them: the copy then is the shift's
     subtraction. With ``into`` the block's statistics are added to it (and it
-    is returned).
+    is returned). With ``row_weights`` (one per row of the block),
+    ``row_weights @ X`` of the block is added to ``weighted``.
 
     The elementwise steps (shift, levels T, the copy of W_U, zeroing the
     targeted entries, column sums and sums of squares of Y) run on chunks of
@@ -362,6 +365,8 @@ def _dense_sums(Z: np.ndarray, e: _Entries, lay: _Layout, buffers: _Buffers | No
         hi = min(lo + step, m)
         a, b = edges[i], edges[i + 1]
         Zc = Z[lo:hi]
+        if row_weights is not None:  # the raw values, while the chunk is in cache
+            weighted += row_weights[lo:hi] @ (Zc if source is None else source[lo:hi])
         if source is None:
             Zc -= lay.shift
         else:
@@ -612,20 +617,18 @@ def _memory_pass(
                 weighted += np.asarray(row_weights[start:stop] @ block, dtype=np.float64)
             sums += _sparse_sums(block, entries, lay)
             continue
-        if (isinstance(block, np.ndarray) and block.dtype == np.float64
-                and not (start == 0 and first_block_shift)):
+        # The weighted row sum (e.g. the control mean) is taken chunk by chunk
+        # with the other statistics, not in a pass of its own.
+        w = None if weighted is None else row_weights[start:stop]
+        if isinstance(block, np.ndarray) and not (start == 0 and first_block_shift):
             # Read once: the shift's subtraction is the copy into the buffer.
-            if weighted is not None:
-                weighted += row_weights[start:stop] @ block
             _dense_sums(buffers.Z[: stop - start], entries, lay, buffers, into=sums,
-                        source=block)
+                        source=block, row_weights=w, weighted=weighted)
             continue
         Z = _as_dense(block, buffers.Z)
-        if weighted is not None:
-            weighted += row_weights[start:stop] @ Z
         if start == 0 and first_block_shift:
             lay.shift = _first_block_shift(Z, entries)
-        _dense_sums(Z, entries, lay, buffers, into=sums)
+        _dense_sums(Z, entries, lay, buffers, into=sums, row_weights=w, weighted=weighted)
     return sums, weighted
 
 
