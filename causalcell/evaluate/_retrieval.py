@@ -113,6 +113,8 @@ _BLOCK_ELEMENTS = 1 << 21
 # (n, genes) candidates from memory a few times instead of n / 262 times.
 _BUFFER_ELEMENTS = 1 << 22
 _MIN_BLOCK = 64
+# Elements of a chunk of rows prepared at once (1 MiB of float64: in cache).
+_CHUNK_ELEMENTS = 1 << 17
 _SHOWN = 10
 
 
@@ -322,6 +324,52 @@ def _full_scale(x: np.ndarray, distance: str) -> np.ndarray:
     return np.einsum("ij,ij->i", x, x)
 
 
+def _prepare(x: np.ndarray, distance: str, mu: np.ndarray | None, sets: _Sets | None,
+             lo: int, out: np.ndarray, *, scale: bool, sums: bool
+             ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """Rows ``x`` transformed into ``out`` and zeroed at their excluded genes (rows
+    ``lo..`` of ``sets``), with per row: the tie scale over all genes (before the
+    zeroing, when ``scale``), the squared norm and (when ``sums``) the sum after it.
+
+    The same steps as :func:`_transform`, :func:`_full_scale`, :func:`_zero_rows`
+    and the row reductions one after the other, but on chunks of rows that stay
+    in cache, so the rows are read from memory once. Every step is row by row,
+    so the values do not depend on the chunking.
+    """
+    m, g = x.shape
+    full = np.empty(m) if scale else None
+    norm = np.empty(m)
+    total = np.empty(m) if sums else None
+    step = max(1, _CHUNK_ELEMENTS // max(g, 1))
+    for a in range(0, m, step):
+        b = min(a + step, m)
+        chunk = _transform(x[a:b], distance, mu, out=out[a:b])
+        if full is not None:
+            full[a:b] = _full_scale(chunk, distance)
+        _zero_rows(chunk, sets, lo + a, lo + b)
+        norm[a:b] = np.einsum("ij,ij->i", chunk, chunk)
+        if total is not None:
+            total[a:b] = chunk.sum(axis=1)
+    return out, full, norm, total
+
+
+def _true_distance(Qb: np.ndarray, Cb: np.ndarray, distance: str) -> np.ndarray:
+    """Per row, the distance of the query to its true match over all genes of the
+    zeroed profiles (squared for the euclidean family), row chunk by row chunk;
+    ``Qb`` is overwritten with ``Qb - Cb``."""
+    m, g = Qb.shape
+    out = np.empty(m)
+    step = max(1, _CHUNK_ELEMENTS // max(g, 1))
+    for a in range(0, m, step):
+        b = min(a + step, m)
+        diff = np.subtract(Qb[a:b], Cb[a:b], out=Qb[a:b])
+        if distance == "manhattan":
+            out[a:b] = np.abs(diff, out=diff).sum(axis=1)
+        else:
+            out[a:b] = np.einsum("ij,ij->i", diff, diff)
+    return out
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -390,10 +438,11 @@ def pairwise_retrieval(
         prediction ``P_j`` (PerturBench, Wong et al.); ``exclude="query"``
         then means the observed row's genes, which are the same genes.
     block_size
-        Query rows processed at once; default ``min(2**21 // n, 2**22 // g)``
-        (at least 64). Memory beyond the inputs and one float64 copy of one of
-        them is about ``(20 * n + 2 * g) * block_size * 8`` bytes (at most
-        about 400 MB by default). Results do not depend on it.
+        Query rows processed at once; default
+        ``min(2**21 // n, 2**22 // g, ceil(n / 2))`` (at least 64). Memory
+        beyond the inputs and one float64 copy of one of them is about
+        ``(20 * n + 2 * g) * block_size * 8`` bytes (at most about 400 MB by
+        default). Results do not depend on it.
     return_matrix
         Also return the (n, n) float32 matrix ``B`` with ``B[i, j]`` = 1 when
         candidate ``j`` beats the true match of query ``i``, 0.5 for a tie, 0
@@ -496,16 +545,14 @@ def pairwise_retrieval(
     mu = None if similarity else (P_sums / n + T_sums / n) / 2.0
     # The candidate side is needed whole (the product against every query
     # block); the query side is transformed block by block.
-    Cx = _transform(C, distance, mu)
-    scale_c = None if similarity else _full_scale(Cx, distance)
-
     keep = None
     if exclude == "all":
+        Cx = _transform(C, distance, mu)
+        scale_c = None if similarity else _full_scale(Cx, distance)
         dropped = np.zeros(g, dtype=bool)
         dropped[mask.indices] = True
         keep = np.flatnonzero(~dropped)
         Cx = np.ascontiguousarray(Cx[:, keep])
-    g_eff = Cx.shape[1]
     # R^q: genes each query row excludes (also from its true match); R^c: genes
     # each candidate row excludes (so also from the query and the true match of
     # that comparison).
@@ -513,15 +560,22 @@ def pairwise_retrieval(
     c_mask = mask if exclude == "targeted" else None
     Rq, Rc = _Sets.of(q_mask), _Sets.of(c_mask)
     true_same_as_cand = exclude != "query"  # C'' == C' (same zeroed genes)
-    Cz = _zero_rows(Cx, Rc, 0, n)  # in place: Cx is our own copy
-    nc0 = np.einsum("ij,ij->i", Cz, Cz)
-    sc0 = Cz.sum(axis=1) if distance == "pearson" else None
+    if keep is None:
+        Cz, scale_c, nc0, sc0 = _prepare(C, distance, mu, Rc, 0, np.empty((n, g)),
+                                         scale=not similarity, sums=distance == "pearson")
+    else:  # no zeroing: nothing is excluded per row
+        Cz = Cx
+        nc0 = np.einsum("ij,ij->i", Cz, Cz)
+        sc0 = Cz.sum(axis=1) if distance == "pearson" else None
+    g_eff = Cz.shape[1]
     q_count = g_eff - (np.diff(Rq.indptr) if Rq is not None else np.zeros(n, np.int64))
 
     if block_size is None:
         # The (block, n) temporaries stay near _BLOCK_ELEMENTS, the (block,
-        # genes) buffers near _BUFFER_ELEMENTS.
-        block_size = max(_MIN_BLOCK, min(_BLOCK_ELEMENTS // n, _BUFFER_ELEMENTS // g))
+        # genes) buffers near _BUFFER_ELEMENTS, and there are at least two
+        # blocks: the product is then tall times short (see _block_product).
+        block_size = max(_MIN_BLOCK, min(_BLOCK_ELEMENTS // n, _BUFFER_ELEMENTS // g,
+                                         (n + 1) // 2))
     block_size = int(min(block_size, n))
     work = _QueryBlocks(
         Q=Q, C=C, Cz=Cz, distance=distance, mu=mu, keep=keep, Rq=Rq, Rc=Rc,
@@ -584,11 +638,14 @@ class _QueryBlocks:
         similarity = distance in ("cosine", "pearson")
         q_full, q_buf, c_buf = buffers if buffers is not None else self.buffers(b)
         # Query block and the true matches' block, transformed and zeroed.
-        Qb = _transform(self.Q[lo:hi], distance, mu, out=q_full[:b])
-        scale_q = None if similarity else _full_scale(Qb, distance)
-        if keep is not None:
+        if keep is None:
+            Qb, scale_q, qq, _ = _prepare(self.Q[lo:hi], distance, mu, Rq, lo, q_full[:b],
+                                          scale=not similarity, sums=False)
+        else:  # exclude="all": no per-row zeroing
+            Qb = _transform(self.Q[lo:hi], distance, mu, out=q_full[:b])
+            scale_q = None if similarity else _full_scale(Qb, distance)
             Qb = np.take(Qb, keep, axis=1, out=q_buf[:b])
-        Qb = _zero_rows(Qb, Rq, lo, hi)
+            qq = np.einsum("ij,ij->i", Qb, Qb)
         if self.true_same_as_cand:
             Cb = Cz[lo:hi]
         else:
@@ -599,7 +656,7 @@ class _QueryBlocks:
         B = _BSums(Cz, Rq, lo, hi)
         if similarity:
             beats = _beats_similarity(Qb, Cb, Cz, self.nc0, self.sc0, self.q_count[lo:hi], A,
-                                      B, pearson=distance == "pearson")
+                                      B, qq, pearson=distance == "pearson")
         else:
             # The query block's buffer is our own and Qb is not needed once the
             # candidate distances are in: it then takes Qb - Cb in place (a
@@ -608,18 +665,16 @@ class _QueryBlocks:
                 cand = cdist(Qb, Cz, "cityblock")
                 cand -= A.sum(np.abs(A.q))
                 cand -= B.sum(np.abs(B.c))
-                diff = np.subtract(Qb, Cb, out=Qb)
-                true = np.abs(diff, out=diff).sum(axis=1)[:, None] - A.sum(np.abs(A.q - A.c))
+                true = _true_distance(Qb, Cb, distance)[:, None] - A.sum(np.abs(A.q - A.c))
             else:
                 # Squared distances for both members of the euclidean family.
                 cand = _block_product(Qb, Cz)
                 cand *= -2.0
-                cand += np.einsum("ij,ij->i", Qb, Qb)[:, None]
+                cand += qq[:, None]
                 cand += self.nc0[None, :]
                 cand -= A.sum(A.q * A.q)
                 cand -= B.sum(B.c * B.c)
-                diff = np.subtract(Qb, Cb, out=Qb)
-                true = np.einsum("ij,ij->i", diff, diff)[:, None] - A.sum(np.square(A.q - A.c))
+                true = _true_distance(Qb, Cb, distance)[:, None] - A.sum(np.square(A.q - A.c))
             scale_c = self.scale_c
             tol = TIE_RTOL * ((scale_q + scale_c[lo:hi])[:, None] + scale_c[None, :])
             beats = _beats_smaller(cand, true, tol)
@@ -662,7 +717,7 @@ def _map_query_blocks(work: _QueryBlocks, bounds: list[tuple[int, int]]
 
 def _beats_similarity(Qb: np.ndarray, Cb: np.ndarray, Cz: np.ndarray, nc0: np.ndarray,
                       sc0: np.ndarray | None, q_count: np.ndarray, A: _ASums, B: _BSums,
-                      *, pearson: bool) -> np.ndarray:
+                      qq: np.ndarray, *, pearson: bool) -> np.ndarray:
     """Beats matrix of one query block for cosine or Pearson.
 
     All sums are over the comparison's genes: the row totals of the zeroed
@@ -670,7 +725,7 @@ def _beats_similarity(Qb: np.ndarray, Cb: np.ndarray, Cz: np.ndarray, nc0: np.nd
     count of genes, and centres the cross-products and squared norms.
     """
     dot = _block_product(Qb, Cz)
-    nq = np.einsum("ij,ij->i", Qb, Qb)[:, None] - A.sum(A.q * A.q)
+    nq = qq[:, None] - A.sum(A.q * A.q)
     nc = nc0[None, :] - B.sum(B.c * B.c)
     nct = np.einsum("ij,ij->i", Cb, Cb)[:, None] - A.sum(A.c * A.c)
     dott = np.einsum("ij,ij->i", Qb, Cb)[:, None] - A.sum(A.q * A.c)
