@@ -181,7 +181,10 @@ class LeftOut:
         """Centred products (scatter matrix) of regulators a and b, ``(m, |a|, |b|)``."""
         s = self.regulator_sums
         outer = s[:, a][:, :, None] * s[:, b][:, None, :]
-        return self.gram(a, b) - outer * self.inv_n[:, None, None]
+        outer *= self.inv_n[:, None, None]
+        gram = self.gram(a, b)  # a new array: centred in place
+        gram -= outer
+        return gram
 
     def target_scatter(self) -> np.ndarray:
         """Centred products of each regulator with the target, ``(m, r)``."""

@@ -263,7 +263,8 @@ def _stack_solve(
     # The exact leave-out: each gene without the samples that target it.
     lo = left_out(ctx.moments, ctx.design, genes, regs)
     S = lo.scatter()
-    S = 0.5 * (S + S.transpose(0, 2, 1))
+    S = S + S.transpose(0, 2, 1)
+    S *= 0.5
     beta, alpha, rss, diag = _solve_systems(
         S, lo.target_scatter(), lo.target_sum_of_squares(), lo.n, solver
     )
