@@ -79,7 +79,7 @@ comparison ties.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, overload
+from typing import Any, Literal, NamedTuple, overload
 
 import numpy as np
 import scipy.sparse as sp
@@ -324,12 +324,24 @@ def _full_scale(x: np.ndarray, distance: str) -> np.ndarray:
     return np.einsum("ij,ij->i", x, x)
 
 
+class _Prepared(NamedTuple):
+    """Prepared rows and their per-row reductions (see :func:`_prepare`)."""
+
+    values: np.ndarray
+    scale: np.ndarray | None  # tie scale over all genes, before the zeroing
+    norm: np.ndarray  # squared norm after the zeroing
+    sums: np.ndarray | None  # sum after the zeroing
+    match: np.ndarray | None  # distance to the given true matches
+
+
 def _prepare(x: np.ndarray, distance: str, mu: np.ndarray | None, sets: _Sets | None,
-             lo: int, out: np.ndarray, *, scale: bool, sums: bool
-             ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None]:
+             lo: int, out: np.ndarray, *, scale: bool, sums: bool,
+             match: np.ndarray | None = None) -> _Prepared:
     """Rows ``x`` transformed into ``out`` and zeroed at their excluded genes (rows
     ``lo..`` of ``sets``), with per row: the tie scale over all genes (before the
-    zeroing, when ``scale``), the squared norm and (when ``sums``) the sum after it.
+    zeroing, when ``scale``), the squared norm and (when ``sums``) the sum after it,
+    and (with ``match``, prepared rows of the same shape) the distance to ``match``
+    (see :func:`_match_distance`).
 
     The same steps as :func:`_transform`, :func:`_full_scale`, :func:`_zero_rows`
     and the row reductions one after the other, but on chunks of rows that stay
@@ -340,7 +352,9 @@ def _prepare(x: np.ndarray, distance: str, mu: np.ndarray | None, sets: _Sets | 
     full = np.empty(m) if scale else None
     norm = np.empty(m)
     total = np.empty(m) if sums else None
+    to_match = None if match is None else np.empty(m)
     step = max(1, _CHUNK_ELEMENTS // max(g, 1))
+    scratch = None if match is None else np.empty((min(step, m), g))
     for a in range(0, m, step):
         b = min(a + step, m)
         chunk = _transform(x[a:b], distance, mu, out=out[a:b])
@@ -350,23 +364,30 @@ def _prepare(x: np.ndarray, distance: str, mu: np.ndarray | None, sets: _Sets | 
         norm[a:b] = np.einsum("ij,ij->i", chunk, chunk)
         if total is not None:
             total[a:b] = chunk.sum(axis=1)
-    return out, full, norm, total
+        if to_match is not None:
+            to_match[a:b] = _match_distance(chunk, match[a:b], distance, scratch[: b - a])
+    return _Prepared(out, full, norm, total, to_match)
+
+
+def _match_distance(q: np.ndarray, c: np.ndarray, distance: str, scratch: np.ndarray
+                    ) -> np.ndarray:
+    """Per row, the distance of ``q`` to ``c`` over all genes of the zeroed profiles
+    (squared for the euclidean family); ``scratch`` (may be ``q``) takes ``q - c``."""
+    diff = np.subtract(q, c, out=scratch)
+    if distance == "manhattan":
+        return np.abs(diff, out=diff).sum(axis=1)
+    return np.einsum("ij,ij->i", diff, diff)
 
 
 def _true_distance(Qb: np.ndarray, Cb: np.ndarray, distance: str) -> np.ndarray:
-    """Per row, the distance of the query to its true match over all genes of the
-    zeroed profiles (squared for the euclidean family), row chunk by row chunk;
-    ``Qb`` is overwritten with ``Qb - Cb``."""
+    """:func:`_match_distance` of the query block to its true matches, row chunk by
+    row chunk; ``Qb`` is overwritten with ``Qb - Cb``."""
     m, g = Qb.shape
     out = np.empty(m)
     step = max(1, _CHUNK_ELEMENTS // max(g, 1))
     for a in range(0, m, step):
         b = min(a + step, m)
-        diff = np.subtract(Qb[a:b], Cb[a:b], out=Qb[a:b])
-        if distance == "manhattan":
-            out[a:b] = np.abs(diff, out=diff).sum(axis=1)
-        else:
-            out[a:b] = np.einsum("ij,ij->i", diff, diff)
+        out[a:b] = _match_distance(Qb[a:b], Cb[a:b], distance, Qb[a:b])
     return out
 
 
@@ -561,8 +582,9 @@ def pairwise_retrieval(
     Rq, Rc = _Sets.of(q_mask), _Sets.of(c_mask)
     true_same_as_cand = exclude != "query"  # C'' == C' (same zeroed genes)
     if keep is None:
-        Cz, scale_c, nc0, sc0 = _prepare(C, distance, mu, Rc, 0, np.empty((n, g)),
-                                         scale=not similarity, sums=distance == "pearson")
+        cand = _prepare(C, distance, mu, Rc, 0, np.empty((n, g)), scale=not similarity,
+                        sums=distance == "pearson")
+        Cz, scale_c, nc0, sc0 = cand.values, cand.scale, cand.norm, cand.sums
     else:  # no zeroing: nothing is excluded per row
         Cz = Cx
         nc0 = np.einsum("ij,ij->i", Cz, Cz)
@@ -638,9 +660,14 @@ class _QueryBlocks:
         similarity = distance in ("cosine", "pearson")
         q_full, q_buf, c_buf = buffers if buffers is not None else self.buffers(b)
         # Query block and the true matches' block, transformed and zeroed.
+        true_d = None  # the true matches' distances, when known before the product
         if keep is None:
-            Qb, scale_q, qq, _ = _prepare(self.Q[lo:hi], distance, mu, Rq, lo, q_full[:b],
-                                          scale=not similarity, sums=False)
+            # With C'' == C' the true matches are prepared already: their
+            # distances are taken while the query chunk is in cache.
+            match = Cz[lo:hi] if self.true_same_as_cand and not similarity else None
+            Qb, scale_q, qq, _, true_d = _prepare(self.Q[lo:hi], distance, mu, Rq, lo,
+                                                  q_full[:b], scale=not similarity,
+                                                  sums=False, match=match)
         else:  # exclude="all": no per-row zeroing
             Qb = _transform(self.Q[lo:hi], distance, mu, out=q_full[:b])
             scale_q = None if similarity else _full_scale(Qb, distance)
@@ -658,14 +685,17 @@ class _QueryBlocks:
             beats = _beats_similarity(Qb, Cb, Cz, self.nc0, self.sc0, self.q_count[lo:hi], A,
                                       B, qq, pearson=distance == "pearson")
         else:
-            # The query block's buffer is our own and Qb is not needed once the
-            # candidate distances are in: it then takes Qb - Cb in place (a
-            # second (block, genes) buffer would cost its first touch per call).
+            # Without the true matches' distances yet, the query block's buffer
+            # (our own; Qb is not needed once the candidate distances are in)
+            # takes Qb - Cb in place: a second (block, genes) buffer would cost
+            # its first touch per call.
             if distance == "manhattan":
                 cand = cdist(Qb, Cz, "cityblock")
                 cand -= A.sum(np.abs(A.q))
                 cand -= B.sum(np.abs(B.c))
-                true = _true_distance(Qb, Cb, distance)[:, None] - A.sum(np.abs(A.q - A.c))
+                if true_d is None:
+                    true_d = _true_distance(Qb, Cb, distance)
+                true = true_d[:, None] - A.sum(np.abs(A.q - A.c))
             else:
                 # Squared distances for both members of the euclidean family.
                 cand = _block_product(Qb, Cz)
@@ -674,7 +704,9 @@ class _QueryBlocks:
                 cand += self.nc0[None, :]
                 cand -= A.sum(A.q * A.q)
                 cand -= B.sum(B.c * B.c)
-                true = _true_distance(Qb, Cb, distance)[:, None] - A.sum(np.square(A.q - A.c))
+                if true_d is None:
+                    true_d = _true_distance(Qb, Cb, distance)
+                true = true_d[:, None] - A.sum(np.square(A.q - A.c))
             scale_c = self.scale_c
             tol = TIE_RTOL * ((scale_q + scale_c[lo:hi])[:, None] + scale_c[None, :])
             beats = _beats_smaller(cand, true, tol)
