@@ -311,6 +311,27 @@ def assert_same_interventions(a, b):
     pd.testing.assert_frame_equal(a.conditions, b.conditions)
 
 
+def test_obs_names_are_strings_and_not_the_callers_index():
+    adata = make_adata(BASIC)
+    iv = Interventions.from_adata(adata)
+    np.testing.assert_array_equal(iv.obs_names, adata.obs_names)
+    iv.obs_names.name = "renamed"  # the parsed names may be renamed ...
+    assert adata.obs.index.name is None  # ... without renaming the caller's obs
+    numbered = adata.obs.reset_index(drop=True)
+    assert Interventions.from_obs(numbered, GENES).obs_names.tolist() == [
+        str(i) for i in range(len(BASIC))
+    ]
+
+
+def test_conditions_in_order_of_first_appearance():
+    rows = [("B", False, "knockdown", np.nan), ("control", True, "control", np.nan),
+            ("A,B", False, "knockdown", np.nan), ("B", False, "knockdown", np.nan),
+            ("B,A", False, "knockdown", np.nan), ("A", False, "knockout", np.nan)]
+    iv = Interventions.from_adata(make_adata(rows))
+    assert iv.conditions.index.tolist() == ["B", "control", "A,B", "A"]
+    np.testing.assert_array_equal(iv.codes, [0, 1, 2, 0, 2, 3])
+
+
 def test_kind_spelling_does_not_matter():
     rows = [
         ("control", True, "control", np.nan),

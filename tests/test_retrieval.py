@@ -429,3 +429,17 @@ def test_bad_input_raises_clear_errors(kwargs, error, match):
     with pytest.raises(error, match=match) as info:
         pairwise_retrieval(**args)
     assert isinstance(info.value, CausalCellError)
+
+
+def test_finite_values_whose_column_sum_overflows_are_accepted():
+    # The finiteness check reads column sums first; an overflow of finite values
+    # must send it to the row-by-row check, which finds nothing wrong.
+    from causalcell.evaluate._retrieval import _as_profiles
+
+    huge = np.full((3, 2), 1e308)
+    array, sums = _as_profiles("predicted", huge)
+    assert array is huge
+    assert np.isinf(sums).all()
+    with pytest.raises(DataContractError, match=r"row\(s\): 1"):
+        _as_profiles("predicted", np.where([[False, False], [True, False], [False, False]],
+                                           np.nan, huge))

@@ -241,19 +241,19 @@ class Interventions:
         columns = _read_columns(obs)
         raw = _raw_conditions(columns, obs.index)
         cond = _canonical_conditions(raw, genes)
-        indptr, indices = ragged_gather(cond.indptr, cond.indices, cond.codes)
+        indptr, indices, rows = _sample_entries(cond)
         mask = sp.csr_array(
             (np.ones(len(indices), dtype=bool), indices, indptr), shape=(len(obs), len(genes))
         )
-        levels = _LevelParser(obs, raw, genes, indptr).parse()
+        levels = _LevelParser(obs, raw, genes, rows).parse()
         # Knockouts: T = 0 whatever transcript is still measured.
         is_knockout = np.asarray(columns.kind_values == KNOCKOUT)[columns.kind_codes]
-        levels[is_knockout[entry_rows(indptr)]] = 0.0
+        levels[is_knockout[rows]] = 0.0
         if cond.unmeasured and warn_unmeasured:
             _warn_unmeasured(cond.unmeasured, genes)
         return cls(
             genes=genes,
-            obs_names=pd.Index(obs.index).astype(str),
+            obs_names=_obs_names(obs.index),
             labels=columns.labels,
             is_control=columns.is_control,
             kind=columns.kind_values[columns.kind_codes],
@@ -404,6 +404,15 @@ def _gene_index(genes: Sequence[str] | pd.Index) -> pd.Index:
     return genes
 
 
+def _obs_names(index: pd.Index) -> pd.Index:
+    """The sample names as strings. An index that holds strings already (pandas caches
+    that finding) is not converted again, which would cost a pass over 1e5 Python
+    objects per parse; a shallow copy shares its values but not its name."""
+    if index.dtype == object and index.inferred_type == "string":
+        return index.copy()
+    return pd.Index(index).astype(str)
+
+
 def _read_columns(obs: pd.DataFrame) -> _Columns:
     """Check the contract columns row by row and encode them as integer codes."""
     check_columns(obs)
@@ -486,12 +495,19 @@ def _canonical_conditions(raw: _RawConditions, genes: pd.Index) -> _Conditions:
         label if ctrl else COMBINATION_SEPARATOR.join(sorted(targets))
         for label, ctrl, targets in zip(raw.label, raw.control, raw.targets, strict=True)
     ]
-    raw_key = pd.MultiIndex.from_arrays([canonical, raw.kind, raw.control])
-    raw_to_cond, uniques = pd.factorize(raw_key)
-    codes = raw_to_cond.astype(np.int64)[raw.codes]
-    cond_label = uniques.get_level_values(0).to_numpy(dtype=object)
-    cond_kind = uniques.get_level_values(1).to_numpy(dtype=object)
-    cond_control = uniques.get_level_values(2).to_numpy(dtype=bool)
+    # First-appearance factorization of the (label, kind, control) triples of the
+    # ~1e3 raw conditions: a dict does it without pandas' per-call overhead,
+    # which a MultiIndex costs several times over at this size.
+    first_of: dict[tuple[str, str, bool], int] = {}
+    raw_to_cond = np.fromiter(
+        (first_of.setdefault(key, len(first_of))
+         for key in zip(canonical, raw.kind, raw.control, strict=True)),
+        dtype=np.int64, count=len(canonical),
+    )
+    codes = raw_to_cond[raw.codes]
+    cond_label = np.array([key[0] for key in first_of], dtype=object)
+    cond_kind = np.array([key[1] for key in first_of], dtype=object)
+    cond_control = np.array([key[2] for key in first_of], dtype=bool)
     targets = [() if ctrl else tuple(lab.split(COMBINATION_SEPARATOR))
                for lab, ctrl in zip(cond_label, cond_control, strict=True)]
     n_targets = np.fromiter(map(len, targets), dtype=np.int64, count=len(targets))
@@ -518,6 +534,24 @@ def _canonical_conditions(raw: _RawConditions, genes: pd.Index) -> _Conditions:
     )
     frame.index = pd.Index(_condition_keys(frame), name="condition")
     return _Conditions(codes, frame, indptr, indices, unmeasured)
+
+
+def _sample_entries(cond: _Conditions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The mask's indptr and indices (each sample gets its condition's measured
+    targets) and the sample of each entry."""
+    per_condition = np.diff(cond.indptr)
+    if per_condition.max(initial=0) > 1:  # combinations: a ragged gather
+        indptr, indices = ragged_gather(cond.indptr, cond.indices, cond.codes)
+        return indptr, indices, entry_rows(indptr)
+    # At most one measured target per condition (most screens): one lookup per
+    # sample, without the ragged gather's offsets.
+    targeted = (per_condition > 0)[cond.codes]
+    rows = np.flatnonzero(targeted)
+    column = np.full(len(per_condition), -1, dtype=np.int64)
+    column[per_condition > 0] = cond.indices
+    indptr = np.zeros(len(targeted) + 1, dtype=np.int64)
+    np.cumsum(targeted, out=indptr[1:])
+    return indptr, column[cond.codes[rows]], rows
 
 
 def _condition_keys(conditions: pd.DataFrame) -> list[str]:
@@ -554,12 +588,12 @@ class _LevelParser:
     """
 
     def __init__(
-        self, obs: pd.DataFrame, raw: _RawConditions, genes: pd.Index, indptr: np.ndarray
+        self, obs: pd.DataFrame, raw: _RawConditions, genes: pd.Index, rows: np.ndarray
     ) -> None:
         self.obs = obs
         self.raw = raw
         self.genes = genes
-        self.rows = entry_rows(indptr)
+        self.rows = rows  # the sample of each mask entry
         n_targets = np.fromiter(map(len, raw.targets), dtype=np.int64, count=len(raw.targets))
         self.n_targets = n_targets[raw.codes]
         control = np.asarray(raw.control, dtype=bool)[raw.codes]

@@ -58,6 +58,8 @@ __all__ = ["BLOCK_VALUES", "LeftOut", "Moments", "check_gather", "left_out", "mo
 
 #: Row blocks of the pass over the samples hold about this many float64 values.
 BLOCK_VALUES = 1 << 22
+# Values of the chunk of rows a dense block is prepared in (1 MiB of float64: in cache).
+_CHUNK_VALUES = 1 << 17
 # Sparse X denser than this is read as dense blocks: BLAS beats sparse products.
 _SPARSE_DENSITY = 0.15
 # Up to this many values (u x u regulators), the regulator Gram matrix is
@@ -179,7 +181,10 @@ class LeftOut:
         """Centred products (scatter matrix) of regulators a and b, ``(m, |a|, |b|)``."""
         s = self.regulator_sums
         outer = s[:, a][:, :, None] * s[:, b][:, None, :]
-        return self.gram(a, b) - outer * self.inv_n[:, None, None]
+        outer *= self.inv_n[:, None, None]
+        gram = self.gram(a, b)  # a new array: centred in place
+        gram -= outer
+        return gram
 
     def target_scatter(self) -> np.ndarray:
         """Centred products of each regulator with the target, ``(m, r)``."""
@@ -319,50 +324,90 @@ def _first_block_shift(Z: np.ndarray, e: _Entries) -> np.ndarray:
 class _Buffers:
     """Work arrays of the dense block path, allocated once per pass and reused."""
 
-    def __init__(self, rows: int, p: int, u: int, v: int) -> None:
+    def __init__(self, rows: int, p: int, u: int) -> None:
         self.Z = np.empty((rows, p))
         self.WU = np.empty((rows, u)) if u < p else None
-        self.WV = np.empty((rows, v))
         self.cross = np.empty((u, p))
-        self.targeted_gram = np.empty((u, v))
+
+
+def _chunk_rows(p: int) -> int:
+    """Rows of a block prepared at once: about _CHUNK_VALUES values, so that the
+    elementwise steps on them run in cache."""
+    return max(16, _CHUNK_VALUES // max(1, p))
 
 
 def _dense_sums(Z: np.ndarray, e: _Entries, lay: _Layout, buffers: _Buffers | None = None,
-                into: _Sums | None = None) -> _Sums:
-    """Statistics of one dense block; ``Z`` (float64, raw values) is overwritten.
+                into: _Sums | None = None, source: np.ndarray | None = None,
+                row_weights: np.ndarray | None = None,
+                weighted: np.ndarray | None = None) -> _Sums:
+    """Statistics of one dense block; ``Z`` (float64) is overwritten.
 
-    With ``into`` the block's statistics are added to it (and it is returned).
+    ``Z`` holds the block's raw values, or, with ``source`` (the block as read,
+    any real dtype), only receives them: the copy then is the shift's
+    subtraction. With ``into`` the block's statistics are added to it (and it
+    is returned). With ``row_weights`` (one per row of the block),
+    ``row_weights @ X`` of the block is added to ``weighted``.
+
+    The elementwise steps (shift, levels T, the copy of W_U, zeroing the
+    targeted entries, column sums and sums of squares of Y) run on chunks of
+    rows that stay in cache, so the block is read from memory once before the
+    product ``W_U^T Y`` (and once by it), not once per step.
     """
-    r, c, k = e.rows, e.cols, e.known
-    m = Z.shape[0]
-    Z[r[k], c[k]] = e.levels[k]
-    Z -= lay.shift  # Z is now W
+    m, p = Z.shape
     U, V = lay.regulators, lay.targeted_regs
-    WV = np.take(Z, V, axis=1, out=None if buffers is None else buffers.WV[:m])
-    if len(U) < Z.shape[1]:
-        # W_U is a copy taken before the targeted entries are zeroed, so that
-        # W_U^T Y is one dense product.
-        WU = np.take(Z, U, axis=1, out=None if buffers is None else buffers.WU[:m])
-        Z[r, c] = 0.0  # Z is now Y
+    u = len(U)
+    partial = u < p
+    WU = None
+    if partial:
+        WU = np.empty((m, u)) if buffers is None else buffers.WU[:m]
+    target_sums, target_squares = np.zeros(p), np.zeros(p)
+    values = np.empty(len(e.rows))  # W at the targeted entries, before they are zeroed
+    step = _chunk_rows(p)
+    edges = np.searchsorted(e.rows, np.arange(0, m + step, step))
+    for i, lo in enumerate(range(0, m, step)):
+        hi = min(lo + step, m)
+        a, b = edges[i], edges[i + 1]
+        Zc = Z[lo:hi]
+        if row_weights is not None:  # the raw values, while the chunk is in cache
+            weighted += row_weights[lo:hi] @ (Zc if source is None else source[lo:hi])
+        if source is None:
+            Zc -= lay.shift
+        else:
+            np.subtract(source[lo:hi], lay.shift, out=Zc, casting="unsafe")
+        r, c, k = e.rows[a:b] - lo, e.cols[a:b], e.known[a:b]
+        Zc[r[k], c[k]] = e.levels[a:b][k] - lay.shift[c[k]]  # Zc is now W
+        if partial:
+            np.take(Zc, U, axis=1, out=WU[lo:hi])
+        values[a:b] = Zc[r, c]
+        Zc[r, c] = 0.0  # Zc is now Y
+        target_sums += Zc.sum(axis=0)
+        target_squares += np.einsum("ij,ij->j", Zc, Zc)
+    r, c = e.rows, e.cols
+    if partial:
         cross = np.matmul(WU.T, Z, out=None if buffers is None else buffers.cross)
-        tg = np.matmul(WU.T, WV, out=None if buffers is None else buffers.targeted_gram)
         reg_sums = WU.sum(axis=0)
     else:
         # U = every gene: W_U^T Y = Y^T Y + S^T Y with S the targeted entries of W
         # (sparse), so that no copy of W is made.
-        values = Z[r, c]
-        Z[r, c] = 0.0  # Z is now Y
-        S = sp.csr_array((values, (c, r)), shape=(len(U), m))
+        WU = Z
         cross = np.matmul(Z.T, Z, out=None if buffers is None else buffers.cross)
-        cross += S @ Z
-        tg = np.matmul(Z.T, WV, out=None if buffers is None else buffers.targeted_gram)
-        tg += S @ WV
-        reg_sums = Z.sum(axis=0)
-        reg_sums += np.bincount(c, weights=values, minlength=len(U))
-    target_sums, target_squares = Z.sum(axis=0), np.einsum("ij,ij->j", Z, Z)
+        cross += sp.csr_array((values, (c, r)), shape=(u, m)) @ Z
+        reg_sums = target_sums + np.bincount(c, weights=values, minlength=u)
+    # W_U^T W_V = W_U^T Y_V + W_U^T S_V: W_V differs from Y_V only at the targeted
+    # entries (S_V), so the targeted regulators need no product of their own.
+    column = np.searchsorted(V, c)
+    in_v = column < len(V)
+    in_v[in_v] = V[column[in_v]] == c[in_v]
+    S_V = sp.csr_array((values[in_v], (column[in_v], r[in_v])), shape=(len(V), m))
+    if partial:
+        tg = cross[:, V] + (S_V @ WU).T
+    else:
+        # Here Y_U is Y itself: W_U^T W_V = (Y + S)^T (Y_V + S_V).
+        S = sp.csr_array((values, (c, r)), shape=(u, m))
+        tg = cross[:, V] + (S_V @ Z).T + (S_V @ S.T).T.toarray()
     if into is None:
         if buffers is not None:  # the buffers are overwritten by the next block
-            cross, tg = cross.copy(), tg.copy()
+            cross = cross.copy()
         return _Sums(reg_sums, target_sums, target_squares, cross, tg)
     into.regulator_sums += reg_sums
     into.target_sums += target_sums
@@ -559,7 +604,7 @@ def _memory_pass(
     count = n if rows is None else len(rows)
     buffers = None
     if not sparse_path:
-        buffers = _Buffers(min(step, count), p, len(lay.regulators), len(lay.targeted_regs))
+        buffers = _Buffers(min(step, count), p, len(lay.regulators))
     for start in tqdm(
         range(0, count, step), desc="Gram (samples)", unit="block", disable=not verbose,
         leave=False,
@@ -575,12 +620,18 @@ def _memory_pass(
                 weighted += np.asarray(row_weights[start:stop] @ block, dtype=np.float64)
             sums += _sparse_sums(block, entries, lay)
             continue
+        # The weighted row sum (e.g. the control mean) is taken chunk by chunk
+        # with the other statistics, not in a pass of its own.
+        w = None if weighted is None else row_weights[start:stop]
+        if isinstance(block, np.ndarray) and not (start == 0 and first_block_shift):
+            # Read once: the shift's subtraction is the copy into the buffer.
+            _dense_sums(buffers.Z[: stop - start], entries, lay, buffers, into=sums,
+                        source=block, row_weights=w, weighted=weighted)
+            continue
         Z = _as_dense(block, buffers.Z)
-        if weighted is not None:
-            weighted += row_weights[start:stop] @ Z
         if start == 0 and first_block_shift:
             lay.shift = _first_block_shift(Z, entries)
-        _dense_sums(Z, entries, lay, buffers, into=sums)
+        _dense_sums(Z, entries, lay, buffers, into=sums, row_weights=w, weighted=weighted)
     return sums, weighted
 
 

@@ -79,7 +79,7 @@ comparison ties.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, overload
+from typing import Any, Literal, NamedTuple, overload
 
 import numpy as np
 import scipy.sparse as sp
@@ -104,10 +104,16 @@ ORIENTATIONS = ("prediction", "observed")
 TIE_RTOL = 1e-10
 ZERO_RTOL = 1e-12
 
-# Elements of one (block, n) temporary or (block, genes) buffer: about 16 MiB
-# of float64; about twenty of them live at once: a few hundred MiB at most.
+# Elements of one (block, n) temporary: about 16 MiB of float64; about twenty
+# of them live at once: a few hundred MiB at most.
 _BLOCK_ELEMENTS = 1 << 21
+# Elements of one (block, genes) buffer (32 MiB of float64; at most two of
+# them): a small n then takes a few large blocks, so the product streams the
+# (n, genes) candidates from memory a few times instead of n / 262 times.
+_BUFFER_ELEMENTS = 1 << 22
 _MIN_BLOCK = 64
+# Elements of a chunk of rows prepared at once (1 MiB of float64: in cache).
+_CHUNK_ELEMENTS = 1 << 17
 _SHOWN = 10
 
 
@@ -127,9 +133,13 @@ def _rows_text(rows: np.ndarray) -> str:
     return shown + (f" ... and {more} more" if more > 0 else "")
 
 
-def _as_profiles(name: str, values: Any) -> np.ndarray:
+def _as_profiles(name: str, values: Any) -> tuple[np.ndarray, np.ndarray]:
     """A finite float64 (n, g) array (the caller's array itself when it already is one:
-    it is only read)."""
+    it is only read) and its column sums.
+
+    The column sums serve the column mean and prove the array finite in the same
+    pass (NaN and inf propagate through +); the rows are looked at one by one only
+    when a sum is not finite (a NaN, an inf, or an overflow of finite values)."""
     if sp.issparse(values):
         values = values.toarray()
     try:
@@ -140,13 +150,15 @@ def _as_profiles(name: str, values: Any) -> np.ndarray:
     if array.ndim != 2:
         raise DataContractError(f"{name} must be 2-dimensional (perturbations x genes); "
                                 f"got shape {array.shape}.")
-    rows = nonfinite_rows(array)
+    column_sums = array.sum(axis=0)
+    rows = (nonfinite_rows(array) if not np.isfinite(column_sums).all()
+            else np.zeros(0, dtype=np.int64))
     if len(rows):
         raise DataContractError(
             f"{name} has NaN or infinite values in {len(rows)} row(s): {_rows_text(rows)}. "
             f"Drop or fill those perturbations before retrieval."
         )
-    return array
+    return array, column_sums
 
 
 def _computed(*values: Any) -> list[Any]:
@@ -311,6 +323,73 @@ def _full_scale(x: np.ndarray, distance: str) -> np.ndarray:
     return np.einsum("ij,ij->i", x, x)
 
 
+class _Prepared(NamedTuple):
+    """Prepared rows and their per-row reductions (see :func:`_prepare`)."""
+
+    values: np.ndarray
+    scale: np.ndarray | None  # tie scale over all genes, before the zeroing
+    norm: np.ndarray  # squared norm after the zeroing
+    sums: np.ndarray | None  # sum after the zeroing
+    match: np.ndarray | None  # distance to the given true matches
+
+
+def _prepare(x: np.ndarray, distance: str, mu: np.ndarray | None, sets: _Sets | None,
+             lo: int, out: np.ndarray, *, scale: bool, sums: bool,
+             match: np.ndarray | None = None) -> _Prepared:
+    """Rows ``x`` transformed into ``out`` and zeroed at their excluded genes (rows
+    ``lo..`` of ``sets``), with per row: the tie scale over all genes (before the
+    zeroing, when ``scale``), the squared norm and (when ``sums``) the sum after it,
+    and (with ``match``, prepared rows of the same shape) the distance to ``match``
+    (see :func:`_match_distance`).
+
+    The same steps as :func:`_transform`, :func:`_full_scale`, :func:`_zero_rows`
+    and the row reductions one after the other, but on chunks of rows that stay
+    in cache, so the rows are read from memory once. Every step is row by row,
+    so the values do not depend on the chunking.
+    """
+    m, g = x.shape
+    full = np.empty(m) if scale else None
+    norm = np.empty(m)
+    total = np.empty(m) if sums else None
+    to_match = None if match is None else np.empty(m)
+    step = max(1, _CHUNK_ELEMENTS // max(g, 1))
+    scratch = None if match is None else np.empty((min(step, m), g))
+    for a in range(0, m, step):
+        b = min(a + step, m)
+        chunk = _transform(x[a:b], distance, mu, out=out[a:b])
+        if full is not None:
+            full[a:b] = _full_scale(chunk, distance)
+        _zero_rows(chunk, sets, lo + a, lo + b)
+        norm[a:b] = np.einsum("ij,ij->i", chunk, chunk)
+        if total is not None:
+            total[a:b] = chunk.sum(axis=1)
+        if to_match is not None:
+            to_match[a:b] = _match_distance(chunk, match[a:b], distance, scratch[: b - a])
+    return _Prepared(out, full, norm, total, to_match)
+
+
+def _match_distance(q: np.ndarray, c: np.ndarray, distance: str, scratch: np.ndarray
+                    ) -> np.ndarray:
+    """Per row, the distance of ``q`` to ``c`` over all genes of the zeroed profiles
+    (squared for the euclidean family); ``scratch`` (may be ``q``) takes ``q - c``."""
+    diff = np.subtract(q, c, out=scratch)
+    if distance == "manhattan":
+        return np.abs(diff, out=diff).sum(axis=1)
+    return np.einsum("ij,ij->i", diff, diff)
+
+
+def _true_distance(Qb: np.ndarray, Cb: np.ndarray, distance: str) -> np.ndarray:
+    """:func:`_match_distance` of the query block to its true matches, row chunk by
+    row chunk; ``Qb`` is overwritten with ``Qb - Cb``."""
+    m, g = Qb.shape
+    out = np.empty(m)
+    step = max(1, _CHUNK_ELEMENTS // max(g, 1))
+    for a in range(0, m, step):
+        b = min(a + step, m)
+        out[a:b] = _match_distance(Qb[a:b], Cb[a:b], distance, Qb[a:b])
+    return out
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -379,10 +458,11 @@ def pairwise_retrieval(
         prediction ``P_j`` (PerturBench, Wong et al.); ``exclude="query"``
         then means the observed row's genes, which are the same genes.
     block_size
-        Query rows processed at once; default ``2**21 // max(n, g)`` (at
-        least 64). Memory beyond the inputs and one float64 copy of one of
-        them is about ``20 * block_size * max(n, g) * 8`` bytes (about 300 MB
-        by default). Results do not depend on it.
+        Query rows processed at once; default
+        ``min(2**21 // n, 2**22 // g, ceil(n / 2))`` (at least 64). Memory
+        beyond the inputs and one float64 copy of one of them is about
+        ``(20 * n + 2 * g) * block_size * 8`` bytes (at most about 400 MB by
+        default). Results do not depend on it.
     return_matrix
         Also return the (n, n) float32 matrix ``B`` with ``B[i, j]`` = 1 when
         candidate ``j`` beats the true match of query ``i``, 0.5 for a tie, 0
@@ -463,8 +543,8 @@ def pairwise_retrieval(
     # Profiles are perturbations x genes: small enough to hold; a Dask input
     # is computed once, here.
     predicted, observed = _computed(predicted, observed)
-    P = _as_profiles("predicted", predicted)
-    T = _as_profiles("observed", observed)
+    P, P_sums = _as_profiles("predicted", predicted)
+    T, T_sums = _as_profiles("observed", observed)
     if P.shape != T.shape:
         raise DataContractError(
             f"predicted has shape {P.shape} but observed has shape {T.shape}; row i of both "
@@ -480,19 +560,19 @@ def pairwise_retrieval(
     Q, C = (P, T) if orientation == "prediction" else (T, P)
 
     similarity = distance in ("cosine", "pearson")
-    mu = None if similarity else (P.mean(axis=0) + T.mean(axis=0)) / 2.0
+    # The column means of P and T (the same bits as P.mean(axis=0), which
+    # divides the same sums), from the sums the finiteness check computed.
+    mu = None if similarity else (P_sums / n + T_sums / n) / 2.0
     # The candidate side is needed whole (the product against every query
     # block); the query side is transformed block by block.
-    Cx = _transform(C, distance, mu)
-    scale_c = None if similarity else _full_scale(Cx, distance)
-
     keep = None
     if exclude == "all":
+        Cx = _transform(C, distance, mu)
+        scale_c = None if similarity else _full_scale(Cx, distance)
         dropped = np.zeros(g, dtype=bool)
         dropped[mask.indices] = True
         keep = np.flatnonzero(~dropped)
         Cx = np.ascontiguousarray(Cx[:, keep])
-    g_eff = Cx.shape[1]
     # R^q: genes each query row excludes (also from its true match); R^c: genes
     # each candidate row excludes (so also from the query and the true match of
     # that comparison).
@@ -500,15 +580,23 @@ def pairwise_retrieval(
     c_mask = mask if exclude == "targeted" else None
     Rq, Rc = _Sets.of(q_mask), _Sets.of(c_mask)
     true_same_as_cand = exclude != "query"  # C'' == C' (same zeroed genes)
-    Cz = _zero_rows(Cx, Rc, 0, n)  # in place: Cx is our own copy
-    nc0 = np.einsum("ij,ij->i", Cz, Cz)
-    sc0 = Cz.sum(axis=1) if distance == "pearson" else None
+    if keep is None:
+        cand = _prepare(C, distance, mu, Rc, 0, np.empty((n, g)), scale=not similarity,
+                        sums=distance == "pearson")
+        Cz, scale_c, nc0, sc0 = cand.values, cand.scale, cand.norm, cand.sums
+    else:  # no zeroing: nothing is excluded per row
+        Cz = Cx
+        nc0 = np.einsum("ij,ij->i", Cz, Cz)
+        sc0 = Cz.sum(axis=1) if distance == "pearson" else None
+    g_eff = Cz.shape[1]
     q_count = g_eff - (np.diff(Rq.indptr) if Rq is not None else np.zeros(n, np.int64))
 
     if block_size is None:
-        # The (block, genes) buffers and the (block, n) temporaries each stay
-        # near _BLOCK_ELEMENTS.
-        block_size = max(_MIN_BLOCK, _BLOCK_ELEMENTS // max(n, g))
+        # The (block, n) temporaries stay near _BLOCK_ELEMENTS, the (block,
+        # genes) buffers near _BUFFER_ELEMENTS, and there are at least two
+        # blocks: the product is then tall times short (see _block_product).
+        block_size = max(_MIN_BLOCK, min(_BLOCK_ELEMENTS // n, _BUFFER_ELEMENTS // g,
+                                         (n + 1) // 2))
     block_size = int(min(block_size, n))
     work = _QueryBlocks(
         Q=Q, C=C, Cz=Cz, distance=distance, mu=mu, keep=keep, Rq=Rq, Rc=Rc,
@@ -553,13 +641,13 @@ class _QueryBlocks:
         self.nc0, self.sc0, self.q_count, self.scale_c = nc0, sc0, q_count, scale_c
         self.return_matrix = return_matrix
 
-    def buffers(self, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
-        """Work buffers for blocks of up to ``size`` query rows."""
+    def buffers(self, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Work buffers for blocks of up to ``size`` query rows (at most two)."""
         g, g_eff = self.Q.shape[1], self.Cz.shape[1]
         q_full = np.empty((size, g))
         q_buf = q_full if self.keep is None else np.empty((size, g_eff))
         c_buf = None if self.true_same_as_cand else np.empty((size, g))
-        return q_full, q_buf, c_buf, np.empty((size, g_eff))
+        return q_full, q_buf, c_buf
 
     def ranks(self, lo: int, hi: int, buffers: tuple | None = None
               ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -569,13 +657,21 @@ class _QueryBlocks:
         n = Cz.shape[0]
         b = hi - lo
         similarity = distance in ("cosine", "pearson")
-        q_full, q_buf, c_buf, d_buf = buffers if buffers is not None else self.buffers(b)
+        q_full, q_buf, c_buf = buffers if buffers is not None else self.buffers(b)
         # Query block and the true matches' block, transformed and zeroed.
-        Qb = _transform(self.Q[lo:hi], distance, mu, out=q_full[:b])
-        scale_q = None if similarity else _full_scale(Qb, distance)
-        if keep is not None:
+        true_d = None  # the true matches' distances, when known before the product
+        if keep is None:
+            # With C'' == C' the true matches are prepared already: their
+            # distances are taken while the query chunk is in cache.
+            match = Cz[lo:hi] if self.true_same_as_cand and not similarity else None
+            Qb, scale_q, qq, _, true_d = _prepare(self.Q[lo:hi], distance, mu, Rq, lo,
+                                                  q_full[:b], scale=not similarity,
+                                                  sums=False, match=match)
+        else:  # exclude="all": no per-row zeroing
+            Qb = _transform(self.Q[lo:hi], distance, mu, out=q_full[:b])
+            scale_q = None if similarity else _full_scale(Qb, distance)
             Qb = np.take(Qb, keep, axis=1, out=q_buf[:b])
-        Qb = _zero_rows(Qb, Rq, lo, hi)
+            qq = np.einsum("ij,ij->i", Qb, Qb)
         if self.true_same_as_cand:
             Cb = Cz[lo:hi]
         else:
@@ -586,23 +682,30 @@ class _QueryBlocks:
         B = _BSums(Cz, Rq, lo, hi)
         if similarity:
             beats = _beats_similarity(Qb, Cb, Cz, self.nc0, self.sc0, self.q_count[lo:hi], A,
-                                      B, pearson=distance == "pearson")
+                                      B, qq, pearson=distance == "pearson")
         else:
-            diff = np.subtract(Qb, Cb, out=d_buf[:b])
+            # Without the true matches' distances yet, the query block's buffer
+            # (our own; Qb is not needed once the candidate distances are in)
+            # takes Qb - Cb in place: a second (block, genes) buffer would cost
+            # its first touch per call.
             if distance == "manhattan":
                 cand = cdist(Qb, Cz, "cityblock")
                 cand -= A.sum(np.abs(A.q))
                 cand -= B.sum(np.abs(B.c))
-                true = np.abs(diff, out=diff).sum(axis=1)[:, None] - A.sum(np.abs(A.q - A.c))
+                if true_d is None:
+                    true_d = _true_distance(Qb, Cb, distance)
+                true = true_d[:, None] - A.sum(np.abs(A.q - A.c))
             else:
                 # Squared distances for both members of the euclidean family.
                 cand = _block_product(Qb, Cz)
                 cand *= -2.0
-                cand += np.einsum("ij,ij->i", Qb, Qb)[:, None]
+                cand += qq[:, None]
                 cand += self.nc0[None, :]
                 cand -= A.sum(A.q * A.q)
                 cand -= B.sum(B.c * B.c)
-                true = np.einsum("ij,ij->i", diff, diff)[:, None] - A.sum(np.square(A.q - A.c))
+                if true_d is None:
+                    true_d = _true_distance(Qb, Cb, distance)
+                true = true_d[:, None] - A.sum(np.square(A.q - A.c))
             scale_c = self.scale_c
             tol = TIE_RTOL * ((scale_q + scale_c[lo:hi])[:, None] + scale_c[None, :])
             beats = _beats_smaller(cand, true, tol)
@@ -645,7 +748,7 @@ def _map_query_blocks(work: _QueryBlocks, bounds: list[tuple[int, int]]
 
 def _beats_similarity(Qb: np.ndarray, Cb: np.ndarray, Cz: np.ndarray, nc0: np.ndarray,
                       sc0: np.ndarray | None, q_count: np.ndarray, A: _ASums, B: _BSums,
-                      *, pearson: bool) -> np.ndarray:
+                      qq: np.ndarray, *, pearson: bool) -> np.ndarray:
     """Beats matrix of one query block for cosine or Pearson.
 
     All sums are over the comparison's genes: the row totals of the zeroed
@@ -653,7 +756,7 @@ def _beats_similarity(Qb: np.ndarray, Cb: np.ndarray, Cz: np.ndarray, nc0: np.nd
     count of genes, and centres the cross-products and squared norms.
     """
     dot = _block_product(Qb, Cz)
-    nq = np.einsum("ij,ij->i", Qb, Qb)[:, None] - A.sum(A.q * A.q)
+    nq = qq[:, None] - A.sum(A.q * A.q)
     nc = nc0[None, :] - B.sum(B.c * B.c)
     nct = np.einsum("ij,ij->i", Cb, Cb)[:, None] - A.sum(A.c * A.c)
     dott = np.einsum("ij,ij->i", Qb, Cb)[:, None] - A.sum(A.q * A.c)
