@@ -54,7 +54,10 @@ from causalcell.data.lazy import (
 )
 from causalcell.errors import ParameterError
 
-__all__ = ["BLOCK_VALUES", "LeftOut", "Moments", "check_gather", "left_out", "moments"]
+__all__ = [
+    "BLOCK_VALUES", "LeftOut", "Moments", "check_gather", "leave_out_gather", "left_out",
+    "moments",
+]
 
 #: Row blocks of the pass over the samples hold about this many float64 values.
 BLOCK_VALUES = 1 << 22
@@ -705,6 +708,40 @@ def _dask_pass(
         data = np.concatenate(total.gathered) if total.gathered else np.zeros(0)
         gathered = sp.csr_array((data, g.indices, g.indptr), shape=(n, p))
     return total.sums, gathered, total.weighted
+
+
+def leave_out_gather(
+    design: Design, parents: sp.spmatrix | sp.sparray | None, pool: np.ndarray, what: str,
+    fix: str = ("Use a network with fewer regulators per gene than a full regulator pool, "
+                "or fit on pseudobulk profiles (causalcell.data.pseudobulk)."),
+) -> sp.csr_array:
+    """The entries an out-of-core pass must collect for the leave-outs (samples x genes).
+
+    Single entries of a Dask X cannot be read cheaply after the pass, so the pass
+    gathers every value a leave-out will read: each targeted sample's regulators
+    of its targeted genes (``parents``: (p, p), regulator r of gene g at (r, g);
+    or, with ``parents=None``, every member of the regulator ``pool``) and the
+    targeted entries themselves. The one rule of every regression on the design
+    (ridge, OLS, spline, IV, and :func:`causalcell.graph.learn_network`'s pool).
+
+    Raises
+    ------
+    ParameterError
+        If the values would not fit in memory (:func:`check_gather`), naming
+        ``what`` and suggesting ``fix``.
+    """
+    mask = design.mask
+    n, p = design.shape
+    if parents is not None:
+        need = sp.csr_array(mask.astype(np.float64) @ sp.csr_array(parents).T.astype(np.float64))
+    else:
+        rows = np.flatnonzero(np.diff(mask.indptr))
+        need = sp.csr_array((np.ones(len(rows) * len(pool)),
+                             (np.repeat(rows, len(pool)), np.tile(pool, len(rows)))),
+                            shape=(n, p))
+    gather = (sp.csr_array(need, dtype=bool) + mask).astype(bool)
+    check_gather(gather.nnz, what, fix)
+    return gather
 
 
 def check_gather(nnz: int, what: str, fix: str) -> None:

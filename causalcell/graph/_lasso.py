@@ -63,7 +63,7 @@ from causalcell._validation import (
 )
 from causalcell.data._design import Design
 from causalcell.data._interventions import Interventions
-from causalcell.data._moments import LeftOut, Moments, check_gather, moments
+from causalcell.data._moments import LeftOut, Moments, leave_out_gather, moments
 from causalcell.data._stats import (
     GroupMoments,
     bh_qvalues,
@@ -115,16 +115,10 @@ def _first_pass(design: Design, reg_idx: np.ndarray, verbose: bool) -> tuple[Mom
     """
     if not is_dask_array(design.X):
         return moments(design, reg_idx, verbose=verbose), design
-    targeted = np.flatnonzero(np.diff(design.mask.indptr))
-    n, p = design.shape
-    gather = sp.csr_array(
-        (np.ones(len(targeted) * len(reg_idx), dtype=bool),
-         (np.repeat(targeted, len(reg_idx)), np.tile(reg_idx, len(targeted)))),
-        shape=(n, p),
-    )
-    check_gather(gather.nnz, "learn_network",
-                 "Restrict the candidates (regulators=, e.g. the transcription factors), or "
-                 "learn from pseudobulk profiles (causalcell.data.pseudobulk).")
+    gather = leave_out_gather(
+        design, None, reg_idx, "learn_network",
+        "Restrict the candidates (regulators=, e.g. the transcription factors), or learn "
+        "from pseudobulk profiles (causalcell.data.pseudobulk).")
     mom = moments(design, reg_idx, gather=gather, verbose=verbose)
     return mom, design.with_values(mom.gathered)
 

@@ -68,7 +68,7 @@ from threadpoolctl import threadpool_limits
 
 from causalcell.data._design import Design
 from causalcell.data._interventions import Interventions
-from causalcell.data._moments import LeftOut, Moments, check_gather, left_out, moments
+from causalcell.data._moments import LeftOut, Moments, leave_out_gather, left_out, moments
 from causalcell.data._sparse import gather_entries
 from causalcell.data._stats import group_moments
 from causalcell.data.lazy import is_dask_array
@@ -266,25 +266,8 @@ def _sample_pass(
     """The pass over the samples (the moments the ridge solver reads) and the
     design its leave-outs read (for Dask X, the values the pass gathered)."""
     design = Design(X, interventions)
-    gather = None
-    if is_dask_array(X):
-        # Single entries of a Dask X cannot be read later: the pass collects what the
-        # leave-outs read (each targeted sample's regulators of its targeted genes)
-        # and the targeted entries (the same rule as the ridge solver's pass).
-        mask = design.mask
-        n, p = design.shape
-        if regs.parents is not None:
-            need = sp.csr_array(mask.astype(np.float64) @ regs.parents.T.astype(np.float64))
-        else:
-            rows = np.flatnonzero(np.diff(mask.indptr))
-            pool = regs.regulators
-            need = sp.csr_array((np.ones(len(rows) * len(pool)),
-                                 (np.repeat(rows, len(pool)), np.tile(pool, len(rows)))),
-                                shape=(n, p))
-        gather = (sp.csr_array(need, dtype=bool) + mask).astype(bool)
-        check_gather(gather.nnz, "regressor='iv'",
-                     "Use a network with fewer regulators per gene than a full regulator pool, "
-                     "or fit on pseudobulk profiles (causalcell.data.pseudobulk).")
+    gather = (leave_out_gather(design, regs.parents, regs.regulators, "regressor='iv'")
+              if is_dask_array(X) else None)
     samples = moments(design, regs.regulators, gather=gather, row_weights=row_weights,
                       verbose=verbose)
     return samples, design if gather is None else design.with_values(samples.gathered)

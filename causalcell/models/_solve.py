@@ -49,7 +49,7 @@ from threadpoolctl import threadpool_limits
 from causalcell._progress import tqdm
 from causalcell.data._design import Design
 from causalcell.data._interventions import Interventions
-from causalcell.data._moments import BLOCK_VALUES, Moments, check_gather, left_out, moments
+from causalcell.data._moments import BLOCK_VALUES, Moments, leave_out_gather, left_out, moments
 from causalcell.data.lazy import format_bytes, is_dask_array, physical_memory
 from causalcell.errors import ParameterError
 
@@ -697,33 +697,6 @@ def _structure(
     )
 
 
-def _gather_pattern(design: Design, structure: _Structure) -> sp.csr_array:
-    """Out of core, single entries cannot be read cheaply later: the pass collects
-    every value a downdate will need (each targeted sample's regulators of its
-    targeted genes) and the targeted entries themselves."""
-    mask = design.mask
-    n, p = design.shape
-    if structure.parents is not None:
-        P = structure.parents
-        need = mask.astype(np.float64) @ P.T.astype(np.float64)
-    else:
-        rows = np.flatnonzero(np.diff(mask.indptr))
-        pool = structure.pool
-        need = sp.csr_array(
-            (np.ones(len(rows) * len(pool)),
-             (np.repeat(rows, len(pool)), np.tile(pool, len(rows)))),
-            shape=(n, p),
-        )
-    gather = (sp.csr_array(need, dtype=bool) + mask).astype(bool)
-    check_gather(
-        gather.nnz,
-        "fit_linear",
-        "Use a network with fewer regulators per gene than a full regulator pool, or fit "
-        "on pseudobulk profiles (causalcell.data.pseudobulk).",
-    )
-    return gather
-
-
 def fit_linear(
     X: Any,
     interventions: Interventions | None,
@@ -816,7 +789,8 @@ def fit_linear(
     _check_cost(n, p, len(regulators), v, structure.stacked_flops, structure.pool_flops,
                 structure.coef_entries, len(structure.pool))
     lazy = is_dask_array(X)
-    gather = _gather_pattern(design, structure) if lazy else None
+    gather = (leave_out_gather(design, structure.parents, structure.pool, "fit_linear")
+              if lazy else None)
     cp = moments(design, regulators, block_rows=block_rows, gather=gather,
                  row_weights=row_weights, verbose=verbose)
     ctx = _Context(design=design.with_values(cp.gathered) if lazy else design, moments=cp)
