@@ -316,3 +316,44 @@ def test_iv_inspection_survives_save_and_load(tmp_path):
     plain = ConditionalGRNRegressor.load(ridge.save(tmp_path / "ridge"))
     assert not hasattr(plain, "iv_unidentified_")
     assert not hasattr(plain, "iv_fallback_genes_")
+
+
+def test_first_stage_check_equals_the_smallest_eigenvalues():
+    """The batched Cholesky check decides as the eigenvalues do, chunk by chunk,
+    whether or not a chunk holds a failing matrix."""
+    from causalcell.models._iv import _CHECK_CHUNK, _smallest_eigenvalue_above
+
+    rng = np.random.default_rng(0)
+    m, r = 3 * _CHECK_CHUNK + 5, 6
+    A = rng.normal(size=(m, r, r))
+    A = A @ A.transpose(0, 2, 1) + 0.05 * np.eye(r)
+    low = np.linalg.eigvalsh(A)[:, 0]
+    threshold = float(np.quantile(low, 0.1))  # about one matrix in ten fails
+    A[: _CHECK_CHUNK] += 2 * threshold * np.eye(r)  # a first chunk without failure
+    low = np.linalg.eigvalsh(A)[:, 0]
+    keep = np.abs(low - threshold) > 1e-9  # no tie at rounding level
+    got = _smallest_eigenvalue_above(A, threshold)
+    np.testing.assert_array_equal(got[keep], (low > threshold)[keep])
+    assert got[:_CHECK_CHUNK].all()
+    assert not got.all()
+
+
+def test_iv_fallback_reuses_the_pass_over_the_samples(monkeypatch):
+    """The ridge fallback is solved from the IV fit's own pass over the samples (its
+    regulators include the fallback genes'): one pass of moments, not two."""
+    from causalcell.data import _moments
+    from causalcell.models import _iv, _solve
+
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return _moments.moments(*args, **kwargs)
+
+    monkeypatch.setattr(_iv, "moments", counting)
+    monkeypatch.setattr(_solve, "moments", counting)
+    ad, W = _unperturbed_root()
+    with pytest.warns(CausalCellWarning, match="per-gene ridge fit"):
+        got = ConditionalGRNRegressor("iv").fit(ad, network(W))
+    assert list(got.iv_fallback_genes_) == ["G2"]
+    assert len(calls) == 1

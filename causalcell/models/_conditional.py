@@ -408,9 +408,10 @@ class ConditionalGRNRegressor(PerturbationModel):
     def _linear_fit(
         self, X: Any, iv: Any, parents: sp.csc_array | None, pool: np.ndarray | None,
         kind: str, genes: pd.Index, control: np.ndarray | None,
-        responses: np.ndarray | None = None,
+        responses: np.ndarray | None = None, samples: Any = None,
     ) -> Any:
-        """:func:`fit_linear` with this model's penalty (``alpha`` or ``alpha="gcv"``)."""
+        """:func:`fit_linear` with this model's penalty (``alpha`` or ``alpha="gcv"``);
+        ``samples``: reuse that pass over the samples (``X`` is then its design)."""
         gcv = isinstance(self.alpha, str)
         return fit_linear(
             X,
@@ -423,6 +424,7 @@ class ConditionalGRNRegressor(PerturbationModel):
             alphas=np.asarray(self.alphas, dtype=float) if gcv and kind == "ridge" else None,
             inference=kind == "ols",
             row_weights=control,
+            samples=samples,
             verbose=self.verbose,
             names=genes,
         )
@@ -450,8 +452,8 @@ class ConditionalGRNRegressor(PerturbationModel):
             fallback = targets[~_on_a_cycle(parents, pool, len(genes))[targets]]
         parts = []
         if fallback.size:
-            coef, intercept, alpha, rss = self._iv_fallback_fit(X, iv, parents, pool, genes,
-                                                                 fit, fallback)
+            coef, intercept, alpha, rss = self._iv_fallback_fit(parents, pool, genes, fit,
+                                                                 fallback)
             # The ridge fit has no standard errors: NaN for those genes' edges.
             C = sp.coo_array(coef)
             se = np.asarray(sp.csr_array(fit.stderr)[C.row, C.col], dtype=float).ravel()
@@ -496,16 +498,17 @@ class ConditionalGRNRegressor(PerturbationModel):
         return fit.samples
 
     def _iv_fallback_fit(
-        self, X: Any, iv: Any, parents: sp.csc_array | None, pool: np.ndarray | None,
-        genes: pd.Index, fit: Any, fallback: np.ndarray,
+        self, parents: sp.csc_array | None, pool: np.ndarray | None, genes: pd.Index,
+        fit: Any, fallback: np.ndarray,
     ) -> tuple[sp.csr_array, np.ndarray, np.ndarray, np.ndarray]:
         """The IV fit with the columns of ``fallback`` genes replaced by their ridge fit
         (coefficients, intercepts, penalties and residual sums of squares).
 
-        The batched solver fits only those genes: in network mode the parent
-        matrix is restricted to their columns (so the pass over X forms the
-        moments of their regulators only), in pool mode ``responses`` selects
-        them. One more pass over X; identified genes keep their 2SLS fit.
+        The batched solver fits only those genes (in network mode the parent
+        matrix is restricted to their columns, in pool mode ``responses``
+        selects them) from the IV fit's own pass over the samples, whose
+        regulators include theirs: X is not read again. Identified genes keep
+        their 2SLS fit.
         """
         p = len(genes)
         is_fallback = np.zeros(p, dtype=bool)
@@ -514,8 +517,8 @@ class ConditionalGRNRegressor(PerturbationModel):
             P = sp.coo_array(parents)
             keep = is_fallback[P.col]
             parents = sp.csc_array((P.data[keep], (P.row[keep], P.col[keep])), shape=(p, p))
-        ridge = self._linear_fit(X, iv, parents, pool, "ridge", genes, None,
-                                 responses=fallback)
+        ridge = self._linear_fit(fit.reads, None, parents, pool, "ridge", genes, None,
+                                 responses=fallback, samples=fit.samples)
         C, R = sp.coo_array(fit.coef), sp.coo_array(ridge.coef)
         kept, new = ~is_fallback[C.col], is_fallback[R.col]
         coef = sp.csr_array(

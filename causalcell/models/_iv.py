@@ -81,6 +81,9 @@ _STACK_VALUES = 1 << 24
 # Smallest eigenvalue of a gene's regulator correlation matrix (over the
 # conditions that keep it) below which its system counts as rank-deficient.
 _RANK_TOLERANCE = 1e-10
+# Matrices per batched Cholesky check of the first-stage strength (a failing
+# chunk falls back to eigenvalues, so failures stay cheap where they are rare).
+_CHECK_CHUNK = 64
 # Unidentified edges named in the error message, at most.
 _SHOWN = 8
 #: Smallest first-stage F statistic (see :func:`fit_iv`) of an identified gene:
@@ -253,7 +256,7 @@ def fit_iv(
     dof = n_samples - np.diff(sp.csc_array(coef).indptr) - 1
     fit = LinearFit(coef=coef, intercept=intercept, alpha=np.zeros(p), n_samples=n_samples,
                     rss=np.where(n_samples > 0, rss, np.nan), stderr=stderr, dof=dof,
-                    samples=samples)
+                    samples=samples, reads=reads)
     unidentified = np.column_stack([_concatenate(lost_regulators, np.int64),
                                     _concatenate(lost_targets, np.int64)])
     return fit, unidentified.astype(np.int64)
@@ -451,12 +454,32 @@ def _identified(moments: _GeneMoments, R: np.ndarray, within_var: np.ndarray,
     # the rest is checked; the rare gene still weak is pruned greedily on its own.
     active = (np.diagonal(F, axis1=1, axis2=2) >= min_strength) & (sd > 0)
     Ca, Fa = _restricted(C, active, 1.0), _restricted(F, active, np.inf)
-    low = np.linalg.eigvalsh(Ca)[:, 0]
-    strength = np.linalg.eigvalsh(np.where(np.isinf(Fa), 1e300, Fa))[:, 0]
-    ok = (low > _RANK_TOLERANCE) & (strength >= min_strength)
+    ok = (_smallest_eigenvalue_above(Ca, _RANK_TOLERANCE)
+          & _smallest_eigenvalue_above(np.where(np.isinf(Fa), 1e300, Fa), min_strength))
     for i in np.flatnonzero(~ok):  # still weak jointly: prune one by one
         active[i] = _identified_subset(S[i], F[i], min_strength, active[i])
     return active
+
+
+def _smallest_eigenvalue_above(A: np.ndarray, threshold: float) -> np.ndarray:
+    """(m,) whether each symmetric matrix of the stack ``A`` (m, r, r) has all its
+    eigenvalues above ``threshold``.
+
+    The usual case, a matrix passing, is a Cholesky factorization of
+    ``A - threshold I`` (it exists exactly when ``A - threshold I`` is positive
+    definite), several times cheaper than the eigenvalues. The stack is checked
+    in chunks of :data:`_CHECK_CHUNK` matrices (batched); the smallest
+    eigenvalues are computed only for a chunk where a factorization fails.
+    """
+    out = np.ones(len(A), dtype=bool)
+    shift = threshold * np.eye(A.shape[1])
+    for start in range(0, len(A), _CHECK_CHUNK):
+        chunk = A[start : start + _CHECK_CHUNK]
+        try:
+            np.linalg.cholesky(chunk - shift)
+        except np.linalg.LinAlgError:
+            out[start : start + len(chunk)] = np.linalg.eigvalsh(chunk)[:, 0] > threshold
+    return out
 
 
 def _restricted(A: np.ndarray, active: np.ndarray, diagonal: float) -> np.ndarray:

@@ -104,6 +104,7 @@ class LinearFit:
     stderr: sp.csr_array | None
     dof: np.ndarray
     samples: Moments | None = None  # the pass (its control sums; Dask: gathered values)
+    reads: Design | None = None  # the design the leave-outs read (Dask: gathered values)
 
 
 class _Collector:
@@ -711,6 +712,7 @@ def fit_linear(
     inference: bool = False,
     block_rows: int | None = None,
     row_weights: np.ndarray | None = None,
+    samples: Moments | None = None,
     verbose: bool = False,
     names: Any = None,
 ) -> LinearFit:
@@ -763,6 +765,12 @@ def fit_linear(
     row_weights
         Also compute ``row_weights @ X`` in the same pass
         (``LinearFit.samples.weighted_sum``, e.g. the control mean): X is read once.
+    samples
+        A pass over these samples already made (``LinearFit.samples`` of an
+        earlier fit on the same design, whose regulators include this fit's):
+        reused, X is not read again. ``X`` is then that fit's
+        ``LinearFit.reads`` (for a Dask X, the design holding the values its
+        pass gathered, which must cover this fit's leave-outs).
     verbose
         Progress bars.
     names
@@ -788,12 +796,19 @@ def fit_linear(
     v = int(np.count_nonzero(design.n_targeted[regulators]))
     _check_cost(n, p, len(regulators), v, structure.stacked_flops, structure.pool_flops,
                 structure.coef_entries, len(structure.pool))
-    lazy = is_dask_array(X)
-    gather = (leave_out_gather(design, structure.parents, structure.pool, "fit_linear")
-              if lazy else None)
-    cp = moments(design, regulators, block_rows=block_rows, gather=gather,
-                 row_weights=row_weights, verbose=verbose)
-    ctx = _Context(design=design.with_values(cp.gathered) if lazy else design, moments=cp)
+    if samples is None:
+        lazy = is_dask_array(X)
+        gather = (leave_out_gather(design, structure.parents, structure.pool, "fit_linear")
+                  if lazy else None)
+        cp = moments(design, regulators, block_rows=block_rows, gather=gather,
+                     row_weights=row_weights, verbose=verbose)
+        reads = design.with_values(cp.gathered) if lazy else design
+    else:
+        if row_weights is not None or not np.isin(regulators, samples.regulators).all():
+            raise ValueError("fit_linear: samples= must cover every regulator of this fit, "
+                             "and row_weights= cannot be computed from it.")
+        cp, reads = samples, design
+    ctx = _Context(design=reads, moments=cp)
     out = _Collector(p, solver.inference)
     if structure.parents is not None:
         fitted = _solve_network(ctx, structure, solver, out, verbose, names)
@@ -801,7 +816,7 @@ def fit_linear(
         fitted = _solve_pool(ctx, structure, solver, out, verbose, names)
     _intercept_only(cp, ~fitted & (cp.n_included > 0), solver, out)
     result = out.result()
-    result.samples = cp
+    result.samples, result.reads = cp, reads
     return result
 
 
