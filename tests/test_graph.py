@@ -454,6 +454,10 @@ def test_to_adjacency_matches_naive_dense(G, extra, data):
     assert A.shape == (len(genes), len(genes))
     assert A.dtype == np.float64
     np.testing.assert_array_equal(A.toarray(), naive_adjacency(G, genes))
+    # weight=None: the pattern, as networkx's weight=None (every edge counts 1).
+    pattern = to_adjacency(G, genes, weight=None)
+    expected = [[float(G.has_edge(u, v)) for v in genes] for u in genes]
+    np.testing.assert_array_equal(pattern.toarray(), np.reshape(expected, A.shape))
 
 
 def test_to_adjacency_other_attribute_index_genes_and_zero_weights():

@@ -59,8 +59,12 @@ __all__ = [
     "moments",
 ]
 
-#: Row blocks of the pass over the samples hold about this many float64 values.
-BLOCK_VALUES = 1 << 22
+#: Row blocks of the pass over the samples hold about this many float64 values
+#: (16 MB): large enough for full-speed products, small enough that the block
+#: buffers' first touch stays cheap (measured against 32 MB blocks in fresh
+#: processes: the first fit 2.2-2.4x instead of 2.4-2.8x its floor at 20,000 x
+#: 2,000, 1.65x instead of 1.85x at 50,000 x 1,000; benchmarks/bench_fit.py).
+BLOCK_VALUES = 1 << 21
 # Values of the chunk of rows a dense block is prepared in (1 MiB of float64: in cache).
 _CHUNK_VALUES = 1 << 17
 # Sparse X denser than this is read as dense blocks: BLAS beats sparse products.

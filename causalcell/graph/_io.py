@@ -525,8 +525,11 @@ def check_network_genes(G: nx.DiGraph, genes: pd.Index, what: str = "network") -
     return shared
 
 
-def _edge_arrays(G: nx.DiGraph) -> tuple[list[Any], np.ndarray, list[Any], list[dict]]:
-    """Sources, out-degrees, targets and attribute dicts of all edges in one pass.
+def _edge_arrays(
+    G: nx.DiGraph, attributes: bool = True
+) -> tuple[list[Any], np.ndarray, list[Any], list[dict]]:
+    """Sources, out-degrees, targets and attribute dicts (empty without
+    ``attributes``) of all edges in one pass.
 
     Uses ``G.adjacency()`` (public API: the graph's own adjacency dicts) so that
     targets and attribute dicts are gathered by C-level chaining, without
@@ -539,7 +542,7 @@ def _edge_arrays(G: nx.DiGraph) -> tuple[list[Any], np.ndarray, list[Any], list[
         nbr_dicts.append(nbrs)
     degrees = np.fromiter(map(len, nbr_dicts), dtype=np.int64, count=len(nbr_dicts))
     targets = list(chain.from_iterable(nbr_dicts))
-    attrs = list(chain.from_iterable(nbrs.values() for nbrs in nbr_dicts))
+    attrs = list(chain.from_iterable(nbrs.values() for nbrs in nbr_dicts)) if attributes else []
     return nodes, degrees, targets, attrs
 
 
@@ -716,7 +719,7 @@ def write_network(
 
 
 def to_adjacency(
-    G: nx.DiGraph, genes: Iterable[Hashable], *, weight: str = "weight"
+    G: nx.DiGraph, genes: Iterable[Hashable], *, weight: str | None = "weight"
 ) -> sp.csr_array:
     """Weighted adjacency matrix of a network over a given gene order.
 
@@ -727,9 +730,11 @@ def to_adjacency(
     genes : iterable of hashable
         Row and column order (e.g. ``adata.var_names``); must be unique.
         Names must match the graph's nodes exactly (same type and spelling).
-    weight : str, default "weight"
+    weight : str or None, default "weight"
         Edge attribute holding the weight. Edges without it (or with a value
-        of None, as pgmpy stores unweighted edges) count as 1.0.
+        of None, as pgmpy stores unweighted edges) count as 1.0. ``None``:
+        every edge counts as 1.0 and no attribute is read (the pattern only,
+        as networkx's ``weight=None``).
 
     Returns
     -------
@@ -765,10 +770,12 @@ def to_adjacency(
         )
     n = len(index)
     # One pass over the adjacency dicts; everything after is vectorized.
-    nodes, degrees, targets, attrs = _edge_arrays(G)
+    nodes, degrees, targets, attrs = _edge_arrays(G, attributes=weight is not None)
     rows = np.repeat(index.get_indexer(nodes), degrees)
     cols = index.get_indexer(targets)
     kept = np.flatnonzero((rows >= 0) & (cols >= 0))
+    if weight is None:
+        return sp.csr_array((np.ones(kept.size), (rows[kept], cols[kept])), shape=(n, n))
     if kept.size == len(attrs):
         values = [d.get(weight, 1.0) for d in attrs]
     else:

@@ -681,7 +681,7 @@ class ConditionalGRNRegressor(PerturbationModel):
         if network is None:
             return None, (np.arange(p) if allowed is None else allowed)
         shared = check_network_genes(network, genes, "network")
-        A = to_adjacency(network, genes).tocoo()
+        A = to_adjacency(network, genes, weight=None).tocoo()  # the regulators, not weights
         keep = A.row != A.col  # self-loops: a gene is not its own regulator
         if allowed is not None:
             ok = np.zeros(p, dtype=bool)
