@@ -214,3 +214,22 @@ def test_residual_shifts_equal_a_naive_cell_by_cell_computation():
         naive = (residual[cells].mean(0) - residual[control].mean(0)) / se
         naive[group_gene[k]] = np.nan
         np.testing.assert_allclose(z[row], naive, rtol=1e-10, atol=1e-12)
+
+
+def test_an_edge_the_invariance_check_adds_has_no_selection_frequency():
+    """Seed 17: the lasso selected G3 -> G13 in every half-sample fit, the orientation
+    refuted it, and the invariance check added it back. Its ``stability`` is NaN
+    (as documented): the edge is kept by the check, not by its selection frequency."""
+    p = 15
+    rng = np.random.default_rng(17)
+    W = random_dag(p, rng)
+    perturbed = sorted(rng.choice(p, 12, replace=False).tolist())
+    adata = sample(W, np.full(p, 5.0), [()] + [(j,) for j in perturbed], 2000, rng)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CausalCellWarning)
+        G = learn_network(adata, method="stability", n_bootstrap=10, alpha=0.05,
+                          max_regulators=None, verbose=False)
+    added = set(zip(G.graph["added"]["regulator"], G.graph["added"]["target"], strict=True))
+    assert ("G3", "G13") in added
+    for u, v, stability in G.edges(data="stability"):
+        assert np.isnan(stability) == ((u, v) in added), (u, v, stability)

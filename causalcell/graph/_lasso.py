@@ -1211,6 +1211,10 @@ def learn_network(
             stability = freq.reindex(tgt * p + src).to_numpy()
             reverse = freq.reindex(src * p + tgt).to_numpy()
             stability = np.where(np.isnan(stability), reverse, stability)
+            # An added edge is kept by the invariance check, not by its frequency.
+            added_codes = (genes.get_indexer(added["target"]) * p
+                           + genes.get_indexer(added["regulator"]))
+            stability[np.isin(tgt * p + src, added_codes)] = np.nan
         final = _Edges(orientation.source, orientation.target, weight, stability, edges.bound)
         qvalue, oriented = orientation.qvalue, orientation.oriented
         params.update(orientation.counts)
