@@ -396,7 +396,6 @@ def _dense_sums(Z: np.ndarray, e: _Entries, lay: _Layout, buffers: _Buffers | No
     else:
         # U = every gene: W_U^T Y = Y^T Y + S^T Y with S the targeted entries of W
         # (sparse), so that no copy of W is made.
-        WU = Z
         cross = np.matmul(Z.T, Z, out=None if buffers is None else buffers.cross)
         cross += sp.csr_array((values, (c, r)), shape=(u, m)) @ Z
         reg_sums = target_sums + np.bincount(c, weights=values, minlength=u)

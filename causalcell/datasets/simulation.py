@@ -1446,9 +1446,10 @@ def _make_cells(
         noise = rng_counts.normal(0.0, p["noise_sd"], (n_block, n_genes)) if p["noise_sd"] else None
         state = _steady_state(net, targets[cells], levels[cells], measured[cells], noise, inverse)
         # A state below 0 (noise on a lowly expressed gene) means no expression.
+        np.maximum(state, 0.0, out=state)
         if states is not None:
-            states[cells] = np.maximum(state, 0.0)
-        rate = np.expm1(np.maximum(state, 0.0))
+            states[cells] = state
+        rate = np.expm1(state)
         rate *= (library[cells] / 1e4)[:, None]
         sampled = rng_counts.poisson(rate)
         counts[cells] = sampled

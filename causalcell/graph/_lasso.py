@@ -837,7 +837,9 @@ def _restore_invariance(
                 results[g] = (g, positions, coef, var)
                 own = genes_of != g
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    new_z = (change[own, g] - change[own][:, reg_idx[positions]] @ coef) / np.sqrt(
+                    # Only the gene's regulator columns: no copy of all of ``change``.
+                    regulator_change = change[np.ix_(own, reg_idx[positions])]
+                    new_z = (change[own, g] - regulator_change @ coef) / np.sqrt(
                         var * inverse_counts[own])
                 n_shifted = int(np.sum(np.nan_to_num(2.0 * norm.sf(np.abs(new_z)), nan=1.0)
                                        <= cutoff))

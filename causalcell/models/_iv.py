@@ -72,12 +72,10 @@ from causalcell.data._moments import LeftOut, Moments, leave_out_gather, left_ou
 from causalcell.data._sparse import gather_entries
 from causalcell.data._stats import group_moments
 from causalcell.data.lazy import is_dask_array
-from causalcell.models._solve import LinearFit
+from causalcell.models._solve import STACK_VALUES, LinearFit
 
 __all__ = ["fit_iv"]
 
-# Stacked systems use at most this many float64 values at once.
-_STACK_VALUES = 1 << 24
 # Smallest eigenvalue of a gene's regulator correlation matrix (over the
 # conditions that keep it) below which its system counts as rank-deficient.
 _RANK_TOLERANCE = 1e-10
@@ -229,13 +227,13 @@ def fit_iv(
             moments = totals.moments(genes, R)
             active = _identified(moments, R, within_var, totals.n_excluded[genes], count,
                                  min_strength)
-            beta, gene_intercept = moments.solve(active)
+            beta, gene_intercept, inverse_diagonal = moments.solve(active)
             intercept[genes] = gene_intercept
             rss[genes] = _structural_rss(samples, reads, genes, R, beta)
             dof = totals.n_samples[genes] - active.sum(axis=1) - 1
             with np.errstate(divide="ignore", invalid="ignore"):
                 sigma2 = np.where(dof > 0, rss[genes] / dof, np.nan)
-            ses.append(np.sqrt(np.maximum(moments.inverse_diagonal(active), 0.0)
+            ses.append(np.sqrt(np.maximum(inverse_diagonal, 0.0)
                                * sigma2[:, None])[active])
             lost_regulators.append(R[~active])
             lost_targets.append(np.broadcast_to(genes[:, None], R.shape)[~active])
@@ -281,10 +279,10 @@ def _structural_rss(samples: Moments, reads: Design, genes: np.ndarray, R: np.nd
     """Residual sums of squares of x_g - a_g - z_R b over the samples that keep each
     gene, from the centred sample moments (the 2SLS intercept makes the residuals
     sum to 0): S_gg - 2 b^T S_Rg + b^T S_RR b. In chunks of genes whose left-out
-    values (targeted samples x regulators) stay below :data:`_STACK_VALUES`."""
+    values (targeted samples x regulators) stay below :data:`STACK_VALUES`."""
     out = np.empty(len(genes))
     most_left = max(int(reads.n_targeted[genes].max(initial=0)), 1)
-    step = max(1, _STACK_VALUES // (most_left * max(R.shape[1], 1)))
+    step = max(1, STACK_VALUES // (most_left * max(R.shape[1], 1)))
     for start in range(0, len(genes), step):
         part = left_out(samples, reads, genes[start:start + step], R[start:start + step])
         b = beta[start:start + step]
@@ -333,14 +331,14 @@ class _Regulators:
 def _stacks(fit_genes: np.ndarray, sizes: np.ndarray,
             n_excluded: np.ndarray) -> list[tuple[np.ndarray, int]]:
     """Genes (sorted by regulator count) in stacks of equal regulator count, each
-    small enough (:data:`_STACK_VALUES`) for its batched arrays."""
+    small enough (:data:`STACK_VALUES`) for its batched arrays."""
     stacks = []
     key = sizes[fit_genes]
     bounds = np.flatnonzero(np.diff(key)) + 1
     for grp in np.split(np.arange(len(fit_genes)), bounds) if len(fit_genes) else []:
         r = int(key[grp[0]])
         k_max = int(n_excluded[fit_genes[grp]].max(initial=0))
-        step = max(1, _STACK_VALUES // max(1, 3 * r * r + k_max * (r + 1) + 8 * r))
+        step = max(1, STACK_VALUES // max(1, 3 * r * r + k_max * (r + 1) + 8 * r))
         stacks.extend((fit_genes[grp[i : i + step]], r) for i in range(0, len(grp), step))
     return stacks
 
@@ -417,21 +415,19 @@ class _GeneMoments:
         # The correlation form: solved and rank-checked on a unit scale.
         self.C = S / (self.scale[:, :, None] * self.scale[:, None, :])
 
-    def inverse_diagonal(self, active: np.ndarray) -> np.ndarray:
-        """(m, r) diagonal of the inverse of the active regulators' scatter of the
-        condition means (the regulator block of (Zhat^T Zhat)^-1, Zhat the
-        first-stage fitted values with the intercept); NaN where inactive."""
+    def solve(self, active: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Coefficients (m, r) on the ``active`` regulators (0 elsewhere), intercepts
+        (m,), and the (m, r) diagonal of the inverse of the active regulators'
+        scatter of the condition means (the regulator block of (Zhat^T Zhat)^-1,
+        Zhat the first-stage fitted values with the intercept; NaN where
+        inactive), from one inversion per gene (the standard errors need it)."""
         inverse = np.linalg.inv(_restricted(self.C, active, 1.0))
-        diag = np.diagonal(inverse, axis1=1, axis2=2) / self.scale**2
-        return np.where(active, diag, np.nan)
-
-    def solve(self, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Coefficients (m, r) on the ``active`` regulators (0 elsewhere) and intercepts."""
-        Ca = _restricted(self.C, active, 1.0)
         rhs = np.where(active, self.bc / self.scale, 0.0)
-        beta = np.linalg.solve(Ca, rhs[..., None])[..., 0] / self.scale
+        beta = np.einsum("mij,mj->mi", inverse, rhs) / self.scale
         beta[~active] = 0.0
-        return beta, self.mean_g - np.einsum("mi,mi->m", self.mean_R, beta)
+        diagonal = np.diagonal(inverse, axis1=1, axis2=2) / self.scale**2
+        return (beta, self.mean_g - np.einsum("mi,mi->m", self.mean_R, beta),
+                np.where(active, diagonal, np.nan))
 
 
 def _identified(moments: _GeneMoments, R: np.ndarray, within_var: np.ndarray,

@@ -53,15 +53,16 @@ from causalcell.data._moments import BLOCK_VALUES, Moments, leave_out_gather, le
 from causalcell.data.lazy import format_bytes, is_dask_array, physical_memory
 from causalcell.errors import ParameterError
 
-__all__ = ["MAX_MEMORY_FRACTION", "MAX_SECONDS", "LinearFit", "fit_linear"]
+__all__ = ["MAX_MEMORY_FRACTION", "MAX_SECONDS", "STACK_VALUES", "LinearFit", "fit_linear"]
 
-# Working memory for one stack of per-gene systems (float64 values). A stack is
-# read several times (gather, centring, symmetrizing, solve, RSS): stacks of
-# 16 MB stay in cache between those steps and reuse freed memory (measured: a
-# 40-128 MB stack of fresh arrays costs more in first touches than in
-# arithmetic; the spline benchmark's 2,000 systems of 250 regulators take about
-# 1 s less CPU, the ridge solve step at 20k x 2,000 99 -> 71 ms).
-_STACK_VALUES = 1 << 21
+#: Working memory for one stack of per-gene systems (float64 values), for every
+#: stacked solve of the package (the IV fit's too). A stack is read several
+#: times (gather, centring, symmetrizing, solve, RSS): stacks of 16 MB stay in
+#: cache between those steps and reuse freed memory (measured: a 40-128 MB stack
+#: of fresh arrays costs more in first touches than in arithmetic; the spline
+#: benchmark's 2,000 systems of 250 regulators take about 1 s less CPU, the
+#: ridge solve step at 20k x 2,000 99 -> 71 ms).
+STACK_VALUES = 1 << 21
 # Stacked systems up to this size are solved with single-threaded LAPACK.
 _SINGLE_THREAD_SYSTEMS = 1024
 # Fixed-penalty systems with at least this many regulators are solved by Cholesky.
@@ -283,7 +284,7 @@ def _singular_error() -> ParameterError:
 def _stack_chunks(m: int, r: int, k_max: int, factor: int) -> int:
     """Genes per stack so that a stack's arrays stay within the working budget."""
     per_gene = factor * r * r + k_max * r + 8 * r
-    return max(1, _STACK_VALUES // max(1, per_gene))
+    return max(1, STACK_VALUES // max(1, per_gene))
 
 
 def _stack_solve(
@@ -525,7 +526,7 @@ def _group_pool_solve(
     work = []
     for k in np.unique(sizes):  # one pass per group size (all equal for a spline basis)
         same = genes[sizes == k]
-        step = max(1, _STACK_VALUES // max(1, 4 * int(k) * f))
+        step = max(1, STACK_VALUES // max(1, 4 * int(k) * f))
         work += [(same[i : i + step], int(k)) for i in range(0, len(same), step)]
     for chosen, k in work:
         G = np.array([member[int(g)] for g in chosen]).reshape(len(chosen), k)  # (m, k)
@@ -592,7 +593,7 @@ def _check_cost(
 ) -> None:
     """Fail early when the fit would not fit in memory or would take hours."""
     memory = 8.0 * u * (p + v) + 8.0 * 3 * pool_size**2 + 16.0 * coef_entries
-    memory += 8.0 * (BLOCK_VALUES * 3 + _STACK_VALUES * 2)
+    memory += 8.0 * (BLOCK_VALUES * 3 + STACK_VALUES * 2)
     flops = 2.0 * n * u * (p + v) + stacked_flops + pool_flops
     seconds = flops / _FLOPS_PER_SECOND
     limit = MAX_MEMORY_FRACTION * physical_memory()
