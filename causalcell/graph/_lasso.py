@@ -675,9 +675,7 @@ def _moved_by(
     genes)."""
     groups = np.flatnonzero(group_gene >= 0)
     p = sums.sums.shape[1]
-    m1, v1 = mean_and_variance(sums.count[groups, None], sums.sums[groups], sums.squares[groups])
-    m0, v0 = mean_and_variance(sums.count[0], sums.sums[0], sums.squares[0])
-    pvalue = welch(m1 - m0, v1, sums.count[groups, None], v0[None], sums.count[0])[1]
+    pvalue = _welch_pvalues(sums, groups[:, None], np.arange(p)[None, :])
     pvalue[np.arange(len(groups)), group_gene[groups]] = np.nan
     qvalue = bh_qvalues(pvalue.ravel()).reshape(pvalue.shape)
     moved = is_significant(qvalue, fdr)
