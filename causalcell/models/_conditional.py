@@ -452,14 +452,8 @@ class ConditionalGRNRegressor(PerturbationModel):
             fallback = targets[~_on_a_cycle(parents, pool, len(genes))[targets]]
         parts = []
         if fallback.size:
-            coef, intercept, alpha, rss = self._iv_fallback_fit(parents, pool, genes, fit,
-                                                                 fallback)
-            # The ridge fit has no standard errors: NaN for those genes' edges.
-            C = sp.coo_array(coef)
-            se = np.asarray(sp.csr_array(fit.stderr)[C.row, C.col], dtype=float).ravel()
-            se = np.where(np.isin(C.col, fallback), np.nan, se)
-            stderr = sp.csr_array((se, (C.row, C.col)), shape=coef.shape)
-            dof = fit.n_samples - np.diff(sp.csc_array(coef).indptr) - 1
+            coef, intercept, alpha, rss, stderr, dof = self._iv_fallback_fit(
+                parents, pool, genes, fit, fallback)
             parts.append(
                 f"The {fallback.size} gene(s) with such edges off the network's loops are "
                 f"fitted instead by the per-gene ridge fit on all their regulators "
@@ -500,9 +494,11 @@ class ConditionalGRNRegressor(PerturbationModel):
     def _iv_fallback_fit(
         self, parents: sp.csc_array | None, pool: np.ndarray | None, genes: pd.Index,
         fit: Any, fallback: np.ndarray,
-    ) -> tuple[sp.csr_array, np.ndarray, np.ndarray, np.ndarray]:
-        """The IV fit with the columns of ``fallback`` genes replaced by their ridge fit
-        (coefficients, intercepts, penalties and residual sums of squares).
+    ) -> tuple[sp.csr_array, np.ndarray, np.ndarray, np.ndarray, sp.csr_array, np.ndarray]:
+        """The IV fit with the columns of ``fallback`` genes replaced by their ridge fit:
+        coefficients, intercepts, penalties, residual sums of squares, standard
+        errors (NaN for the ridge-fitted genes' edges: the ridge fit has none) and
+        residual degrees of freedom.
 
         The batched solver fits only those genes (in network mode the parent
         matrix is restricted to their columns, in pool mode ``responses``
@@ -521,15 +517,18 @@ class ConditionalGRNRegressor(PerturbationModel):
                                  responses=fallback, samples=fit.samples)
         C, R = sp.coo_array(fit.coef), sp.coo_array(ridge.coef)
         kept, new = ~is_fallback[C.col], is_fallback[R.col]
-        coef = sp.csr_array(
-            (np.concatenate([C.data[kept], R.data[new]]),
-             (np.concatenate([C.row[kept], R.row[new]]),
-              np.concatenate([C.col[kept], R.col[new]]))),
-            shape=(p, p),
-        )
-        intercept = np.where(is_fallback, ridge.intercept, fit.intercept)
-        alpha = np.where(is_fallback, ridge.alpha, fit.alpha)
-        return coef, intercept, alpha, np.where(is_fallback, ridge.rss, fit.rss)
+        rows = np.concatenate([C.row[kept], R.row[new]])
+        cols = np.concatenate([C.col[kept], R.col[new]])
+        coef = sp.csr_array((np.concatenate([C.data[kept], R.data[new]]), (rows, cols)),
+                            shape=(p, p))
+        kept_se = np.asarray(sp.csr_array(fit.stderr)[C.row[kept], C.col[kept]],
+                             dtype=float).ravel()
+        stderr = sp.csr_array((np.r_[kept_se, np.full(int(new.sum()), np.nan)], (rows, cols)),
+                              shape=(p, p))
+        dof = fit.n_samples - np.diff(sp.csc_array(coef).indptr) - 1
+        return (coef, np.where(is_fallback, ridge.intercept, fit.intercept),
+                np.where(is_fallback, ridge.alpha, fit.alpha),
+                np.where(is_fallback, ridge.rss, fit.rss), stderr, dof)
 
     def _fit_spline(
         self, X: Any, iv: Any, parents: sp.csc_array | None, pool: np.ndarray | None,
