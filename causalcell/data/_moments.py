@@ -99,6 +99,7 @@ class Moments:
     gathered: sp.csr_array | None = None  # measured X at the `gather` pattern
     weighted_sum: np.ndarray | None = None  # row_weights @ X
     _full_gram: np.ndarray | None = field(default=None, repr=False, compare=False)
+    _full_scatter: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def gram(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Regulator Gram entries ``W_U[a]^T W_U[b]`` (a, b: broadcastable positions)."""
@@ -111,6 +112,30 @@ class Moments:
             # (positions are in range: mode="clip" skips the bounds-check buffer).
             return np.take(self._full_gram, np.asarray(a) * u + np.asarray(b), mode="clip")
         return self._gram(a, b)
+
+    def symmetric_scatter(self) -> np.ndarray | None:
+        """The regulators' centred products over every counted sample, symmetrized,
+        ``(u, u)`` (None when u x u is too large to hold); assembled once.
+
+        A gene that no counted sample targets is regressed on exactly these
+        samples, so its scatter matrix is this one's submatrix: the per-gene
+        centring and symmetrizing of :meth:`LeftOut.symmetric_scatter` then
+        reduce to one gather, with the same arithmetic (bit for bit).
+        """
+        u = len(self.regulators)
+        if u * u > _GRAM_VALUES:
+            return None
+        if self._full_scatter is None:
+            every = np.arange(u)
+            gram = self.gram(every[:, None], every[None, :])
+            s = self.regulator_sums
+            outer = s[:, None] * s[None, :]
+            outer *= 1.0 / self.n if self.n > 0 else 0.0
+            gram -= outer
+            gram += gram.T.copy()
+            gram *= 0.5
+            self._full_scatter = gram
+        return self._full_scatter
 
     def _gram(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         a, b = np.broadcast_arrays(a, b)
@@ -193,6 +218,20 @@ class LeftOut:
         gram = self.gram(a, b)  # a new array: centred in place
         gram -= outer
         return gram
+
+    def symmetric_scatter(self) -> np.ndarray:
+        """:meth:`scatter` of every regulator with every regulator, symmetrized
+        (``(S + S^T) / 2``: rounding leaves the two products of a pair unequal),
+        ``(m, r, r)``: the matrices the solvers factorize."""
+        full = None if self.excluded is not None else self.moments.symmetric_scatter()
+        if full is not None:  # no gene leaves a sample out: a submatrix of one scatter
+            u = len(self.moments.regulators)
+            pos = self.position
+            return np.take(full, pos[:, :, None] * u + pos[:, None, :], mode="clip")
+        S = self.scatter()
+        S += S.transpose(0, 2, 1).copy()
+        S *= 0.5
+        return S
 
     def target_scatter(self) -> np.ndarray:
         """Centred products of each regulator with the target, ``(m, r)``."""

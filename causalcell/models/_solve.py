@@ -293,9 +293,7 @@ def _stack_solve(
     """Build and solve the systems of genes (m,) with regulators regs (m, r)."""
     # The exact leave-out: each gene without the samples that target it.
     lo = left_out(ctx.moments, ctx.design, genes, regs)
-    S = lo.scatter()
-    S = S + S.transpose(0, 2, 1)
-    S *= 0.5
+    S = lo.symmetric_scatter()
     beta, alpha, rss, diag = _solve_systems(
         S, lo.target_scatter(), lo.target_sum_of_squares(), lo.n, solver
     )
