@@ -48,3 +48,64 @@ def test_validate_counts_the_bad_values_of_the_first_bad_block():
     with pytest.raises(DataContractError, match=r"2\+ NaN or infinite value\(s\), first in row "
                        + repr(adata.obs_names[7])):
         validate(adata)
+
+
+def _screen():
+    """A small screen with knockdowns at known levels (so the pass replaces their
+    targeted entries by T and never sums the measured values there)."""
+    sim = simulate(n_genes=12, n_tfs=4, n_combinations=0, n_cells_per_perturbation=6,
+                   n_control_cells=20, random_state=1)
+    adata = sim.adata.copy()
+    adata.X = np.asarray(adata.X, dtype=np.float64).copy()
+    return adata, sim.network
+
+
+def _targeted_entry(adata):
+    """(row, gene index) of a targeted entry of a perturbed cell."""
+    from causalcell.data import Interventions
+
+    iv = Interventions.from_adata(adata)
+    row = int(np.flatnonzero(~iv.is_control)[0])
+    return row, int(iv.mask[[row]].indices[0])
+
+
+@pytest.mark.parametrize("where", ["untargeted", "targeted", "regulator"])
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("layer", [None, "log1p"])
+@pytest.mark.parametrize("regressor", ["ridge", "ols"])
+def test_the_fit_pass_refuses_nonfinite_values_it_did_not_scan_before(where, sparse, layer,
+                                                                      regressor):
+    """The ridge / OLS fit skips the contract's scan and lets its pass prove X finite:
+    a NaN anywhere (a targeted entry too, which the pass replaces by T) still gives the
+    contract's error, naming the matrix and the first sample at fault."""
+    from causalcell.models import ConditionalGRNRegressor
+
+    adata, network = _screen()
+    X = adata.X
+    row, gene = _targeted_entry(adata)
+    regulator = adata.var_names.get_loc(next(iter(network.edges))[0])
+    bad_row, bad_col = {"untargeted": (3, 5), "targeted": (row, gene),
+                        "regulator": (row + 1, regulator)}[where]
+    X[bad_row, bad_col] = np.inf if where == "regulator" else np.nan
+    if sparse:
+        X = sp.csr_matrix(X)
+    if layer is None:
+        adata.X = X
+    else:
+        adata.layers[layer] = X
+    name = "X" if layer is None else f"layer {layer!r}"
+    with pytest.raises(DataContractError, match=rf"{name} contains 1\+ NaN or infinite value\(s\), "
+                       rf"first in row {adata.obs_names[bad_row]!r}"):
+        ConditionalGRNRegressor(regressor, layer=layer).fit(adata, network)
+
+
+def test_the_ridge_fit_reads_finite_x_once(monkeypatch):
+    """No scan of X before the pass (the contract's scan would be a second read)."""
+    import causalcell.data.contract as contract
+    from causalcell.models import ConditionalGRNRegressor
+
+    adata, network = _screen()
+    calls = []
+    monkeypatch.setattr(contract, "nonfinite_rows", lambda v: calls.append(v) or np.zeros(0, int))
+    ConditionalGRNRegressor(alpha=1.0).fit(adata, network)
+    assert calls == []

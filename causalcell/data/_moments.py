@@ -43,6 +43,7 @@ import scipy.sparse as sp
 from causalcell._progress import tqdm
 from causalcell.data._design import Design
 from causalcell.data._sparse import as_csr, entry_rows, gather_entries, ragged_gather
+from causalcell.data.contract import check_finite_expression
 from causalcell.data.lazy import (
     check_finite_block,
     check_row_chunks,
@@ -519,6 +520,7 @@ def moments(
     block_rows: int | None = None,
     gather: sp.csr_array | None = None,
     row_weights: np.ndarray | None = None,
+    what: str = "X",
     verbose: bool = False,
 ) -> Moments:
     """One pass over the samples: the statistics every per-gene regression needs.
@@ -550,6 +552,8 @@ def moments(
     row_weights
         Per-sample weights; :attr:`Moments.weighted_sum` is then
         ``row_weights @ X`` (e.g. the control mean), computed in the pass.
+    what
+        The expression matrix's name, for messages (e.g. ``"layer 'log1p'"``).
     verbose
         Show a progress bar.
 
@@ -560,8 +564,10 @@ def moments(
     Raises
     ------
     DataContractError
-        If X holds NaN or infinite values (checked per block for Dask X), or
-        a Dask X is chunked along genes.
+        If X holds NaN or infinite values (checked per block for Dask X; for
+        X in memory, the pass's own sums are checked, and only when they are
+        not finite is X scanned, to name the first sample at fault), or a
+        Dask X is chunked along genes.
     """
     X = design.X
     p = X.shape[1]
@@ -579,13 +585,13 @@ def moments(
         if is_dask_array(X):  # a Dask X is subset lazily, then read like any other
             design, rows = Design(X[rows], design.interventions.take(rows)), None
     return _pass(design, lay, rows=rows, shift=shift, block_rows=block_rows, gather=gather,
-                 row_weights=row_weights, verbose=verbose)
+                 row_weights=row_weights, what=what, verbose=verbose)
 
 
 def _pass(
     design: Design, lay: _Layout, *, rows: np.ndarray | None, shift: np.ndarray | None,
     block_rows: int | None, gather: sp.csr_array | None, row_weights: np.ndarray | None,
-    verbose: bool,
+    what: str, verbose: bool,
 ) -> Moments:
     """:func:`moments` once the layout is fixed."""
     X = design.X
@@ -607,8 +613,12 @@ def _pass(
     else:
         step = _block_rows(p, block_rows)
         w = None if row_weights is None else np.asarray(row_weights, dtype=np.float64)
-        sums, weighted = _memory_pass(design, lay, step, sparse_path, rows,
-                                      shift is None and not sparse_path, w, verbose)
+        # NaN or inf in X propagate through the sums silently: they are refused
+        # right after, with the contract's error, not half-reported as warnings.
+        with np.errstate(invalid="ignore", over="ignore"):
+            sums, weighted = _memory_pass(design, lay, step, sparse_path, rows,
+                                          shift is None and not sparse_path, w, verbose)
+        _check_finite_pass(design, sums, rows, what)
         if gather is not None:
             g = sp.csr_array(gather, dtype=bool)
             g.sort_indices()
@@ -629,6 +639,29 @@ def _pass(
         gathered=gathered,
         weighted_sum=weighted,
     )
+
+
+def _check_finite_pass(design: Design, sums: _Sums, rows: np.ndarray | None, what: str) -> None:
+    """Refuse NaN or infinite values in the samples a pass over in-memory X read.
+
+    NaN and inf propagate through sums, so finite sums of Y (every value but
+    the targeted entries) and of the regulators prove those values finite
+    without a scan of their own; the targeted entries (replaced by T, then
+    zeroed, in the pass) are read directly. Only when something is not finite
+    is X scanned, to name the first sample at fault (a sum can also overflow
+    on finite values; the scan then finds nothing, as the contract's would not).
+    """
+    X = design.X
+    if not (isinstance(X, np.ndarray) or sp.issparse(X)):
+        return  # derived designs (e.g. a spline basis): their X was validated
+    finite = all(np.isfinite(a).all() for a in (sums.target_sums, sums.target_squares,
+                                                 sums.regulator_sums))
+    if finite:
+        e = _Entries.of(design, 0, X.shape[0]) if rows is None else _Entries.of_rows(design, rows)
+        sample = e.rows if rows is None else rows[e.rows]
+        finite = bool(np.isfinite(design.measured(sample, e.cols)).all())
+    if not finite:
+        check_finite_expression(X, design.interventions.obs_names, what, rows)
 
 
 def _empty_sums(lay: _Layout, p: int) -> _Sums:

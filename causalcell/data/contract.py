@@ -30,6 +30,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
@@ -167,6 +168,11 @@ def _check_dtype(X: Any, where: str) -> None:
     )
 
 
+def expression_name(layer: str | None) -> str:
+    """How messages name the expression matrix: ``X`` or ``layer 'name'``."""
+    return "X" if layer is None else f"layer {layer!r}"
+
+
 def _check_expression(adata: AnnData, layer: str | None, *, scan_lazy: bool = False) -> None:
     """NaN / inf in the expression matrix: a DataContractError naming the first row.
 
@@ -174,29 +180,63 @@ def _check_expression(adata: AnnData, layer: str | None, *, scan_lazy: bool = Fa
     its blocks): the computations that read it check every block anyway.
     """
     X = expression_matrix(adata, layer)
-    where = "X" if layer is None else f"layer {layer!r}"
+    where = expression_name(layer)
     if is_dask_array(X):
         if scan_lazy:
             map_row_blocks(_finite_rows, X, block_args=lambda a, b: (where,))
         return
+    check_finite_expression(X, adata.obs_names, where)
+
+
+def check_finite_expression(X: Any, obs_names: pd.Index, where: str = "X",
+                            rows: np.ndarray | None = None) -> None:
+    """Refuse in-memory expression (dense or sparse) holding NaN or infinite values.
+
+    The data contract's scan (:func:`validate`), also run by passes over X that
+    skip it beforehand and find their sums not finite
+    (:func:`causalcell.data._moments.moments`).
+
+    Parameters
+    ----------
+    X
+        Samples x genes, a NumPy array or SciPy sparse matrix.
+    obs_names
+        The samples' names, for the message.
+    where
+        The matrix's name, for the message (:func:`expression_name`).
+    rows
+        Scan only these (sorted) samples.
+
+    Raises
+    ------
+    DataContractError
+        Naming the first sample at fault and counting the values there.
+    """
     if sp.issparse(X):
-        values = X.data
-        if values.dtype.kind == "f" and not np.isfinite(values).all():
-            # Locate the first offending row for the message.
-            csr = sp.csr_matrix(X)
-            bad = ~np.isfinite(csr.data)
-            rows = entry_rows(csr.indptr)[bad]
-            raise _nonfinite_error(adata, where, int(rows[0]), int(bad.sum()))
+        if X.dtype.kind != "f" or (rows is None and np.isfinite(X.data).all()):
+            return
+        csr = sp.csr_array(X) if rows is None else sp.csr_array(X)[rows]
+        bad = ~np.isfinite(csr.data)
+        if bad.any():  # locate the first offending row for the message
+            at = entry_rows(csr.indptr)[bad]
+            row = int(at[0]) if rows is None else int(rows[at[0]])
+            raise _nonfinite_error(obs_names, where, row, int(bad.sum()))
         return
     arr = np.asarray(X) if not isinstance(X, np.ndarray) else X
     if arr.dtype.kind not in "fc":
         return
-    for start in range(0, arr.shape[0], _FINITE_BLOCK_ROWS):
-        block = arr[start : start + _FINITE_BLOCK_ROWS]
+    count = arr.shape[0] if rows is None else len(rows)
+    for start in range(0, count, _FINITE_BLOCK_ROWS):
+        if rows is None:
+            block, index = arr[start : start + _FINITE_BLOCK_ROWS], None
+        else:
+            index = rows[start : start + _FINITE_BLOCK_ROWS]
+            block = arr[index]
         bad_rows = nonfinite_rows(block)
         if len(bad_rows):
             total = int((~np.isfinite(block[bad_rows])).sum())
-            raise _nonfinite_error(adata, where, start + int(bad_rows[0]), total)
+            first = start + int(bad_rows[0]) if index is None else int(index[bad_rows[0]])
+            raise _nonfinite_error(obs_names, where, first, total)
 
 
 def _finite_rows(block: Any, start: int, stop: int, where: str) -> None:
@@ -204,10 +244,11 @@ def _finite_rows(block: Any, start: int, stop: int, where: str) -> None:
     check_finite_block(block, start, where)
 
 
-def _nonfinite_error(adata: AnnData, where: str, row: int, count: int) -> DataContractError:
+def _nonfinite_error(obs_names: pd.Index, where: str, row: int, count: int
+                     ) -> DataContractError:
     return DataContractError(
         f"{where} contains {count}+ NaN or infinite value(s), first in row "
-        f"{adata.obs_names[row]!r}. Expression must be finite: impute or drop those "
+        f"{obs_names[row]!r}. Expression must be finite: impute or drop those "
         f"cells / genes before using causalcell."
     )
 

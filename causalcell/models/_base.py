@@ -101,7 +101,9 @@ def check_fitted(model: object, attribute: str = "genes_") -> None:
         )
 
 
-def training_data(adata: AnnData, layer: str | None = None) -> tuple[Any, Interventions]:
+def training_data(
+    adata: AnnData, layer: str | None = None, *, scan_values: bool = True
+) -> tuple[Any, Interventions]:
     """Validate training data and return its expression matrix and interventions.
 
     Parameters
@@ -110,6 +112,10 @@ def training_data(adata: AnnData, layer: str | None = None) -> tuple[Any, Interv
         Cells or pseudobulk rows following the data contract.
     layer
         Layer with log-normalized expression; ``None`` uses ``X``.
+    scan_values
+        Scan the expression for NaN and infinite values. ``False`` only for a
+        fit whose pass over the samples checks them itself
+        (:func:`causalcell.models._solve.fit_linear`): X is then read once.
 
     Returns
     -------
@@ -122,7 +128,7 @@ def training_data(adata: AnnData, layer: str | None = None) -> tuple[Any, Interv
     DataContractError
         If ``adata`` breaks the contract.
     """
-    interventions = checked_interventions(adata, layer=layer)
+    interventions = checked_interventions(adata, layer=layer, check_expression=scan_values)
     return expression_matrix(adata, layer), interventions
 
 

@@ -36,7 +36,7 @@ from causalcell._validation import check_layer, check_n_jobs, is_int, is_real
 from causalcell.data._design import Design
 from causalcell.data._pseudobulk import control_weights
 from causalcell.data._stats import bh_qvalues, weighted_column_sums
-from causalcell.data.contract import PERTURBATION, expression_matrix
+from causalcell.data.contract import PERTURBATION, expression_matrix, expression_name
 from causalcell.data.lazy import LOAD_IN_MEMORY, compute_if_small, is_dask_array
 from causalcell.errors import (
     CausalCellWarning,
@@ -352,7 +352,8 @@ class ConditionalGRNRegressor(PerturbationModel):
             An invalid parameter, or a fit too large for this machine.
         """
         kind = self._check_params()
-        X, iv = training_data(adata, self.layer)
+        # The ridge / OLS pass over the samples checks X's values itself.
+        X, iv = training_data(adata, self.layer, scan_values=kind not in ("ridge", "ols"))
         genes = pd.Index(adata.var_names).astype(str)
         parents, pool = self._structure(genes, network)
         self._reset()
@@ -427,6 +428,7 @@ class ConditionalGRNRegressor(PerturbationModel):
             samples=samples,
             verbose=self.verbose,
             names=genes,
+            what=expression_name(self.layer),
         )
 
     def _fit_iv(

@@ -714,6 +714,7 @@ def fit_linear(
     samples: Moments | None = None,
     verbose: bool = False,
     names: Any = None,
+    what: str = "X",
 ) -> LinearFit:
     """Fit every gene's ridge / OLS regression on its regulators, exactly.
 
@@ -774,6 +775,8 @@ def fit_linear(
         Progress bars.
     names
         Gene names, for messages.
+    what
+        The expression matrix's name, for messages (e.g. ``"layer 'log1p'"``).
 
     Returns
     -------
@@ -781,6 +784,9 @@ def fit_linear(
 
     Raises
     ------
+    DataContractError
+        X holds NaN or infinite values (found by the pass over the samples, see
+        :func:`~causalcell.data._moments.moments`).
     ParameterError
         Invalid arguments, a singular OLS system, or a fit too large for this
         machine (with the expected memory and time, and what to do instead).
@@ -800,7 +806,7 @@ def fit_linear(
         gather = (leave_out_gather(design, structure.parents, structure.pool, "fit_linear")
                   if lazy else None)
         cp = moments(design, regulators, block_rows=block_rows, gather=gather,
-                     row_weights=row_weights, verbose=verbose)
+                     row_weights=row_weights, what=what, verbose=verbose)
         reads = design.with_values(cp.gathered) if lazy else design
     else:
         if row_weights is not None or not np.isin(regulators, samples.regulators).all():
