@@ -771,8 +771,13 @@ def to_adjacency(
     n = len(index)
     # One pass over the adjacency dicts; everything after is vectorized.
     nodes, degrees, targets, attrs = _edge_arrays(G, attributes=weight is not None)
-    rows = np.repeat(index.get_indexer(nodes), degrees)
-    cols = index.get_indexer(targets)
+    # Every target is a node: its position comes from a dict of the nodes'
+    # positions (one lookup per edge), not from an index of all the targets
+    # (an object array of every edge's name, hashed again).
+    node_rows = index.get_indexer(pd.Index(nodes, dtype=object))
+    position = dict(zip(nodes, node_rows.tolist(), strict=True))
+    rows = np.repeat(node_rows, degrees)
+    cols = np.fromiter(map(position.__getitem__, targets), dtype=np.int64, count=len(targets))
     kept = np.flatnonzero((rows >= 0) & (cols >= 0))
     if weight is None:
         return sp.csr_array((np.ones(kept.size), (rows[kept], cols[kept])), shape=(n, n))
