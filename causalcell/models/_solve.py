@@ -217,7 +217,9 @@ def _solve_systems(
     """Solve stacked centred systems S (m, r, r), b (m, r).
 
     Returns beta (m, r), alpha (m,), rss (m,), and the diagonal of S^{-1}
-    (m, r) for OLS inference (else None).
+    (m, r) for OLS inference (else None). ``S`` is the caller's to give up:
+    a fixed penalty is added to its diagonal in place (and taken off again),
+    so that no second stack is allocated.
     """
     m, r = b.shape
     if solver.method == "ols":
@@ -231,9 +233,10 @@ def _solve_systems(
         diag = np.diagonal(inv, axis1=1, axis2=2).copy() if solver.inference else None
         return beta, np.zeros(m), rss, diag
     if solver.alphas is None:
-        A = S.copy()
-        A[:, np.arange(r), np.arange(r)] += solver.alpha
-        beta = _solve_symmetric(A, b)
+        diagonal = np.einsum("mii->mi", S)  # a writable view of the stack's diagonals
+        diagonal += solver.alpha
+        beta = _solve_symmetric(S, b)
+        diagonal -= solver.alpha
         alpha = np.full(m, solver.alpha)
     else:
         lam, Q = np.linalg.eigh(S)
