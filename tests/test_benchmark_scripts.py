@@ -24,6 +24,7 @@ QUICK_RUNS = [
     (["bench_parse.py", "--cells", "2000", "--perturbations", "50"], "categorical columns"),
     (["bench_edistance.py", "--quick"], "ours / floor"),
     (["bench_pseudobulk.py", "--quick"], "dense"),
+    (["bench_fit.py", "--quick", "--processes", "1"], "quick    tf"),
 ]
 
 
