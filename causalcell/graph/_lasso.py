@@ -249,10 +249,12 @@ class _GeneProblem:
 
         if len(allowed) == 0:
             return -1, 1.0
-        sol = self.refit(idx)
         if len(idx):
             cross = self.gram(allowed, idx)
-            coupling, *_ = np.linalg.lstsq(self.gram(idx, idx), cross.T, rcond=None)
+            # One factorization for the gene's refit and every candidate's coupling.
+            both, *_ = np.linalg.lstsq(self.gram(idx, idx),
+                                       np.column_stack([self.rho[idx], cross.T]), rcond=None)
+            sol, coupling = both[:, 0], both[:, 1:]
             covariance = self.rho[allowed] - cross @ sol
             var_candidate = 1.0 - np.einsum("ij,ji->i", cross, coupling)
             var_gene = 1.0 - float(self.rho[idx] @ sol)
