@@ -686,11 +686,22 @@ def _memory_pass(
     buffers = None
     if not sparse_path:
         buffers = _Buffers(min(step, count), p, len(lay.regulators))
+    # A derived X (e.g. the spline basis beside the genes) that can write its rows
+    # into the block buffer is read there, with no block-sized array of its own.
+    read_into = None if (sparse_path or rows is not None) else getattr(X, "read_rows_into", None)
     for start in tqdm(
         range(0, count, step), desc="Gram (samples)", unit="block", disable=not verbose,
         leave=False,
     ):
         stop = min(start + step, count)
+        w = None if weighted is None else row_weights[start:stop]
+        if read_into is not None:
+            entries = _Entries.of(design, start, stop)
+            Z = read_into(start, stop, buffers.Z)
+            if start == 0 and first_block_shift:
+                lay.shift = _first_block_shift(Z, entries)
+            _dense_sums(Z, entries, lay, buffers, into=sums, row_weights=w, weighted=weighted)
+            continue
         if rows is None:  # contiguous rows: a view of dense X, no copy
             block, entries = X[start:stop], _Entries.of(design, start, stop)
         else:
@@ -703,7 +714,6 @@ def _memory_pass(
             continue
         # The weighted row sum (e.g. the control mean) is taken chunk by chunk
         # with the other statistics, not in a pass of its own.
-        w = None if weighted is None else row_weights[start:stop]
         if isinstance(block, np.ndarray) and not (start == 0 and first_block_shift):
             # Read once: the shift's subtraction is the copy into the buffer.
             _dense_sums(buffers.Z[: stop - start], entries, lay, buffers, into=sums,

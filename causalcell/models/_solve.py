@@ -221,7 +221,7 @@ def _solve_systems(
     a fixed penalty is added to its diagonal in place (and taken off again),
     so that no second stack is allocated.
     """
-    m, r = b.shape
+    m = b.shape[0]
     if solver.method == "ols":
         try:
             np.linalg.cholesky(S)

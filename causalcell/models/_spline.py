@@ -66,10 +66,18 @@ class _ExpandedValues:
 
     def __getitem__(self, rows: Any) -> np.ndarray:
         idx = np.arange(self.shape[0])[rows]
+        return self._fill(rows, idx, np.empty((len(idx), self.shape[1])))
+
+    def read_rows_into(self, start: int, stop: int, out: np.ndarray) -> np.ndarray:
+        """Rows ``start:stop`` written into ``out`` (float64, at least that many rows):
+        the pass over the samples fills its own block buffer, with no block-sized
+        array of its own here."""
+        return self._fill(slice(start, stop), np.arange(start, stop), out[: stop - start])
+
+    def _fill(self, rows: Any, idx: np.ndarray, out: np.ndarray) -> np.ndarray:
         # The pass reads contiguous row blocks: a slice of dense X is a view, copied
         # once, into the expanded block.
         X = self.design.X[rows] if isinstance(rows, slice) else self.design.X[idx]
-        out = np.empty((len(idx), self.shape[1]))
         p = self.design.shape[1]
         if sp.issparse(X):
             out[:, :p] = X.toarray()
