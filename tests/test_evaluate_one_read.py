@@ -11,6 +11,7 @@ on X + ``score_aligned``), to 1e-12, and the reads of X are counted.
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -243,4 +244,18 @@ def test_compare_reads_the_cells_once(screen, counted):
     predictions = {"a": prediction(screen, 1), "b": prediction(screen, 2),
                    "c": prediction(screen, 3)}
     quiet(compare, predictions, observed, baseline=None, n_resamples=10)
+    assert passes(source) == [1]
+
+
+def test_cli_reads_the_cells_once(screen, counted, monkeypatch, tmp_path):
+    """``causalcell evaluate`` aligns once for every score and tests DE from the
+    same pass."""
+    from causalcell import cli
+
+    observed, source = counted(screen)
+    files = {"predicted.h5ad": prediction(screen), "observed.h5ad": observed}
+    monkeypatch.setattr("causalcell.data.read_h5ad", lambda path: files[Path(path).name])
+    argv = ["evaluate", "--predicted", str(tmp_path / "predicted.h5ad"), "--observed",
+            str(tmp_path / "observed.h5ad"), "--out", str(tmp_path / "out")]
+    assert quiet(cli.main, argv) == 0
     assert passes(source) == [1]
