@@ -239,11 +239,15 @@ def test_evaluate_reads_the_cells_once(screen, counted, de_method):
     assert passes(source) == [2 if de_method == "wilcoxon" else 1]
 
 
-def test_compare_reads_the_cells_once(screen, counted):
+@pytest.mark.parametrize("de_method", ["t-test", None])
+def test_compare_reads_the_cells_once(screen, counted, de_method):
+    """Every model's alignment and the DE test share one pass (also without a test:
+    the models' alignments share it)."""
     observed, source = counted(screen)
     predictions = {"a": prediction(screen, 1), "b": prediction(screen, 2),
                    "c": prediction(screen, 3)}
-    quiet(compare, predictions, observed, baseline=None, n_resamples=10)
+    quiet(compare, predictions, observed, baseline=None, n_resamples=10,
+          de_method=de_method)
     assert passes(source) == [1]
 
 

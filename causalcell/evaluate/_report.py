@@ -128,11 +128,10 @@ def observed_de(
                                       cells=None if cells is None else cells.cells)
 
 
-def _cells_for_de(de: DEResult | None, de_method: str | None) -> dict[str, bool]:
-    """What the alignment keeps of its pass over the observed cells for the DE test:
-    the moments when a test will run, with the squares for Welch's."""
-    test = de is None and de_method is not None
-    return {"keep_cells": test, "squares": test and de_method == "t-test"}
+def _tests_cells(de: DEResult | None, de_method: str | None) -> bool:
+    """Whether :func:`observed_de` will test the observed cells (no ``de`` given):
+    the alignment then keeps its pass over them (with the squares for Welch's)."""
+    return de is None and de_method is not None
 
 
 def score_aligned(
@@ -274,8 +273,10 @@ def evaluate(
     check_scoring(top_k, de_method, alpha)
     # The observed cells are read once: their group moments give the observed
     # profiles and, merged, the DE test's.
+    test = _tests_cells(de, de_method)
     aligned, cells = aligned_cells_input("evaluate", predicted, observed, align_options,
-                                         **_cells_for_de(de, de_method))
+                                         keep_cells=test,
+                                         squares=test and de_method == "t-test")
     de = observed_de(observed, de, de_method, aligned.options.get("layer"),
                      aligned.options.get("control_label"), cells)
     del cells  # its moments (groups x genes, twice) are not needed to score
@@ -547,8 +548,9 @@ def compare(
     # One pass over the observed cells serves every model's alignment and the DE test.
     aligned, cells = {}, None
     for name, pred in predictions.items():
-        aligned[name], kept = aligned_cells_input("compare", pred, observed, align_options,
-                                                  **_cells_for_de(de, de_method), reuse=cells)
+        aligned[name], kept = aligned_cells_input(
+            "compare", pred, observed, align_options, keep_cells=True,
+            squares=_tests_cells(de, de_method) and de_method == "t-test", reuse=cells)
         cells = cells if kept is None else kept
     first_name, first = next(iter(aligned.items()))
     reference_set = set(first.perturbations)
