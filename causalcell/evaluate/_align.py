@@ -286,8 +286,7 @@ def _observed_profiles(
         if reuse is not None and reuse.serves(observed, layer, squares):
             cells = reuse
         else:
-            profiles, groups = pseudobulk_cells(observed, layer=layer,
-                                                squares=keep_cells and squares)
+            profiles, groups = pseudobulk_cells(observed, layer=layer, squares=squares)
             cells = ObservedCells(observed, layer, profiles, groups)
         profiles, profile_layer = cells.profiles, None
         if not keep_cells:
