@@ -18,6 +18,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 from anndata import AnnData
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from causalcell.data import Interventions, pseudobulk
 from causalcell.data._stats import group_moments
@@ -175,17 +177,26 @@ def test_pseudobulk_means_equal_the_weighted_sums(screen):
         np.testing.assert_allclose(pb.X, naive, rtol=TOL, atol=TOL)
 
 
-def test_merged_moments_equal_a_pass_at_the_coarse_grouping(screen):
-    """Sums of groups add up: merging fine groups gives the coarse groups' moments."""
-    X = sp.csr_matrix(screen.X)
-    rng = np.random.default_rng(0)
-    fine = rng.integers(0, 12, X.shape[0])
-    into = rng.integers(-1, 4, 12)  # -1: left out
-    merged = group_moments(X, fine, 12, squares=True).merged(into, 4)
-    direct = group_moments(X, into[fine], 4, squares=True)
+@settings(max_examples=40, deadline=None)
+@given(n_rows=st.integers(1, 60), n_fine=st.integers(1, 9), n_coarse=st.integers(1, 4),
+       sparse=st.booleans(), seed=st.integers(0, 2**16))
+def test_merged_moments_equal_a_pass_at_the_coarse_grouping(n_rows, n_fine, n_coarse, sparse,
+                                                            seed):
+    """Sums of groups add up: merging fine groups (some left out) gives the moments of a
+    pass at the coarse grouping, rows of no group included."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n_rows, 5)) * (rng.random((n_rows, 5)) < 0.6)
+    fine = rng.integers(-1, n_fine, n_rows)  # -1: a row in no group
+    into = rng.integers(-1, n_coarse, n_fine)  # -1: a fine group left out
+    coarse = np.where(fine >= 0, into[np.maximum(fine, 0)], -1)
+    data = sp.csr_matrix(X) if sparse else X
+    merged = group_moments(data, fine, n_fine, squares=True).merged(into, n_coarse)
+    direct = group_moments(data, coarse, n_coarse, squares=True)
     np.testing.assert_array_equal(merged.count, direct.count)
     np.testing.assert_allclose(merged.sums, direct.sums, rtol=TOL, atol=TOL)
     np.testing.assert_allclose(merged.squares, direct.squares, rtol=TOL, atol=TOL)
+    naive = np.array([X[coarse == g].sum(axis=0) for g in range(n_coarse)]).reshape(-1, 5)
+    np.testing.assert_allclose(merged.sums, naive, rtol=TOL, atol=TOL)
 
 
 # --------------------------------------------------------------------------- reads counted
