@@ -302,7 +302,9 @@ def _print_evaluation(summary: pd.DataFrame, retrieval: pd.DataFrame | None,
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """``causalcell evaluate``: score predictions, write tables and a figure atomically."""
-    from causalcell.evaluate import align, evaluate, retrieval, summarize
+    from causalcell.evaluate import evaluate, retrieval, summarize
+    from causalcell.evaluate._align import align_cells
+    from causalcell.evaluate._report import observed_de
 
     if args.convention in ("cell-eval", "gears") and args.perturbation_type is None:
         raise ParameterError(
@@ -319,8 +321,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
         options = {"reference": args.reference, "join": args.join,
                    "control_label": args.control_label,
                    "aggregate_predicted": args.pseudobulk_predicted}
-        aligned = align(predicted, observed, **options)  # once, for every score
-        metrics = evaluate(aligned, observed, de_method=args.de_method, distance=args.distance)
+        # Aligned once, for every score; the pass over the observed cells serves the
+        # DE test too (their per-condition sums, merged), so they are read once.
+        aligned, cells = align_cells(predicted, observed, **options, keep_cells=True,
+                                     squares=args.de_method == "t-test")
+        de = observed_de(observed, None, args.de_method, None, args.control_label, cells)
+        del cells
+        metrics = evaluate(aligned, observed, de_method=args.de_method, de=de,
+                           distance=args.distance)
         summary = summarize(metrics)
         ranks = None
         if metrics.attrs.get("n_perturbations", 0) >= 2:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,12 @@ from anndata import AnnData
 from causalcell._validation import check_anndata, is_int
 from causalcell.data._interventions import Interventions
 from causalcell.data._schema import format_levels
-from causalcell.data._stats import group_moments, normalized, weighted_column_sums
+from causalcell.data._stats import (
+    GroupMoments,
+    group_moments,
+    normalized,
+    weighted_column_sums,
+)
 from causalcell.data._tidy import tidy_obs
 from causalcell.data.contract import (
     IS_CONTROL,
@@ -25,11 +31,13 @@ from causalcell.data.lazy import is_dask_array
 from causalcell.errors import DataContractError, ParameterError
 
 __all__ = [
+    "CellGroups",
     "changes",
     "check_min_cells",
     "control_mean",
     "control_weights",
     "pseudobulk",
+    "pseudobulk_cells",
     "row_weights",
 ]
 
@@ -90,6 +98,41 @@ def pseudobulk(
     >>> int(pb.obs["n_cells"].sum()) == sim.adata.n_obs
     True
     """
+    return pseudobulk_cells(adata, layer=layer, groupby=groupby, min_cells=min_cells)[0]
+
+
+@dataclass(frozen=True)
+class CellGroups:
+    """The pass over the cells behind a :func:`pseudobulk`: what else it can serve.
+
+    Attributes
+    ----------
+    groups : numpy.ndarray of int64, shape (n_cells,)
+        The pseudobulk group of each cell (every group, before ``min_cells``).
+    moments : GroupMoments
+        Unweighted per-group sums (and sums of squares, when asked for) of
+        the cells' expression: coarser groupings of the same cells (the
+        controls pooled, for a test against them) are merged from it
+        (:meth:`GroupMoments.merged`) instead of read again.
+    """
+
+    groups: np.ndarray
+    moments: GroupMoments
+
+
+def pseudobulk_cells(
+    adata: AnnData,
+    *,
+    layer: str | None = None,
+    groupby: str | Sequence[str] | None = None,
+    min_cells: int = 1,
+    squares: bool = False,
+) -> tuple[AnnData, CellGroups]:
+    """:func:`pseudobulk` and the group moments it averaged (one pass over the cells).
+
+    ``squares=True`` also sums the squares in the same pass (for variances,
+    e.g. a Welch test of the same cells).
+    """
     check_anndata(adata)
     check_min_cells(min_cells)
     interventions = Interventions.from_adata(adata, warn_unmeasured=False)
@@ -108,10 +151,9 @@ def pseudobulk(
             )
     groups, key_codes, key_values = _group_codes(interventions.codes, adata.obs, extra)
     n_groups = len(key_codes[0])
-    n_cells = np.bincount(groups, minlength=n_groups)
-    # Weights 1 / n_cells: the group sums are the means.
-    weights = 1.0 / n_cells[groups]
-    means = group_moments(X, groups, n_groups, weights=weights, what=_where(layer)).sums
+    moments = group_moments(X, groups, n_groups, squares=squares, what=_where(layer))
+    n_cells = moments.count.astype(np.int64)
+    means = moments.mean()
 
     cond = interventions.conditions.iloc[key_codes[0]]
     obs = pd.DataFrame(
@@ -137,7 +179,7 @@ def pseudobulk(
         )
     out = AnnData(X=means[keep], obs=tidy_obs(obs.loc[keep].copy()), var=adata.var.copy())
     out.uns["pseudobulk"] = {"layer": layer, "groupby": extra, "min_cells": min_cells}
-    return out
+    return out, CellGroups(groups, moments)
 
 
 def check_min_cells(min_cells: object) -> int:

@@ -59,6 +59,7 @@ __all__ = [
     "DASK_RANK_MEMORY",
     "GroupMoments",
     "bh_qvalues",
+    "controls_last",
     "group_moments",
     "mean_and_variance",
     "normalized",
@@ -67,6 +68,7 @@ __all__ = [
     "weighted_column_sums",
     "weighted_mean",
     "welch",
+    "welch_against_controls",
     "welch_ttest",
 ]
 
@@ -114,6 +116,25 @@ class GroupMoments:
         if self.squares is None:
             raise ValueError("variances need moments computed with squares=True.")
         return mean_and_variance(self.count[:, None], self.sums, self.squares)
+
+    def merged(self, into: np.ndarray, n_groups: int) -> GroupMoments:
+        """The moments of coarser groups: group g is added into group ``into[g]``
+        (``-1``: left out).
+
+        Sums of rows add up, so one pass over the rows at the finest grouping
+        serves every coarser one (one sparse merging product, no loop over
+        groups). The sums of a merged group are added in a different order
+        than a pass at the coarse grouping would (equal to rounding).
+        """
+        into = np.asarray(into, dtype=np.int64)
+        kept = np.flatnonzero(into >= 0)
+        merge = sp.csr_array((np.ones(len(kept)), (into[kept], kept)),
+                             shape=(n_groups, len(into)))
+        return GroupMoments(
+            merge @ self.count,
+            merge @ self.sums,
+            None if self.squares is None else merge @ self.squares,
+        )
 
 
 def mean_and_variance(
@@ -504,8 +525,28 @@ def welch_ttest(
     ((1, 2), True)
     """
     groups, control, n_groups = _check_groups(X, groups, control, n_groups)
-    codes = np.where(control, n_groups, groups)  # the controls are one more row
-    moments = group_moments(X, codes, n_groups + 1, squares=True)
+    moments = group_moments(X, controls_last(groups, control, n_groups), n_groups + 1,
+                            squares=True)
+    return welch_against_controls(moments)
+
+
+def controls_last(groups: np.ndarray, control: np.ndarray, n_groups: int) -> np.ndarray:
+    """Group codes with the controls as one more group, the last (code ``n_groups``)."""
+    return np.where(control, n_groups, groups)
+
+
+def welch_against_controls(
+    moments: GroupMoments,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`welch_ttest` from the moments of its groups, the controls last
+    (:func:`controls_last`), unweighted and with ``squares=True``.
+
+    Returns
+    -------
+    t, pvalue, mean_difference
+        As :func:`welch_ttest`.
+    """
+    n_groups = len(moments.count) - 1
     mean, var = moments.mean_and_variance()
     n = moments.count
     diff = mean[:n_groups] - mean[n_groups]

@@ -34,7 +34,7 @@ from anndata import AnnData
 
 from causalcell._validation import naming, nonfinite_rows
 from causalcell.data import Interventions, pseudobulk
-from causalcell.data._pseudobulk import row_weights
+from causalcell.data._pseudobulk import CellGroups, pseudobulk_cells, row_weights
 from causalcell.data._schema import did_you_mean
 from causalcell.data._stats import weighted_mean
 from causalcell.data.contract import (
@@ -57,7 +57,10 @@ __all__ = [
     "REFERENCES",
     "AlignOptions",
     "Aligned",
+    "ObservedCells",
     "align",
+    "align_cells",
+    "aligned_cells_input",
     "aligned_input",
     "is_pseudobulk",
 ]
@@ -250,19 +253,46 @@ def _check_unique(keys: pd.MultiIndex, obs_names: pd.Index, side: str, fix: str)
         )
 
 
+@dataclass(frozen=True)
+class ObservedCells:
+    """The one pass over the observed cells: their profiles and the moments they
+    were averaged from, which the DE test of the same cells merges instead of
+    reading the cells again (see :func:`align_cells`)."""
+
+    observed: AnnData  # the cells (identity: reused only for these)
+    layer: str | None
+    profiles: AnnData
+    cells: CellGroups
+
+    def serves(self, observed: AnnData, layer: str | None, squares: bool = False) -> bool:
+        """True when these are ``observed``'s cells, read from ``layer`` (with the
+        squares, when asked)."""
+        return (self.observed is observed and self.layer == layer
+                and (not squares or self.cells.moments.squares is not None))
+
+
 def _observed_profiles(
-    observed: AnnData, layer: str | None, control_label: str | None
-) -> tuple[AnnData, str | None, np.ndarray]:
-    """Observed per-perturbation profiles, the layer to read them from, and the
-    mask of their control rows."""
+    observed: AnnData, layer: str | None, control_label: str | None, *,
+    keep_cells: bool = False, squares: bool = False, reuse: ObservedCells | None = None,
+) -> tuple[AnnData, str | None, np.ndarray, ObservedCells | None]:
+    """Observed per-perturbation profiles, the layer to read them from, the mask
+    of their control rows, and (cells only, ``keep_cells``) the pass they came from."""
+    cells = None
     if is_pseudobulk(observed):
         profiles, profile_layer = observed, layer
         _expression(profiles, profile_layer, "observed")
     else:
         _expression(observed, layer, "observed")
-        profiles, profile_layer = pseudobulk(observed, layer=layer), None
+        if reuse is not None and reuse.serves(observed, layer, squares):
+            cells = reuse
+        else:
+            profiles, groups = pseudobulk_cells(observed, layer=layer, squares=squares)
+            cells = ObservedCells(observed, layer, profiles, groups)
+        profiles, profile_layer = cells.profiles, None
+        if not keep_cells:
+            cells = None
     iv = Interventions.from_adata(profiles, warn_unmeasured=False)
-    return profiles, profile_layer, control_rows(iv, control_label)
+    return profiles, profile_layer, control_rows(iv, control_label), cells
 
 
 def _reference(
@@ -349,6 +379,35 @@ def align(
     >>> aligned.predicted.shape
     (20, 30)
     """
+    return align_cells(predicted, observed, reference=reference, join=join,
+                       control_label=control_label, layer=layer,
+                       predicted_layer=predicted_layer,
+                       aggregate_predicted=aggregate_predicted)[0]
+
+
+def align_cells(
+    predicted: AnnData,
+    observed: AnnData,
+    *,
+    reference: str = "control",
+    join: str = "exact",
+    control_label: str | None = None,
+    layer: str | None = None,
+    predicted_layer: str | None = None,
+    aggregate_predicted: bool = False,
+    keep_cells: bool = False,
+    squares: bool = False,
+    reuse: ObservedCells | None = None,
+) -> tuple[Aligned, ObservedCells | None]:
+    """:func:`align`, and the pass over the observed cells it averaged.
+
+    With ``keep_cells`` and observed cells (not pseudobulk), also returns the
+    :class:`ObservedCells` of that pass (with the sums of squares when
+    ``squares``), so that a DE test of the same cells needs no second read;
+    else None. ``reuse``: such a pass, used instead of reading ``observed``
+    again when it is of the same cells and layer (several predictions scored
+    against one set of cells).
+    """
     if reference not in REFERENCES:
         raise ParameterError(f"reference={reference!r} is unknown; choose one of "
                              f"{list(REFERENCES)}.")
@@ -368,7 +427,9 @@ def align(
     # say which side they are about.
     with naming("the observed data"):
         checked_interventions(observed, layer=layer, what="the observed data")
-        profiles, profile_layer, control = _observed_profiles(observed, layer, control_label)
+        profiles, profile_layer, control, cells = _observed_profiles(
+            observed, layer, control_label, keep_cells=keep_cells or reuse is not None,
+            squares=squares, reuse=reuse)
         obs_iv = Interventions.from_adata(profiles, warn_unmeasured=False)
     obs_perturbed = np.flatnonzero(~obs_iv.is_control)
     obs_keys = _keys(obs_iv)[obs_perturbed]
@@ -435,7 +496,7 @@ def align(
     matched = np.zeros(len(obs_perturbed), dtype=bool)
     matched[where[~missing]] = True
     unpredicted = tuple(obs_iv.condition_of()[obs_perturbed[~matched]].astype(str))
-    return Aligned(
+    aligned = Aligned(
         perturbations=pd.Index(cond.index.to_numpy().astype(str), name="perturbation"),
         labels=cond[PERTURBATION].to_numpy().astype(str),
         perturbation_type=cond[PERTURBATION_TYPE].to_numpy().astype(str),
@@ -451,6 +512,7 @@ def align(
                  "layer": layer, "predicted_layer": predicted_layer,
                  "aggregate_predicted": aggregate_predicted},
     )
+    return aligned, cells
 
 
 def aligned_input(where: str, predicted: AnnData | Aligned, observed: AnnData | None,
@@ -468,6 +530,16 @@ def aligned_input(where: str, predicted: AnnData | Aligned, observed: AnnData | 
         No observed data with AnnData predictions, and every error of
         :func:`align`.
     """
+    return aligned_cells_input(where, predicted, observed, options)[0]
+
+
+def aligned_cells_input(
+    where: str, predicted: AnnData | Aligned, observed: AnnData | None,
+    options: Mapping[str, Any], *, keep_cells: bool = False, squares: bool = False,
+    reuse: ObservedCells | None = None,
+) -> tuple[Aligned, ObservedCells | None]:
+    """:func:`aligned_input`, and the pass over the observed cells when it read them
+    (see :func:`align_cells`; None for an :class:`Aligned` or pseudobulk rows)."""
     unknown = [name for name in options if name not in ALIGN_OPTIONS]
     if unknown:
         raise ParameterError(
@@ -481,11 +553,12 @@ def aligned_input(where: str, predicted: AnnData | Aligned, observed: AnnData | 
                 f"was aligned with its own ({predicted.options or 'the defaults'}). Pass them "
                 f"to align(), or pass the predicted AnnData instead."
             )
-        return predicted
+        return predicted, None
     if observed is None:
         raise DataContractError(
             f"{where}(): the observed data must be an AnnData object, got None. Pass "
             f"observed= with AnnData predictions, or an Aligned from "
             f"causalcell.evaluate.align(predicted, observed)."
         )
-    return align(predicted, observed, **options)
+    return align_cells(predicted, observed, **options, keep_cells=keep_cells,
+                       squares=squares, reuse=reuse)

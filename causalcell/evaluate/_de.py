@@ -25,12 +25,16 @@ from anndata import AnnData
 
 from causalcell._validation import DEPRECATED, renamed
 from causalcell.data import Interventions
+from causalcell.data._pseudobulk import CellGroups
 from causalcell.data._stats import (
     DASK_RANK_MEMORY,
+    GroupMoments,
     bh_qvalues,
+    controls_last,
     group_moments,
     rank_sum_test,
     significant,
+    welch_against_controls,
     welch_ttest,
 )
 from causalcell.data.contract import (
@@ -49,6 +53,7 @@ __all__ = [
     "bh_qvalues",
     "control_rows",
     "differential_expression",
+    "differential_expression_of",
     "rank_sum_test",
     "welch_ttest",
 ]
@@ -251,6 +256,27 @@ def differential_expression(
     >>> de.statistic.shape
     (20, 30)
     """
+    return differential_expression_of(adata, method=method, layer=layer,
+                                      control_label=control_label)
+
+
+def differential_expression_of(
+    adata: AnnData,
+    *,
+    method: str = "t-test",
+    layer: str | None = None,
+    control_label: str | None = None,
+    cells: CellGroups | None = None,
+) -> DEResult:
+    """:func:`differential_expression`, with the moments of a pass over the same cells.
+
+    ``cells`` (from :func:`~causalcell.data._pseudobulk.pseudobulk_cells` of
+    ``adata`` and ``layer``) holds the moments of groups that refine the
+    test's groups (each perturbed condition; the controls pooled), so the
+    test's moments are merged from them rather than read from X again: the
+    Welch test then does not read X at all (it needs the squares), the
+    rank-sum test reads it only for the ranks.
+    """
     if method not in METHODS:
         raise ParameterError(f"method={method!r} is unknown; choose one of {list(METHODS)}.")
     if not isinstance(adata, AnnData):
@@ -277,12 +303,19 @@ def differential_expression(
     if is_dask_array(X):
         # Before any pass: the mean differences need whole rows per block.
         check_row_chunks(X, "X" if layer is None else f"layers[{layer!r}]")
+    codes = controls_last(groups, control, len(keys))
+    moments = None if cells is None else _merged_moments(cells, codes, len(keys) + 1)
     if method == "t-test":
-        statistic, pvalue, diff = welch_ttest(X, groups, control, n_groups=len(keys))
+        if moments is None or moments.squares is None:
+            statistic, pvalue, diff = welch_ttest(X, groups, control, n_groups=len(keys))
+        else:
+            statistic, pvalue, diff = welch_against_controls(moments)
         score = statistic
     else:
         statistic, score, pvalue = rank_sum_test(X, groups, control, n_groups=len(keys))
-        diff = _mean_difference(X, groups, control, len(keys))
+        if moments is None:
+            moments = group_moments(X, codes, len(keys) + 1)
+        diff = _mean_difference(moments)
     conditions = iv.conditions.iloc[np.asarray(keys)]
     return DEResult(
         perturbations=pd.Index(conditions.index.to_numpy().astype(str), name="perturbation"),
@@ -299,10 +332,20 @@ def differential_expression(
     )
 
 
-def _mean_difference(
-    X, groups: np.ndarray, control: np.ndarray, n_groups: int
-) -> np.ndarray:
-    """Mean of each group minus the control mean, (n_groups, n_genes)."""
-    codes = np.where(control, n_groups, groups)
-    mean = group_moments(X, codes, n_groups + 1).mean()
-    return mean[:n_groups] - mean[n_groups]
+def _merged_moments(cells: CellGroups, codes: np.ndarray, n_groups: int) -> GroupMoments:
+    """The moments of the test's groups (``codes`` of each cell) merged from the
+    finer groups of ``cells``."""
+    if len(cells.groups) != len(codes):
+        raise ValueError(f"the moments are of {len(cells.groups)} cells, the test of "
+                         f"{len(codes)}: they must come from the same cells.")
+    into = np.full(len(cells.moments.count), -1, dtype=np.int64)
+    into[cells.groups] = codes
+    if (into[cells.groups] != codes).any():  # one test group per finer group
+        raise ValueError("the test's groups must be unions of the moments' groups.")
+    return cells.moments.merged(into, n_groups)
+
+
+def _mean_difference(moments: GroupMoments) -> np.ndarray:
+    """Mean of each group minus the control mean (the last group), (n_groups, n_genes)."""
+    mean = moments.mean()
+    return mean[:-1] - mean[-1]

@@ -37,11 +37,12 @@ from causalcell.evaluate._align import (
     ALIGN_DOC,
     Aligned,
     AlignOptions,
-    aligned_input,
+    ObservedCells,
+    aligned_cells_input,
     is_pseudobulk,
 )
 from causalcell.evaluate._de import METHODS as DE_METHODS
-from causalcell.evaluate._de import DEResult, differential_expression
+from causalcell.evaluate._de import DEResult, differential_expression_of
 from causalcell.evaluate._exclude import (
     EXCLUDE_COLUMN,
     EXCLUDE_DOC,
@@ -98,9 +99,13 @@ def check_scoring(top_k: object, de_method: object, alpha: object) -> None:
 
 def observed_de(
     observed: AnnData | None, de: DEResult | None, de_method: str | None, layer: str | None,
-    control_label: str | None,
+    control_label: str | None, cells: ObservedCells | None = None,
 ) -> DEResult | None:
-    """The DE result used to choose top-k genes, or None to rank by |observed change|."""
+    """The DE result used to choose top-k genes, or None to rank by |observed change|.
+
+    ``cells``: the pass over ``observed`` that aligned it (:func:`aligned_cells_input`),
+    whose group moments the test merges instead of reading the cells again.
+    """
     check_de_method(de_method)
     if de is not None:
         if not isinstance(de, DEResult):
@@ -116,8 +121,17 @@ def observed_de(
         )
     if is_pseudobulk(observed):
         return None
-    return differential_expression(observed, method=de_method, layer=layer,
-                                   control_label=control_label)
+    if cells is not None and not cells.serves(observed, layer):
+        cells = None
+    return differential_expression_of(observed, method=de_method, layer=layer,
+                                      control_label=control_label,
+                                      cells=None if cells is None else cells.cells)
+
+
+def _tests_cells(de: DEResult | None, de_method: str | None) -> bool:
+    """Whether :func:`observed_de` will test the observed cells (no ``de`` given):
+    the alignment then keeps its pass over them (with the squares for Welch's)."""
+    return de is None and de_method is not None
 
 
 def score_aligned(
@@ -257,9 +271,15 @@ def evaluate(
     """
     settings = exclude_rules("evaluate", exclude)
     check_scoring(top_k, de_method, alpha)
-    aligned = aligned_input("evaluate", predicted, observed, align_options)
+    # The observed cells are read once: their group moments give the observed
+    # profiles and, merged, the DE test's.
+    test = _tests_cells(de, de_method)
+    aligned, cells = aligned_cells_input("evaluate", predicted, observed, align_options,
+                                         keep_cells=test,
+                                         squares=test and de_method == "t-test")
     de = observed_de(observed, de, de_method, aligned.options.get("layer"),
-                     aligned.options.get("control_label"))
+                     aligned.options.get("control_label"), cells)
+    del cells  # its moments (groups x genes, twice) are not needed to score
     return score_aligned(aligned, de, exclude=settings, top_k=top_k, alpha=alpha,
                          retrieval=retrieval, distance=distance)
 
@@ -525,8 +545,13 @@ def compare(
                                  "the ceiling (1): give baseline= too.")
         ceiling = current_table("compare", ceiling)
         _check_ceiling(ceiling)
-    aligned = {name: aligned_input("compare", pred, observed, align_options)
-               for name, pred in predictions.items()}
+    # One pass over the observed cells serves every model's alignment and the DE test.
+    aligned, cells = {}, None
+    for name, pred in predictions.items():
+        aligned[name], kept = aligned_cells_input(
+            "compare", pred, observed, align_options, keep_cells=True,
+            squares=_tests_cells(de, de_method) and de_method == "t-test", reuse=cells)
+        cells = cells if kept is None else kept
     first_name, first = next(iter(aligned.items()))
     reference_set = set(first.perturbations)
     for name, item in aligned.items():
@@ -546,7 +571,8 @@ def compare(
                 f"the common ones."
             )
     de = observed_de(observed, de, de_method, first.options.get("layer"),
-                     first.options.get("control_label"))
+                     first.options.get("control_label"), cells)
+    del cells  # its moments (groups x genes, twice) are not needed to score
     frames = []
     for name, item in aligned.items():
         table = score_aligned(item, de, exclude=settings, top_k=top_k, alpha=alpha,
