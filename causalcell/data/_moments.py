@@ -370,12 +370,17 @@ def _first_block_shift(Z: np.ndarray, e: _Entries) -> np.ndarray:
 
 
 class _Buffers:
-    """Work arrays of the dense block path, allocated once per pass and reused."""
+    """Work arrays of the dense block path, allocated once per pass and reused.
 
-    def __init__(self, rows: int, p: int, u: int) -> None:
+    With U a subset of the genes, ``WU`` has ``extra`` more columns than U
+    (see :func:`_dense_sums`), and so has ``cross`` rows.
+    """
+
+    def __init__(self, rows: int, p: int, u: int, extra: int = 1) -> None:
         self.Z = np.empty((rows, p))
-        self.WU = np.empty((rows, u)) if u < p else None
-        self.cross = np.empty((u, p))
+        partial = u < p
+        self.WU = np.empty((rows, u + extra)) if partial else None
+        self.cross = np.empty((u + extra if partial else u, p))
 
 
 def _chunk_rows(p: int) -> int:
@@ -397,32 +402,45 @@ def _dense_sums(Z: np.ndarray, e: _Entries, lay: _Layout, buffers: _Buffers | No
     ``row_weights @ X`` of the block is added to ``weighted``.
 
     The elementwise steps (shift, levels T, the copy of W_U, zeroing the
-    targeted entries, column sums and sums of squares of Y) run on chunks of
-    rows that stay in cache, so the block is read from memory once before the
-    product ``W_U^T Y`` (and once by it), not once per step.
+    targeted entries, sums of squares of Y) run on chunks of rows that stay
+    in cache, so the block is read from memory once before the product
+    ``W_U^T Y`` (and once by it), not once per step. With U a subset of the
+    genes, the product also gives Y's column sums and ``row_weights^T Y``:
+    W_U is followed by a column of ones and one of the row weights, so these
+    sums cost two rows of the product instead of passes over the chunks.
     """
     m, p = Z.shape
     U, V = lay.regulators, lay.targeted_regs
     u = len(U)
     partial = u < p
+    weights = row_weights is not None
     WU = None
     if partial:
-        WU = np.empty((m, u)) if buffers is None else buffers.WU[:m]
+        extra = 1 + weights
+        augmented = np.empty((m, u + extra)) if buffers is None else buffers.WU[:m]
+        augmented[:, u] = 1.0
+        if weights:
+            augmented[:, u + 1] = row_weights
+        WU = augmented[:, :u]
     target_sums, target_squares = np.zeros(p), np.zeros(p)
     values = np.empty(len(e.rows))  # W at the targeted entries, before they are zeroed
+    # X minus the shift at the targeted entries (row weights reach them: Y does not)
+    raw = np.empty(len(e.rows)) if partial and weights else None
     step = _chunk_rows(p)
     edges = np.searchsorted(e.rows, np.arange(0, m + step, step))
     for i, lo in enumerate(range(0, m, step)):
         hi = min(lo + step, m)
         a, b = edges[i], edges[i + 1]
         Zc = Z[lo:hi]
-        if row_weights is not None:  # the raw values, while the chunk is in cache
+        if weights and not partial:  # the raw values, while the chunk is in cache
             weighted += row_weights[lo:hi] @ (Zc if source is None else source[lo:hi])
         if source is None:
             Zc -= lay.shift
         else:
             np.subtract(source[lo:hi], lay.shift, out=Zc, casting="unsafe")
         r, c, k = e.rows[a:b] - lo, e.cols[a:b], e.known[a:b]
+        if raw is not None:
+            raw[a:b] = Zc[r, c]
         Zc[r[k], c[k]] = e.levels[a:b][k] - lay.shift[c[k]]  # Zc is now W
         if partial:
             # mode="clip" (U is in range): numpy then skips buffering the output for
@@ -430,11 +448,20 @@ def _dense_sums(Z: np.ndarray, e: _Entries, lay: _Layout, buffers: _Buffers | No
             np.take(Zc, U, axis=1, out=WU[lo:hi], mode="clip")
         values[a:b] = Zc[r, c]
         Zc[r, c] = 0.0  # Zc is now Y
-        target_sums += Zc.sum(axis=0)
+        if not partial:
+            target_sums += Zc.sum(axis=0)
         target_squares += np.einsum("ij,ij->j", Zc, Zc)
     r, c = e.rows, e.cols
     if partial:
-        cross = np.matmul(WU.T, Z, out=None if buffers is None else buffers.cross)
+        product = np.matmul(augmented.T, Z, out=None if buffers is None else buffers.cross)
+        cross = product[:u]
+        target_sums = product[u].copy()
+        if weights:
+            # row_weights^T X = row_weights^T Y + (sum of the weights) shift + the
+            # weighted values Y leaves out (X minus the shift at the targeted entries).
+            weighted += product[u + 1]
+            weighted += row_weights.sum() * lay.shift
+            weighted += np.bincount(c, weights=row_weights[r] * raw, minlength=p)
         reg_sums = WU.sum(axis=0)
     else:
         # U = every gene: W_U^T Y = Y^T Y + S^T Y with S the targeted entries of W
@@ -685,7 +712,8 @@ def _memory_pass(
     count = n if rows is None else len(rows)
     buffers = None
     if not sparse_path:
-        buffers = _Buffers(min(step, count), p, len(lay.regulators))
+        buffers = _Buffers(min(step, count), p, len(lay.regulators),
+                           extra=1 + (row_weights is not None))
     # A derived X (e.g. the spline basis beside the genes) that can write its rows
     # into the block buffer is read there, with no block-sized array of its own.
     read_into = None if (sparse_path or rows is not None) else getattr(X, "read_rows_into", None)
