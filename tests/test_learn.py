@@ -593,6 +593,21 @@ def test_pc_prior_forbids_edges_outside_the_prior(sachs):
     assert H.edges["raf", "mek"]["oriented"]
 
 
+def test_pc_prior_is_refused_when_pgmpy_lacks_the_step_it_completes(sachs, monkeypatch):
+    """The prior's completion overrides a private pgmpy step: if a pgmpy release
+    renames it, a prior is refused with the fix instead of silently running
+    without the completion (pgmpy issue #2138); a search without prior uses
+    pgmpy's PC unchanged."""
+    from pgmpy.causal_discovery import PC
+
+    from causalcell.graph._pc import _prior_pc_class
+
+    monkeypatch.setattr(PC, "_build_skeleton", None, raising=False)  # as if renamed
+    with pytest.raises(ParameterError, match=r"pgmpy .*PC._build_skeleton.*without prior="):
+        learn_pc(sachs, prior=load_sachs2005_network(), verbose=False)
+    assert _prior_pc_class(restricted=False) is PC
+
+
 def test_pc_required_edge_is_kept(sachs):
     free = learn_pc(sachs, significance_level=0.01, verbose=False)
     assert not free.has_edge("raf", "jnk")

@@ -235,7 +235,7 @@ def learn_pc(
     # search space as "no restriction").
     nothing_allowed = prior_pairs is not None and not knowledge.search_space
     if len(tested) >= 2 and not nothing_allowed:
-        pc = _prior_pc_class()(
+        pc = _prior_pc_class(restricted=prior_pairs is not None)(
             variant="stable" if n_jobs == 1 else "parallel",
             ci_test=ci_test,
             return_type="pdag",
@@ -427,7 +427,7 @@ def _pc_knowledge(
     return ExpertKnowledge(**kwargs)
 
 
-def _prior_pc_class() -> type:
+def _prior_pc_class(restricted: bool = True) -> type:
     """pgmpy's PC with separating sets for the pairs the prior makes non-adjacent.
 
     With ``enforce_expert_knowledge=True`` pgmpy removes forbidden adjacencies
@@ -436,8 +436,25 @@ def _prior_pc_class() -> type:
     Whether such a pair is independent given their common neighbour is
     unknown, so it must not create a v-structure: it gets a separating set of
     every other variable, which orients no collider.
+
+    The completion overrides a private step of pgmpy's PC (``_build_skeleton``).
+    Should a pgmpy release rename it, the override would silently not run:
+    then a prior (``restricted``) is refused with a ParameterError naming the
+    fix, and a search without one uses pgmpy's PC unchanged.
     """
     from pgmpy.causal_discovery import PC
+
+    if not callable(getattr(PC, "_build_skeleton", None)):
+        if not restricted:
+            return PC
+        import pgmpy
+
+        raise ParameterError(
+            f"learn_pc(prior=...): the installed pgmpy {pgmpy.__version__} no longer has "
+            f"the PC step causalcell completes for a prior (PC._build_skeleton; pgmpy issue "
+            f"#2138). Install pgmpy 1.x (pip install 'pgmpy>=1.0,<2'), or call learn_pc "
+            f"without prior=."
+        )
 
     class _PriorPC(PC):
         def _build_skeleton(self, *args: Any, **kwargs: Any) -> Any:
