@@ -104,7 +104,7 @@ _NUMERIC_KINDS = "fiu"
 
 def _where(layer: str | None, what: str) -> str:
     """``"X of the predicted data"`` / ``"layer 'counts' of the data"``, for messages."""
-    matrix = "X" if layer is None else f"layer {layer!r}"
+    matrix = expression_name(layer)
     return matrix if what == "the data" else f"{matrix} of {what}"
 
 
