@@ -109,3 +109,26 @@ def test_the_ridge_fit_reads_finite_x_once(monkeypatch):
     monkeypatch.setattr(contract, "nonfinite_rows", lambda v: calls.append(v) or np.zeros(0, int))
     ConditionalGRNRegressor(alpha=1.0).fit(adata, network)
     assert calls == []
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_the_pass_refuses_nonfinite_values_at_the_first_block_holding_them(sparse, monkeypatch):
+    """The pass's running sums are checked after every block: a NaN in the first rows
+    is refused before the rest of X is read (as the contract's scan would, up front)."""
+    import causalcell.data._moments as moments_module
+    from causalcell.data import Interventions
+    from causalcell.data._design import Design
+
+    adata, _network = _screen()
+    X = adata.X
+    X[1, 4] = np.nan
+    X = sp.csr_matrix(X) if sparse else X
+    blocks = []
+    for name in ("_dense_sums", "_sparse_sums"):
+        original = getattr(moments_module, name)
+        monkeypatch.setattr(moments_module, name,
+                            lambda *a, _f=original, **k: blocks.append(1) or _f(*a, **k))
+    design = Design(X, Interventions.from_adata(adata))
+    with pytest.raises(DataContractError, match=repr(adata.obs_names[1])):
+        moments_module.moments(design, np.arange(4), block_rows=10)
+    assert len(blocks) == 1 < adata.n_obs // 10

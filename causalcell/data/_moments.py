@@ -642,10 +642,11 @@ def _pass(
         w = None if row_weights is None else np.asarray(row_weights, dtype=np.float64)
         # NaN or inf in X propagate through the sums silently: they are refused
         # right after, with the contract's error, not half-reported as warnings.
+        finite = _FiniteCheck(design, rows, what)
         with np.errstate(invalid="ignore", over="ignore"):
             sums, weighted = _memory_pass(design, lay, step, sparse_path, rows,
-                                          shift is None and not sparse_path, w, verbose)
-        _check_finite_pass(design, sums, rows, what)
+                                          shift is None and not sparse_path, w, verbose,
+                                          finite)
         if gather is not None:
             g = sp.csr_array(gather, dtype=bool)
             g.sort_indices()
@@ -668,27 +669,41 @@ def _pass(
     )
 
 
-def _check_finite_pass(design: Design, sums: _Sums, rows: np.ndarray | None, what: str) -> None:
-    """Refuse NaN or infinite values in the samples a pass over in-memory X read.
+class _FiniteCheck:
+    """Refuses NaN or infinite values in the samples a pass over in-memory X reads,
+    with the data contract's error, as early as the pass can tell.
 
-    NaN and inf propagate through sums, so finite sums of Y (every value but
-    the targeted entries) and of the regulators prove those values finite
-    without a scan of their own; the targeted entries (replaced by T, then
-    zeroed, in the pass) are read directly. Only when something is not finite
-    is X scanned, to name the first sample at fault (a sum can also overflow
-    on finite values; the scan then finds nothing, as the contract's would not).
+    The targeted entries (replaced by T, then zeroed, in the pass) are read
+    directly before the pass. Every other value enters the sums of Y, and NaN
+    and inf propagate through sums: after each block, finite running sums
+    prove the values read so far finite without a scan of their own. Only
+    when something is not finite is X scanned, to name the first sample at
+    fault (a sum can also overflow on finite values; the scan then finds
+    nothing, as the contract's would not, and the pass goes on).
     """
-    X = design.X
-    if not (isinstance(X, np.ndarray) or sp.issparse(X)):
-        return  # derived designs (e.g. a spline basis): their X was validated
-    finite = all(np.isfinite(a).all() for a in (sums.target_sums, sums.target_squares,
-                                                 sums.regulator_sums))
-    if finite:
-        e = _Entries.of(design, 0, X.shape[0]) if rows is None else _Entries.of_rows(design, rows)
-        sample = e.rows if rows is None else rows[e.rows]
-        finite = bool(np.isfinite(design.measured(sample, e.cols)).all())
-    if not finite:
-        check_finite_expression(X, design.interventions.obs_names, what, rows)
+
+    def __init__(self, design: Design, rows: np.ndarray | None, what: str) -> None:
+        X = design.X
+        # Derived designs (e.g. a spline basis beside the genes): their X was validated.
+        self.active = isinstance(X, np.ndarray) or sp.issparse(X)
+        self.design, self.rows, self.what = design, rows, what
+        if self.active:
+            e = (_Entries.of(design, 0, X.shape[0]) if rows is None
+                 else _Entries.of_rows(design, rows))
+            sample = e.rows if rows is None else rows[e.rows]
+            if not np.isfinite(design.measured(sample, e.cols)).all():
+                self.scan()
+
+    def after_block(self, sums: _Sums) -> None:
+        """Check the running sums (three vectors: cheap at every block)."""
+        if self.active and not all(np.isfinite(a).all() for a in (
+                sums.target_sums, sums.target_squares, sums.regulator_sums)):
+            self.scan()
+            self.active = False  # an overflow of finite values: nothing to refuse
+
+    def scan(self) -> None:
+        check_finite_expression(self.design.X, self.design.interventions.obs_names, self.what,
+                                self.rows)
 
 
 def _empty_sums(lay: _Layout, p: int) -> _Sums:
@@ -700,6 +715,7 @@ def _empty_sums(lay: _Layout, p: int) -> _Sums:
 def _memory_pass(
     design: Design, lay: _Layout, step: int, sparse_path: bool, rows: np.ndarray | None,
     first_block_shift: bool, row_weights: np.ndarray | None, verbose: bool,
+    finite: _FiniteCheck,
 ) -> tuple[_Sums, np.ndarray | None]:
     """The pass over in-memory X; also ``row_weights @ X`` and, on the dense path, the
     shift from the first block, so that X is read once."""
@@ -717,11 +733,8 @@ def _memory_pass(
     # A derived X (e.g. the spline basis beside the genes) that can write its rows
     # into the block buffer is read there, with no block-sized array of its own.
     read_into = None if (sparse_path or rows is not None) else getattr(X, "read_rows_into", None)
-    for start in tqdm(
-        range(0, count, step), desc="Gram (samples)", unit="block", disable=not verbose,
-        leave=False,
-    ):
-        stop = min(start + step, count)
+    def add_block(start: int, stop: int) -> None:
+        nonlocal sums, weighted
         w = None if weighted is None else row_weights[start:stop]
         if read_into is not None:
             entries = _Entries.of(design, start, stop)
@@ -729,7 +742,7 @@ def _memory_pass(
             if start == 0 and first_block_shift:
                 lay.shift = _first_block_shift(Z, entries)
             _dense_sums(Z, entries, lay, buffers, into=sums, row_weights=w, weighted=weighted)
-            continue
+            return
         if rows is None:  # contiguous rows: a view of dense X, no copy
             block, entries = X[start:stop], _Entries.of(design, start, stop)
         else:
@@ -739,18 +752,25 @@ def _memory_pass(
             if weighted is not None:
                 weighted += np.asarray(row_weights[start:stop] @ block, dtype=np.float64)
             sums += _sparse_sums(block, entries, lay)
-            continue
+            return
         # The weighted row sum (e.g. the control mean) is taken chunk by chunk
         # with the other statistics, not in a pass of its own.
         if isinstance(block, np.ndarray) and not (start == 0 and first_block_shift):
             # Read once: the shift's subtraction is the copy into the buffer.
             _dense_sums(buffers.Z[: stop - start], entries, lay, buffers, into=sums,
                         source=block, row_weights=w, weighted=weighted)
-            continue
+            return
         Z = _as_dense(block, buffers.Z)
         if start == 0 and first_block_shift:
             lay.shift = _first_block_shift(Z, entries)
         _dense_sums(Z, entries, lay, buffers, into=sums, row_weights=w, weighted=weighted)
+
+    for start in tqdm(
+        range(0, count, step), desc="Gram (samples)", unit="block", disable=not verbose,
+        leave=False,
+    ):
+        add_block(start, min(start + step, count))
+        finite.after_block(sums)  # refused at the first block holding NaN or inf
     return sums, weighted
 
 
