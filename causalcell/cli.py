@@ -304,7 +304,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """``causalcell evaluate``: score predictions, write tables and a figure atomically."""
     from causalcell.evaluate import evaluate, retrieval, summarize
     from causalcell.evaluate._align import align_cells
-    from causalcell.evaluate._report import observed_de
+    from causalcell.evaluate._report import cells_pass, observed_de
 
     if args.convention in ("cell-eval", "gears") and args.perturbation_type is None:
         raise ParameterError(
@@ -323,8 +323,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
                    "aggregate_predicted": args.pseudobulk_predicted}
         # Aligned once, for every score; the pass over the observed cells serves the
         # DE test too (their per-condition sums, merged), so they are read once.
-        aligned, cells = align_cells(predicted, observed, **options, keep_cells=True,
-                                     squares=args.de_method == "t-test")
+        aligned, cells = align_cells(predicted, observed, **options,
+                                     **cells_pass(None, args.de_method))
         de = observed_de(observed, None, args.de_method, None, args.control_label, cells)
         del cells
         metrics = evaluate(aligned, observed, de_method=args.de_method, de=de,

@@ -128,10 +128,13 @@ def observed_de(
                                       cells=None if cells is None else cells.cells)
 
 
-def _tests_cells(de: DEResult | None, de_method: str | None) -> bool:
-    """Whether :func:`observed_de` will test the observed cells (no ``de`` given):
-    the alignment then keeps its pass over them (with the squares for Welch's)."""
-    return de is None and de_method is not None
+def cells_pass(de: DEResult | None, de_method: str | None) -> dict[str, bool]:
+    """What the alignment's pass over the observed cells must keep for
+    :func:`observed_de`: the pass itself when the cells will be tested (no ``de``
+    given), and the sums of squares when the test is Welch's (``keep_cells``,
+    ``squares``: options of :func:`~causalcell.evaluate._align.align_cells`)."""
+    tests = de is None and de_method is not None
+    return {"keep_cells": tests, "squares": tests and de_method == "t-test"}
 
 
 def score_aligned(
@@ -273,10 +276,8 @@ def evaluate(
     check_scoring(top_k, de_method, alpha)
     # The observed cells are read once: their group moments give the observed
     # profiles and, merged, the DE test's.
-    test = _tests_cells(de, de_method)
     aligned, cells = aligned_cells_input("evaluate", predicted, observed, align_options,
-                                         keep_cells=test,
-                                         squares=test and de_method == "t-test")
+                                         **cells_pass(de, de_method))
     de = observed_de(observed, de, de_method, aligned.options.get("layer"),
                      aligned.options.get("control_label"), cells)
     del cells  # its moments (groups x genes, twice) are not needed to score
@@ -549,8 +550,8 @@ def compare(
     aligned, cells = {}, None
     for name, pred in predictions.items():
         aligned[name], kept = aligned_cells_input(
-            "compare", pred, observed, align_options, keep_cells=True,
-            squares=_tests_cells(de, de_method) and de_method == "t-test", reuse=cells)
+            "compare", pred, observed, align_options,
+            **{**cells_pass(de, de_method), "keep_cells": True}, reuse=cells)
         cells = cells if kept is None else kept
     first_name, first = next(iter(aligned.items()))
     reference_set = set(first.perturbations)
