@@ -64,7 +64,6 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from threadpoolctl import threadpool_limits
 
 from causalcell.data._design import Design
 from causalcell.data._interventions import Interventions
@@ -73,6 +72,7 @@ from causalcell.data._sparse import gather_entries
 from causalcell.data._stats import group_moments
 from causalcell.data.lazy import is_dask_array
 from causalcell.models._solve import STACK_VALUES, LinearFit
+from causalcell.models._threads import one_blas_thread
 
 __all__ = ["fit_iv"]
 
@@ -220,7 +220,7 @@ def fit_iv(
     intercept = np.zeros(p)
     lost_regulators: list[np.ndarray] = []  # the edges not identified: regulator ...
     lost_targets: list[np.ndarray] = []  # ... and target
-    with threadpool_limits(limits=1):
+    with one_blas_thread(int(regs.sizes.max(initial=0))):
         for genes, r in tqdm(_stacks(fit_genes, regs.sizes, totals.n_excluded), desc="IV solves",
                              unit="stack", disable=not verbose, leave=False):
             R = regs.of(genes, r)  # (m, r)

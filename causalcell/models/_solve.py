@@ -38,13 +38,13 @@ or take hours.
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import scipy.linalg as la
 import scipy.sparse as sp
-from threadpoolctl import threadpool_limits
 
 from causalcell._progress import tqdm
 from causalcell.data._design import Design
@@ -52,6 +52,7 @@ from causalcell.data._interventions import Interventions
 from causalcell.data._moments import BLOCK_VALUES, Moments, leave_out_gather, left_out, moments
 from causalcell.data.lazy import format_bytes, is_dask_array, physical_memory
 from causalcell.errors import ParameterError
+from causalcell.models._threads import one_blas_thread
 
 __all__ = ["MAX_MEMORY_FRACTION", "MAX_SECONDS", "STACK_VALUES", "LinearFit", "fit_linear"]
 
@@ -343,12 +344,11 @@ def _solve_by_size(
             step = _stack_chunks(len(grp), r, int(counts[last]), factor)
             work.append((grp[i : i + step], r))
             i += step
-    # Stacks of systems: LAPACK per matrix is faster single-threaded (no thread
-    # start-up and synchronization per matrix; measured 20-40x faster for stacks
-    # of 300 x 300 systems on a loaded 2-core machine). Threads only pay for
-    # single large systems.
-    threads = 1 if int(sizes.max(initial=0)) <= _SINGLE_THREAD_SYSTEMS else None
-    with threadpool_limits(limits=threads):
+    # Stacks of systems: LAPACK per matrix on one thread (see _threads). Threads
+    # only pay for single large systems.
+    largest = int(sizes.max(initial=0))
+    threads = one_blas_thread(largest) if largest <= _SINGLE_THREAD_SYSTEMS else nullcontext()
+    with threads:
         for chunk, r in tqdm(
             work, desc="Solving genes", unit="stack", disable=not verbose, leave=False
         ):
