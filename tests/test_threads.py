@@ -7,7 +7,7 @@ import contextlib
 import pytest
 from threadpoolctl import threadpool_info
 
-from causalcell.models import _threads
+from causalcell import _blas as _threads
 
 
 def _blas_threads() -> list[int]:
@@ -31,3 +31,14 @@ def test_large_systems_run_on_one_thread_and_the_limit_is_lifted():
     with _threads.one_blas_thread(500):
         assert set(_blas_threads()) == {1}
     assert _threads._controller is controller
+
+
+@pytest.mark.skipif(not _blas_threads(), reason="no BLAS found by threadpoolctl")
+def test_the_limit_in_force_is_read_when_asked():
+    # A limit set after the controller was made (as joblib's workers do) is seen.
+    _threads.blas_thread_limit()
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        assert _threads.blas_thread_limit() == 1
+    assert _threads.blas_thread_limit() == min(_blas_threads())

@@ -308,16 +308,15 @@ def _threads(bytes_per_thread: int = 0) -> int:
     than the BLAS thread limit in force (so ``threadpoolctl.threadpool_limits`` and
     parallel workers that set it are respected), and no more than fit the memory
     budget when each thread needs ``bytes_per_thread`` of its own."""
-    from threadpoolctl import threadpool_info
+    from causalcell._blas import blas_thread_limit
 
     try:
         cores = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         cores = max(1, os.cpu_count() or 1)
-    limits = [info["num_threads"] for info in threadpool_info()
-              if info.get("user_api") == "blas" and info.get("num_threads")]
-    if limits:
-        cores = min(cores, *limits)
+    limit = blas_thread_limit()
+    if limit is not None:
+        cores = min(cores, limit)
     if bytes_per_thread > 0:
         cores = min(cores, max(1, _THREAD_SUMS_BYTES // bytes_per_thread))
     return cores

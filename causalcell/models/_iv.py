@@ -65,6 +65,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from causalcell._blas import one_blas_thread
 from causalcell.data._design import Design
 from causalcell.data._interventions import Interventions
 from causalcell.data._moments import LeftOut, Moments, leave_out_gather, left_out, moments
@@ -72,7 +73,6 @@ from causalcell.data._sparse import gather_entries
 from causalcell.data._stats import group_moments
 from causalcell.data.lazy import is_dask_array
 from causalcell.models._solve import STACK_VALUES, LinearFit
-from causalcell.models._threads import one_blas_thread
 
 __all__ = ["fit_iv"]
 

@@ -46,13 +46,13 @@ import numpy as np
 import scipy.linalg as la
 import scipy.sparse as sp
 
+from causalcell._blas import one_blas_thread
 from causalcell._progress import tqdm
 from causalcell.data._design import Design
 from causalcell.data._interventions import Interventions
 from causalcell.data._moments import BLOCK_VALUES, Moments, leave_out_gather, left_out, moments
 from causalcell.data.lazy import format_bytes, is_dask_array, physical_memory
 from causalcell.errors import ParameterError
-from causalcell.models._threads import one_blas_thread
 
 __all__ = ["MAX_MEMORY_FRACTION", "MAX_SECONDS", "STACK_VALUES", "LinearFit", "fit_linear"]
 
