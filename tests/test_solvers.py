@@ -72,13 +72,16 @@ def naive(X, mask, levels, regs_of, alpha):
             continue
         est = LinearRegression() if alpha == 0 else Ridge(alpha=alpha)
         est.fit(Z[np.ix_(keep, regs)], X[keep, g])
-        out[g] = (regs, est.coef_, est.intercept_)
+        rss = np.sum((X[keep, g] - est.predict(Z[np.ix_(keep, regs)])) ** 2)
+        out[g] = (regs, est.coef_, est.intercept_, rss)
     return out
 
 
 def assert_matches(fit, reference, rtol=1e-9):
     C = fit.coef.toarray()
-    for g, (regs, coef, intercept) in reference.items():
+    for g, (regs, coef, intercept, *rss) in reference.items():
+        if rss:  # the residual sum of squares of the fitted equation
+            np.testing.assert_allclose(fit.rss[g], rss[0], rtol=1e-8)
         stored = fit.coef[:, [g]].tocoo().row
         np.testing.assert_array_equal(np.sort(stored), np.sort(regs))
         np.testing.assert_allclose(

@@ -441,9 +441,34 @@ def test_large_fixed_penalty_systems_solved_by_cholesky_equal_the_stacked_lu():
     M = rng.normal(size=(m, r, r + 30))
     A = M @ M.transpose(0, 2, 1) + 0.1 * np.eye(r)
     A[1] = np.diag(np.where(np.arange(r) % 2 == 0, 1.0, -2.0))  # symmetric, indefinite
+    # Indefinite with a dense triangle: the factorization fails after overwriting
+    # a part of it (in place), and the LU must still see the original system.
+    B = rng.normal(size=(r, r))
+    A[2] = B + B.T
     b = rng.normal(size=(m, r))
     expected = np.linalg.solve(A, b[..., None])[..., 0]
+    original = A.copy()
     np.testing.assert_allclose(_solve_symmetric(A, b), expected, rtol=1e-9, atol=1e-12)
+    A = original  # the factorizations overwrite the stack (the caller's to give up)
     small = A[:, :10, :10] + np.eye(10)
-    np.testing.assert_array_equal(_solve_symmetric(small, b[:, :10]),
+    np.testing.assert_array_equal(_solve_symmetric(small.copy(), b[:, :10]),
                                   np.linalg.solve(small, b[:, :10, None])[..., 0])
+
+
+def test_residual_sum_of_squares_of_large_ridge_systems():
+    """The RSS of a fixed-penalty ridge system, from beta^T S beta = beta.b -
+    alpha |beta|^2 (the factorizations overwrite S), equals the direct formula."""
+    from causalcell.models._solve import _CHOLESKY_SYSTEMS, _solve_systems, _Solver
+
+    rng = np.random.default_rng(1)
+    m, r, alpha = 3, _CHOLESKY_SYSTEMS + 10, 2.5
+    M = rng.normal(size=(m, r, 3 * r))
+    S = M @ M.transpose(0, 2, 1)
+    b = rng.normal(size=(m, r)) * 10
+    syy = np.full(m, 1e4)
+    solver = _Solver(method="ridge", alpha=alpha, alphas=None, inference=False)
+    beta, _, rss, _ = _solve_systems(S.copy(), b, syy, np.full(m, 3.0 * r), solver)
+    np.testing.assert_allclose(beta, np.linalg.solve(S + alpha * np.eye(r), b[..., None])[..., 0],
+                               rtol=1e-9)
+    direct = syy - 2 * np.einsum("mi,mi->m", beta, b) + np.einsum("mi,mij,mj->m", beta, S, beta)
+    np.testing.assert_allclose(rss, direct, rtol=1e-10)
