@@ -100,3 +100,34 @@ def test_passes_over_subsets_add_up(seed, n, sparse):
         pos = np.arange(len(regulators))
         np.testing.assert_allclose(got.gram(pos[:, None], pos[None, :]),
                                    W[:, regulators].T @ W[:, regulators], atol=1e-9)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(6, 60), k=st.integers(1, 4),
+       block_rows=st.integers(1, 70), weighted=st.booleans())
+def test_pass_over_trailing_untargeted_regulators_equals_definition(seed, n, k, block_rows,
+                                                                    weighted):
+    """Regulators that are the last columns and never targeted (a spline basis beside
+    the genes) take the pass's symmetric product: the statistics are still the
+    definition's, W_U^T Y about the shift."""
+    p = 5 + k
+    design, X, _, M, rng = random_design(seed, n, p, sparse=False)
+    untargeted = np.ones((n, p), dtype=bool)
+    untargeted[:, : p - k] = False
+    M = M & ~untargeted
+    mask = sp.csr_array(M)
+    levels = rng.normal(size=mask.nnz)
+    iv = interventions_from_mask(mask, levels)
+    design = Design(X, iv)
+    U = np.arange(p - k, p)
+    w = rng.random(n) if weighted else None
+    mom = moments(design, U, block_rows=block_rows, row_weights=w)
+    Z = X.copy()
+    Z[iv.entry_rows, iv.mask.indices] = levels
+    Y = np.where(M, 0.0, X - mom.shift)
+    W_U = Z[:, U] - mom.shift[U]
+    np.testing.assert_allclose(mom.cross, W_U.T @ Y, atol=1e-9)
+    np.testing.assert_allclose(mom.target_sums, Y.sum(axis=0), atol=1e-9)
+    np.testing.assert_allclose(mom.regulator_sums, W_U.sum(axis=0), atol=1e-9)
+    if weighted:
+        np.testing.assert_allclose(mom.weighted_sum, w @ X, atol=1e-9)
