@@ -2,7 +2,7 @@
 
 Layers, bottom to top (a module may import its own layer and the ones below):
 
-- ``errors``, ``_version``, ``_validation``: no other causalcell module;
+- ``errors``, ``_version``, ``_validation``, ``_blas``: no other causalcell module;
 - ``data``: the contract, Interventions, the design-matrix engine, statistics;
 - ``graph`` and ``datasets`` (on ``data``); ``evaluate`` (on ``data``; never
   ``models``: it scores any predictor's output, ours or not);
@@ -26,7 +26,7 @@ import networkx as nx
 import pytest
 
 PACKAGE = Path(__file__).parent.parent / "causalcell"
-BOTTOM = {"errors", "_version", "_validation"}
+BOTTOM = {"errors", "_version", "_validation", "_blas"}
 ALL = {"data", "graph", "datasets", "models", "evaluate", "benchmark", "plot", "demo", "cli"}
 # layer -> the layers it must not import
 FORBIDDEN = {
