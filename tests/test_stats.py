@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 from statsmodels.stats.multitest import fdrcorrection
@@ -43,6 +43,39 @@ def test_group_moments_equal_a_loop(n, p, n_groups, sparse, seed):
         assert got.count[k] == rows.sum()
         np.testing.assert_allclose(got.sums[k], weights[rows] @ values[rows], atol=1e-12)
         np.testing.assert_allclose(got.squares[k], weights[rows] @ values[rows] ** 2, atol=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 40),
+    p=st.integers(1, 6),
+    n_groups=st.integers(1, 30),  # many groups: a block's sums stay sparse
+    sparse=st.booleans(),
+    chunk=st.integers(1, 12),
+    seed=st.integers(0, 2**16),
+)
+def test_group_moments_of_dask_blocks_equal_a_loop(n, p, n_groups, sparse, chunk, seed):
+    """Row blocks of a Dask X (sparse blocks' sums stay sparse and are added into
+    the running sums in place; blocks with no counted row; one block) give the
+    loop's sums."""
+    import dask.array as da
+
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, p))
+    X[rng.random((n, p)) < 0.5] = 0.0
+    codes = rng.integers(-1, n_groups, size=n)
+    codes[: min(n, chunk)] = -1  # the first block counts no row
+    weights = rng.random(n)
+    lazy = da.from_array(X, chunks=(chunk, p))
+    if sparse:
+        lazy = lazy.map_blocks(sp.csr_matrix, dtype=X.dtype)
+    got = group_moments(lazy, codes, n_groups, weights=weights, squares=True)
+    assert isinstance(got.sums, np.ndarray)
+    assert isinstance(got.squares, np.ndarray)
+    for k in range(n_groups):
+        rows = codes == k
+        np.testing.assert_allclose(got.sums[k], weights[rows] @ X[rows], atol=1e-12)
+        np.testing.assert_allclose(got.squares[k], weights[rows] @ X[rows] ** 2, atol=1e-12)
 
 
 @pytest.mark.parametrize("sparse", [False, True])
