@@ -349,8 +349,7 @@ def _as_dense(block: Any, out: np.ndarray | None = None) -> np.ndarray:
         return np.array(block, dtype=np.float64)
     Z = out[: block.shape[0]]
     if sp.issparse(block):
-        Z.fill(0.0)  # toarray(out=) adds into out
-        sp.csr_array(block, dtype=np.float64).toarray(out=Z)
+        sp.csr_array(block, dtype=np.float64).toarray(out=Z)  # zeroes Z, then writes
     else:
         np.copyto(Z, block, casting="unsafe")
     return Z
