@@ -146,6 +146,26 @@ def test_equal_to_naive_reference(seed, n, g, exclude, ties, with_de):
     _compare(result, expected)
 
 
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 6), g=st.integers(2, 12),
+       exclude=st.sampled_from(["targeted", "none"]), ties=st.booleans(),
+       with_de=st.booleans())
+def test_observed_scored_as_its_own_prediction_shares_its_work(seed, n, g, exclude, ties,
+                                                                with_de):
+    """evaluate scores the observed changes as a prediction (what the data leave
+    undefined): passed as the same array, one side's work serves both, with the
+    numbers of an equal copy, NaN for NaN."""
+    rng = np.random.default_rng(seed)
+    T = (rng.choice([-1.0, 0.0, 1e-17, 1.0], size=(n, g)) if ties
+         else rng.normal(size=(n, g)))
+    targets = [rng.choice(g, size=rng.integers(0, 3), replace=False).tolist() for _ in range(n)]
+    options = {"exclude": exclude, "top_k": (1, 3), "scale": 1.0,
+               "de_score": rng.normal(size=(n, g)) if with_de else None,
+               "significant": rng.random((n, g)) < 0.4 if with_de else None}
+    same = perturbation_metrics(T, T, targets, **options)
+    copy = perturbation_metrics(T.copy(), T, targets, **options)
+    np.testing.assert_array_equal(same.to_numpy(), copy.to_numpy())
+
+
 def test_blocks_give_the_same_result(monkeypatch):
     rng = np.random.default_rng(0)
     P, T = rng.normal(size=(30, 50)), rng.normal(size=(30, 50))

@@ -323,7 +323,11 @@ def _block_metrics(
     significant: np.ndarray | None,
     top_k: Sequence[int],
     tol: float,
+    same: bool = False,
 ) -> dict[str, np.ndarray]:
+    """The metrics of one block of rows. ``same``: ``pred`` holds the observed
+    values themselves (the observed changes scored as a prediction, which
+    tells what the data leave undefined): one side's work serves both."""
     n_keep = keep.sum(axis=1)
     out: dict[str, np.ndarray] = {}
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -331,12 +335,15 @@ def _block_metrics(
         diff = np.where(keep, pred - obs, 0.0)
         out["mae"] = np.abs(diff).sum(axis=1) / n_keep
         out["mse"] = (diff * diff).sum(axis=1) / n_keep
-        pred, pred_flat, pred_zero = _settle(pred, keep, tol)
         obs, obs_flat, obs_zero = _settle(obs, keep, tol)
+        pred, pred_flat, pred_zero = (obs, obs_flat, obs_zero) if same else _settle(pred, keep,
+                                                                                    tol)
         out["pearson_delta"] = _masked_pearson(pred, obs, keep, tol)
         # Spearman: Pearson of the ranks among the scored genes only; a side
         # is constant when its values are, whatever rounding did to them.
-        spearman = _masked_pearson(_average_ranks(pred, keep), _average_ranks(obs, keep), keep)
+        obs_ranks = _average_ranks(obs, keep)
+        pred_ranks = obs_ranks if same else _average_ranks(pred, keep)
+        spearman = _masked_pearson(pred_ranks, obs_ranks, keep)
         spearman[pred_flat | obs_flat] = np.nan
         out["spearman_delta"] = spearman
         dot = np.where(keep, pred * obs, 0.0).sum(axis=1)
@@ -474,6 +481,7 @@ def perturbation_metrics(
     (-1.0, 0.53)
     """
     exclude = exclude_rule("perturbation_metrics", exclude)
+    same = predicted is observed  # e.g. evaluate's scorability: the observed scored as given
     pred = _check_matrix("predicted", predicted, None).astype(np.float64, copy=False)
     obs = _check_matrix("observed", observed, pred.shape).astype(np.float64, copy=False)
     n, g = pred.shape
@@ -510,7 +518,7 @@ def perturbation_metrics(
         block_score = np.abs(obs[start:stop]) if de_score is None else de_score[start:stop]
         block_sig = None if significant is None else significant[start:stop]
         part = _block_metrics(pred[start:stop], obs[start:stop], keep, block_score, block_sig, ks,
-                              tol)
+                              tol, same=same)
         part["n_genes_scored"] = keep.sum(axis=1)
         parts.append(part)
     columns = ["n_genes_scored", *metric_names(ks, significant=significant is not None)]
