@@ -356,7 +356,7 @@ def _solve_by_size(
             step = _stack_chunks(len(grp), r, int(counts[last]), factor)
             work.append((grp[i : i + step], r))
             i += step
-    # Stacks of systems: LAPACK per matrix on one thread (see _threads). Threads
+    # Stacks of systems: LAPACK per matrix on one thread (see causalcell._blas). Threads
     # only pay for single large systems.
     largest = int(sizes.max(initial=0))
     threads = one_blas_thread(largest) if largest <= _SINGLE_THREAD_SYSTEMS else nullcontext()
