@@ -11,7 +11,7 @@ per gene repeats the same work thousands of times; here it is shared:
 2. **Per gene**, the regulator Gram is downdated by the few excluded rows
    (:class:`causalcell.data._moments.LeftOut`): exclusion is exact, bit for bit.
 3. **Solves are batched**: genes with the same number of regulators are
-   stacked and solved in one LAPACK call per stack (from 100 regulators on,
+   stacked and solved in one LAPACK call per stack (from 20 regulators on,
    one Cholesky factorization per system, :func:`_solve_symmetric`); genes
    that share one regulator set (a regulator list such as the human TFs)
    share one factorization; when every gene is regressed on all other members of a
@@ -66,8 +66,13 @@ __all__ = ["MAX_MEMORY_FRACTION", "MAX_SECONDS", "STACK_VALUES", "LinearFit", "f
 STACK_VALUES = 1 << 21
 # Stacked systems up to this size are solved with single-threaded LAPACK.
 _SINGLE_THREAD_SYSTEMS = 1024
-# Fixed-penalty systems with at least this many regulators are solved by Cholesky.
-_CHOLESKY_SYSTEMS = 100
+# Fixed-penalty systems with at least this many regulators are solved by Cholesky
+# (one LAPACK posv per system, in place), fewer by one stacked LU: the crossover
+# measured on this package's 2-core machines, per system, single-threaded:
+# r = 10: LU 0.8 us, Cholesky 1.4 us; r = 20: 2.5 / 2.1 us; r = 30: 4.7 / 3.2 us;
+# r = 50: 14 / 8.3 us; r = 80: 34 / 16 us (the stacked LU copies each matrix and
+# does twice the flops; the loop's Python call costs about 1 us per system).
+_CHOLESKY_SYSTEMS = 20
 # Cost model for the early feasibility check (2-core machine, BLAS-bound work).
 _FLOPS_PER_SECOND = 1e10
 MAX_SECONDS = 4 * 3600.0
@@ -258,32 +263,32 @@ def _solve_symmetric(A: np.ndarray, b: np.ndarray) -> np.ndarray:
     when alpha > 0.
 
     Small systems: one stacked LU (``np.linalg.solve``). From
-    :data:`_CHOLESKY_SYSTEMS` regulators on (e.g. a spline basis: 5 columns
-    per regulator), one Cholesky factorization per system: half the flops of
-    the LU, and measured 1.3x (r = 100) to 1.6x (r = 250) faster than the
-    stacked LU single-threaded; the loop is over systems whose LAPACK work
-    (>= r^3 / 3 flops) dominates the call. A system that is not numerically
-    positive definite (alpha = 0 with collinear regulators) is solved by LU.
+    :data:`_CHOLESKY_SYSTEMS` regulators on (a network's typical 50
+    regulators, a spline basis of 5 columns per regulator), one Cholesky
+    factorization and solve per system (LAPACK ``posv``): half the flops of
+    the LU and no copy, measured 1.5x (r = 30) to 2x (r = 80) faster than
+    the stacked LU single-threaded; the loop is over systems whose LAPACK
+    work (>= r^3 / 3 flops) outweighs the call. A system that is not
+    numerically positive definite (alpha = 0 with collinear regulators) is
+    solved by LU.
 
     The factorizations overwrite ``A`` (the caller's to give up): LAPACK
     factorizes each system where it lies, with no copy (a symmetric matrix
     in C order is its own transpose in Fortran order), which is 1.25x faster
-    for r = 250 than SciPy's ``cho_factor`` on a copy. ``potrf`` writes one
-    triangle and the diagonal; a system it refuses is rebuilt from the other
-    triangle and its saved diagonal before the LU.
+    for r = 250 than SciPy's ``cho_factor`` on a copy. The factorization
+    writes one triangle and the diagonal; a system it refuses is rebuilt from
+    the other triangle and its saved diagonal before the LU.
     """
     m, r = b.shape
     if r < _CHOLESKY_SYSTEMS:
         return np.linalg.solve(A, b[..., None])[..., 0]
-    potrf, potrs = la.get_lapack_funcs(("potrf", "potrs"), (A,))
+    (posv,) = la.get_lapack_funcs(("posv",), (A,))
     diagonal = np.einsum("mii->mi", A).copy()
     out = np.empty((m, r))
     for i in range(m):
-        factor, info = potrf(A[i].T, lower=1, overwrite_a=1, clean=0)
-        if info == 0:
-            out[i], info = potrs(factor, b[i], lower=1)
+        _, out[i], info = posv(A[i].T, b[i], lower=1, overwrite_a=1)
         if info != 0:
-            # A[i]'s strict lower triangle (C order) is the part potrf left alone.
+            # A[i]'s strict lower triangle (C order) is the part posv left alone.
             below = np.tril(A[i], -1)
             out[i] = np.linalg.solve(below + below.T + np.diag(diagonal[i]), b[i])
     return out
