@@ -502,3 +502,42 @@ def test_sparse_expression_gives_the_same_model(small, fitted):
     b = model().fit(dense, small.network)
     np.testing.assert_allclose(a.coef_.toarray(), b.coef_.toarray(), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(a.intercept_, b.intercept_, rtol=1e-9)
+
+
+def test_linear_fit_prepares_its_block_buffer_only_for_dense_x_in_memory(small, monkeypatch):
+    """ridge / OLS on dense X (or a dense layer) start the pass's block buffer before
+    validating the data; the model is bit for bit the one fitted without it. Sparse X,
+    the other regressors and a missing layer (refused by the contract as before) start
+    none."""
+    from causalcell.data import _moments
+    from causalcell.errors import DataContractError
+    from causalcell.models import _conditional
+
+    made = []
+
+    class Recorded(_moments.BlockBuffer):
+        def __init__(self, *shape):
+            super().__init__(*shape)
+            made.append(self)
+
+    monkeypatch.setattr(_conditional, "BlockBuffer", Recorded)
+    adata = small.adata.copy()
+    adata.layers["log1p"] = adata.X.copy()
+    with_buffer = model(regressor="ols").fit(adata, small.network)
+    assert len(made) == 1
+    assert made[0].shape == (adata.n_obs, adata.n_vars)
+    assert made[0].take(made[0].shape) is None  # the pass took it
+    model(layer="log1p").fit(adata, small.network)
+    assert len(made) == 2
+    sparse = adata.copy()
+    sparse.X = sp.csr_matrix(sparse.X)
+    model().fit(sparse, small.network)
+    model(regressor=DecisionTreeRegressor(max_depth=2)).fit(adata, small.network)
+    with pytest.raises(DataContractError, match="nope"):
+        model(layer="nope").fit(adata, small.network)
+    assert len(made) == 2
+    monkeypatch.setattr(_conditional, "_block_buffer", lambda adata, layer: None)
+    without = model(regressor="ols").fit(adata, small.network)
+    np.testing.assert_array_equal(with_buffer.coef_.toarray(), without.coef_.toarray())
+    np.testing.assert_array_equal(with_buffer.intercept_, without.intercept_)
+    np.testing.assert_array_equal(with_buffer.stderr_.toarray(), without.stderr_.toarray())

@@ -131,3 +131,60 @@ def test_pass_over_trailing_untargeted_regulators_equals_definition(seed, n, k, 
     np.testing.assert_allclose(mom.regulator_sums, W_U.sum(axis=0), atol=1e-9)
     if weighted:
         np.testing.assert_allclose(mom.weighted_sum, w @ X, atol=1e-9)
+
+
+class _PoisonedBuffer:
+    """A BlockBuffer stand-in whose array is NaN: a pass that read the buffer's old
+    contents anywhere would carry NaN into its statistics."""
+
+    def __init__(self, shape):
+        self.array = np.full(shape, np.nan)
+        self.asked: list[tuple[int, int]] = []
+
+    def take(self, shape):
+        self.asked.append(tuple(shape))
+        return self.array if self.array.shape == tuple(shape) else None
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(6, 60), block_rows=st.integers(1, 70),
+       weighted=st.booleans(), wrong_shape=st.booleans())
+def test_pass_with_a_prepared_block_buffer_is_bit_identical(seed, n, block_rows, weighted,
+                                                            wrong_shape):
+    """The block buffer handed to the pass (made on a helper thread before a fit's
+    setup) changes nothing: with a buffer of the pass's block shape, whatever it
+    holds (NaN here), every statistic equals the pass's own bit for bit, and the
+    buffer was used; a buffer of another shape is left alone."""
+    design, _X, _Z, _M, rng = random_design(seed, n, 6, sparse=False)
+    regulators = np.array([0, 2, 3])
+    row_weights = rng.random(n) if weighted else None
+    plain = moments(design, regulators, block_rows=block_rows, row_weights=row_weights)
+    shape = (min(block_rows, n) + (1 if wrong_shape else 0), 6)
+    buffer = _PoisonedBuffer(shape)
+    got = moments(design, regulators, block_rows=block_rows, row_weights=row_weights,
+                  block_buffer=buffer)
+    assert buffer.asked == [(min(block_rows, n), 6)]
+    assert np.isnan(buffer.array).all() == wrong_shape  # written only when taken
+    for name in ("shift", "regulator_sums", "target_sums", "target_squares", "cross",
+                 "targeted_gram", "n_included"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(plain, name), err_msg=name)
+    if weighted:
+        np.testing.assert_array_equal(got.weighted_sum, plain.weighted_sum)
+
+
+def test_block_buffer_is_the_pass_block_and_is_taken_once():
+    """BlockBuffer has the pass's default block shape (all rows when fewer), is
+    zero-filled by its thread, and is handed out once, only for its own shape."""
+    from causalcell.data._moments import BLOCK_VALUES, BlockBuffer
+
+    small = BlockBuffer(10, 7)
+    assert small.shape == (10, 7)
+    assert small.take((9, 7)) is None  # another shape: not handed out ...
+    assert small.take((10, 7)) is None  # ... and the take was its one take
+    big = BlockBuffer(10**6, 500, block_rows=None)
+    assert big.shape == (BLOCK_VALUES // 500, 500)
+    array = big.take(big.shape)
+    assert array.shape == big.shape
+    assert not array.any()
+    assert big.take(big.shape) is None
+    assert BlockBuffer(100, 4, block_rows=30).shape == (30, 4)

@@ -34,6 +34,7 @@ exclusion is exact, bit for bit.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,8 +57,8 @@ from causalcell.data.lazy import (
 from causalcell.errors import ParameterError
 
 __all__ = [
-    "BLOCK_VALUES", "LeftOut", "Moments", "check_gather", "leave_out_gather", "left_out",
-    "moments",
+    "BLOCK_VALUES", "BlockBuffer", "LeftOut", "Moments", "check_gather", "leave_out_gather",
+    "left_out", "moments",
 ]
 
 #: Row blocks of the pass over the samples hold about this many float64 values
@@ -371,15 +372,61 @@ def _first_block_shift(Z: np.ndarray, e: _Entries) -> np.ndarray:
     return np.divide(sums, counts, out=np.zeros(p), where=counts > 0)
 
 
+class BlockBuffer:
+    """The block buffer of a pass over dense X in memory, allocated and first-touched
+    on a helper thread.
+
+    A process pays for each page of memory new to it on first touch, and on
+    these machines that costs more than the arithmetic that fills it: 7-36 ms
+    for the 16 MB buffer in a fresh process (measured; the same copy into a
+    reused buffer takes 4 ms). A caller with single-threaded setup work before
+    the pass (validating obs, reading a network's edges: Python, one core
+    busy) makes this first, so that the other core touches the pages
+    meanwhile, and hands it to :func:`moments`. The pass uses it when its
+    shape is the pass's own block shape, otherwise allocates as usual.
+
+    Parameters
+    ----------
+    n_samples, n_genes
+        The shape of X.
+    block_rows
+        The pass's ``block_rows`` (default: its default block).
+    """
+
+    def __init__(self, n_samples: int, n_genes: int, block_rows: int | None = None) -> None:
+        self.shape = (max(1, min(_block_rows(n_genes, block_rows), n_samples)), n_genes)
+        self._array: np.ndarray | None = None
+        self._thread = threading.Thread(target=self._touch, name="causalcell-block-buffer",
+                                        daemon=True)
+        self._thread.start()
+
+    def _touch(self) -> None:
+        try:
+            array = np.empty(self.shape)
+            array.fill(0.0)  # NumPy releases the GIL for the fill: the caller runs on
+        except MemoryError:  # the pass then allocates its own, as without this buffer
+            return
+        self._array = array
+
+    def take(self, shape: tuple[int, int]) -> np.ndarray | None:
+        """The buffer, once, if it has this shape (waits for the helper thread)."""
+        self._thread.join()
+        array, self._array = self._array, None
+        return array if array is not None and array.shape == tuple(shape) else None
+
+
 class _Buffers:
     """Work arrays of the dense block path, allocated once per pass and reused.
 
     With U a subset of the genes, ``WU`` has ``extra`` more columns than U
-    (see :func:`_dense_sums`), and so has ``cross`` rows.
+    (see :func:`_dense_sums`), and so has ``cross`` rows. ``block``: a
+    :class:`BlockBuffer` to take the block array from.
     """
 
-    def __init__(self, rows: int, p: int, u: int, extra: int = 1) -> None:
-        self.Z = np.empty((rows, p))
+    def __init__(self, rows: int, p: int, u: int, extra: int = 1,
+                 block: BlockBuffer | None = None) -> None:
+        Z = None if block is None else block.take((rows, p))
+        self.Z = np.empty((rows, p)) if Z is None else Z
         partial = u < p
         self.WU = np.empty((rows, u + extra)) if partial else None
         self.cross = np.empty((u + extra if partial else u, p))
@@ -562,6 +609,7 @@ def moments(
     row_weights: np.ndarray | None = None,
     what: str = "X",
     verbose: bool = False,
+    block_buffer: BlockBuffer | None = None,
 ) -> Moments:
     """One pass over the samples: the statistics every per-gene regression needs.
 
@@ -596,6 +644,9 @@ def moments(
         The expression matrix's name, for messages (e.g. ``"layer 'log1p'"``).
     verbose
         Show a progress bar.
+    block_buffer
+        The block buffer for dense X in memory, prepared while the caller set
+        up (see :class:`BlockBuffer`); ignored otherwise.
 
     Returns
     -------
@@ -628,13 +679,13 @@ def moments(
         if is_dask_array(X):  # a Dask X is subset lazily, then read like any other
             design, rows = Design(X[rows], design.interventions.take(rows)), None
     return _pass(design, lay, rows=rows, shift=shift, block_rows=block_rows, gather=gather,
-                 row_weights=row_weights, what=what, verbose=verbose)
+                 row_weights=row_weights, what=what, verbose=verbose, block_buffer=block_buffer)
 
 
 def _pass(
     design: Design, lay: _Layout, *, rows: np.ndarray | None, shift: np.ndarray | None,
     block_rows: int | None, gather: sp.csr_array | None, row_weights: np.ndarray | None,
-    what: str, verbose: bool,
+    what: str, verbose: bool, block_buffer: BlockBuffer | None = None,
 ) -> Moments:
     """:func:`moments` once the layout is fixed."""
     X = design.X
@@ -662,7 +713,7 @@ def _pass(
         with np.errstate(invalid="ignore", over="ignore"):
             sums, weighted = _memory_pass(design, lay, step, sparse_path, rows,
                                           shift is None and not sparse_path, w, verbose,
-                                          finite)
+                                          finite, block_buffer)
         if gather is not None:
             g = sp.csr_array(gather, dtype=bool)
             g.sort_indices()
@@ -731,7 +782,7 @@ def _empty_sums(lay: _Layout, p: int) -> _Sums:
 def _memory_pass(
     design: Design, lay: _Layout, step: int, sparse_path: bool, rows: np.ndarray | None,
     first_block_shift: bool, row_weights: np.ndarray | None, verbose: bool,
-    finite: _FiniteCheck,
+    finite: _FiniteCheck, block_buffer: BlockBuffer | None = None,
 ) -> tuple[_Sums, np.ndarray | None]:
     """The pass over in-memory X; also ``row_weights @ X`` and, on the dense path, the
     shift from the first block, so that X is read once."""
@@ -745,7 +796,7 @@ def _memory_pass(
     buffers = None
     if not sparse_path:
         buffers = _Buffers(min(step, count), p, len(lay.regulators),
-                           extra=1 + (row_weights is not None))
+                           extra=1 + (row_weights is not None), block=block_buffer)
     # A derived X (e.g. the spline basis beside the genes) that can write its rows
     # into the block buffer is read there, with no block-sized array of its own.
     read_into = None if (sparse_path or rows is not None) else getattr(X, "read_rows_into", None)

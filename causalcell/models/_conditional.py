@@ -34,6 +34,7 @@ from scipy import stats
 
 from causalcell._validation import check_layer, check_n_jobs, is_int, is_real
 from causalcell.data._design import Design
+from causalcell.data._moments import BlockBuffer
 from causalcell.data._pseudobulk import control_weights
 from causalcell.data._stats import bh_qvalues, weighted_column_sums
 from causalcell.data.contract import PERTURBATION, expression_matrix, expression_name
@@ -96,6 +97,16 @@ _STRING_REGRESSORS = ("ridge", "ols", "iv", "lasso", "spline")
 _IV_FALLBACKS = ("ridge", "drop")
 _STEADY_STATE_METHODS = ("auto", "closed_form", "iteration")
 _MAX_CELL_STARTS = 1 << 24  # start-state values built at once when averaging over cells
+
+
+def _block_buffer(adata: AnnData, layer: str | None) -> BlockBuffer | None:
+    """The block buffer of the pass over ``adata``'s expression when it is a dense array
+    in memory (the pass's dense path), started now; None otherwise (sparse, backed or
+    Dask X, or a layer that does not exist: the contract check then says so)."""
+    X = adata.X if layer is None else adata.layers.get(layer)
+    if not isinstance(X, np.ndarray) or X.ndim != 2 or not X.size:
+        return None
+    return BlockBuffer(*X.shape)
 
 
 def _on_a_cycle(parents: sp.csc_array | None, pool: np.ndarray | None, p: int) -> np.ndarray:
@@ -352,6 +363,9 @@ class ConditionalGRNRegressor(PerturbationModel):
             An invalid parameter, or a fit too large for this machine.
         """
         kind = self._check_params()
+        # The ridge / OLS pass over dense X: its block buffer's pages are first touched
+        # on the other core while the obs are validated and the network is read.
+        block = _block_buffer(adata, self.layer) if kind in ("ridge", "ols") else None
         # The ridge / OLS pass over the samples checks X's values itself.
         X, iv = training_data(adata, self.layer, scan_values=kind not in ("ridge", "ols"))
         genes = pd.Index(adata.var_names).astype(str)
@@ -369,7 +383,7 @@ class ConditionalGRNRegressor(PerturbationModel):
             samples = self._fit_iv(X, iv, parents, pool, genes, control_weights(adata, iv))
         elif kind in ("ridge", "ols"):
             samples = self._fit_linear(X, iv, parents, pool, kind, genes,
-                                       control_weights(adata, iv))
+                                       control_weights(adata, iv), block)
         elif kind == "spline":
             self._fit_spline(X, iv, parents, pool, genes)
         else:
@@ -391,9 +405,11 @@ class ConditionalGRNRegressor(PerturbationModel):
     def _fit_linear(
         self, X: Any, iv: Any, parents: sp.csc_array | None, pool: np.ndarray | None,
         kind: str, genes: pd.Index, control: np.ndarray | None,
+        block: BlockBuffer | None = None,
     ) -> Any:
-        """The batched exact ridge / OLS fit; returns the pass over a Dask X (else None)."""
-        fit = self._linear_fit(X, iv, parents, pool, kind, genes, control)
+        """The batched exact ridge / OLS fit; returns the pass over a Dask X (else None).
+        ``block``: the pass's block buffer, prepared (see :func:`_block_buffer`)."""
+        fit = self._linear_fit(X, iv, parents, pool, kind, genes, control, block_buffer=block)
         self.coef_ = fit.coef
         self.intercept_ = fit.intercept
         self.alpha_ = fit.alpha
@@ -410,6 +426,7 @@ class ConditionalGRNRegressor(PerturbationModel):
         self, X: Any, iv: Any, parents: sp.csc_array | None, pool: np.ndarray | None,
         kind: str, genes: pd.Index, control: np.ndarray | None,
         responses: np.ndarray | None = None, samples: Any = None,
+        block_buffer: BlockBuffer | None = None,
     ) -> Any:
         """:func:`fit_linear` with this model's penalty (``alpha`` or ``alpha="gcv"``);
         ``samples``: reuse that pass over the samples (``X`` is then its design)."""
@@ -429,6 +446,7 @@ class ConditionalGRNRegressor(PerturbationModel):
             verbose=self.verbose,
             names=genes,
             what=expression_name(self.layer),
+            block_buffer=block_buffer,
         )
 
     def _fit_iv(

@@ -50,7 +50,14 @@ from causalcell._blas import one_blas_thread
 from causalcell._progress import tqdm
 from causalcell.data._design import Design
 from causalcell.data._interventions import Interventions
-from causalcell.data._moments import BLOCK_VALUES, Moments, leave_out_gather, left_out, moments
+from causalcell.data._moments import (
+    BLOCK_VALUES,
+    BlockBuffer,
+    Moments,
+    leave_out_gather,
+    left_out,
+    moments,
+)
 from causalcell.data.lazy import format_bytes, is_dask_array, physical_memory
 from causalcell.errors import ParameterError
 
@@ -735,6 +742,7 @@ def fit_linear(
     verbose: bool = False,
     names: Any = None,
     what: str = "X",
+    block_buffer: BlockBuffer | None = None,
 ) -> LinearFit:
     """Fit every gene's ridge / OLS regression on its regulators, exactly.
 
@@ -797,6 +805,9 @@ def fit_linear(
         Gene names, for messages.
     what
         The expression matrix's name, for messages (e.g. ``"layer 'log1p'"``).
+    block_buffer
+        The pass's block buffer, made before the caller's setup (see
+        :class:`~causalcell.data._moments.BlockBuffer`); dense X in memory only.
 
     Returns
     -------
@@ -826,7 +837,8 @@ def fit_linear(
         gather = (leave_out_gather(design, structure.parents, structure.pool, "fit_linear")
                   if lazy else None)
         cp = moments(design, regulators, block_rows=block_rows, gather=gather,
-                     row_weights=row_weights, what=what, verbose=verbose)
+                     row_weights=row_weights, what=what, verbose=verbose,
+                     block_buffer=block_buffer)
         reads = design.with_values(cp.gathered) if lazy else design
     else:
         if row_weights is not None or not np.isin(regulators, samples.regulators).all():
