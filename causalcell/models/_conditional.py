@@ -102,7 +102,10 @@ _MAX_CELL_STARTS = 1 << 24  # start-state values built at once when averaging ov
 def _block_buffer(adata: AnnData, layer: str | None) -> BlockBuffer | None:
     """The block buffer of the pass over ``adata``'s expression when it is a dense array
     in memory (the pass's dense path), started now; None otherwise (sparse, backed or
-    Dask X, or a layer that does not exist: the contract check then says so)."""
+    Dask X, or a layer that does not exist, or not an AnnData: the contract check then
+    says so)."""
+    if not isinstance(adata, AnnData) or not (layer is None or isinstance(layer, str)):
+        return None  # the contract check refuses it, with its own error
     X = adata.X if layer is None else adata.layers.get(layer)
     if not isinstance(X, np.ndarray) or X.ndim != 2 or not X.size:
         return None
