@@ -504,29 +504,33 @@ def test_sparse_expression_gives_the_same_model(small, fitted):
     np.testing.assert_allclose(a.intercept_, b.intercept_, rtol=1e-9)
 
 
-def test_linear_fit_prepares_its_block_buffer_only_for_dense_x_in_memory(small, monkeypatch):
-    """ridge / OLS on dense X (or a dense layer) start the pass's block buffer before
-    validating the data; the model is bit for bit the one fitted without it. Sparse X,
-    the other regressors and a missing layer (refused by the contract as before) start
-    none."""
+def test_linear_fit_prepares_its_pass_buffers_only_for_dense_x_in_memory(small, monkeypatch):
+    """ridge / OLS on dense X (or a dense layer) start the pass's work arrays before
+    validating the data, bounded by the network's regulators among the genes, and
+    the pass takes them; the model is bit for bit the one fitted without them.
+    Sparse X, the other regressors and a missing layer (refused by the contract as
+    before) start none."""
     from causalcell.data import _moments
     from causalcell.errors import DataContractError
     from causalcell.models import _conditional
 
     made = []
 
-    class Recorded(_moments.BlockBuffer):
-        def __init__(self, *shape):
-            super().__init__(*shape)
+    class Recorded(_moments.PassBuffers):
+        def __init__(self, *shape, **kwargs):
+            super().__init__(*shape, **kwargs)
             made.append(self)
 
-    monkeypatch.setattr(_conditional, "BlockBuffer", Recorded)
+    monkeypatch.setattr(_conditional, "PassBuffers", Recorded)
     adata = small.adata.copy()
     adata.layers["log1p"] = adata.X.copy()
-    with_buffer = model(regressor="ols").fit(adata, small.network)
+    with_buffers = model(regressor="ols").fit(adata, small.network)
     assert len(made) == 1
     assert made[0].shape == (adata.n_obs, adata.n_vars)
-    assert made[0].take(made[0].shape) is None  # the pass took it
+    sources = {r for r, t in small.network.edges if r != t and t in set(adata.var_names)}
+    assert made[0].regulators >= len(sources)
+    assert made[0].take_block(made[0].shape) is None  # the pass took them
+    assert made[0].take_work(adata.n_obs, adata.n_vars, 1, 1) is None
     model(layer="log1p").fit(adata, small.network)
     assert len(made) == 2
     sparse = adata.copy()
@@ -536,8 +540,8 @@ def test_linear_fit_prepares_its_block_buffer_only_for_dense_x_in_memory(small, 
     with pytest.raises(DataContractError, match="nope"):
         model(layer="nope").fit(adata, small.network)
     assert len(made) == 2
-    monkeypatch.setattr(_conditional, "_block_buffer", lambda adata, layer: None)
+    monkeypatch.setattr(_conditional, "_pass_buffers", lambda adata, layer, network: None)
     without = model(regressor="ols").fit(adata, small.network)
-    np.testing.assert_array_equal(with_buffer.coef_.toarray(), without.coef_.toarray())
-    np.testing.assert_array_equal(with_buffer.intercept_, without.intercept_)
-    np.testing.assert_array_equal(with_buffer.stderr_.toarray(), without.stderr_.toarray())
+    np.testing.assert_array_equal(with_buffers.coef_.toarray(), without.coef_.toarray())
+    np.testing.assert_array_equal(with_buffers.intercept_, without.intercept_)
+    np.testing.assert_array_equal(with_buffers.stderr_.toarray(), without.stderr_.toarray())

@@ -133,38 +133,57 @@ def test_pass_over_trailing_untargeted_regulators_equals_definition(seed, n, k, 
         np.testing.assert_allclose(mom.weighted_sum, w @ X, atol=1e-9)
 
 
-class _PoisonedBuffer:
-    """A BlockBuffer stand-in whose array is NaN: a pass that read the buffer's old
-    contents anywhere would carry NaN into its statistics."""
+class _PoisonedBuffers:
+    """A PassBuffers stand-in whose block, regulator columns and product are NaN (a
+    pass that read their old contents anywhere would carry NaN into its statistics)
+    and whose cross sums are zeros, as PassBuffers hands them out."""
 
-    def __init__(self, shape):
-        self.array = np.full(shape, np.nan)
-        self.asked: list[tuple[int, int]] = []
+    def __init__(self, shape, regulators):
+        rows, p = shape
+        self.block = np.full(shape, np.nan)
+        self.regulators = regulators
+        self.columns = np.full((rows, regulators + 2), np.nan)
+        self.product = np.full((regulators + 2, p), np.nan)
+        self.sums = np.zeros((regulators, p))
+        self.asked: list[tuple] = []
 
-    def take(self, shape):
+    def take_block(self, shape):
         self.asked.append(tuple(shape))
-        return self.array if self.array.shape == tuple(shape) else None
+        return self.block if self.block.shape == tuple(shape) else None
+
+    def take_work(self, rows, p, u, extra):
+        self.asked.append((rows, p, u, extra))
+        if (rows, p) != self.block.shape or u != self.regulators:
+            return None
+        partial = u < p
+        columns = self.columns[:, : u + extra] if partial else None
+        product = self.product[: u + extra] if partial else self.product[:u]
+        return columns, product, self.sums
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), n=st.integers(6, 60), block_rows=st.integers(1, 70),
-       weighted=st.booleans(), wrong_shape=st.booleans())
-def test_pass_with_a_prepared_block_buffer_is_bit_identical(seed, n, block_rows, weighted,
-                                                            wrong_shape):
-    """The block buffer handed to the pass (made on a helper thread before a fit's
-    setup) changes nothing: with a buffer of the pass's block shape, whatever it
-    holds (NaN here), every statistic equals the pass's own bit for bit, and the
-    buffer was used; a buffer of another shape is left alone."""
+       weighted=st.booleans(), wrong_shape=st.booleans(), every_gene=st.booleans())
+def test_pass_with_prepared_buffers_is_bit_identical(seed, n, block_rows, weighted,
+                                                     wrong_shape, every_gene):
+    """The work arrays handed to the pass (made on a helper thread before a fit's
+    setup) change nothing: with arrays of the pass's shapes, whatever the block, the
+    regulator columns and the product hold (NaN here), every statistic equals the
+    pass's own bit for bit, and they were used; arrays of other shapes are left
+    alone."""
     design, _X, _Z, _M, rng = random_design(seed, n, 6, sparse=False)
-    regulators = np.array([0, 2, 3])
+    regulators = np.arange(6) if every_gene else np.array([0, 2, 3])
     row_weights = rng.random(n) if weighted else None
     plain = moments(design, regulators, block_rows=block_rows, row_weights=row_weights)
-    shape = (min(block_rows, n) + (1 if wrong_shape else 0), 6)
-    buffer = _PoisonedBuffer(shape)
+    rows = min(block_rows, n)
+    prepared = _PoisonedBuffers((rows + (1 if wrong_shape else 0), 6), len(regulators))
     got = moments(design, regulators, block_rows=block_rows, row_weights=row_weights,
-                  block_buffer=buffer)
-    assert buffer.asked == [(min(block_rows, n), 6)]
-    assert np.isnan(buffer.array).all() == wrong_shape  # written only when taken
+                  prepared=prepared)
+    extra = 1 + weighted
+    assert prepared.asked == [(rows, 6), (rows, 6, len(regulators), extra)]
+    assert np.isnan(prepared.block).all() == wrong_shape  # written only when taken
+    assert np.isnan(prepared.product[: len(regulators)]).all() == wrong_shape
+    assert (got.cross is prepared.sums) != wrong_shape  # the running sums, when taken
     for name in ("shift", "regulator_sums", "target_sums", "target_squares", "cross",
                  "targeted_gram", "n_included"):
         np.testing.assert_array_equal(getattr(got, name), getattr(plain, name), err_msg=name)
@@ -172,19 +191,41 @@ def test_pass_with_a_prepared_block_buffer_is_bit_identical(seed, n, block_rows,
         np.testing.assert_array_equal(got.weighted_sum, plain.weighted_sum)
 
 
-def test_block_buffer_is_the_pass_block_and_is_taken_once():
-    """BlockBuffer has the pass's default block shape (all rows when fewer), is
-    zero-filled by its thread, and is handed out once, only for its own shape."""
-    from causalcell.data._moments import BLOCK_VALUES, BlockBuffer
+def test_pass_buffers_fit_the_pass_and_are_taken_once():
+    """PassBuffers has the pass's default block shape (all rows when fewer); its
+    block and work arrays are zero-filled by its thread and handed out once, only
+    when they fit: the block of its own shape, the work arrays for at most its
+    regulator bound and two extra columns; a bound whose arrays exceed the budget
+    prepares the block only."""
+    from causalcell.data._moments import _PREPARED_WORK_VALUES, BLOCK_VALUES, PassBuffers
 
-    small = BlockBuffer(10, 7)
+    small = PassBuffers(10, 7)
     assert small.shape == (10, 7)
-    assert small.take((9, 7)) is None  # another shape: not handed out ...
-    assert small.take((10, 7)) is None  # ... and the take was its one take
-    big = BlockBuffer(10**6, 500, block_rows=None)
+    assert small.take_block((9, 7)) is None  # another shape: not handed out ...
+    assert small.take_block((10, 7)) is None  # ... and the take was its one take
+    assert small.take_work(10, 7, 3, 1) is None  # no regulator bound: no work arrays
+    assert PassBuffers(100, 4, block_rows=30).shape == (30, 4)
+    big = PassBuffers(10**6, 500, regulators=40)
     assert big.shape == (BLOCK_VALUES // 500, 500)
-    array = big.take(big.shape)
-    assert array.shape == big.shape
-    assert not array.any()
-    assert big.take(big.shape) is None
-    assert BlockBuffer(100, 4, block_rows=30).shape == (30, 4)
+    block = big.take_block(big.shape)
+    assert block.shape == big.shape
+    assert not block.any()
+    assert big.take_block(big.shape) is None
+    columns, product, sums = big.take_work(big.shape[0], 500, 30, 2)
+    assert columns.shape == (big.shape[0], 32)
+    assert product.shape == (32, 500)
+    assert sums.shape == (30, 500)
+    assert columns.flags.c_contiguous
+    assert product.flags.c_contiguous
+    assert not np.shares_memory(columns, product)
+    for array in (columns, product, sums):
+        assert not array.any()
+    assert big.take_work(big.shape[0], 500, 30, 2) is None  # once
+    for u, extra in ((41, 1), (30, 3)):  # beyond the bound, or more extra columns
+        assert PassBuffers(100, 50, regulators=40).take_work(100, 50, u, extra) is None
+    every = PassBuffers(100, 50, regulators=50).take_work(100, 50, 50, 2)
+    assert every[0] is None  # U is every gene: no regulator columns
+    assert every[1].shape == every[2].shape == (50, 50)
+    p = 4000
+    assert PassBuffers(10**5, p, regulators=p).regulators is None  # over the budget
+    assert 2 * p * p > _PREPARED_WORK_VALUES

@@ -57,7 +57,7 @@ from causalcell.data.lazy import (
 from causalcell.errors import ParameterError
 
 __all__ = [
-    "BLOCK_VALUES", "BlockBuffer", "LeftOut", "Moments", "check_gather", "leave_out_gather",
+    "BLOCK_VALUES", "LeftOut", "Moments", "PassBuffers", "check_gather", "leave_out_gather",
     "left_out", "moments",
 ]
 
@@ -372,18 +372,27 @@ def _first_block_shift(Z: np.ndarray, e: _Entries) -> np.ndarray:
     return np.divide(sums, counts, out=np.zeros(p), where=counts > 0)
 
 
-class BlockBuffer:
-    """The block buffer of a pass over dense X in memory, allocated and first-touched
+#: The work arrays beside the block (the regulator columns, the product, the
+#: cross sums) are prepared only up to this many values (64 MB): a larger pass
+#: is long enough that their first touches do not matter, and a fit that the
+#: cost check then refuses must not have claimed its memory first.
+_PREPARED_WORK_VALUES = 1 << 23
+
+
+class PassBuffers:
+    """The work arrays of a pass over dense X in memory, allocated and first-touched
     on a helper thread.
 
     A process pays for each page of memory new to it on first touch, and on
     these machines that costs more than the arithmetic that fills it: 7-36 ms
-    for the 16 MB buffer in a fresh process (measured; the same copy into a
-    reused buffer takes 4 ms). A caller with single-threaded setup work before
-    the pass (validating obs, reading a network's edges: Python, one core
-    busy) makes this first, so that the other core touches the pages
-    meanwhile, and hands it to :func:`moments`. The pass uses it when its
-    shape is the pass's own block shape, otherwise allocates as usual.
+    for the 16 MB block buffer in a fresh process (measured; the same copy
+    into a reused buffer takes 4 ms). A caller with single-threaded setup work
+    before the pass (validating obs, reading a network's edges: Python, one
+    core busy) makes this first, so that the other core touches the pages
+    meanwhile, and hands it to :func:`moments`: the block buffer and, given a
+    bound on the number of regulators, the regulator columns, the product and
+    the cross sums of the pass (zeros). The pass takes what fits its own
+    shapes and allocates the rest as usual.
 
     Parameters
     ----------
@@ -391,45 +400,95 @@ class BlockBuffer:
         The shape of X.
     block_rows
         The pass's ``block_rows`` (default: its default block).
+    regulators
+        At least the number of regulators the pass will have (e.g. the
+        network's nodes with an out-edge among the genes); None: the block
+        buffer only.
     """
 
-    def __init__(self, n_samples: int, n_genes: int, block_rows: int | None = None) -> None:
-        self.shape = (max(1, min(_block_rows(n_genes, block_rows), n_samples)), n_genes)
-        self._array: np.ndarray | None = None
-        self._thread = threading.Thread(target=self._touch, name="causalcell-block-buffer",
+    def __init__(self, n_samples: int, n_genes: int, *, block_rows: int | None = None,
+                 regulators: int | None = None) -> None:
+        rows = max(1, min(_block_rows(n_genes, block_rows), n_samples))
+        self.shape = (rows, n_genes)
+        self.regulators: int | None = None
+        if regulators is not None:
+            bound = int(min(max(regulators, 0), n_genes))
+            if sum(self._sizes(rows, n_genes, bound)) <= _PREPARED_WORK_VALUES:
+                self.regulators = bound
+        self._block: np.ndarray | None = None
+        self._work: tuple[np.ndarray, np.ndarray] | None = None
+        self._thread = threading.Thread(target=self._touch, name="causalcell-pass-buffers",
                                         daemon=True)
         self._thread.start()
 
-    def _touch(self) -> None:
-        try:
-            array = np.empty(self.shape)
-            array.fill(0.0)  # NumPy releases the GIL for the fill: the caller runs on
-        except MemoryError:  # the pass then allocates its own, as without this buffer
-            return
-        self._array = array
+    @staticmethod
+    def _sizes(rows: int, p: int, bound: int) -> tuple[int, int, int]:
+        """Values of the regulator columns, the product (both with the pass's at most
+        two extra columns / rows) and the cross sums, for ``bound`` regulators."""
+        return rows * (bound + 2), (bound + 2) * p, bound * p
 
-    def take(self, shape: tuple[int, int]) -> np.ndarray | None:
-        """The buffer, once, if it has this shape (waits for the helper thread)."""
+    def _touch(self) -> None:
+        # NumPy releases the GIL for the fills: the caller's setup runs meanwhile.
+        try:
+            block = np.empty(self.shape)
+            block.fill(0.0)
+            self._block = block
+            if self.regulators is not None:
+                columns, product, _ = self._sizes(*self.shape, self.regulators)
+                arena = np.empty(columns + product)
+                arena.fill(0.0)
+                cross = np.empty((self.regulators, self.shape[1]))
+                cross.fill(0.0)
+                self._work = arena, cross
+        except MemoryError:  # the pass then allocates what is missing, as without this
+            return
+
+    def take_block(self, shape: tuple[int, int]) -> np.ndarray | None:
+        """The block buffer, once, if it has this shape (waits for the helper thread)."""
         self._thread.join()
-        array, self._array = self._array, None
-        return array if array is not None and array.shape == tuple(shape) else None
+        block, self._block = self._block, None
+        return block if block is not None and block.shape == tuple(shape) else None
+
+    def take_work(
+        self, rows: int, p: int, u: int, extra: int
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray] | None:
+        """Once, if they fit: the regulator columns ``(rows, u + extra)`` (None when U
+        is every gene), the product ``(u + extra, p)`` (``(u, p)`` when U is every
+        gene) and the cross sums ``(u, p)``, zeros."""
+        self._thread.join()
+        work, self._work = self._work, None
+        if (work is None or self.regulators is None or p != self.shape[1]
+                or rows > self.shape[0] or u > self.regulators or extra > 2):
+            return None
+        arena, cross = work
+        partial = u < p
+        start = self._sizes(*self.shape, self.regulators)[0]
+        columns = arena[: rows * (u + extra)].reshape(rows, u + extra) if partial else None
+        product = arena[start : start + (u + extra if partial else u) * p].reshape(-1, p)
+        return columns, product, cross[:u]
 
 
 class _Buffers:
     """Work arrays of the dense block path, allocated once per pass and reused.
 
     With U a subset of the genes, ``WU`` has ``extra`` more columns than U
-    (see :func:`_dense_sums`), and so has ``cross`` rows. ``block``: a
-    :class:`BlockBuffer` to take the block array from.
+    (see :func:`_dense_sums`), and so has ``cross`` rows. ``prepared``: the
+    :class:`PassBuffers` to take them from; ``cross_sums`` is then the pass's
+    running cross sums (zeros), else None.
     """
 
     def __init__(self, rows: int, p: int, u: int, extra: int = 1,
-                 block: BlockBuffer | None = None) -> None:
-        Z = None if block is None else block.take((rows, p))
+                 prepared: PassBuffers | None = None) -> None:
+        Z = None if prepared is None else prepared.take_block((rows, p))
         self.Z = np.empty((rows, p)) if Z is None else Z
-        partial = u < p
-        self.WU = np.empty((rows, u + extra)) if partial else None
-        self.cross = np.empty((u + extra if partial else u, p))
+        work = None if prepared is None else prepared.take_work(rows, p, u, extra)
+        if work is None:
+            partial = u < p
+            self.WU = np.empty((rows, u + extra)) if partial else None
+            self.cross = np.empty((u + extra if partial else u, p))
+            self.cross_sums = None
+        else:
+            self.WU, self.cross, self.cross_sums = work
 
 
 def _chunk_rows(p: int) -> int:
@@ -609,7 +668,7 @@ def moments(
     row_weights: np.ndarray | None = None,
     what: str = "X",
     verbose: bool = False,
-    block_buffer: BlockBuffer | None = None,
+    prepared: PassBuffers | None = None,
 ) -> Moments:
     """One pass over the samples: the statistics every per-gene regression needs.
 
@@ -644,9 +703,9 @@ def moments(
         The expression matrix's name, for messages (e.g. ``"layer 'log1p'"``).
     verbose
         Show a progress bar.
-    block_buffer
-        The block buffer for dense X in memory, prepared while the caller set
-        up (see :class:`BlockBuffer`); ignored otherwise.
+    prepared
+        Work arrays for dense X in memory, prepared while the caller set up
+        (see :class:`PassBuffers`); ignored otherwise.
 
     Returns
     -------
@@ -679,13 +738,13 @@ def moments(
         if is_dask_array(X):  # a Dask X is subset lazily, then read like any other
             design, rows = Design(X[rows], design.interventions.take(rows)), None
     return _pass(design, lay, rows=rows, shift=shift, block_rows=block_rows, gather=gather,
-                 row_weights=row_weights, what=what, verbose=verbose, block_buffer=block_buffer)
+                 row_weights=row_weights, what=what, verbose=verbose, prepared=prepared)
 
 
 def _pass(
     design: Design, lay: _Layout, *, rows: np.ndarray | None, shift: np.ndarray | None,
     block_rows: int | None, gather: sp.csr_array | None, row_weights: np.ndarray | None,
-    what: str, verbose: bool, block_buffer: BlockBuffer | None = None,
+    what: str, verbose: bool, prepared: PassBuffers | None = None,
 ) -> Moments:
     """:func:`moments` once the layout is fixed."""
     X = design.X
@@ -713,7 +772,7 @@ def _pass(
         with np.errstate(invalid="ignore", over="ignore"):
             sums, weighted = _memory_pass(design, lay, step, sparse_path, rows,
                                           shift is None and not sparse_path, w, verbose,
-                                          finite, block_buffer)
+                                          finite, prepared)
         if gather is not None:
             g = sp.csr_array(gather, dtype=bool)
             g.sort_indices()
@@ -782,7 +841,7 @@ def _empty_sums(lay: _Layout, p: int) -> _Sums:
 def _memory_pass(
     design: Design, lay: _Layout, step: int, sparse_path: bool, rows: np.ndarray | None,
     first_block_shift: bool, row_weights: np.ndarray | None, verbose: bool,
-    finite: _FiniteCheck, block_buffer: BlockBuffer | None = None,
+    finite: _FiniteCheck, prepared: PassBuffers | None = None,
 ) -> tuple[_Sums, np.ndarray | None]:
     """The pass over in-memory X; also ``row_weights @ X`` and, on the dense path, the
     shift from the first block, so that X is read once."""
@@ -796,7 +855,9 @@ def _memory_pass(
     buffers = None
     if not sparse_path:
         buffers = _Buffers(min(step, count), p, len(lay.regulators),
-                           extra=1 + (row_weights is not None), block=block_buffer)
+                           extra=1 + (row_weights is not None), prepared=prepared)
+        if buffers.cross_sums is not None:
+            sums.cross = buffers.cross_sums
     # A derived X (e.g. the spline basis beside the genes) that can write its rows
     # into the block buffer is read there, with no block-sized array of its own.
     read_into = None if (sparse_path or rows is not None) else getattr(X, "read_rows_into", None)

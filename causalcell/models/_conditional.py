@@ -34,7 +34,7 @@ from scipy import stats
 
 from causalcell._validation import check_layer, check_n_jobs, is_int, is_real
 from causalcell.data._design import Design
-from causalcell.data._moments import BlockBuffer
+from causalcell.data._moments import PassBuffers
 from causalcell.data._pseudobulk import control_weights
 from causalcell.data._stats import bh_qvalues, weighted_column_sums
 from causalcell.data.contract import PERTURBATION, expression_matrix, expression_name
@@ -99,17 +99,23 @@ _STEADY_STATE_METHODS = ("auto", "closed_form", "iteration")
 _MAX_CELL_STARTS = 1 << 24  # start-state values built at once when averaging over cells
 
 
-def _block_buffer(adata: AnnData, layer: str | None) -> BlockBuffer | None:
-    """The block buffer of the pass over ``adata``'s expression when it is a dense array
+def _pass_buffers(adata: AnnData, layer: str | None,
+                  network: nx.DiGraph | None) -> PassBuffers | None:
+    """The work arrays of the pass over ``adata``'s expression when it is a dense array
     in memory (the pass's dense path), started now; None otherwise (sparse, backed or
-    Dask X, or a layer that does not exist, or not an AnnData: the contract check then
-    says so)."""
+    Dask X, a layer that does not exist, not an AnnData: the contract check then says
+    so). The regulators are at most the network's nodes with an out-edge that are
+    genes (node names match ``var_names`` exactly, as for the fit)."""
     if not isinstance(adata, AnnData) or not (layer is None or isinstance(layer, str)):
         return None  # the contract check refuses it, with its own error
     X = adata.X if layer is None else adata.layers.get(layer)
     if not isinstance(X, np.ndarray) or X.ndim != 2 or not X.size:
         return None
-    return BlockBuffer(*X.shape)
+    bound = None
+    if isinstance(network, nx.DiGraph):
+        sources = [node for node, degree in network.out_degree() if degree]
+        bound = int(pd.Index(adata.var_names).astype(str).isin(sources).sum())
+    return PassBuffers(*X.shape, regulators=bound)
 
 
 def _on_a_cycle(parents: sp.csc_array | None, pool: np.ndarray | None, p: int) -> np.ndarray:
@@ -366,9 +372,10 @@ class ConditionalGRNRegressor(PerturbationModel):
             An invalid parameter, or a fit too large for this machine.
         """
         kind = self._check_params()
-        # The ridge / OLS pass over dense X: its block buffer's pages are first touched
+        # The ridge / OLS pass over dense X: its work arrays' pages are first touched
         # on the other core while the obs are validated and the network is read.
-        block = _block_buffer(adata, self.layer) if kind in ("ridge", "ols") else None
+        prepared = (_pass_buffers(adata, self.layer, network) if kind in ("ridge", "ols")
+                    else None)
         # The ridge / OLS pass over the samples checks X's values itself.
         X, iv = training_data(adata, self.layer, scan_values=kind not in ("ridge", "ols"))
         genes = pd.Index(adata.var_names).astype(str)
@@ -386,7 +393,7 @@ class ConditionalGRNRegressor(PerturbationModel):
             samples = self._fit_iv(X, iv, parents, pool, genes, control_weights(adata, iv))
         elif kind in ("ridge", "ols"):
             samples = self._fit_linear(X, iv, parents, pool, kind, genes,
-                                       control_weights(adata, iv), block)
+                                       control_weights(adata, iv), prepared)
         elif kind == "spline":
             self._fit_spline(X, iv, parents, pool, genes)
         else:
@@ -408,11 +415,11 @@ class ConditionalGRNRegressor(PerturbationModel):
     def _fit_linear(
         self, X: Any, iv: Any, parents: sp.csc_array | None, pool: np.ndarray | None,
         kind: str, genes: pd.Index, control: np.ndarray | None,
-        block: BlockBuffer | None = None,
+        prepared: PassBuffers | None = None,
     ) -> Any:
         """The batched exact ridge / OLS fit; returns the pass over a Dask X (else None).
-        ``block``: the pass's block buffer, prepared (see :func:`_block_buffer`)."""
-        fit = self._linear_fit(X, iv, parents, pool, kind, genes, control, block_buffer=block)
+        ``prepared``: the pass's work arrays (see :func:`_pass_buffers`)."""
+        fit = self._linear_fit(X, iv, parents, pool, kind, genes, control, prepared=prepared)
         self.coef_ = fit.coef
         self.intercept_ = fit.intercept
         self.alpha_ = fit.alpha
@@ -429,7 +436,7 @@ class ConditionalGRNRegressor(PerturbationModel):
         self, X: Any, iv: Any, parents: sp.csc_array | None, pool: np.ndarray | None,
         kind: str, genes: pd.Index, control: np.ndarray | None,
         responses: np.ndarray | None = None, samples: Any = None,
-        block_buffer: BlockBuffer | None = None,
+        prepared: PassBuffers | None = None,
     ) -> Any:
         """:func:`fit_linear` with this model's penalty (``alpha`` or ``alpha="gcv"``);
         ``samples``: reuse that pass over the samples (``X`` is then its design)."""
@@ -449,7 +456,7 @@ class ConditionalGRNRegressor(PerturbationModel):
             verbose=self.verbose,
             names=genes,
             what=expression_name(self.layer),
-            block_buffer=block_buffer,
+            prepared=prepared,
         )
 
     def _fit_iv(

@@ -52,8 +52,8 @@ from causalcell.data._design import Design
 from causalcell.data._interventions import Interventions
 from causalcell.data._moments import (
     BLOCK_VALUES,
-    BlockBuffer,
     Moments,
+    PassBuffers,
     leave_out_gather,
     left_out,
     moments,
@@ -742,7 +742,7 @@ def fit_linear(
     verbose: bool = False,
     names: Any = None,
     what: str = "X",
-    block_buffer: BlockBuffer | None = None,
+    prepared: PassBuffers | None = None,
 ) -> LinearFit:
     """Fit every gene's ridge / OLS regression on its regulators, exactly.
 
@@ -805,9 +805,9 @@ def fit_linear(
         Gene names, for messages.
     what
         The expression matrix's name, for messages (e.g. ``"layer 'log1p'"``).
-    block_buffer
-        The pass's block buffer, made before the caller's setup (see
-        :class:`~causalcell.data._moments.BlockBuffer`); dense X in memory only.
+    prepared
+        The pass's work arrays, made before the caller's setup (see
+        :class:`~causalcell.data._moments.PassBuffers`); dense X in memory only.
 
     Returns
     -------
@@ -838,7 +838,7 @@ def fit_linear(
                   if lazy else None)
         cp = moments(design, regulators, block_rows=block_rows, gather=gather,
                      row_weights=row_weights, what=what, verbose=verbose,
-                     block_buffer=block_buffer)
+                     prepared=prepared)
         reads = design.with_values(cp.gathered) if lazy else design
     else:
         if row_weights is not None or not np.isin(regulators, samples.regulators).all():
