@@ -415,8 +415,19 @@ class PassBuffers:
             bound = int(min(max(regulators, 0), n_genes))
             if sum(self._sizes(rows, n_genes, bound)) <= _PREPARED_WORK_VALUES:
                 self.regulators = bound
+        # Allocated here, touched there: memory a helper thread allocates comes from
+        # its own malloc arena, new pages at every fit (measured: warm fits 4 % slower),
+        # while the caller's allocations reuse what its earlier passes freed.
         self._block: np.ndarray | None = None
         self._work: tuple[np.ndarray, np.ndarray] | None = None
+        try:
+            self._block = np.empty(self.shape)
+            if self.regulators is not None:
+                columns, product, _ = self._sizes(rows, n_genes, self.regulators)
+                self._work = (np.empty(columns + product),
+                              np.empty((self.regulators, n_genes)))
+        except MemoryError:  # the pass then allocates what is missing, as without this
+            pass
         self._thread = threading.Thread(target=self._touch, name="causalcell-pass-buffers",
                                         daemon=True)
         self._thread.start()
@@ -429,19 +440,9 @@ class PassBuffers:
 
     def _touch(self) -> None:
         # NumPy releases the GIL for the fills: the caller's setup runs meanwhile.
-        try:
-            block = np.empty(self.shape)
-            block.fill(0.0)
-            self._block = block
-            if self.regulators is not None:
-                columns, product, _ = self._sizes(*self.shape, self.regulators)
-                arena = np.empty(columns + product)
-                arena.fill(0.0)
-                cross = np.empty((self.regulators, self.shape[1]))
-                cross.fill(0.0)
-                self._work = arena, cross
-        except MemoryError:  # the pass then allocates what is missing, as without this
-            return
+        for array in (self._block, *(self._work or ())):
+            if array is not None:
+                array.fill(0.0)
 
     def take_block(self, shape: tuple[int, int]) -> np.ndarray | None:
         """The block buffer, once, if it has this shape (waits for the helper thread)."""
