@@ -380,7 +380,7 @@ _PREPARED_WORK_VALUES = 1 << 23
 
 
 class PassBuffers:
-    """The work arrays of a pass over dense X in memory, allocated and first-touched
+    """The work arrays of a pass over dense X in memory, made ahead and first touched
     on a helper thread.
 
     A process pays for each page of memory new to it on first touch, and on
