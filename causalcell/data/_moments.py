@@ -269,12 +269,14 @@ def left_out(moments: Moments, design: Design, genes: np.ndarray, regs: np.ndarr
     rows, counts = design.excluded(genes)
     if not counts.any():
         return LeftOut(moments, genes, regs, None)
-    valid = np.broadcast_to((rows >= 0)[:, :, None], (*rows.shape, regs.shape[1]))
-    rr = np.broadcast_to(rows[:, :, None], valid.shape)
-    cc = np.broadcast_to(regs[:, None, :], valid.shape)
-    V = np.zeros(valid.shape)
-    V[valid] = design.values(rr[valid], cc[valid])
-    V[valid] -= np.broadcast_to(moments.shift[regs][:, None, :], valid.shape)[valid]
+    # The (gene, slot) pairs that hold a sample: one row of regulator values each,
+    # written into the padded stack whole (no mask over every value of it).
+    gene_at, slot = np.nonzero(rows >= 0)
+    cols = regs[gene_at]
+    values = design.values(np.broadcast_to(rows[gene_at, slot][:, None], cols.shape), cols)
+    values -= moments.shift[cols]
+    V = np.zeros((*rows.shape, regs.shape[1]))
+    V[gene_at, slot] = values
     return LeftOut(moments, genes, regs, V)
 
 
