@@ -199,9 +199,10 @@ def large_benchmark(g: int) -> None:
                          capture_output=True, text=True)
     res = json.loads(out.stdout.strip().splitlines()[-1])
     gib = 2.0**30
+    ratio = res["seconds"] / res["floor_estimate"]
     print(f"pairwise_retrieval: {res['seconds']:.1f} s; floor P @ T.T estimated from "
           f"{N_LARGE // 10:,} rows x 10 (best of 2): {res['floor_estimate']:.1f} s -> ratio "
-          f"{res['seconds'] / res['floor_estimate']:.2f}x")
+          f"{ratio:.2f}x (target <= 3x: {'meets' if ratio <= 3 else 'MISSES'})")
     what = "peak RSS during the call (VmHWM, reset before it)" if res["peak_reset"] else \
         "peak RSS of the process (getrusage)"
     print(f"inputs (predicted + observed, float64): {res['inputs'] / gib:.2f} GiB; RSS before "

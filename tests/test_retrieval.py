@@ -10,6 +10,7 @@ sets. Known answers and properties complete the picture.
 from __future__ import annotations
 
 import itertools
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from scipy.spatial import distance as ssd
 
 from causalcell.errors import CausalCellError, DataContractError, ParameterError
 from causalcell.evaluate import RETRIEVAL_EXCLUDES as EXCLUSIONS
+from causalcell.evaluate import _retrieval
 from causalcell.evaluate._retrieval import (
     DISTANCES,
     ORIENTATIONS,
@@ -135,9 +137,18 @@ def retrieval_problems(draw, continuous: bool):
     return P, T, targets
 
 
-def _check_equal(P, T, targets, distance, exclusion, orientation, block_size=None):
-    fast = pairwise_retrieval(P, T, targets, distance, exclusion, orientation,
-                              block_size=block_size)
+def _candidate_chunks(pair_elements):
+    """Candidate chunks of ``pair_elements // block_size`` rows (None: the default)."""
+    if pair_elements is None:
+        return mock.patch.object(_retrieval, "_PAIR_ELEMENTS", _retrieval._PAIR_ELEMENTS)
+    return mock.patch.object(_retrieval, "_PAIR_ELEMENTS", pair_elements)
+
+
+def _check_equal(P, T, targets, distance, exclusion, orientation, block_size=None,
+                 pair_elements=None):
+    with _candidate_chunks(pair_elements):
+        fast = pairwise_retrieval(P, T, targets, distance, exclusion, orientation,
+                                  block_size=block_size)
     slow = naive_retrieval(P, T, targets, distance, exclusion, orientation)
     np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-9,
                                err_msg=f"{distance}/{exclusion}/{orientation}")
@@ -145,10 +156,13 @@ def _check_equal(P, T, targets, distance, exclusion, orientation, block_size=Non
 
 @pytest.mark.parametrize(("distance", "exclusion", "orientation"), COMBOS)
 @settings(max_examples=25, suppress_health_check=[HealthCheck.too_slow])
-@given(problem=retrieval_problems(continuous=False), block=st.sampled_from([None, 1, 2, 3]))
-def test_equals_naive_on_grid_data_with_ties(distance, exclusion, orientation, problem, block):
+@given(problem=retrieval_problems(continuous=False), block=st.sampled_from([None, 1, 2, 3]),
+       pair_elements=st.sampled_from([None, 1, 3, 5]))
+def test_equals_naive_on_grid_data_with_ties(distance, exclusion, orientation, problem, block,
+                                             pair_elements):
+    """Equal to the naive loop whatever the query blocks and candidate chunks."""
     P, T, targets = problem
-    _check_equal(P, T, targets, distance, exclusion, orientation, block)
+    _check_equal(P, T, targets, distance, exclusion, orientation, block, pair_elements)
 
 
 @pytest.mark.parametrize(("distance", "exclusion", "orientation"), COMBOS)
@@ -338,6 +352,27 @@ def test_known_ranks_with_ties():
     np.testing.assert_array_equal(ranks, [0.5, 0.25, 0.5])
 
 
+
+@pytest.mark.parametrize("pair_elements", [None, 1, 2])
+def test_tie_scale_is_each_candidates_own(pair_elements):
+    """Candidate 2's huge target effect (its own excluded gene) sets the tie scale of
+    every comparison with it: a gap of 0.25 is then a tie (scale about 1e10, tolerance
+    about 1), while the other comparisons keep a scale near 1. Chunks of 1 and 2
+    candidates must pair each candidate with its own scale."""
+    T = np.array([[0.0, 0.0, 0.0], [5.0, 5.0, 0.0], [0.0, 0.5, 1e5]])
+    P = np.array([[1.0, 0.0, 0.0], [5.0, 5.0, 0.0], [0.0, 0.5, 0.0]])
+    targets = [[], [], [2]]
+    # Query 0 on genes {0, 1}: d^2(P0, T0) = 1, d^2(P0, T2) = 1.25, a tie: the
+    # scale, centred on the column means (gene 2: 1e5 / 6), is about 7.5e9, the
+    # tolerance 0.75 (with row 0's scale in place of row 2's: 0.08, no tie).
+    # d^2(P0, T1) = 41 loses.
+    with _candidate_chunks(pair_elements):
+        ranks = pairwise_retrieval(P, T, targets, "euclidean", block_size=1)
+    expected = naive_retrieval(P, T, targets, "euclidean", "targeted", "prediction")
+    assert expected[0] == 0.25
+    np.testing.assert_array_equal(ranks, expected)
+
+
 # --------------------------------------------------------------------------- properties
 
 
@@ -386,6 +421,14 @@ def test_return_matrix_and_block_size_invariance():
     for block in (1, 4, 15, 100):
         np.testing.assert_array_equal(
             pairwise_retrieval(P, T, targets, "pearson", block_size=block), ranks)
+    # Candidate chunks of 1, 2 and 3 rows against blocks of 4 (chunk edges
+    # cut through the blocks' own diagonals) give the same matrix.
+    for pair_elements in (4, 8, 12):
+        with _candidate_chunks(pair_elements):
+            chunked = pairwise_retrieval(P, T, targets, "pearson", block_size=4,
+                                         return_matrix=True)
+        np.testing.assert_array_equal(chunked[0], ranks)
+        np.testing.assert_array_equal(chunked[1], beats)
 
 
 def test_all_genes_excluded_gives_ties():

@@ -19,8 +19,9 @@ A naive double loop makes ``n^2`` Python iterations of ``O(g)`` work. Here one
 dense product ``Q' @ C'.T`` (one ``cdist`` for manhattan) gives every
 comparison at once, and the genes a comparison leaves out are removed by
 gathered low-rank corrections (``O(n^2 s)`` for ``s`` targeted genes per
-perturbation), in row blocks so that memory stays ``O(block * max(n, g))``
-beyond the inputs and one copy of one of them, never ``O(n^2 g)``:
+perturbation), in blocks of query rows, each met by the candidates chunk by
+chunk, so that memory stays ``O(block * g)`` plus a fixed budget for the
+comparisons beyond the inputs and one copy of one of them, never ``O(n^2)``:
 
 * the query side ``Q'`` is zeroed on the genes its own row excludes and the
   candidate side ``C'`` on the genes its own row excludes, so ``Q'_i . C'_j`` is
@@ -104,13 +105,15 @@ ORIENTATIONS = ("prediction", "observed")
 TIE_RTOL = 1e-10
 ZERO_RTOL = 1e-12
 
-# Elements of one (block, n) temporary: about 16 MiB of float64; about twenty
-# of them live at once: a few hundred MiB at most.
-_BLOCK_ELEMENTS = 1 << 21
 # Elements of one (block, genes) buffer (32 MiB of float64; at most two of
-# them): a small n then takes a few large blocks, so the product streams the
-# (n, genes) candidates from memory a few times instead of n / 262 times.
+# them): the query block is as tall as that allows, so the product streams the
+# (n, genes) candidates from memory n / block times (and packs them as often).
 _BUFFER_ELEMENTS = 1 << 22
+# Elements of one (block, candidate chunk) temporary (8 MiB of float64; about
+# twenty live at once): each query block meets the candidates chunk by chunk,
+# so the comparison's elementwise steps run on arrays that stay near the cache
+# and are reused, whatever n.
+_PAIR_ELEMENTS = 1 << 20
 _MIN_BLOCK = 64
 # Elements of a chunk of rows prepared at once (1 MiB of float64: in cache).
 _CHUNK_ELEMENTS = 1 << 17
@@ -380,13 +383,15 @@ def _match_distance(q: np.ndarray, c: np.ndarray, distance: str, scratch: np.nda
 
 def _true_distance(Qb: np.ndarray, Cb: np.ndarray, distance: str) -> np.ndarray:
     """:func:`_match_distance` of the query block to its true matches, row chunk by
-    row chunk; ``Qb`` is overwritten with ``Qb - Cb``."""
+    row chunk through one scratch chunk (``Qb`` is kept: every candidate chunk
+    still needs it)."""
     m, g = Qb.shape
     out = np.empty(m)
     step = max(1, _CHUNK_ELEMENTS // max(g, 1))
+    scratch = np.empty((min(step, m), g))
     for a in range(0, m, step):
         b = min(a + step, m)
-        out[a:b] = _match_distance(Qb[a:b], Cb[a:b], distance, Qb[a:b])
+        out[a:b] = _match_distance(Qb[a:b], Cb[a:b], distance, scratch[: b - a])
     return out
 
 
@@ -458,11 +463,14 @@ def pairwise_retrieval(
         prediction ``P_j`` (PerturBench, Wong et al.); ``exclude="query"``
         then means the observed row's genes, which are the same genes.
     block_size
-        Query rows processed at once; default
-        ``min(2**21 // n, 2**22 // g, ceil(n / 2))`` (at least 64). Memory
-        beyond the inputs and one float64 copy of one of them is about
-        ``(20 * n + 2 * g) * block_size * 8`` bytes (at most about 400 MB by
-        default). Results do not depend on it.
+        Query rows processed at once; default ``min(2**22 // g, ceil(n / 2))``
+        (at least 64). Each block meets the candidates in chunks of
+        ``max(1, 2**20 // block_size)`` rows. Memory beyond the inputs and
+        one float64 copy of one of them is about ``16 * g * block_size``
+        bytes for the block plus about twenty 8 MiB temporaries for the
+        comparisons (about 250 MB by default, whatever ``n``, with a few
+        targeted genes per row; the gathered corrections grow with that
+        number). Results do not depend on it.
     return_matrix
         Also return the (n, n) float32 matrix ``B`` with ``B[i, j]`` = 1 when
         candidate ``j`` beats the true match of query ``i``, 0.5 for a tie, 0
@@ -592,16 +600,16 @@ def pairwise_retrieval(
     q_count = g_eff - (np.diff(Rq.indptr) if Rq is not None else np.zeros(n, np.int64))
 
     if block_size is None:
-        # The (block, n) temporaries stay near _BLOCK_ELEMENTS, the (block,
-        # genes) buffers near _BUFFER_ELEMENTS, and there are at least two
-        # blocks: the product is then tall times short (see _block_product).
-        block_size = max(_MIN_BLOCK, min(_BLOCK_ELEMENTS // n, _BUFFER_ELEMENTS // g,
-                                         (n + 1) // 2))
+        # The (block, genes) buffers stay near _BUFFER_ELEMENTS and there are
+        # at least two blocks (the product is then tall times short at small
+        # n, see _block_product).
+        block_size = max(_MIN_BLOCK, min(_BUFFER_ELEMENTS // g, (n + 1) // 2))
     block_size = int(min(block_size, n))
     work = _QueryBlocks(
         Q=Q, C=C, Cz=Cz, distance=distance, mu=mu, keep=keep, Rq=Rq, Rc=Rc,
         true_same_as_cand=true_same_as_cand, nc0=nc0, sc0=sc0, q_count=q_count,
         scale_c=scale_c, return_matrix=return_matrix,
+        chunk=max(1, _PAIR_ELEMENTS // block_size),
     )
     bounds = [(lo, min(lo + block_size, n)) for lo in range(0, n, block_size)]
     if use_dask:
@@ -633,13 +641,14 @@ class _QueryBlocks:
                  mu: np.ndarray | None, keep: np.ndarray | None, Rq: _Sets | None,
                  Rc: _Sets | None, true_same_as_cand: bool, nc0: np.ndarray,
                  sc0: np.ndarray | None, q_count: np.ndarray, scale_c: np.ndarray | None,
-                 return_matrix: bool) -> None:
+                 return_matrix: bool, chunk: int) -> None:
         self.Q, self.C, self.Cz = Q, C, Cz
         self.distance, self.mu, self.keep = distance, mu, keep
         self.Rq, self.Rc = Rq, Rc
         self.true_same_as_cand = true_same_as_cand
         self.nc0, self.sc0, self.q_count, self.scale_c = nc0, sc0, q_count, scale_c
         self.return_matrix = return_matrix
+        self.chunk = chunk
 
     def buffers(self, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Work buffers for blocks of up to ``size`` query rows (at most two)."""
@@ -651,15 +660,19 @@ class _QueryBlocks:
 
     def ranks(self, lo: int, hi: int, buffers: tuple | None = None
               ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Ranks of query rows lo..hi (and their float32 rows of B with ``return_matrix``)."""
-        distance, mu, keep, Rq, Rc, Cz = (self.distance, self.mu, self.keep, self.Rq,
-                                          self.Rc, self.Cz)
+        """Ranks of query rows lo..hi (and their float32 rows of B with ``return_matrix``).
+
+        The query block is prepared once, then compared with the candidates
+        chunk by chunk; a chunk's beats are 0, 0.5 or 1, so their per-row
+        totals are exact whatever the chunking.
+        """
+        distance, mu, keep, Rq, Cz = self.distance, self.mu, self.keep, self.Rq, self.Cz
         n = Cz.shape[0]
         b = hi - lo
         similarity = distance in ("cosine", "pearson")
         q_full, q_buf, c_buf = buffers if buffers is not None else self.buffers(b)
         # Query block and the true matches' block, transformed and zeroed.
-        true_d = None  # the true matches' distances, when known before the product
+        true_d = None  # the true matches' distances, when known from the preparation
         if keep is None:
             # With C'' == C' the true matches are prepared already: their
             # distances are taken while the query chunk is in cache.
@@ -676,49 +689,62 @@ class _QueryBlocks:
             Cb = Cz[lo:hi]
         else:
             Cb = _zero_rows(_transform(self.C[lo:hi], distance, mu, out=c_buf[:b]), Rq, lo, hi)
-        # A: query-side values at candidate j's excluded genes (R^c_j);
-        # B: candidate values at query i's excluded genes (R^q_i).
-        A = _ASums(Qb, Cb, Rc, Rq, lo, hi, counts=distance == "pearson")
-        B = _BSums(Cz, Rq, lo, hi)
         if similarity:
-            beats = _beats_similarity(Qb, Cb, Cz, self.nc0, self.sc0, self.q_count[lo:hi], A,
-                                      B, qq, pearson=distance == "pearson")
+            block = _SimilarityBlock(Qb, Cb, qq, self.q_count[lo:hi], Rq, lo, hi,
+                                     pearson=distance == "pearson")
         else:
-            # Without the true matches' distances yet, the query block's buffer
-            # (our own; Qb is not needed once the candidate distances are in)
-            # takes Qb - Cb in place: a second (block, genes) buffer would cost
-            # its first touch per call.
-            if distance == "manhattan":
-                cand = cdist(Qb, Cz, "cityblock")
-                cand -= A.sum(np.abs(A.q))
-                cand -= B.sum(np.abs(B.c))
-                if true_d is None:
-                    true_d = _true_distance(Qb, Cb, distance)
-                true = true_d[:, None] - A.sum(np.abs(A.q - A.c))
+            if true_d is None:
+                true_d = _true_distance(Qb, Cb, distance)
+            scale_true = scale_q + self.scale_c[lo:hi]
+        totals = np.zeros(b)
+        rows = np.empty((b, n), dtype=np.float32) if self.return_matrix else None
+        for j0 in range(0, n, self.chunk):
+            j1 = min(j0 + self.chunk, n)
+            # A: query-side values at candidate j's excluded genes (R^c_j);
+            # B: candidate values at query i's excluded genes (R^q_i).
+            A = _ASums(Qb, Cb, self.Rc, j0, j1,
+                       kept=block.kept if similarity and block.pearson else None)
+            B = _BSums(Cz[j0:j1], Rq, lo, hi)
+            if similarity:
+                beats = block.beats(Cz[j0:j1], self.nc0[j0:j1],
+                                    None if self.sc0 is None else self.sc0[j0:j1], A, B)
             else:
-                # Squared distances for both members of the euclidean family.
-                cand = _block_product(Qb, Cz)
-                cand *= -2.0
-                cand += qq[:, None]
-                cand += self.nc0[None, :]
-                cand -= A.sum(A.q * A.q)
-                cand -= B.sum(B.c * B.c)
-                if true_d is None:
-                    true_d = _true_distance(Qb, Cb, distance)
-                true = true_d[:, None] - A.sum(np.square(A.q - A.c))
-            scale_c = self.scale_c
-            tol = TIE_RTOL * ((scale_q + scale_c[lo:hi])[:, None] + scale_c[None, :])
-            beats = _beats_smaller(cand, true, tol)
-        beats[np.arange(b), np.arange(lo, hi)] = 0.0
-        ranks = beats.sum(axis=1) / (n - 1)
-        return ranks, (beats.astype(np.float32) if self.return_matrix else None)
+                beats = self._beats_distance(Qb, qq, true_d, scale_true, j0, j1, A, B)
+            # A query is not its own candidate.
+            d0, d1 = max(lo, j0), min(hi, j1)
+            if d0 < d1:
+                beats[np.arange(d0 - lo, d1 - lo), np.arange(d0 - j0, d1 - j0)] = 0.0
+            totals += beats.sum(axis=1)
+            if rows is not None:
+                rows[:, j0:j1] = beats
+        return totals / (n - 1), rows
+
+    def _beats_distance(self, Qb: np.ndarray, qq: np.ndarray, true_d: np.ndarray,
+                        scale_true: np.ndarray, j0: int, j1: int, A: _ASums, B: _BSums
+                        ) -> np.ndarray:
+        """Beats of candidates j0..j1 for the euclidean family and manhattan."""
+        Cz = self.Cz[j0:j1]
+        if self.distance == "manhattan":
+            cand = cdist(Qb, Cz, "cityblock")
+            cand -= A.sum(np.abs(A.q))
+            cand -= B.sum(np.abs(B.c))
+            true = true_d[:, None] - A.sum(np.abs(A.q - A.c))
+        else:
+            # Squared distances for both members of the euclidean family.
+            cand = _block_product(Qb, Cz)
+            cand *= -2.0
+            cand += qq[:, None]
+            cand += self.nc0[None, j0:j1]
+            cand -= A.sum(A.q * A.q)
+            cand -= B.sum(B.c * B.c)
+            true = true_d[:, None] - A.sum(np.square(A.q - A.c))
+        tol = TIE_RTOL * (scale_true[:, None] + self.scale_c[None, j0:j1])
+        return _beats_smaller(cand, true, tol)
 
 
 def _block_product(Qb: np.ndarray, Cz: np.ndarray) -> np.ndarray:
-    """``Qb @ Cz.T`` for a short query block, computed as ``(Cz @ Qb.T).T``: OpenBLAS
-    runs the tall-times-short product about 1.6x faster than the short-times-tall one
-    (measured at 262 x 8,000 by 8,000 x 1,000), which brings small n near the floor."""
-    return (Cz @ Qb.T).T
+    """``Qb @ Cz.T`` (C-ordered, as the elementwise steps that follow it)."""
+    return Qb @ Cz.T
 
 
 def _run_block(placeholder: Any, start: int, stop: int, work: _QueryBlocks, lo: int,
@@ -746,60 +772,78 @@ def _map_query_blocks(work: _QueryBlocks, bounds: list[tuple[int, int]]
                           desc="Query blocks")
 
 
-def _beats_similarity(Qb: np.ndarray, Cb: np.ndarray, Cz: np.ndarray, nc0: np.ndarray,
-                      sc0: np.ndarray | None, q_count: np.ndarray, A: _ASums, B: _BSums,
-                      qq: np.ndarray, *, pearson: bool) -> np.ndarray:
-    """Beats matrix of one query block for cosine or Pearson.
+class _SimilarityBlock:
+    """One query block's side of cosine or Pearson, met chunk by chunk.
 
     All sums are over the comparison's genes: the row totals of the zeroed
     profiles minus the gathered corrections. Pearson adds the sums and the
-    count of genes, and centres the cross-products and squared norms.
+    count of genes, and centres the cross-products and squared norms. The
+    query rows' and true matches' totals are taken once per block.
     """
-    dot = _block_product(Qb, Cz)
-    nq = qq[:, None] - A.sum(A.q * A.q)
-    nc = nc0[None, :] - B.sum(B.c * B.c)
-    nct = np.einsum("ij,ij->i", Cb, Cb)[:, None] - A.sum(A.c * A.c)
-    dott = np.einsum("ij,ij->i", Qb, Cb)[:, None] - A.sum(A.q * A.c)
-    if pearson:
-        # An empty gene set has sums 0: any count >= 1 gives variance 0 there.
-        m = np.maximum(q_count[:, None] - A.sum(A.kept), 1.0)
-        sq = Qb.sum(axis=1)[:, None] - A.sum(A.q)
-        sc = sc0[None, :] - B.sum(B.c)
-        sct = Cb.sum(axis=1)[:, None] - A.sum(A.c)
-        dot -= sq * sc / m
-        dott = dott - sq * sct / m
-        nq = nq - sq * sq / m
-        nc = nc - sc * sc / m
-        nct = nct - sct * sct / m
-    r_c, k_c = _similarity(dot, nq, nc)
-    r_t, k_t = _similarity(dott, nq, nct)
-    # Distances are 1 - r: the candidate wins when its similarity is larger.
-    return _beats_smaller(-r_c, -r_t, TIE_RTOL * (k_c + k_t))
+
+    def __init__(self, Qb: np.ndarray, Cb: np.ndarray, qq: np.ndarray, q_count: np.ndarray,
+                 Rq: _Sets | None, lo: int, hi: int, *, pearson: bool) -> None:
+        self.Qb, self.pearson = Qb, pearson
+        self.qq = qq[:, None]
+        self.nct = np.einsum("ij,ij->i", Cb, Cb)[:, None]
+        self.dott = np.einsum("ij,ij->i", Qb, Cb)[:, None]
+        self.kept = None
+        if pearson:
+            self.q_count = q_count[:, None]
+            self.sq = Qb.sum(axis=1)[:, None]
+            self.sct = Cb.sum(axis=1)[:, None]
+            # 1 where query i keeps the gene: gathered at a candidate's
+            # excluded genes and summed, the genes the comparison loses
+            # beyond the query's own.
+            self.kept = _zero_rows(np.ones(Qb.shape), Rq, lo, hi)
+
+    def beats(self, Cz: np.ndarray, nc0: np.ndarray, sc0: np.ndarray | None, A: _ASums,
+              B: _BSums) -> np.ndarray:
+        """Beats of the candidates ``Cz`` (a chunk of the prepared candidates)."""
+        dot = _block_product(self.Qb, Cz)
+        nq = self.qq - A.sum(A.q * A.q)
+        nc = nc0[None, :] - B.sum(B.c * B.c)
+        nct = self.nct - A.sum(A.c * A.c)
+        dott = self.dott - A.sum(A.q * A.c)
+        if self.pearson:
+            # An empty gene set has sums 0: any count >= 1 gives variance 0 there.
+            m = np.maximum(self.q_count - A.sum(A.kept), 1.0)
+            sq = self.sq - A.sum(A.q)
+            sc = sc0[None, :] - B.sum(B.c)
+            sct = self.sct - A.sum(A.c)
+            dot -= sq * sc / m
+            dott = dott - sq * sct / m
+            nq = nq - sq * sq / m
+            nc = nc - sc * sc / m
+            nct = nct - sct * sct / m
+        r_c, k_c = _similarity(dot, nq, nc)
+        r_t, k_t = _similarity(dott, nq, nct)
+        # Distances are 1 - r: the candidate wins when its similarity is larger.
+        return _beats_smaller(-r_c, -r_t, TIE_RTOL * (k_c + k_t))
 
 
 class _ASums:
-    """Sums of query-block values at each candidate's excluded genes (R^c_j).
+    """Sums of query-block values at each candidate's excluded genes (R^c_j),
+    for the candidates j0..j1.
 
     ``q`` and ``c`` are the gathered query and true-match values, (block,
     nnz + 1) with a trailing zero column; :meth:`sum` reduces any elementwise
-    function of them to (block, n). ``kept`` (Pearson only) is 1 where
-    candidate j's excluded gene is not already excluded by query i: summed, it
-    is the number of genes the comparison loses beyond the query's own.
-    Without candidate-side exclusions every sum is 0.
+    function of them to (block, j1 - j0). ``kept`` (Pearson only) gathers the
+    block's 1-where-kept matrix the same way. Without candidate-side
+    exclusions every sum is 0.
     """
 
-    def __init__(self, Qb: np.ndarray, Cb: np.ndarray, Rc: _Sets | None, Rq: _Sets | None,
-                 lo: int, hi: int, *, counts: bool) -> None:
+    def __init__(self, Qb: np.ndarray, Cb: np.ndarray, Rc: _Sets | None, j0: int, j1: int,
+                 *, kept: np.ndarray | None) -> None:
         self.active = Rc is not None
         self.q = self.c = self.kept = 0.0
         if Rc is None:
             return
-        self._starts, self._empty = Rc.indptr[:-1], Rc.empty
-        self.q = _gather_cols(Qb, Rc.indices)
-        self.c = _gather_cols(Cb, Rc.indices)
-        if counts:
-            kept = _zero_rows(np.ones((hi - lo, Qb.shape[1])), Rq, lo, hi)
-            self.kept = _gather_cols(kept, Rc.indices)
+        idx, self._starts, self._empty = Rc.block(j0, j1)
+        self.q = _gather_cols(Qb, idx)
+        self.c = _gather_cols(Cb, idx)
+        if kept is not None:
+            self.kept = _gather_cols(kept, idx)
 
     def sum(self, vals: Any) -> Any:
         if not self.active:
@@ -810,9 +854,9 @@ class _ASums:
 class _BSums:
     """Sums of candidate values at each query row's excluded genes (R^q_i).
 
-    ``c`` holds every candidate's values at the block's excluded genes, in
-    CSR order, ((n, nnz_block + 1), last column zero); :meth:`sum` reduces an
-    elementwise function of it to (block, n).
+    ``c`` holds the chunk's candidate values at the block's excluded genes, in
+    CSR order, ((chunk, nnz_block + 1), last column zero); :meth:`sum` reduces
+    an elementwise function of it to (block, chunk).
     """
 
     def __init__(self, Cz: np.ndarray, Rq: _Sets | None, lo: int, hi: int) -> None:
