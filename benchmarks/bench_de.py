@@ -20,9 +20,8 @@ difference of the statistics (t, and scanpy's Wilcoxon z score). At 200 groups
 disk (written once beforehand, CSC for the rank test as crispyx recommends), so
 their time includes reading it; ours is in memory.
 
-scanpy and crispyx come with the ``bench`` extra (``pip install -e '.[bench]'``
-and ``pip install crispyx``); without them the peers are skipped. Run from the
-repository root:
+scanpy and crispyx come with the ``bench`` extra (``pip install -e '.[bench]'``);
+without them the peers are skipped. Run from the repository root:
 
     python benchmarks/bench_de.py [--quick] [--groups 5,50,500,5000]
 
