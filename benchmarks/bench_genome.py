@@ -222,7 +222,8 @@ def report(big: dict, small: dict) -> None:
           f"{m[1]:8.0f}s {lin[0]:10.0f}s {lin[1]:12.0f}s")
     print(f"mean retrieval rank (targeted excluded) over "
           f"{int(big['_summary']['n_perturbations']):,} perturbations: "
-          f"{big['_summary']['mean_retrieval_rank_targeted_excluded']:.3f}")
+          f"{big['_summary']['mean_retrieval_rank_targeted_excluded']:.3f} (0 = every true "
+          f"match first, 0.5 = chance; a check of the pipeline, not of the model)")
     for kind, (at_default, at_full) in sums.items():
         verdict = "meets" if at_default < 600 else "MISSES"
         print(f"{kind} extrapolation to scale 1 ({CELLS:,} cells, {KNOCKDOWNS:,} knockdowns): "

@@ -25,6 +25,7 @@ QUICK_RUNS = [
     (["bench_edistance.py", "--quick"], "ours / floor"),
     (["bench_pseudobulk.py", "--quick"], "dense"),
     (["bench_fit.py", "--quick", "--processes", "1"], "quick    tf"),
+    (["bench_de.py", "--quick"], "max diff over"),
 ]
 
 
